@@ -1,0 +1,57 @@
+"""The interface every executor implements (reference, native, browser). The core decides
+what to compute; an engine only runs the model on token ids and returns logits or ids."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from companion.sampling import Sampler, SamplingParams
+
+
+class Engine(ABC):
+    """A model executor with its own KV cache. Positions are implicit: each call appends."""
+
+    name: str = "engine"  # "reference" | "native" | "browser"
+
+    @property
+    def adapter(self) -> str:
+        """Human-readable description of where it runs (adapter name, "CPU (numpy)")."""
+        return "CPU (numpy)"
+
+    @property
+    @abstractmethod
+    def n_ctx(self) -> int:
+        """Capacity of the KV cache in tokens."""
+
+    @property
+    @abstractmethod
+    def n_past(self) -> int:
+        """Tokens already in the KV cache."""
+
+    @abstractmethod
+    def reset(self, n_keep: int = 0) -> None:
+        """Forget cached positions from n_keep on (0 = start a new sequence)."""
+
+    @abstractmethod
+    def eval(self, ids: Sequence[int]) -> np.ndarray:
+        """Append ids to the sequence (prefill as one batch); return (n_vocab,) f32 logits
+        of the last position."""
+
+    def eval_all(self, ids: Sequence[int]) -> np.ndarray:
+        """Like eval, but return (len(ids), n_vocab) logits of every position. Slow path for
+        parity checks; engines may override with a batched version."""
+        return np.stack([self.eval([t]) for t in ids])
+
+    def next_token(self, ids: Sequence[int], sampler: Sampler, history: Sequence[int]) -> int:
+        """Append ids and choose the next token. GPU engines override this to sample on the
+        device and read back only the id; the default samples the logits on the CPU."""
+        return sampler(self.eval(ids), history)
+
+    def close(self) -> None:
+        """Release device resources."""
+
+
+__all__ = ["Engine", "Sampler", "SamplingParams"]

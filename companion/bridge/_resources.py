@@ -1,0 +1,27 @@
+"""Locate the ui/ and shaders/ folders: packages companion.ui / companion.shaders when
+installed (wheel, editable install, frozen app), else the folders of a source checkout."""
+
+from __future__ import annotations
+
+import importlib.resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[2]  # source checkout: companion/bridge/ -> repo root
+
+
+def _package_or_folder(package: str, folder: str) -> Traversable:
+    try:
+        return importlib.resources.files(package)
+    except ModuleNotFoundError:
+        return _REPO / folder
+
+
+def ui_dir() -> Traversable:
+    """The page's files (index.html, *.js, style.css, bridge-schema.json)."""
+    return _package_or_folder("companion.ui", "ui")
+
+
+def shaders_dir() -> Traversable:
+    """The WGSL kernels shared by both executors."""
+    return _package_or_folder("companion.shaders", "shaders")

@@ -1,0 +1,140 @@
+"""Schema changes, applied once each, in order (sqlite-utils `Migrations`).
+
+Never edit a migration that has shipped: add a new one. `PRAGMA user_version` mirrors
+the number of applied migrations so that an older Companion can refuse a newer file
+instead of writing to a schema it does not understand.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from companion.errors import StorageError
+
+migrations = Migrations("companion")
+
+
+def _run(db: sqlite_utils.Database, *statements: str) -> None:
+    """Execute statements one by one: executescript() would COMMIT the migration's transaction."""
+    for sql in statements:
+        db.execute(sql)
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """Characters, conversations, messages, memories and rolling summaries."""
+    _run(
+        db,
+        """
+        CREATE TABLE characters (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            card TEXT NOT NULL,            -- validated card JSON (V3 layout)
+            avatar BLOB,                   -- PNG bytes, or NULL
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            character_id INTEGER NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            title TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'done',  -- done | streaming | stopped | error | interrupted
+            tokens INTEGER,                -- tokens of content under the chat model's tokenizer
+            engine TEXT,                   -- which executor produced it (assistant only)
+            writer_pid INTEGER,            -- process streaming it, while status = 'streaming'
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            duration_ms REAL
+        )""",
+        """
+        CREATE INDEX messages_by_conversation ON messages(conversation_id, id)""",
+        """
+        CREATE TABLE memories (
+            id INTEGER PRIMARY KEY,
+            character_id INTEGER NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL DEFAULT 'fact',    -- fact | preference | plan | event | relationship
+            slot TEXT,                     -- single-valued key ('user.location'); NULL = free fact
+            text TEXT NOT NULL,
+            pinned INTEGER NOT NULL DEFAULT 0,
+            source_message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """
+        CREATE INDEX memories_by_character ON memories(character_id, slot)""",
+        """
+        CREATE TABLE summaries (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            upto_message_id INTEGER NOT NULL,  -- last message folded into this summary
+            text TEXT NOT NULL,
+            tokens INTEGER,
+            created_at TEXT NOT NULL
+        )""",
+        """
+        CREATE INDEX summaries_by_conversation ON summaries(conversation_id, id)
+        """,
+        "PRAGMA user_version = 1",
+    )
+
+
+@migrations()
+def m002_recall(db: sqlite_utils.Database) -> None:
+    """Embeddings and an FTS5 index for hybrid recall; per-message generation stats."""
+    _run(
+        db,
+        "ALTER TABLE memories ADD COLUMN embedding BLOB",  # float32[384], L2-normalized
+        "ALTER TABLE memories ADD COLUMN embedding_model TEXT",
+        "ALTER TABLE memories ADD COLUMN previous_text TEXT",  # what an update replaced
+        "ALTER TABLE messages ADD COLUMN stats TEXT",  # JSON: prompt_tokens, tokens_per_s...
+        # External-content FTS5 over memories.text, kept in sync by triggers (the layout
+        # sqlite-utils' enable_fts makes, written out because enable_fts would COMMIT).
+        """CREATE VIRTUAL TABLE memories_fts USING fts5(
+            text, content='memories', content_rowid='id', tokenize='porter unicode61')""",
+        """CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+            INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
+        END""",
+        """CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+            INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END""",
+        """CREATE TRIGGER memories_au AFTER UPDATE OF text ON memories BEGIN
+            INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
+        END""",
+        "INSERT INTO memories_fts(memories_fts) VALUES ('rebuild')",
+        "PRAGMA user_version = 2",
+    )
+
+
+SCHEMA_VERSION = 2  # == number of migrations above
+
+
+def check_version(db: sqlite_utils.Database, path: object) -> None:
+    """Refuse a database written by a newer Companion, before touching it."""
+    user_version = db.execute("PRAGMA user_version").fetchone()[0]
+    known = {m.name for m in migrations._migrations}
+    unknown = [m.name for m in migrations.applied(db) if m.name not in known]
+    if user_version > SCHEMA_VERSION or unknown:
+        raise StorageError(
+            f"database {path} was written by a newer Companion (schema {user_version}, "
+            f"this version knows {SCHEMA_VERSION}"
+            + (f"; unknown migrations {', '.join(unknown)}" if unknown else "")
+            + "): upgrade Companion, or move the file away to start fresh"
+        )
+
+
+def migrate(db: sqlite_utils.Database, path: object) -> None:
+    """Apply pending migrations after checking that the file is not from the future."""
+    check_version(db, path)
+    migrations.apply(db)

@@ -1,0 +1,22 @@
+"""Model loading: GGUF file, config, tensors, tokenizer, chat template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from companion.model.gguf_model import GGUFModel, ModelConfig, TensorInfo
+
+
+def load_model(path: str | Path | None = None, *, verify: bool = True) -> GGUFModel:
+    """Load a GGUF from disk; None loads the default model (verified by size and sha256)."""
+    if path is None:
+        from companion.model.default import default_model_path, verify_default_model
+
+        p = default_model_path()
+        if verify:
+            verify_default_model(p)
+        return GGUFModel(p)
+    return GGUFModel(path)
+
+
+__all__ = ["GGUFModel", "ModelConfig", "TensorInfo", "load_model"]

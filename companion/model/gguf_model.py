@@ -1,0 +1,268 @@
+"""A GGUF model file: typed config from metadata, a memory-mapped tensor table, and the
+tokenizer / chat-template metadata. Parsing is the `gguf` package's; this module turns its
+output into checked, typed data and into errors a user can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+from gguf import GGMLQuantizationType as QT
+from pydantic import BaseModel
+
+from companion.errors import ModelError, UnsupportedModelError
+
+# architecture -> RoPE pairing. llama's converter permutes Q/K rows so that "normal" RoPE
+# (adjacent pairs) applies; qwen2-style models keep HF's rotate-half layout ("neox").
+ARCHITECTURES: dict[str, bool] = {"llama": False, "mistral": False, "qwen2": True}
+
+# Tensor types the reference can dequantize (gguf.quants) and the GPU kernels may run.
+SUPPORTED_TYPES = {
+    QT.F32, QT.F16, QT.BF16, QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1, QT.Q8_0,
+    QT.Q2_K, QT.Q3_K, QT.Q4_K, QT.Q5_K, QT.Q6_K,
+}  # fmt: skip
+
+GGUF_MAGIC = b"GGUF"
+
+
+class ModelConfig(BaseModel):
+    """Hyper-parameters of a decoder-only transformer, named as in GGUF / llama.cpp."""
+
+    arch: str  # general.architecture, e.g. "llama"
+    name: str  # general.name
+    n_layer: int  # {arch}.block_count
+    n_embd: int  # {arch}.embedding_length (d_model)
+    n_ff: int  # {arch}.feed_forward_length
+    n_head: int  # {arch}.attention.head_count
+    n_head_kv: int  # {arch}.attention.head_count_kv (GQA groups)
+    head_dim: int  # {arch}.attention.key_length, else n_embd // n_head
+    n_vocab: int  # rows of token_embd
+    n_ctx_train: int  # {arch}.context_length
+    rope_base: float  # {arch}.rope.freq_base
+    rope_dim: int  # {arch}.rope.dimension_count (dims of each head that rotate)
+    rope_neox: bool  # True: rotate halves (neox); False: rotate adjacent pairs (normal)
+    rms_eps: float  # {arch}.attention.layer_norm_rms_epsilon
+    tied_output: bool  # no output.weight: the output head reuses token_embd
+    has_qkv_bias: bool  # attn_q/k/v carry biases (qwen2)
+    file_type: str  # dominant quantization of the block matrices, e.g. "Q4_1"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of the file; `raw` is a zero-copy view into the memory map."""
+
+    name: str  # GGUF name, e.g. "blk.0.attn_q.weight"
+    ggml_type: QT  # storage type
+    shape: tuple[int, ...]  # numpy order: (rows, cols) for matrices
+    offset: int  # absolute byte offset of the data in the file
+    n_bytes: int  # bytes of data
+    raw: np.ndarray  # (n_bytes,) uint8 memmap view
+    data: np.ndarray  # gguf's typed view: f32/f16 values, or (rows, bytes per row) uint8
+
+
+def _field(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    return f.contents()
+
+
+class GGUFModel:
+    """A loaded (memory-mapped) GGUF model."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.size = _check_file(self.path)
+        try:
+            self.reader = gguf.GGUFReader(self.path, "r")
+        except Exception as exc:  # gguf raises ValueError/IndexError/struct errors alike
+            raise ModelError(
+                f"model file {self.path} is corrupt or truncated ({self.size} bytes): "
+                f"{exc.__class__.__name__}: {exc}. Re-download or re-convert it."
+            ) from exc
+        self.tensors = self._read_tensors()
+        self.config = self._read_config()
+        self._check_tensors()
+
+    # -- metadata ---------------------------------------------------------------------
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        """A metadata value by GGUF key (e.g. "tokenizer.chat_template")."""
+        return _field(self.reader, key, default)
+
+    @cached_property
+    def metadata(self) -> dict[str, Any]:
+        """All scalar metadata, for display (large arrays are summarised)."""
+        out: dict[str, Any] = {}
+        for key, f in self.reader.fields.items():
+            if key.startswith("GGUF."):
+                continue
+            if len(f.data) > 16:
+                out[key] = f"[{len(f.data)} items]"
+            else:
+                out[key] = f.contents()
+        return out
+
+    def _read_tensors(self) -> dict[str, TensorInfo]:
+        tensors: dict[str, TensorInfo] = {}
+        for t in self.reader.tensors:
+            qtype = QT(int(t.tensor_type))
+            shape = tuple(int(x) for x in reversed([int(n) for n in t.shape]))
+            offset = int(t.data_offset)
+            n_bytes = int(t.n_bytes)
+            if offset + n_bytes > self.size:
+                raise ModelError(
+                    f"model file is truncated: tensor {t.name} needs bytes up to "
+                    f"{offset + n_bytes}, file has {self.size} ({self.path}). Re-download it."
+                )
+            raw = self.reader.data[offset : offset + n_bytes]
+            tensors[t.name] = TensorInfo(t.name, qtype, shape, offset, n_bytes, raw, t.data)
+        return tensors
+
+    def _read_config(self) -> ModelConfig:
+        arch = self.meta("general.architecture")
+        if arch is None:
+            raise ModelError(f"{self.path} has no general.architecture: not a model GGUF")
+        if arch not in ARCHITECTURES:
+            raise UnsupportedModelError(
+                f"architecture {arch!r} is not supported (supported: "
+                f"{', '.join(sorted(ARCHITECTURES))}); choose another model with --model"
+            )
+
+        def need(key: str) -> Any:
+            v = self.meta(f"{arch}.{key}")
+            if v is None:
+                raise ModelError(f"model metadata is missing {arch}.{key} ({self.path})")
+            return v
+
+        n_embd = int(need("embedding_length"))
+        n_head = int(need("attention.head_count"))
+        n_head_kv = int(self.meta(f"{arch}.attention.head_count_kv", n_head))
+        head_dim = int(self.meta(f"{arch}.attention.key_length", n_embd // n_head))
+        embd = self.tensors.get("token_embd.weight")
+        if embd is None:
+            raise ModelError(f"model is missing tensor token_embd.weight ({self.path})")
+        block_types = [t.ggml_type.name for n, t in self.tensors.items() if n.endswith("attn_q.weight")]
+        return ModelConfig(
+            arch=arch,
+            name=str(self.meta("general.name", self.path.stem)),
+            n_layer=int(need("block_count")),
+            n_embd=n_embd,
+            n_ff=int(need("feed_forward_length")),
+            n_head=n_head,
+            n_head_kv=n_head_kv,
+            head_dim=head_dim,
+            n_vocab=embd.shape[0],
+            n_ctx_train=int(self.meta(f"{arch}.context_length", 2048)),
+            rope_base=float(self.meta(f"{arch}.rope.freq_base", 10000.0)),
+            rope_dim=int(self.meta(f"{arch}.rope.dimension_count", head_dim)),
+            rope_neox=ARCHITECTURES[arch],
+            rms_eps=float(self.meta(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
+            tied_output="output.weight" not in self.tensors,
+            has_qkv_bias="blk.0.attn_q.bias" in self.tensors,
+            file_type=max(set(block_types), key=block_types.count) if block_types else "?",
+        )
+
+    def _check_tensors(self) -> None:
+        c = self.config
+        d, q, kv = c.n_embd, c.n_head * c.head_dim, c.n_head_kv * c.head_dim
+        expect: dict[str, tuple[int, ...]] = {"token_embd.weight": (c.n_vocab, d), "output_norm.weight": (d,)}
+        if not c.tied_output:
+            expect["output.weight"] = (c.n_vocab, d)
+        for i in range(c.n_layer):
+            b = f"blk.{i}."
+            expect |= {
+                b + "attn_norm.weight": (d,),
+                b + "attn_q.weight": (q, d),
+                b + "attn_k.weight": (kv, d),
+                b + "attn_v.weight": (kv, d),
+                b + "attn_output.weight": (d, q),
+                b + "ffn_norm.weight": (d,),
+                b + "ffn_gate.weight": (c.n_ff, d),
+                b + "ffn_up.weight": (c.n_ff, d),
+                b + "ffn_down.weight": (d, c.n_ff),
+            }
+            if c.has_qkv_bias:
+                expect |= {b + "attn_q.bias": (q,), b + "attn_k.bias": (kv,), b + "attn_v.bias": (kv,)}
+        for name, shape in expect.items():
+            t = self.tensors.get(name)
+            if t is None:
+                raise ModelError(f"model is missing tensor {name} ({self.path}); the file is incomplete")
+            if t.shape != shape:
+                raise ModelError(
+                    f"tensor {name} has shape {t.shape}, expected {shape} from the metadata "
+                    f"(n_embd={d}, n_head={c.n_head}, n_head_kv={c.n_head_kv}, n_ff={c.n_ff}); "
+                    "the file is inconsistent"
+                )
+            if t.ggml_type not in SUPPORTED_TYPES:
+                raise UnsupportedModelError(
+                    f"tensor {name} uses type {t.ggml_type.name}, which Companion does not support "
+                    f"(supported: {', '.join(sorted(s.name for s in SUPPORTED_TYPES))})"
+                )
+
+    # -- tensors ----------------------------------------------------------------------
+
+    @property
+    def output_name(self) -> str:
+        """The output head's tensor ("token_embd.weight" when the head is tied)."""
+        return "token_embd.weight" if self.config.tied_output else "output.weight"
+
+    def dequantize(self, name: str) -> np.ndarray:
+        """A tensor as float32 in numpy order (rows, cols), via gguf.quants."""
+        t = self.tensors[name]
+        if t.ggml_type == QT.F32:
+            return np.asarray(t.data, dtype=np.float32).reshape(t.shape)
+        return gguf.quants.dequantize(t.data, t.ggml_type).astype(np.float32).reshape(t.shape)
+
+    @cached_property
+    def tokenizer(self):  # -> companion.model.tokenizer.Tokenizer
+        """The model's tokenizer, built from its vocabulary and merges."""
+        from companion.model.tokenizer import Tokenizer
+
+        return Tokenizer.from_model(self)
+
+    @cached_property
+    def chat_template(self):  # -> companion.model.chat_template.ChatTemplate
+        """The model's chat template (sandboxed) with its end-of-generation ids."""
+        from companion.model.chat_template import ChatTemplate
+
+        return ChatTemplate.from_model(self)
+
+    def summary(self) -> dict[str, Any]:
+        """What `companion model info` prints."""
+        types: dict[str, int] = {}
+        for t in self.tensors.values():
+            types[t.ggml_type.name] = types.get(t.ggml_type.name, 0) + 1
+        n_params = sum(int(np.prod(t.shape)) for t in self.tensors.values())
+        tmpl = self.meta("tokenizer.chat_template")
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size,
+            "architecture": self.config.arch,
+            "name": self.config.name,
+            "parameters": n_params,
+            "tensor_types": types,
+            "context_length": self.config.n_ctx_train,
+            "config": self.config.model_dump(),
+            "chat_template": tmpl if tmpl else "(none: ChatML fallback)",
+        }
+
+
+def _check_file(path: Path) -> int:
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelError(
+            f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF'); "
+            "convert the model with llama.cpp's convert_hf_to_gguf.py"
+        )
+    return size

@@ -18,7 +18,9 @@ def bridge_schema() -> dict[str, Any]:
     """One JSON Schema per message type, with the direction(s) it may travel."""
     messages: dict[str, Any] = {}
     for model in dict.fromkeys(PAGE_MESSAGES + CORE_MESSAGES):
-        senders = [s for s, group in (("page", PAGE_MESSAGES), ("core", CORE_MESSAGES)) if model in group]
+        senders = [
+            s for s, group in (("page", PAGE_MESSAGES), ("core", CORE_MESSAGES)) if model in group
+        ]
         messages[type_of(model)] = {"from": senders, "schema": model.model_json_schema()}
     return {
         "title": "Companion bridge protocol",

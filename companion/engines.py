@@ -1,0 +1,82 @@
+"""Choosing and creating an engine: browser (WebGPU in the page), native (wgpu-py) or the
+numpy reference. `auto` picks native on a real GPU and the reference when the only adapter is
+a CPU emulation (llvmpipe, SwiftShader), where the reference is faster."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from companion.engine import Engine
+from companion.errors import CompanionError, EngineUnavailable
+from companion.model.gguf_model import GGUFModel
+
+log = logging.getLogger(__name__)
+ENGINES = ("auto", "native", "reference", "browser")
+
+
+def choose_engine(adapter: str | None = None) -> tuple[str, str]:
+    """(engine, reason) for --engine auto."""
+    try:
+        from companion.gpu.native import is_cpu_adapter, list_adapters
+    except ImportError as exc:  # pragma: no cover - the GPU package ships with the app
+        return "reference", f"native engine unavailable ({exc})"
+    try:
+        adapters = list_adapters()
+    except Exception as exc:  # no Vulkan/Metal/D3D12 loader at all
+        return "reference", f"no GPU adapter ({exc.__class__.__name__}: {exc})"
+    if adapter:
+        adapters = [a for a in adapters if adapter.lower() in _adapter_name(a).lower()]
+    real = [a for a in adapters if not is_cpu_adapter(a)]
+    if real:
+        return "native", f"GPU adapter {_adapter_name(real[0])}"
+    if adapters:
+        return "reference", f"only a CPU-emulated adapter ({_adapter_name(adapters[0])}): numpy is faster"
+    return "reference", "no GPU adapter found"
+
+
+def _adapter_name(info: object) -> str:
+    if isinstance(info, dict):
+        return str(info.get("device") or info.get("description") or info)
+    return str(getattr(info, "device", info))
+
+
+def create_engine(
+    name: str,
+    model: GGUFModel,
+    n_ctx: int = 2048,
+    adapter: str | None = None,
+    report: Callable[[str], None] = log.info,
+) -> Engine:
+    """An engine by name; `auto` decides and reports its choice."""
+    if name == "auto":
+        name, reason = choose_engine(adapter)
+        report(f"engine: {name} ({reason})")
+    if name == "reference":
+        from companion.reference import ReferenceEngine
+
+        return ReferenceEngine(model, n_ctx=n_ctx)
+    if name == "native":
+        from companion.gpu.native import NativeEngine
+
+        eng = NativeEngine(model, n_ctx=n_ctx, adapter=adapter)
+        report(f"engine: native on {eng.adapter}")
+        return eng
+    if name == "browser":
+        from companion.browser_engine import start_browser_engine
+
+        return start_browser_engine(model, n_ctx=n_ctx, report=report)
+    raise CompanionError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
+
+
+def fallback_factory(model: GGUFModel, n_ctx: int, adapter: str | None, report: Callable[[str], None]) -> Callable[[], Engine]:
+    """What takes over when an engine fails: native if it can run, else the reference."""
+
+    def make() -> Engine:
+        try:
+            return create_engine("native", model, n_ctx, adapter, report)
+        except (EngineUnavailable, CompanionError, ImportError) as exc:
+            report(f"native engine unavailable ({exc}); using the reference")
+            return create_engine("reference", model, n_ctx, adapter, report)
+
+    return make

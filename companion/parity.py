@@ -1,0 +1,156 @@
+"""Teacher-forced parity against a golden file of llama.cpp outputs.
+
+For each golden prompt the engine is fed the golden prompt ids, then each golden generated id
+in turn, and at every step its logits are compared with llama.cpp's top-5. Near-ties make
+free-running comparisons flaky, so top-1 agreement is only required where llama.cpp's own
+top-1/top-2 margin is clear."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from companion.engine import Engine
+from companion.errors import CompanionError
+from companion.model.chat_template import ChatTemplate
+from companion.model.tokenizer import Tokenizer
+
+CLEAR_MARGIN = 0.25  # golden top-1 minus top-2 logit at or above which top-1 must agree
+MAX_LOGIT_DIFF = 1.0  # largest allowed |engine - golden| logit over the golden top-5 ids
+
+
+class PromptReport(BaseModel):
+    """Parity of one golden prompt."""
+
+    index: int
+    tokenization_match: bool  # formatted_prompt tokenizes to the golden prompt ids
+    template_match: bool | None  # our chat template renders the golden formatted_prompt
+    steps: int  # generated positions compared
+    clear_steps: int  # steps whose golden margin >= CLEAR_MARGIN
+    top1_agree_clear: int  # of those, where our top-1 equals the golden top-1
+    top1_agree_all: int  # over every step
+    max_abs_logit_diff: float  # over the golden top-5 ids of every step
+    greedy_match_len: int  # leading golden tokens our greedy decoding reproduces
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.tokenization_match
+            and self.top1_agree_clear == self.clear_steps
+            and self.max_abs_logit_diff <= MAX_LOGIT_DIFF
+        )
+
+
+class ParityReport(BaseModel):
+    """Parity of one engine against one golden file."""
+
+    engine: str
+    adapter: str
+    golden: str
+    raw_tokenizations: int
+    raw_tokenization_mismatches: list[str]
+    prompts: list[PromptReport]
+    tokens_per_s: float  # teacher-forced positions evaluated per second
+    passed: bool
+
+
+def load_golden(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise CompanionError(f"golden file not found: {p}") from exc
+    except ValueError as exc:
+        raise CompanionError(f"golden file {p} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
+        raise CompanionError(f"golden file {p} has no 'prompts' list")
+    return data
+
+
+def check_prompt(
+    engine: Engine, tokenizer: Tokenizer, template: ChatTemplate | None, index: int, g: dict[str, Any]
+) -> PromptReport:
+    """Teacher-forced comparison of one golden prompt."""
+    try:
+        prompt_ids = [int(i) for i in g["prompt_token_ids"]]
+        gen_ids = [int(i) for i in g["generated_token_ids"]]
+        top5 = g["top5_each_generated_position"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CompanionError(f"golden prompt {index} lacks a field: {exc}") from exc
+    t0 = time.perf_counter()
+    tok_ok = True
+    tmpl_ok: bool | None = None
+    if g.get("formatted_prompt") is not None:
+        tok_ok = tokenizer.encode(g["formatted_prompt"], parse_special=True) == prompt_ids
+        if template is not None and "user" in g:
+            msgs = ([{"role": "system", "content": g["system"]}] if g.get("system") else []) + [
+                {"role": "user", "content": g["user"]}
+            ]
+            tmpl_ok = template.render(msgs) == g["formatted_prompt"]
+    engine.reset()
+    logits = engine.eval(prompt_ids)  # (V,)
+    clear = agree_clear = agree_all = 0
+    max_diff = 0.0
+    greedy_len: int | None = None
+    steps = min(len(gen_ids), len(top5))
+    for s in range(steps):
+        ref = [(int(t), float(v)) for t, v in top5[s]]
+        ours_top1 = int(np.argmax(logits))
+        max_diff = max(max_diff, max(abs(float(logits[t]) - v) for t, v in ref))
+        agree_all += ours_top1 == ref[0][0]
+        if len(ref) < 2 or ref[0][1] - ref[1][1] >= CLEAR_MARGIN:
+            clear += 1
+            agree_clear += ours_top1 == ref[0][0]
+        if greedy_len is None and ours_top1 != gen_ids[s]:
+            greedy_len = s
+        if s + 1 < steps:
+            logits = engine.eval([gen_ids[s]])
+    return PromptReport(
+        index=index,
+        tokenization_match=tok_ok,
+        template_match=tmpl_ok,
+        steps=steps,
+        clear_steps=clear,
+        top1_agree_clear=agree_clear,
+        top1_agree_all=agree_all,
+        max_abs_logit_diff=round(max_diff, 5),
+        greedy_match_len=steps if greedy_len is None else greedy_len,
+        seconds=round(time.perf_counter() - t0, 3),
+    )
+
+
+def run_parity(
+    engine: Engine, tokenizer: Tokenizer, golden_path: str | Path, template: ChatTemplate | None = None
+) -> ParityReport:
+    """Check engine + tokenizer against every prompt and raw tokenization of a golden file."""
+    golden = load_golden(golden_path)
+    mismatches = []
+    raw = golden.get("raw_tokenization") or []
+    for r in raw:
+        want = r.get("ids_parse_special_true")
+        if want is not None and tokenizer.encode(r["text"], parse_special=True) != want:
+            mismatches.append(r["text"])
+    reports = []
+    t0 = time.perf_counter()
+    positions = 0
+    for i, g in enumerate(golden["prompts"]):
+        rep = check_prompt(engine, tokenizer, template, i, g)
+        positions += len(g["prompt_token_ids"]) + rep.steps
+        reports.append(rep)
+    elapsed = time.perf_counter() - t0
+    return ParityReport(
+        engine=engine.name,
+        adapter=engine.adapter,
+        golden=str(golden_path),
+        raw_tokenizations=len(raw),
+        raw_tokenization_mismatches=mismatches,
+        prompts=reports,
+        tokens_per_s=round(positions / elapsed, 2) if elapsed > 0 else 0.0,
+        passed=not mismatches and all(r.ok for r in reports),
+    )

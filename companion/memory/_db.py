@@ -46,10 +46,10 @@ def storage_errors(path: Path | str) -> Iterator[None]:
         raise StorageError(explain(exc, path)) from exc
 
 
-def connect(path: Path | str) -> sqlite_utils.Database:
+def connect(path: Path | str, timeout_s: float = BUSY_TIMEOUT_S) -> sqlite_utils.Database:
     """A sqlite-utils Database on `path` in WAL mode with foreign keys on."""
     with storage_errors(path):
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False)
         db = sqlite_utils.Database(conn, execute_plugins=False)
         conn.execute("PRAGMA foreign_keys = ON")
         # WAL: readers never block the writer, and a commit is one append to the log,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import jinja2
 from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
@@ -39,15 +39,6 @@ def _raise(message: str) -> None:
     raise TemplateError(f"chat template refused the conversation: {message}")
 
 
-class _LimitedEnv(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with a cap on range() so `range(10**12)` cannot hang us."""
-
-    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        if __obj is range and args and any(isinstance(a, int) and abs(a) > 100_000 for a in args):
-            raise SecurityError("range() too large in chat template")
-        return super().call(__context, __obj, *args, **kwargs)
-
-
 class ChatTemplate:
     """Renders chat messages into the model's prompt format."""
 
@@ -60,7 +51,7 @@ class ChatTemplate:
         self.source = source
         self.bos, self.eos = bos, eos
         self.eog_ids = frozenset(eog_ids)
-        env = _LimitedEnv(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
         env.globals["raise_exception"] = _raise
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         try:
@@ -91,12 +82,20 @@ class ChatTemplate:
             if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
                 raise TemplateError(f"chat message needs string 'role' and 'content': {m!r:.200}")
         try:
-            out = self._template.render(
+            # stream the output so a template that expands without bound is cut off early
+            parts: list[str] = []
+            size = 0
+            for piece in self._template.generate(
                 messages=[dict(m) for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos,
                 eos_token=self.eos,
-            )
+            ):
+                size += len(piece)
+                if size > MAX_OUTPUT_CHARS:
+                    raise TemplateError("chat template produced an oversized prompt; refusing it as hostile")
+                parts.append(piece)
+            out = "".join(parts)
         except SecurityError as exc:
             raise TemplateError(
                 f"chat template tried to do something unsafe and was stopped ({exc}); "
@@ -106,10 +105,10 @@ class ChatTemplate:
             raise
         except (JinjaTemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
             raise TemplateError(f"chat template failed to render: {exc.__class__.__name__}: {exc}") from exc
+        except OverflowError as exc:  # the sandbox's range() limit
+            raise TemplateError(f"chat template refused as hostile: {exc}") from exc
         except RecursionError as exc:
             raise TemplateError("chat template recursed too deeply; refusing it as hostile") from exc
-        if len(out) > MAX_OUTPUT_CHARS:
-            raise TemplateError("chat template produced an oversized prompt; refusing it as hostile")
         return out
 
 

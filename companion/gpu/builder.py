@@ -1,0 +1,411 @@
+"""Builds the plan for a loaded model: which buffers, kernels and dispatches run its forward pass.
+
+This is the only GPU module that knows what a transformer is. It also produces the repacked
+weight blobs (see shaders/_quant.wgsl for the layout) once at load.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from gguf import GGMLQuantizationType as QT
+
+from companion.errors import UnsupportedModelError
+from companion.gpu.plan import (
+    BindingLayout,
+    BlobSource,
+    Buffer,
+    BufferBinding,
+    Count,
+    Dim,
+    Dispatch,
+    GgufSource,
+    Pipeline,
+    Plan,
+    Program,
+    Readback,
+    UniformBlock,
+    UniformField,
+)
+
+log = logging.getLogger(__name__)
+
+# Weight types the kernels read directly (after repacking); anything else is dequantized to F16.
+KERNEL_TYPES = {QT.F32: 32, QT.F16: 16, QT.Q4_0: 4, QT.Q4_1: 4, QT.Q8_0: 8}  # type -> words per block
+_BLOCK_BYTES = {QT.Q4_0: 18, QT.Q4_1: 20, QT.Q8_0: 34}
+
+# struct Step in shaders/_step.wgsl, in order
+STEP_FIELDS: list[tuple[str, str]] = [
+    ("n_past", "u32"),
+    ("n_tokens", "u32"),
+    ("seed", "u32"),
+    ("rng_step", "u32"),
+    ("temperature", "f32"),
+    ("top_k", "u32"),
+    ("top_p", "f32"),
+    ("min_p", "f32"),
+    ("repeat_penalty", "f32"),
+    ("n_hist", "u32"),
+    ("_pad0", "u32"),
+    ("_pad1", "u32"),
+]
+STEP_SIZE = 4 * len(STEP_FIELDS)
+
+U, R, W = "uniform", "read-only-storage", "storage"
+# binding types of every kernel, in binding order (the tables at the top of each .wgsl file)
+SHADER_BINDINGS: dict[str, list[str]] = {
+    "embed.wgsl": [U, R, R, W],
+    "matmul.wgsl": [U, R, R, W],
+    "matmul_norm.wgsl": [U, R, R, R, W],
+    "matmul_swiglu.wgsl": [U, R, R, R, W],
+    "matmul_qkv.wgsl": [U, R, R, R, R, W, W, W],
+    "attention.wgsl": [U, R, R, R, W],
+    "sample.wgsl": [U, W, R, W],
+}
+
+WG = 64  # invocations per workgroup of the matmul-style kernels (<= 256 everywhere)
+TT_PREFILL = 4  # token rows per invocation in batched matmuls
+MAX_HIST = 1024  # ids the repetition-penalty history buffer holds
+
+
+def uniform_block() -> UniformBlock:
+    fields = [UniformField(name=n, type=t, offset=4 * i) for i, (n, t) in enumerate(STEP_FIELDS)]
+    return UniformBlock(buffer="step", size=STEP_SIZE, fields=fields)
+
+
+# ----------------------------------------------------------------------------- repacking
+
+
+def repack(raw: np.ndarray, qtype: QT, n_cols: int) -> np.ndarray:
+    """Interleaved blob (u32) of a weight matrix given its raw GGUF rows (M, bytes per row).
+
+    Layout (shaders/_quant.wgsl): words q[(b*Wd + w)*M + r], then scales d[b*M + r] (f32),
+    then mins m[b*M + r] (Q4_1). Neighbouring rows become neighbouring words."""
+    if n_cols % 32:
+        raise UnsupportedModelError(f"matrix with {n_cols} columns: the kernels need a multiple of 32")
+    M, nb = raw.shape[0], n_cols // 32
+    raw = np.ascontiguousarray(raw)
+    parts: list[np.ndarray] = []
+    if qtype in (QT.F32, QT.F16):
+        words = raw.view(np.uint32).reshape(M, nb, KERNEL_TYPES[qtype])  # (M, nb, Wd)
+        parts.append(words.transpose(1, 2, 0))  # (nb, Wd, M)
+    elif qtype in _BLOCK_BYTES:
+        blocks = raw.reshape(M, nb, _BLOCK_BYTES[qtype])  # (M, nb, block bytes)
+        head = 4 if qtype == QT.Q4_1 else 2  # f16 d (+ f16 m) before the quants
+        qs = np.ascontiguousarray(blocks[:, :, head:]).view(np.uint32)  # (M, nb, Wd)
+        d = np.ascontiguousarray(blocks[:, :, 0:2]).view(np.float16)[..., 0]  # (M, nb)
+        parts.append(qs.transpose(1, 2, 0))  # (nb, Wd, M)
+        parts.append(d.astype(np.float32).T.view(np.uint32))  # (nb, M)
+        if qtype == QT.Q4_1:
+            m = np.ascontiguousarray(blocks[:, :, 2:4]).view(np.float16)[..., 0]  # (M, nb)
+            parts.append(m.astype(np.float32).T.view(np.uint32))  # (nb, M)
+    else:
+        raise UnsupportedModelError(f"no kernel reads {qtype.name} directly")
+    return np.concatenate([np.ascontiguousarray(p).reshape(-1) for p in parts])  # (words,) u32
+
+
+def qkv_pair_order(n_head: int, n_head_kv: int, head_dim: int, neox: bool) -> np.ndarray:
+    """Row order of the fused q|k|v blob: rows of rotation pair p at p and p + M/2
+    (see shaders/matmul_qkv.wgsl)."""
+    hh = head_dim // 2
+    first: list[int] = []
+    second: list[int] = []
+    base = 0
+    for n_h in (n_head, n_head_kv):  # q, then k: rotated pairs
+        for h in range(n_h):
+            for j in range(hh):
+                a = base + h * head_dim + (j if neox else 2 * j)
+                first.append(a)
+                second.append(a + (hh if neox else 1))
+        base += n_h * head_dim
+    for lp in range(n_head_kv * hh):  # v: plain adjacent rows
+        first.append(base + 2 * lp)
+        second.append(base + 2 * lp + 1)
+    return np.array(first + second, dtype=np.int64)
+
+
+def rope_table(n_ctx: int, head_dim: int, base: float) -> np.ndarray:
+    """(n_ctx, head_dim/2, 2) f32 cos, sin of pos * base^(-2j/head_dim), as the reference."""
+    j = np.arange(head_dim // 2, dtype=np.float32)  # (hd/2,)
+    inv_freq = np.float32(base) ** (-2.0 * j / np.float32(head_dim))  # (hd/2,)
+    angle = np.arange(n_ctx, dtype=np.float32)[:, None] * inv_freq[None, :].astype(np.float32)  # (n_ctx, hd/2)
+    return np.stack([np.cos(angle), np.sin(angle)], axis=-1).astype(np.float32)  # (n_ctx, hd/2, 2)
+
+
+# ----------------------------------------------------------------------------- plan assembly
+
+
+@dataclass
+class BuiltPlan:
+    """A plan plus the bytes it refers to: named blobs made here, GGUF ranges read on demand."""
+
+    plan: Plan
+    blobs: dict[str, np.ndarray]  # blob name -> contiguous array (any dtype)
+    tensor_bytes: Callable[[str], np.ndarray] | None = None  # GGUF tensor name -> raw uint8
+
+    def resolve(self, buf: Buffer) -> np.ndarray | None:
+        """Initial contents of a buffer as a uint8 array, or None (zero-filled)."""
+        src = buf.source
+        if src is None:
+            return None
+        if isinstance(src, BlobSource):
+            return np.ascontiguousarray(self.blobs[src.name]).reshape(-1).view(np.uint8)
+        if isinstance(src, GgufSource):
+            if self.tensor_bytes is None:
+                raise KeyError(f"no GGUF attached to resolve {src.tensor}")
+            return self.tensor_bytes(src.tensor)[src.offset : src.offset + src.size]
+        raise TypeError(src)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass
+class PlanWriter:
+    """Accumulates buffers, deduplicated pipelines and programs."""
+
+    buffers: dict[str, Buffer] = field(default_factory=dict)
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+    blobs: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def buffer(self, name: str, size: int, source=None, usage: str = "storage") -> str:
+        size = max(16, _ceil(size, 16) * 16)
+        self.buffers[name] = Buffer(name=name, size=size, usage=usage, source=source)  # type: ignore[arg-type]
+        return name
+
+    def blob(self, name: str, data: np.ndarray, recipe: str) -> str:
+        self.blobs[name] = data
+        return self.buffer(name, data.nbytes, BlobSource(name=name, recipe=recipe))
+
+    def pipeline(self, shader: str, **constants: float | int | bool) -> str:
+        """Name of the pipeline for (shader, constants), created on first use."""
+        key = shader.removesuffix(".wgsl") + "".join(
+            f"|{k}={v}" for k, v in sorted(constants.items())
+        )
+        if key not in self.pipelines:
+            layout = [BindingLayout(binding=i, type=t) for i, t in enumerate(SHADER_BINDINGS[shader])]  # type: ignore[arg-type]
+            self.pipelines[key] = Pipeline(name=key, shader=shader, constants=constants, bindings=layout)
+        return key
+
+    @staticmethod
+    def dispatch(pipeline: str, buffers: Sequence[str], workgroups: tuple[Dim, Dim, Dim], label: str) -> Dispatch:
+        binds = [BufferBinding(binding=i, buffer=b) for i, b in enumerate(buffers)]
+        return Dispatch(pipeline=pipeline, bindings=binds, workgroups=workgroups, label=label)
+
+
+def matmul_dispatch(
+    w: PlanWriter,
+    shader: str,
+    weight: str,
+    qtype: int,
+    M: int,
+    K: int,
+    buffers: Sequence[str],
+    n_tokens: int | None,
+    label: str,
+    **constants: float | int | bool,
+) -> Dispatch:
+    """A dispatch of one of the matmul kernels; n_tokens None = batched (count from vars)."""
+    tt = 1 if n_tokens is not None else TT_PREFILL
+    if constants.get("LAST_ONLY"):
+        tt = 1
+    pl = w.pipeline(shader, QTYPE=qtype, M=M, K=K, WG=WG, TT=tt, **constants)
+    if shader == "matmul_swiglu.wgsl":
+        x = _ceil(M // 2, WG)
+    elif shader == "matmul_qkv.wgsl":
+        x = _ceil(M // 2, WG)
+    else:
+        x = _ceil(_ceil(M, 2), WG)
+    y: Dim
+    if constants.get("LAST_ONLY"):
+        y = 1
+    elif n_tokens is None:
+        y = Count(var="n_tokens", per=tt)
+    else:
+        y = _ceil(n_tokens, tt)
+    return w.dispatch(pl, ["step", weight, *buffers], (x, y, 1), label)
+
+
+def build_plan(
+    model,
+    n_ctx: int = 2048,
+    max_batch: int = 64,
+    features: Sequence[str] = (),
+) -> BuiltPlan:
+    """The plan for a loaded GGUF model (companion.model.GGUFModel).
+
+    n_ctx: KV cache positions; max_batch: token rows one prefill dispatch list handles;
+    features: the adapter's WebGPU features (variants that need absent ones fall back to f32)."""
+    cfg = model.config
+    if cfg.arch not in ("llama", "qwen2", "mistral", "smollm"):
+        raise UnsupportedModelError(f"architecture {cfg.arch!r} has no GPU plan yet")
+    if cfg.has_qkv_bias:
+        raise UnsupportedModelError("attention biases (qwen2) are not in the GPU plan yet; use the reference engine")
+    if cfg.rope_dim != cfg.head_dim:
+        raise UnsupportedModelError(f"partial RoPE (rope_dim {cfg.rope_dim} < head_dim {cfg.head_dim}) is not supported")
+    if cfg.head_dim % 4 or cfg.head_dim > 256 or cfg.n_head % cfg.n_head_kv:
+        raise UnsupportedModelError(f"head layout {cfg.n_head}/{cfg.n_head_kv}x{cfg.head_dim} is not supported")
+    n_ctx = min(n_ctx, cfg.n_ctx_train) if cfg.n_ctx_train else n_ctx
+
+    w = PlanWriter()
+    if "shader-f16" not in features:
+        w.notes.append("f16 kernels off: adapter lacks shader-f16; every kernel uses its f32 path")
+    else:
+        w.notes.append("f16 kernels: not implemented yet, using the f32 path")
+    if "subgroup" not in features and "subgroups" not in features:
+        w.notes.append("subgroup kernels off: adapter lacks subgroups")
+    for n in w.notes:
+        log.info("plan: %s", n)
+
+    d, ff, V = cfg.n_embd, cfg.n_ff, cfg.n_vocab
+    H, KV, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
+    NQ, NK = H * hd, KV * hd
+    tensors = model.tensors
+
+    def raw_rows(name: str) -> tuple[np.ndarray, QT]:
+        t = tensors[name]
+        rows = t.shape[0]
+        return t.raw.reshape(rows, -1), t.ggml_type
+
+    def weight(blob_name: str, names: Sequence[str], order: np.ndarray | None = None) -> tuple[str, int, int, int]:
+        """Repacked blob of the row-concatenation of `names`; (buffer, qtype, M, K)."""
+        parts = [raw_rows(n) for n in names]
+        qtypes = {q for _, q in parts}
+        K = tensors[names[0]].shape[1]
+        if len(qtypes) == 1 and next(iter(qtypes)) in KERNEL_TYPES:
+            qtype = next(iter(qtypes))
+            raw = np.concatenate([r for r, _ in parts]) if len(parts) > 1 else parts[0][0]
+            recipe = f"interleave({qtype.name}; {', '.join(names)})"
+        else:  # mixed or unsupported types: dequantize once to F16
+            qtype = QT.F16
+            raw = np.concatenate([model.dequantize(n).astype(np.float16) for n in names]).view(np.uint8)
+            recipe = f"interleave(F16 from {'/'.join(q.name for q in qtypes)}; {', '.join(names)})"
+            note = f"{blob_name}: {recipe}"
+            if note not in w.notes:
+                w.notes.append(note)
+        if order is not None:
+            raw = raw[order]
+            recipe += "; rows in rotation-pair order"
+        blob = repack(raw, qtype, K)
+        return w.blob(blob_name, blob, recipe), int(qtype), raw.shape[0], K
+
+    def f32_vector(name: str) -> str:
+        t = tensors[name]
+        if t.ggml_type == QT.F32:
+            return w.buffer(name, t.n_bytes, GgufSource(tensor=name, size=t.n_bytes))
+        return w.blob(name, model.dequantize(name).astype(np.float32).reshape(-1), f"f32({name})")
+
+    # --- weights
+    emb, emb_q, n_vocab_rows, emb_K = weight("token_embd", ["token_embd.weight"])
+    out_name = model.output_name
+    if out_name == "token_embd.weight":
+        out, out_q = emb, emb_q
+    else:
+        out, out_q, _, _ = weight("output", [out_name])
+    out_norm = f32_vector("output_norm.weight")
+    order = qkv_pair_order(H, KV, hd, cfg.rope_neox)
+    layers = []
+    for i in range(cfg.n_layer):
+        p = f"blk.{i}."
+        qkv = weight(p + "attn_qkv", [p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"], order)
+        wo = weight(p + "attn_output", [p + "attn_output.weight"])
+        gu = weight(p + "ffn_gate_up", [p + "ffn_gate.weight", p + "ffn_up.weight"])
+        down = weight(p + "ffn_down", [p + "ffn_down.weight"])
+        layers.append(
+            dict(
+                qkv=qkv, wo=wo, gu=gu, down=down,
+                attn_norm=f32_vector(p + "attn_norm.weight"),
+                ffn_norm=f32_vector(p + "ffn_norm.weight"),
+                k=w.buffer(p + "k_cache", n_ctx * NK * 4),
+                v=w.buffer(p + "v_cache", n_ctx * NK * 4),
+            )
+        )  # fmt: skip
+    rope = w.blob("rope", rope_table(n_ctx, hd, cfg.rope_base), f"rope_table(n_ctx={n_ctx}, head_dim={hd}, base={cfg.rope_base})")
+
+    # --- activations and io
+    B = max_batch
+    w.buffer("step", STEP_SIZE, usage="uniform")
+    w.buffer("ids", B * 4)
+    w.buffer("hist", MAX_HIST * 4)
+    w.buffer("token_out", 4)
+    w.buffer("x", B * d * 4)  # (B, d) residual stream
+    w.buffer("q", B * NQ * 4)  # (B, NQ) roped queries
+    w.buffer("att", B * NQ * 4)  # (B, NQ) attention output
+    w.buffer("ff", B * ff * 4)  # (B, ff) swiglu output
+    w.buffer("logits", B * V * 4)  # (B, V) logits (row 0 only unless prefill_all)
+
+    def forward(n_tokens: int | None, all_logits: bool) -> list[Dispatch]:
+        T: Dim = Count(var="n_tokens") if n_tokens is None else n_tokens
+        nb = emb_K // 32
+        pl = w.pipeline("embed.wgsl", QTYPE=emb_q, M=n_vocab_rows, K=emb_K, WG=WG)
+        ds = [w.dispatch(pl, ["step", "ids", emb, "x"], (_ceil(nb, WG), T, 1), "embed")]
+        att = w.pipeline("attention.wgsl", NH=H, NKV=KV, HD=hd, WG=64)
+        for i, L in enumerate(layers):
+            b, q_, M_, K_ = L["qkv"]
+            ds.append(matmul_dispatch(
+                w, "matmul_qkv.wgsl", b, q_, M_, K_, ["x", L["attn_norm"], rope, "q", L["k"], L["v"]],
+                n_tokens, f"blk.{i} norm+qkv+rope+kv", NQ=NQ, NK=NK, HD=hd, NEOX=cfg.rope_neox, EPS=cfg.rms_eps,
+            ))  # fmt: skip
+            ds.append(w.dispatch(att, ["step", "q", L["k"], L["v"], "att"], (H, T, 1), f"blk.{i} attention"))
+            b, q_, M_, K_ = L["wo"]
+            ds.append(matmul_dispatch(w, "matmul.wgsl", b, q_, M_, K_, ["att", "x"], n_tokens, f"blk.{i} attn_output+residual", ADD=True))
+            b, q_, M_, K_ = L["gu"]
+            ds.append(matmul_dispatch(w, "matmul_swiglu.wgsl", b, q_, M_, K_, ["x", L["ffn_norm"], "ff"], n_tokens, f"blk.{i} norm+gate+up+swiglu", EPS=cfg.rms_eps))
+            b, q_, M_, K_ = L["down"]
+            ds.append(matmul_dispatch(w, "matmul.wgsl", b, q_, M_, K_, ["ff", "x"], n_tokens, f"blk.{i} ffn_down+residual", ADD=True))
+        ds.append(matmul_dispatch(
+            w, "matmul_norm.wgsl", out, out_q, V, d, ["x", out_norm, "logits"], n_tokens,
+            "output_norm+output", EPS=cfg.rms_eps, LAST_ONLY=not all_logits,
+        ))  # fmt: skip
+        return ds
+
+    sample_pl = w.pipeline("sample.wgsl", V=V)
+    programs = {
+        "prefill": Program(name="prefill", vars=["n_tokens"], max_vars={"n_tokens": B}, dispatches=forward(None, False)),
+        "prefill_all": Program(name="prefill_all", vars=["n_tokens"], max_vars={"n_tokens": B}, dispatches=forward(None, True)),
+        "decode": Program(name="decode", dispatches=forward(1, False)),
+        "sample": Program(
+            name="sample",
+            dispatches=[w.dispatch(sample_pl, ["step", "logits", "hist", "token_out"], (1, 1, 1), "sample")],
+            readback=Readback(buffer="token_out", size=4),
+        ),
+    }
+    biggest = max(b.size for b in w.buffers.values())
+    plan = Plan(
+        model={
+            "arch": cfg.arch, "name": cfg.name, "n_layer": cfg.n_layer, "n_embd": d, "n_vocab": V,
+            "n_ctx": n_ctx, "max_batch": B, "max_hist": MAX_HIST,
+        },
+        features=[],
+        limits={"max-storage-buffer-binding-size": biggest, "max-buffer-size": biggest,
+                "max-compute-invocations-per-workgroup": 256, "max-storage-buffers-per-shader-stage": 7},
+        uniform=uniform_block(),
+        buffers=list(w.buffers.values()),
+        pipelines=list(w.pipelines.values()),
+        programs=programs,
+        io={"tokens": "ids", "logits": "logits", "history": "hist", "token_out": "token_out"},
+        notes=w.notes,
+    )  # fmt: skip
+
+    def tensor_bytes(name: str) -> np.ndarray:
+        return tensors[name].raw
+
+    return BuiltPlan(plan=plan, blobs=w.blobs, tensor_bytes=tensor_bytes)
+
+
+def plan_summary(plan: Plan) -> dict[str, int | float]:
+    """Sizes worth printing: dispatches per program, bytes of weights and of state."""
+    weights = sum(b.size for b in plan.buffers if b.source is not None)
+    state = sum(b.size for b in plan.buffers if b.source is None)
+    out: dict[str, int | float] = {f"dispatches_{k}": len(p.dispatches) for k, p in plan.programs.items()}
+    out.update(pipelines=len(plan.pipelines), weight_bytes=weights, state_bytes=state)
+    return out
+
+
+__all__ = ["BuiltPlan", "build_plan", "repack", "qkv_pair_order", "rope_table", "math"]

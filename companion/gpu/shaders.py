@@ -1,0 +1,116 @@
+"""Loading the WGSL kernels shipped as `companion.shaders`, resolving their one composition rule
+(`//!include _name.wgsl`), and mapping compile errors back to the .wgsl file and line.
+
+The include rule is deliberately tiny so the browser executor can implement it in a few lines:
+a line that is exactly `//!include <file>` is replaced by that file's text; included files are
+private helpers (`_*.wgsl`) and may not include anything themselves; each is included once.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from companion.errors import EngineError
+
+_INCLUDE = re.compile(r"^//!include (_[a-z0-9_]+\.wgsl)\s*$")
+_LOCATION = re.compile(r"[\w.-]*wgsl:(\d+):(\d+)")
+
+
+class ShaderError(EngineError):
+    """A WGSL kernel failed to load, compile or validate; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class ShaderSource:
+    """A kernel with its includes resolved, plus where each composed line came from."""
+
+    name: str  # file name, e.g. "matmul.wgsl"
+    code: str  # composed WGSL
+    line_map: tuple[tuple[str, int], ...]  # composed line i+1 -> (file, line in file)
+
+    def locate(self, line: int) -> tuple[str, int]:
+        """(file, line) of a 1-based line of the composed code."""
+        if 1 <= line <= len(self.line_map):
+            return self.line_map[line - 1]
+        return (self.name, line)
+
+
+def _shader_dir() -> Path:
+    """The folder holding the .wgsl files: the installed package, else the source tree."""
+    try:
+        return Path(str(importlib.resources.files("companion.shaders")))
+    except ModuleNotFoundError:
+        # running from a checkout without an install: shaders/ sits next to companion/
+        return Path(__file__).resolve().parents[2] / "shaders"
+
+
+@functools.cache
+def read_text(name: str) -> str:
+    """Raw text of one shader file (cached)."""
+    if "/" in name or "\\" in name or not name.endswith(".wgsl"):
+        raise ShaderError(f"invalid shader name {name!r}: expected a bare file name ending in .wgsl")
+    path = _shader_dir() / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ShaderError(f"shader {name} not found in {path.parent}: reinstall companion") from exc
+
+
+@functools.cache
+def load(name: str) -> ShaderSource:
+    """The kernel `name` with its `//!include` lines resolved (cached)."""
+    lines: list[str] = []
+    where: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for i, line in enumerate(read_text(name).splitlines(), start=1):
+        m = _INCLUDE.match(line)
+        if m is None:
+            if line.startswith("//!"):
+                raise ShaderError(f"{name}:{i}: unknown directive {line.strip()!r}")
+            lines.append(line)
+            where.append((name, i))
+            continue
+        inc = m.group(1)
+        if inc in seen:
+            raise ShaderError(f"{name}:{i}: {inc} is included twice")
+        seen.add(inc)
+        for j, sub in enumerate(read_text(inc).splitlines(), start=1):
+            if sub.startswith("//!"):
+                raise ShaderError(f"{inc}:{j}: included files may not use directives")
+            lines.append(sub)
+            where.append((inc, j))
+    return ShaderSource(name, "\n".join(lines) + "\n", tuple(where))
+
+
+def describe_error(src: ShaderSource, exc: BaseException) -> str:
+    """A compiler message rewritten so every `wgsl:LINE:COL` names the real file and line."""
+    text = str(exc)
+
+    def repl(m: re.Match[str]) -> str:
+        f, ln = src.locate(int(m.group(1)))
+        return f"{f}:{ln}:{m.group(2)}"
+
+    located = _LOCATION.findall(text)
+    text = _LOCATION.sub(repl, text)
+    if located:
+        f, ln = src.locate(int(located[0][0]))
+        return f"{f}:{ln}: {text.strip()}"
+    return f"{src.name}: {text.strip()}"
+
+
+def create_module(device, name: str):  # -> wgpu.GPUShaderModule
+    """Compile shader `name` on `device`; raise ShaderError naming the .wgsl file and line."""
+    src = load(name)
+    try:
+        return device.create_shader_module(label=name, code=src.code)
+    except Exception as exc:  # wgpu raises GPUValidationError (and friends) for bad WGSL
+        raise ShaderError(describe_error(src, exc)) from exc
+
+
+def list_shaders() -> list[str]:
+    """Names of all kernel files (not the private `_*.wgsl` helpers)."""
+    return sorted(p.name for p in _shader_dir().glob("*.wgsl") if not p.name.startswith("_"))

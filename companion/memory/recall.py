@@ -1,0 +1,132 @@
+"""Hybrid memory recall: FTS5 BM25 + cosine similarity, merged by reciprocal rank fusion.
+
+Vectors: the 384-d unit embeddings are stored as float32 BLOBs in `memories.embedding`
+(the same layout sqlite-vec reads) and searched with an in-process numpy matrix per
+character, cached until memories change. sqlite-vec is not used: the Python builds we
+ship (pyenv / python.org) may lack `enable_load_extension`, so the extension cannot be
+relied upon, and exact search over 10k x 384 floats is one ~1 ms matmul anyway.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from companion.memory._db import storage_errors
+
+if TYPE_CHECKING:
+    from companion.memory.store import Store
+
+RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009)
+CANDIDATES = 50  # hits taken from each ranker before fusion
+MIN_COSINE = 0.2  # a vector-only hit below this is noise, not a memory worth injecting
+
+_STOPWORDS = frozenset(
+    "a an and are as at be but by did do does for from had has have he her him his how i i'm im in "
+    "is it its me my of on or our she so that the their them they this to too was we were what when "
+    "where which who why will with you your yours do don't can could would should about just".split()
+)
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 MATCH expression OR-ing the text's content words, quoted (no operators leak)."""
+    words = []
+    for w in re.findall(r"[^\W_]+", text.lower()):
+        if len(w) > 1 and w not in _STOPWORDS and w not in words:
+            words.append(w)
+    return " OR ".join(f'"{w}"' for w in words[:32]) or None
+
+
+@dataclass
+class VectorIndex:
+    """Unit embeddings of one character's memories."""
+
+    ids: np.ndarray  # (N,) int64 memory ids
+    mat: np.ndarray  # (N, 384) float32, rows L2-normalized
+
+
+def vector_index(store: Store, character_id: int) -> VectorIndex | None:
+    """The cached index for a character, embedding any memory stored without a vector."""
+    emb = store.embedder()
+    if emb is None:
+        return None
+    cached = store._index_cache.get(character_id)
+    if cached is not None:
+        return cached
+    ids, blobs, missing = [], [], []
+    for mid, blob, text in store.iter_embeddings(character_id):
+        ids.append(mid)
+        blobs.append(blob)
+        if blob is None or len(blob) != emb.dim * 4:
+            missing.append((len(ids) - 1, mid, text))
+    if missing:  # e.g. memories from schema 1, or written while the embedder was unavailable
+        vecs = emb.encode([t for _, _, t in missing])  # (M, 384)
+        new = []
+        for (pos, mid, _), v in zip(missing, vecs, strict=True):
+            blobs[pos] = v.astype(np.float32).tobytes()
+            new.append((mid, blobs[pos]))
+        store.set_embeddings(new)
+    mat = np.frombuffer(b"".join(blobs), np.float32).reshape(len(ids), emb.dim) if ids else np.zeros((0, emb.dim), np.float32)
+    index = VectorIndex(np.asarray(ids, np.int64), mat)
+    store._index_cache[character_id] = index
+    return index
+
+
+def fts_search(store: Store, character_id: int, query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
+    """(memory id, bm25) best first; bm25 is negative, lower is better (SQLite's convention)."""
+    match = fts_query(query)
+    if match is None:
+        return []
+    with store._lock, storage_errors(store.path):
+        return store.db.execute(
+            """SELECT m.id, bm25(memories_fts) AS score FROM memories_fts
+               JOIN memories m ON m.id = memories_fts.rowid
+               WHERE memories_fts MATCH ? AND m.character_id = ?
+               ORDER BY score LIMIT ?""",
+            [match, character_id, limit],
+        ).fetchall()
+
+
+def vector_search(
+    store: Store, character_id: int, query: str | np.ndarray, limit: int = CANDIDATES
+) -> list[tuple[int, float]]:
+    """(memory id, cosine) best first, cosine >= MIN_COSINE."""
+    index = vector_index(store, character_id)
+    if index is None or len(index.ids) == 0:
+        return []
+    q = store.embedder().encode([query])[0] if isinstance(query, str) else query  # (384,)
+    sims = index.mat @ q  # (N,)
+    k = min(limit, len(sims))
+    top = np.argpartition(-sims, k - 1)[:k]
+    top = top[np.argsort(-sims[top])]
+    return [(int(index.ids[i]), float(sims[i])) for i in top if sims[i] >= MIN_COSINE]
+
+
+def recall(store: Store, character_id: int, query: str, limit: int = 8) -> list[dict[str, Any]]:
+    """Memories most relevant to `query`, best first, each with `score`, `bm25`, `cosine`."""
+    if not query.strip():
+        return []
+    lexical = fts_search(store, character_id, query)
+    semantic = vector_search(store, character_id, query)
+    fused: dict[int, float] = {}
+    for ranking in (lexical, semantic):
+        for rank, (mid, _) in enumerate(ranking):
+            fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank + 1)
+    best = sorted(fused, key=lambda m: -fused[m])[:limit]
+    if not best:
+        return []
+    bm25 = dict(lexical)
+    cos = dict(semantic)
+    rows = {r["id"]: r for r in store._read(
+        f"SELECT id, kind, slot, text, pinned, source_message_id, created_at, updated_at FROM memories "
+        f"WHERE id IN ({','.join('?' * len(best))})", best)}
+    out = []
+    for mid in best:
+        if mid in rows:
+            row = rows[mid]
+            row.update(score=fused[mid], bm25=bm25.get(mid), cosine=cos.get(mid))
+            out.append(row)
+    return out

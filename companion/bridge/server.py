@@ -89,6 +89,7 @@ EDITABLE_SETTINGS = (
     "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
     "max_new_tokens", "seed", "memory_enabled", "engine",
 )  # fmt: skip
+EXECUTOR_MODULE = "engine/index.js"  # the page's WebGPU executor, when ui/ ships one
 _EMOTIONS = frozenset(get_args(_Emotion))
 
 
@@ -311,6 +312,7 @@ class BridgeServer:
         app.on_response_prepare.append(self._on_prepare)
         app.router.add_get("/launch", self._launch)
         app.router.add_get("/bridge", self._bridge)
+        app.router.add_get("/config.json", self._config)
         app.router.add_get("/plan.json", self._plan)
         app.router.add_get("/model/file", self._model_file)
         app.router.add_get("/model/blob", self._model_blob)
@@ -371,6 +373,17 @@ class BridgeServer:
 
     async def _shader(self, request: web.Request) -> web.StreamResponse:
         return _file_response(self.shaders_root, request.match_info["path"])
+
+    async def _config(self, request: web.Request) -> web.StreamResponse:
+        """What the page needs before its hello: whether to load an executor module."""
+        wanted = self.settings is None or self.settings.engine in ("auto", "browser")
+        module = resolve_static(self.ui_root, EXECUTOR_MODULE)
+        return web.json_response(
+            {
+                "protocol_version": PROTOCOL_VERSION,
+                "executor_module": EXECUTOR_MODULE if wanted and module is not None else None,
+            }
+        )
 
     async def _plan(self, request: web.Request) -> web.StreamResponse:
         if self.plan is None:

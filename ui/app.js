@@ -1,0 +1,137 @@
+// Entry point: loads the bridge schema, finds an executor (WebGPU engine) if the page has
+// one, connects to the core and wires the views.
+
+import { Bridge, loadSchema } from "./bridge.js";
+import { ChatView } from "./chat.js";
+import { OrbAvatar } from "./avatar.js";
+import { SettingsDrawer } from "./settings.js";
+import { MemoryPanel } from "./memory.js";
+import { ExecutorHost, findExecutor } from "./executor.js";
+
+const $ = (id) => /** @type {any} */ (document.getElementById(id));
+
+const PHASES = {
+  idle: "Idle", probing: "Looking for a GPU", loading: "Loading model",
+  ready: "Ready", generating: "Generating", failed: "Engine failed",
+};
+
+async function main() {
+  const [schema, config] = await Promise.all([loadSchema(), loadConfig()]);
+  const executor = await findExecutor(config);
+  const bridge = new Bridge(schema, { executor: !!executor });
+  if (executor) new ExecutorHost(bridge, executor);
+  /** @type {any} */ (window).companion = { bridge, executor };
+
+  const chat = new ChatView(bridge, {
+    messages: $("messages"), empty: $("empty"), form: $("composer"), input: $("input"),
+    send: $("send"), stop: $("stop"), chips: $("chips"),
+  });
+  const avatar = new OrbAvatar($("avatar"), $("avatar-mood"));
+  const settings = new SettingsDrawer(bridge, $("settings-form"), $("settings-note"));
+  const memory = new MemoryPanel(bridge, { list: $("memory-list"), search: $("memory-search"), note: $("memory-note") });
+  const drawers = new Drawers($("scrim"));
+
+  $("open-settings").addEventListener("click", () => { settings.refresh(); drawers.toggle($("settings-panel")); });
+  $("open-memory").addEventListener("click", () => { memory.refresh(); drawers.toggle($("memory-panel")); });
+  $("new-chat").addEventListener("click", () => {
+    if (chat.streaming) return;
+    bridge.send({ type: "reset" });
+    chat.clear();
+  });
+
+  bridge.addEventListener("connection", (/** @type {CustomEvent} */ e) => {
+    const { connected, welcome } = e.detail;
+    avatar.setConnected(connected);
+    document.body.classList.toggle("is-offline", !connected);
+    if (connected) {
+      banner(null);
+      setName(welcome.character);
+      chat.setCharacter(welcome.character);
+      showEngine({ engine: welcome.engine, adapter: welcome.adapter, phase: "ready", progress: 1 });
+      chat.setStreaming(welcome.busy);
+      document.body.dataset.ready = "1";
+    } else if (e.detail.was) {
+      banner("Lost the connection to Companion. Reconnecting…");
+      chat.setStreaming(false);
+    }
+  });
+  bridge.on("engine_status", (m) => showEngine(m));
+  bridge.on("avatar_state", (m) => avatar.set(m));
+  bridge.on("error", (m) => {
+    if (m.code === "protocol_version") banner(m.message);
+    else if (!["user_message", "settings_set"].includes(m.ref_type)) console.warn("core refused a message:", m.message);
+  });
+  bridge.connect();
+  $("input").focus();
+}
+
+async function loadConfig() {
+  const r = await fetch("/config.json", { cache: "no-store" });
+  return r.ok ? r.json() : { executor_module: null };
+}
+
+/** Show which engine runs the model and how far it loaded. */
+function showEngine(m) {
+  const el = $("engine");
+  el.dataset.phase = m.phase;
+  $("engine-name").textContent = m.engine === "none" ? "no engine" : m.engine;
+  $("engine-adapter").textContent = m.adapter || "";
+  el.title = m.error ? `${m.engine}: ${m.error}` : `${m.engine} engine${m.adapter ? " on " + m.adapter : ""} — ${PHASES[m.phase] || m.phase}`;
+  const loading = m.phase === "loading" || m.phase === "probing";
+  const pct = Math.round((m.progress || 0) * 100);
+  $("load-bar").hidden = !loading;
+  $("load-card").hidden = !loading;
+  $("load-fill").style.transform = `scaleX(${m.progress || 0})`;
+  $("load-card-fill").style.transform = `scaleX(${m.progress || 0})`;
+  $("load-phase").textContent = PHASES[m.phase] || m.phase;
+  $("load-pct").textContent = `${pct}%`;
+  if (m.phase === "failed" && m.error) banner(`The ${m.engine} engine failed: ${m.error}`);
+}
+
+function setName(name) {
+  for (const id of ["character-name", "avatar-name", "empty-name"]) $(id).textContent = name;
+  document.title = `${name} — Companion`;
+}
+
+function banner(text) {
+  const b = $("banner");
+  b.hidden = !text;
+  b.textContent = text || "";
+}
+
+/** One drawer open at a time; Esc or the scrim closes it. */
+class Drawers {
+  constructor(scrim) {
+    this.scrim = scrim;
+    this.open = null;
+    scrim.addEventListener("click", () => this.close());
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape" && this.open) this.close(); });
+    for (const b of document.querySelectorAll("[data-close]")) b.addEventListener("click", () => this.close());
+  }
+
+  toggle(panel) {
+    if (this.open === panel) return this.close();
+    this.close();
+    this.open = panel;
+    panel.classList.add("is-open");
+    panel.removeAttribute("inert");
+    panel.setAttribute("aria-hidden", "false");
+    this.scrim.hidden = false;
+    const first = panel.querySelector("input, select, button");
+    if (first) first.focus();
+  }
+
+  close() {
+    if (!this.open) return;
+    this.open.classList.remove("is-open");
+    this.open.setAttribute("inert", "");
+    this.open.setAttribute("aria-hidden", "true");
+    this.open = null;
+    this.scrim.hidden = true;
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  banner(`Companion could not start its page: ${e.message}`);
+});

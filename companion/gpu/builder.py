@@ -7,7 +7,6 @@ weight blobs (see shaders/_quant.wgsl for the layout) once at load.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -408,4 +407,4 @@ def plan_summary(plan: Plan) -> dict[str, int | float]:
     return out
 
 
-__all__ = ["BuiltPlan", "build_plan", "repack", "qkv_pair_order", "rope_table", "math"]
+__all__ = ["BuiltPlan", "build_plan", "repack", "qkv_pair_order", "rope_table"]

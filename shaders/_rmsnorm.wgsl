@@ -1,0 +1,28 @@
+// Shared helper (included with `//!include _rmsnorm.wgsl`): the RMSNorm scale of one input row,
+// computed cooperatively by the workgroup. The including file declares `x: array<vec4<f32>>`
+// (rows of K floats) and the override WG (a power of two <= 256).
+
+override EPS: f32 = 1e-5;  // {arch}.attention.layer_norm_rms_epsilon
+
+var<workgroup> red: array<f32, 256>;
+
+// 1 / sqrt(mean(x[t]^2) + EPS). Call from uniform control flow (it has barriers).
+fn inv_rms(t: u32, lid: u32) -> f32 {
+    let k4 = K / 4u;
+    var s = 0.0;
+    for (var i = lid; i < k4; i += WG) {
+        let v = x[t * k4 + i];
+        s += dot(v, v);
+    }
+    red[lid] = s;
+    workgroupBarrier();
+    for (var o = WG / 2u; o > 0u; o >>= 1u) {
+        if (lid < o) {
+            red[lid] += red[lid + o];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return inverseSqrt(total / f32(K) + EPS);
+}

@@ -1,0 +1,34 @@
+// x[t] = table[ids[t]] * SCALE: token embedding lookup from a quantized table (dequantized on
+// the fly, one 32-element block per invocation).
+//
+// binding  name  type                          shape
+// 0        step  uniform Step                  n_tokens
+// 1        ids   storage read  array<u32>      (n_tokens,) token ids
+// 2        wq    storage read  array<u32>      blob of the table (M = n_vocab, K = n_embd)  (_quant.wgsl)
+// 3        x     storage rw    array<vec4f32>  (n_tokens, K)
+// overrides: QTYPE, M, K, SCALE, WG
+// dispatch: (ceil(K / 32 / WG), n_tokens, 1)
+//!include _step.wgsl
+//!include _quant.wgsl
+
+override WG: u32 = 64u;
+override SCALE: f32 = 1.0;
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> wq: array<u32>;
+@group(0) @binding(3) var<storage, read_write> x: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    let t = gid.y;
+    if (b >= K / 32u || t >= step.n_tokens) {
+        return;
+    }
+    let id = min(ids[t], M - 1u);
+    let w = dequant_block(id, b);
+    for (var i = 0u; i < 8u; i++) {
+        x[t * (K / 4u) + b * 8u + i] = w[i] * SCALE;
+    }
+}

@@ -1,0 +1,121 @@
+// The attention input half in one dispatch: h = rmsnorm(x) * g, then q, k, v = Wqkv h, RoPE on
+// q and k, and k, v stored into this layer's KV cache at positions n_past + t.
+// The blob rows are ordered by rotation pair (builder.qkv_pair_order): invocation p computes
+// blob rows p and p + P (P = M / 2) and writes them to the two dims of pair p:
+//   p <  PQ            q head h = p / (HD/2), j = p % (HD/2)
+//   p <  PQ + PK       k head (same formula), rotated, into kc
+//   otherwise          v dims 2l, 2l + 1 (l = p - PQ - PK), into vc
+// normal RoPE pairs dims (2j, 2j+1), neox pairs (j, j + HD/2); both rotate by table[pos, j].
+//
+// binding  name  type                          shape
+// 0        step  uniform Step                  n_past, n_tokens
+// 1        wq    storage read  array<u32>      blob of Wqkv (NQ + 2 NK, K)   (layout in _quant.wgsl)
+// 2        x     storage read  array<vec4f32>  (n_tokens, K)
+// 3        g     storage read  array<vec4f32>  (K,) attn_norm weight
+// 4        rope  storage read  array<vec2f32>  (n_ctx, HD/2) cos, sin of pos * base^(-2j/HD)
+// 5        q     storage rw    array<f32>      (n_tokens, NQ)
+// 6        kc    storage rw    array<f32>      (n_ctx, NK) this layer's keys
+// 7        vc    storage rw    array<f32>      (n_ctx, NK) this layer's values
+// overrides: QTYPE, M (= NQ + 2 NK), K, NQ, NK, HD, NEOX, EPS, WG (power of two <= 256), TT (<= 8)
+// dispatch: (ceil(M / 2 / WG), ceil(n_tokens / TT), 1)
+//!include _step.wgsl
+//!include _quant.wgsl
+//!include _rmsnorm.wgsl
+
+override WG: u32 = 64u;
+override TT: u32 = 1u;
+override NQ: u32;
+override NK: u32;
+override HD: u32;
+override NEOX: bool = false;
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read> wq: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> g: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> rope: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read_write> q: array<f32>;
+@group(0) @binding(6) var<storage, read_write> kc: array<f32>;
+@group(0) @binding(7) var<storage, read_write> vc: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let n_pair = M / 2u;
+    let t0 = wid.y * TT;
+    let nt = min(TT, max(step.n_tokens, t0) - t0);
+    var inv: array<f32, 8>;
+    for (var t = 0u; t < nt; t++) {
+        inv[t] = inv_rms(t0 + t, lid);
+    }
+    let p = gid.x;
+    if (p >= n_pair) {
+        return;
+    }
+    let k4 = K / 4u;
+    var a0: array<f32, 8>;
+    var a1: array<f32, 8>;
+    for (var b = 0u; b < K / 32u; b++) {
+        let w0 = dequant_block(p, b);
+        let w1 = dequant_block(p + n_pair, b);
+        for (var t = 0u; t < nt; t++) {
+            let xo = (t0 + t) * k4 + b * 8u;
+            var s0 = 0.0;
+            var s1 = 0.0;
+            for (var i = 0u; i < 8u; i++) {
+                let v = x[xo + i] * g[b * 8u + i];
+                s0 += dot(w0[i], v);
+                s1 += dot(w1[i], v);
+            }
+            a0[t] += s0;
+            a1[t] += s1;
+        }
+    }
+    let hh = HD / 2u;
+    let pq = NQ / 2u;
+    let pk = NK / 2u;
+    var l = p;  // pair index inside its region
+    var region = 0u;
+    if (p >= pq + pk) {
+        region = 2u;
+        l = p - pq - pk;
+    } else if (p >= pq) {
+        region = 1u;
+        l = p - pq;
+    }
+    let h = l / hh;
+    let j = l % hh;
+    var d0 = 2u * l;  // v: plain adjacent dims
+    var d1 = d0 + 1u;
+    if (region < 2u) {
+        if (NEOX) {
+            d0 = h * HD + j;
+            d1 = d0 + hh;
+        } else {
+            d0 = h * HD + 2u * j;
+            d1 = d0 + 1u;
+        }
+    }
+    for (var t = 0u; t < nt; t++) {
+        var v0 = a0[t] * inv[t];
+        var v1 = a1[t] * inv[t];
+        let pos = step.n_past + t0 + t;
+        if (region < 2u) {
+            let cs = rope[pos * hh + j];
+            let r0 = v0 * cs.x - v1 * cs.y;
+            v1 = v0 * cs.y + v1 * cs.x;
+            v0 = r0;
+        }
+        if (region == 0u) {
+            q[(t0 + t) * NQ + d0] = v0;
+            q[(t0 + t) * NQ + d1] = v1;
+        } else if (region == 1u) {
+            kc[pos * NK + d0] = v0;
+            kc[pos * NK + d1] = v1;
+        } else {
+            vc[pos * NK + d0] = v0;
+            vc[pos * NK + d1] = v1;
+        }
+    }
+}

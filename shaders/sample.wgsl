@@ -1,0 +1,234 @@
+// Choose the next token on the GPU from (V,) logits: repetition penalty, then argmax (greedy)
+// or temperature + top-k + top-p + min-p, drawing from a counter-based random stream
+// u = pcg(pcg(seed) + rng_step). Only the 4-byte id leaves the GPU.
+// Thresholds are found by binary search over order-preserving u32 keys of the logits, so no
+// sort is needed: top-k keeps keys >= the k-th largest key (ties at the boundary all stay),
+// top-p keeps the highest keys whose mass reaches top_p (sequence of llama.cpp / Sampler:
+// top-k, softmax, top-p, min-p); the draw walks candidates in id order.
+//
+// binding  name    type                          shape
+// 0        step    uniform Step                  temperature, top_k, top_p, min_p,
+//                                                repeat_penalty, n_hist, seed, rng_step
+// 1        logits  storage rw    array<f32>      (V,)  (the penalty is applied in place)
+// 2        hist    storage read  array<u32>      (n_hist,) recent ids for the penalty
+// 3        out     storage rw    array<u32>      (1,)  chosen id
+// overrides: V
+// dispatch: (1, 1, 1)
+//!include _step.wgsl
+
+override V: u32;
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> hist: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<u32>;
+
+var<workgroup> rf: array<f32, WG>;
+var<workgroup> ru: array<u32, WG>;
+var<workgroup> total: f32;
+
+// Order-preserving map f32 -> u32 (larger float, larger key).
+fn key(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn pcg(v: u32) -> u32 {
+    let s = v * 747796405u + 2891336453u;
+    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+    return (w >> 22u) ^ w;
+}
+
+fn sum_u(v: u32, lid: u32) -> u32 {
+    ru[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            ru[lid] += ru[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&ru[0]);
+    workgroupBarrier();
+    return r;
+}
+
+fn sum_f(v: f32, lid: u32) -> f32 {
+    rf[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            rf[lid] += rf[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&rf[0]);
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32) {
+    // 1. repetition penalty, once per distinct id in the history
+    let pen = step.repeat_penalty;
+    if (pen != 1.0) {
+        for (var i = lid; i < step.n_hist; i += WG) {
+            let id = hist[i];
+            var first = id < V;
+            for (var j = 0u; j < i; j++) {
+                if (hist[j] == id) {
+                    first = false;
+                    break;
+                }
+            }
+            if (first) {
+                let l = logits[id];
+                logits[id] = select(l * pen, l / pen, l > 0.0);
+            }
+        }
+    }
+    storageBarrier();
+    workgroupBarrier();
+
+    // 2. argmax, ties to the lowest id (as numpy)
+    var bv = -3.4e38;
+    var bi = 0u;
+    for (var i = lid; i < V; i += WG) {
+        let l = logits[i];
+        if (l > bv) {
+            bv = l;
+            bi = i;
+        }
+    }
+    rf[lid] = bv;
+    ru[lid] = bi;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            let ov = rf[lid + s];
+            let oi = ru[lid + s];
+            if (ov > rf[lid] || (ov == rf[lid] && oi < ru[lid])) {
+                rf[lid] = ov;
+                ru[lid] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+    let mx = workgroupUniformLoad(&rf[0]);
+    let am = ru[0];
+    if (lid == 0u) {
+        out[0] = am;
+    }
+    storageBarrier();
+    workgroupBarrier();
+    if (step.temperature <= 0.0) {
+        return;
+    }
+    let temp = step.temperature;
+    let kmx = key(mx);
+
+    // 3. top-k: the largest key with at least k logits at or above it
+    var thr = 0u;
+    if (step.top_k > 0u && step.top_k < V) {
+        var lo = 0u;
+        var hi = kmx;
+        loop {
+            if (lo >= hi) {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2u + ((hi - lo) & 1u);
+            var c = 0u;
+            for (var i = lid; i < V; i += WG) {
+                c += select(0u, 1u, key(logits[i]) >= mid);
+            }
+            if (sum_u(c, lid) >= step.top_k) {
+                lo = mid;
+            } else {
+                hi = mid - 1u;
+            }
+        }
+        thr = lo;
+    }
+
+    // 4. top-p over the top-k set: the largest key whose upper mass reaches top_p
+    if (step.top_p < 1.0) {
+        var z = 0.0;
+        for (var i = lid; i < V; i += WG) {
+            let l = logits[i];
+            if (key(l) >= thr) {
+                z += exp((l - mx) / temp);
+            }
+        }
+        let goal = sum_f(z, lid) * step.top_p;
+        var lo = thr;
+        var hi = kmx;
+        loop {
+            if (lo >= hi) {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2u + ((hi - lo) & 1u);
+            var s = 0.0;
+            for (var i = lid; i < V; i += WG) {
+                let l = logits[i];
+                if (key(l) >= mid) {
+                    s += exp((l - mx) / temp);
+                }
+            }
+            if (sum_f(s, lid) >= goal) {
+                lo = mid;
+            } else {
+                hi = mid - 1u;
+            }
+        }
+        thr = lo;
+    }
+
+    // 5. min-p: p >= min_p * p(best)  <=>  l >= mx + T ln(min_p)
+    if (step.min_p > 0.0) {
+        thr = max(thr, key(mx + temp * log(step.min_p)));
+    }
+    thr = min(thr, kmx);  // the best token always survives
+
+    // 6. draw: prefix sums over contiguous chunks, then the owning invocation walks its chunk
+    let chunk = (V + WG - 1u) / WG;
+    let c0 = min(lid * chunk, V);
+    let c1 = min(c0 + chunk, V);
+    var s = 0.0;
+    for (var i = c0; i < c1; i++) {
+        let l = logits[i];
+        if (key(l) >= thr) {
+            s += exp((l - mx) / temp);
+        }
+    }
+    rf[lid] = s;
+    workgroupBarrier();
+    if (lid == 0u) {
+        var acc = 0.0;
+        for (var j = 0u; j < WG; j++) {
+            let v = rf[j];
+            rf[j] = acc;
+            acc += v;
+        }
+        total = acc;
+    }
+    workgroupBarrier();
+    let u = f32(pcg(pcg(step.seed) + step.rng_step) >> 8u) * (1.0 / 16777216.0);
+    let want = u * total;
+    let base = rf[lid];
+    if (s > 0.0 && want >= base && want < base + s) {
+        var acc = base;
+        var pick = c0;
+        for (var i = c0; i < c1; i++) {
+            let l = logits[i];
+            if (key(l) >= thr) {
+                pick = i;
+                acc += exp((l - mx) / temp);
+                if (acc > want) {
+                    break;
+                }
+            }
+        }
+        out[0] = pick;
+    }
+}

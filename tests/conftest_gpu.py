@@ -1,0 +1,64 @@
+"""GPU fixtures (imported by tests/conftest.py): probe for a WebGPU adapter once, in a
+subprocess with a timeout (a broken driver can hang or crash the interpreter), skip cleanly
+where there is none, and under CI=true insist on lavapipe instead of skipping."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+_PROBE = """
+import json, os
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+import wgpu
+a = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
+print(json.dumps(dict(a.info) if a is not None else None))
+"""
+
+
+def _probe() -> tuple[dict | None, str]:
+    try:
+        r = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return None, "adapter probe timed out after 60 s"
+    if r.returncode != 0:
+        return None, f"adapter probe failed: {r.stderr.strip().splitlines()[-1:] or r.returncode}"
+    try:
+        info = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None, f"adapter probe printed no info: {r.stdout!r}"
+    return info, "" if info else "no WebGPU adapter"
+
+
+@pytest.fixture(scope="session")
+def gpu_adapter_info() -> dict:
+    """The adapter's info dict; skips without an adapter (asserts lavapipe under CI=true)."""
+    info, why = _probe()
+    if os.environ.get("CI", "").lower() == "true":
+        assert info is not None, f"CI must run the GPU tests on lavapipe, but: {why}"
+        name = f"{info.get('device', '')} {info.get('description', '')}".lower()
+        assert "llvmpipe" in name or "lavapipe" in name, f"CI expected lavapipe, got {info}"
+    if info is None:
+        pytest.skip(why)
+    return info
+
+
+@pytest.fixture(scope="session")
+def gpu_adapter(gpu_adapter_info):
+    """A wgpu adapter (the same kind the probe found)."""
+    from companion.gpu.native import request_adapter
+
+    return request_adapter(os.environ.get("COMPANION_ADAPTER"))
+
+
+@pytest.fixture(scope="session")
+def gpu_device(gpu_adapter):
+    """A device with the adapter's real limits, shared by the kernel tests."""
+    from companion.gpu.native import request_device
+
+    dev = request_device(gpu_adapter)
+    yield dev

@@ -1,0 +1,294 @@
+"""Each WGSL kernel against numpy, through one-dispatch plans on the native executor.
+Weights are quantized with gguf.quants and checked against gguf.quants.dequantize."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as QT
+from gguf import quants
+
+from companion.gpu.builder import (
+    STEP_SIZE,
+    BuiltPlan,
+    PlanWriter,
+    qkv_pair_order,
+    repack,
+    rope_table,
+    uniform_block,
+)
+from companion.gpu.native import Executor
+from companion.gpu.plan import Plan, Program
+
+pytestmark = pytest.mark.gpu
+
+QTYPES = [QT.F32, QT.F16, QT.Q4_0, QT.Q4_1, QT.Q8_0]
+
+
+def make_weight(rng, M: int, K: int, qtype: QT) -> tuple[np.ndarray, np.ndarray]:
+    """(blob u32, dequantized f32 (M, K)) of a random matrix stored as qtype."""
+    w = rng.standard_normal((M, K)).astype(np.float32)  # (M, K)
+    if qtype == QT.F32:
+        raw = w.view(np.uint8)
+    elif qtype == QT.F16:
+        raw = w.astype(np.float16).view(np.uint8)
+    else:
+        raw = quants.quantize(w, qtype)  # (M, bytes per row) uint8
+    deq = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)  # (M, K)
+    return repack(raw.reshape(M, -1), qtype, K), deq
+
+
+def run_kernel(device, shader, constants, data, bind, workgroups, step, out, out_dtype=np.float32):
+    """Run one dispatch; data: name -> array (uploaded) or int (zeroed bytes)."""
+    w = PlanWriter()
+    w.buffer("step", STEP_SIZE, usage="uniform")
+    for name, v in data.items():
+        if isinstance(v, int):
+            w.buffer(name, v)
+        else:
+            w.blob(name, np.ascontiguousarray(v), "test")
+    pl = w.pipeline(shader, **constants)
+    prog = Program(name="p", dispatches=[w.dispatch(pl, ["step", *bind], workgroups, shader)])
+    plan = Plan(uniform=uniform_block(), buffers=list(w.buffers.values()), pipelines=list(w.pipelines.values()), programs={"p": prog})
+    ex = Executor(plan, BuiltPlan(plan, w.blobs).resolve, device=device)
+    ex.set_uniforms(**step)
+    size = data[out] if isinstance(data[out], int) else data[out].nbytes
+    raw = ex.run([("p", {})], read=(out, 0, size))
+    return np.frombuffer(raw, out_dtype).copy()
+
+
+def ceil(a, b):
+    return -(-a // b)
+
+
+def rms(x, g, eps=1e-5):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float32(eps)) * g
+
+
+def close(a, b, tol=2e-4):
+    scale = max(1.0, float(np.abs(b).max()))
+    np.testing.assert_allclose(a, b, atol=tol * scale, rtol=0)
+
+
+@pytest.mark.parametrize("qtype", QTYPES, ids=lambda q: q.name)
+@pytest.mark.parametrize("M,K", [(1, 32), (33, 64), (200, 576)])
+def test_dequant_embed(gpu_device, qtype, M, K):
+    rng = np.random.default_rng(M * 7 + K)
+    blob, deq = make_weight(rng, M, K, qtype)
+    ids = np.array([M - 1, 0, M // 2, M - 1], dtype=np.uint32)
+    T = len(ids)
+    got = run_kernel(
+        gpu_device, "embed.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64),
+        {"ids": ids, "wq": blob, "x": T * K * 4}, ["ids", "wq", "x"],
+        (ceil(K // 32, 64), T, 1), {"n_tokens": T}, "x",
+    ).reshape(T, K)
+    np.testing.assert_allclose(got, deq[ids], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("qtype", QTYPES, ids=lambda q: q.name)
+@pytest.mark.parametrize("M,K,T,TT", [(1, 32, 1, 1), (7, 64, 3, 4), (130, 96, 5, 4), (577, 576, 1, 1), (64, 1536, 9, 4)])
+@pytest.mark.parametrize("add", [False, True])
+def test_matmul(gpu_device, qtype, M, K, T, TT, add):
+    rng = np.random.default_rng(M + K + T)
+    blob, W = make_weight(rng, M, K, qtype)
+    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    y0 = rng.standard_normal((T, M)).astype(np.float32)  # (T, M)
+    got = run_kernel(
+        gpu_device, "matmul.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, TT=TT, ADD=add),
+        {"wq": blob, "x": x, "y": y0}, ["wq", "x", "y"],
+        (ceil(ceil(M, 2), 64), ceil(T, TT), 1), {"n_tokens": T}, "y",
+    ).reshape(T, M)
+    want = x @ W.T + (y0 if add else 0)  # (T, M)
+    close(got, want)
+
+
+@pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.F32], ids=lambda q: q.name)
+@pytest.mark.parametrize("M,K,T", [(5, 64, 3), (301, 576, 6)])
+@pytest.mark.parametrize("last_only", [False, True])
+def test_matmul_norm(gpu_device, qtype, M, K, T, last_only):
+    rng = np.random.default_rng(M * K + T)
+    blob, W = make_weight(rng, M, K, qtype)
+    x = rng.standard_normal((T, K)).astype(np.float32) * 3  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    tt = 1 if last_only else 4
+    got = run_kernel(
+        gpu_device, "matmul_norm.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, TT=tt, EPS=1e-5, LAST_ONLY=last_only),
+        {"wq": blob, "x": x, "g": g, "y": T * M * 4}, ["wq", "x", "g", "y"],
+        (ceil(ceil(M, 2), 64), 1 if last_only else ceil(T, tt), 1), {"n_tokens": T}, "y",
+    ).reshape(T, M)
+    want = rms(x, g) @ W.T  # (T, M)
+    if last_only:
+        close(got[:1], want[-1:])
+    else:
+        close(got, want)
+
+
+@pytest.mark.parametrize("qtype", [QT.Q4_0, QT.Q4_1, QT.F16], ids=lambda q: q.name)
+@pytest.mark.parametrize("N,K,T", [(3, 32, 1), (100, 64, 5), (1536, 576, 1)])
+def test_matmul_swiglu(gpu_device, qtype, N, K, T):
+    rng = np.random.default_rng(N + K)
+    blob, W = make_weight(rng, 2 * N, K, qtype)
+    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    got = run_kernel(
+        gpu_device, "matmul_swiglu.wgsl", dict(QTYPE=int(qtype), M=2 * N, K=K, WG=64, TT=4, EPS=1e-5),
+        {"wq": blob, "x": x, "g": g, "y": T * N * 4}, ["wq", "x", "g", "y"],
+        (ceil(N, 64), ceil(T, 4), 1), {"n_tokens": T}, "y",
+    ).reshape(T, N)
+    h = rms(x, g) @ W.T  # (T, 2N)
+    a, u = np.clip(h[:, :N], -60, None), h[:, N:]  # (T, N) each (clip: no exp overflow warning)
+    close(got, a / (1 + np.exp(-a)) * u)
+
+
+def rope_ref(x, pos, base, neox):
+    """x: (T, H, hd) rotated at positions pos (T,)."""
+    hd = x.shape[-1]
+    tab = rope_table(int(pos.max()) + 1, hd, base)[pos]  # (T, hd/2, 2)
+    c, s = tab[:, None, :, 0], tab[:, None, :, 1]  # (T, 1, hd/2)
+    out = x.copy()
+    if neox:
+        a, b = x[..., : hd // 2], x[..., hd // 2 :]
+        out[..., : hd // 2], out[..., hd // 2 :] = a * c - b * s, a * s + b * c
+    else:
+        a, b = x[..., 0::2], x[..., 1::2]
+        out[..., 0::2], out[..., 1::2] = a * c - b * s, a * s + b * c
+    return out
+
+
+@pytest.mark.parametrize("neox", [False, True])
+@pytest.mark.parametrize("H,KV,hd,K,T,n_past", [(2, 1, 8, 32, 3, 0), (9, 3, 64, 576, 5, 7), (4, 2, 32, 64, 1, 40)])
+def test_matmul_qkv_rope(gpu_device, neox, H, KV, hd, K, T, n_past):
+    rng = np.random.default_rng(H * hd + T)
+    NQ, NK = H * hd, KV * hd
+    M = NQ + 2 * NK
+    w = rng.standard_normal((M, K)).astype(np.float32)
+    raw = quants.quantize(w, QT.Q4_1)  # (M, row bytes)
+    W = quants.dequantize(raw, QT.Q4_1).reshape(M, K)  # (M, K)
+    blob = repack(raw[qkv_pair_order(H, KV, hd, neox)], QT.Q4_1, K)
+    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    n_ctx, base = 64, 10000.0
+    got_q = run_kernel(
+        gpu_device, "matmul_qkv.wgsl",
+        dict(QTYPE=int(QT.Q4_1), M=M, K=K, WG=64, TT=4, EPS=1e-5, NQ=NQ, NK=NK, HD=hd, NEOX=neox),
+        {"wq": blob, "x": x, "g": g, "rope": rope_table(n_ctx, hd, base), "q": T * NQ * 4,
+         "kc": n_ctx * NK * 4, "vc": n_ctx * NK * 4},
+        ["wq", "x", "g", "rope", "q", "kc", "vc"], (ceil(M // 2, 64), ceil(T, 4), 1),
+        {"n_tokens": T, "n_past": n_past}, "q",
+    ).reshape(T, H, hd)
+    h = rms(x, g) @ W.T  # (T, M)
+    pos = np.arange(n_past, n_past + T)
+    q = rope_ref(h[:, :NQ].reshape(T, H, hd), pos, base, neox)  # (T, H, hd)
+    close(got_q, q)
+
+
+def test_matmul_qkv_writes_kv_cache(gpu_device):
+    rng = np.random.default_rng(5)
+    H, KV, hd, K, T, n_past, n_ctx = 4, 2, 16, 64, 3, 5, 16
+    NQ, NK = H * hd, KV * hd
+    M = NQ + 2 * NK
+    raw = quants.quantize(rng.standard_normal((M, K)).astype(np.float32), QT.Q8_0)
+    W = quants.dequantize(raw, QT.Q8_0).reshape(M, K)
+    blob = repack(raw[qkv_pair_order(H, KV, hd, False)], QT.Q8_0, K)
+    x = rng.standard_normal((T, K)).astype(np.float32)
+    g = np.ones(K, np.float32)
+    common = dict(QTYPE=int(QT.Q8_0), M=M, K=K, WG=64, TT=4, EPS=1e-5, NQ=NQ, NK=NK, HD=hd, NEOX=False)
+    data = {"wq": blob, "x": x, "g": g, "rope": rope_table(n_ctx, hd, 10000.0), "q": T * NQ * 4,
+            "kc": n_ctx * NK * 4, "vc": n_ctx * NK * 4}
+    args = (["wq", "x", "g", "rope", "q", "kc", "vc"], (ceil(M // 2, 64), 1, 1), {"n_tokens": T, "n_past": n_past})
+    kc = run_kernel(gpu_device, "matmul_qkv.wgsl", common, data, *args, "kc").reshape(n_ctx, KV, hd)
+    vc = run_kernel(gpu_device, "matmul_qkv.wgsl", common, data, *args, "vc").reshape(n_ctx, NK)
+    h = rms(x, g) @ W.T  # (T, M)
+    k = rope_ref(h[:, NQ : NQ + NK].reshape(T, KV, hd), np.arange(n_past, n_past + T), 10000.0, False)
+    close(kc[n_past : n_past + T], k)
+    close(vc[n_past : n_past + T], h[:, NQ + NK :])
+    assert not kc[:n_past].any() and not kc[n_past + T :].any()
+
+
+@pytest.mark.parametrize("H,KV,hd,T,n_past", [(2, 1, 8, 1, 0), (9, 3, 64, 4, 3), (4, 2, 32, 1, 300), (3, 3, 16, 7, 250)])
+def test_attention(gpu_device, H, KV, hd, T, n_past):
+    rng = np.random.default_rng(H + T + n_past)
+    n_ctx = n_past + T + 3
+    NQ = H * hd
+    q = rng.standard_normal((T, H, hd)).astype(np.float32)  # (T, H, hd)
+    kc = rng.standard_normal((n_ctx, KV, hd)).astype(np.float32)  # (n_ctx, KV, hd)
+    vc = rng.standard_normal((n_ctx, KV, hd)).astype(np.float32)  # (n_ctx, KV, hd)
+    got = run_kernel(
+        gpu_device, "attention.wgsl", dict(NH=H, NKV=KV, HD=hd, WG=64),
+        {"q": q, "kc": kc, "vc": vc, "o": T * NQ * 4}, ["q", "kc", "vc", "o"],
+        (H, T, 1), {"n_tokens": T, "n_past": n_past}, "o",
+    ).reshape(T, H, hd)
+    want = np.zeros_like(q)
+    for t in range(T):
+        S = n_past + t + 1
+        for h in range(H):
+            kv = h // (H // KV)
+            s = kc[:S, kv] @ q[t, h] / np.sqrt(hd)  # (S,)
+            p = np.exp(s - s.max())
+            want[t, h] = (p / p.sum()) @ vc[:S, kv]  # (hd,)
+    close(got, want, 1e-4)
+
+
+def sample(device, logits, step, hist=()):
+    V = logits.size
+    h = np.zeros(max(4, len(hist)), np.uint32)
+    h[: len(hist)] = hist
+    st = dict(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0, n_hist=len(hist), seed=0, rng_step=0)
+    st.update(step)
+    return int(run_kernel(device, "sample.wgsl", dict(V=V), {"logits": logits, "hist": h, "out": 4},
+                          ["logits", "hist", "out"], (1, 1, 1), st, "out", np.uint32)[0])
+
+
+@pytest.mark.parametrize("V", [1, 7, 1000, 49152])
+def test_sample_argmax(gpu_device, V):
+    rng = np.random.default_rng(V)
+    logits = rng.standard_normal(V).astype(np.float32) * 5
+    assert sample(gpu_device, logits, {}) == int(np.argmax(logits))
+    logits[V // 3] = logits[V // 2] = logits.max() + 1  # tie: lowest id wins, as numpy
+    assert sample(gpu_device, logits, {}) == int(np.argmax(logits))
+
+
+def test_sample_repeat_penalty(gpu_device):
+    from companion.sampling import apply_repetition_penalty
+
+    logits = np.array([1.0, 3.0, 2.9, -1.0, 0.5], np.float32)
+    hist = [1, 1, 4]
+    want = int(np.argmax(apply_repetition_penalty(logits, hist, 1.5, 64)))
+    assert want == 2
+    assert sample(gpu_device, logits.copy(), {"repeat_penalty": 1.5}, hist) == want
+
+
+@pytest.mark.parametrize("params", [
+    dict(top_k=1, top_p=1.0, min_p=0.0),
+    dict(top_k=0, top_p=1e-6, min_p=0.0),
+    dict(top_k=0, top_p=1.0, min_p=0.999),
+])
+def test_sample_degenerate_filters_give_argmax(gpu_device, params):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal(5000).astype(np.float32) * 3
+    for s in range(3):
+        got = sample(gpu_device, logits, dict(temperature=0.8, seed=s, rng_step=s, **params))
+        assert got == int(np.argmax(logits))
+
+
+def test_sample_stays_in_candidate_set_and_follows_seed(gpu_device):
+    from companion.sampling import SamplingParams, filter_probs
+
+    rng = np.random.default_rng(11)
+    logits = rng.standard_normal(3000).astype(np.float32) * 2
+    p = SamplingParams(temperature=0.9, top_k=40, top_p=0.9, min_p=0.05)
+    allowed = set(filter_probs(logits, p)[0].tolist())
+    st = dict(temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p, seed=42)
+    picks = [sample(gpu_device, logits, dict(st, rng_step=i)) for i in range(12)]
+    assert set(picks) <= allowed
+    assert len(set(picks)) > 1  # it really draws
+    assert picks[:4] == [sample(gpu_device, logits, dict(st, rng_step=i)) for i in range(4)]
+
+
+def test_sample_distribution(gpu_device):
+    """Frequencies over many draws follow the softmax (small vocabulary, loose bound)."""
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05], np.float32))
+    counts = np.zeros(4)
+    for i in range(200):
+        counts[sample(gpu_device, logits, dict(temperature=1.0, seed=7, rng_step=i))] += 1
+    np.testing.assert_allclose(counts / 200, [0.5, 0.3, 0.15, 0.05], atol=0.1)

@@ -102,13 +102,17 @@ def main(ctx: click.Context, model_path: Path | None, engine: str | None, adapte
     _launch(ctx)
 
 
-def _launch(ctx: click.Context) -> None:
-    settings = _settings(ctx)
+def _can_open_window() -> bool:
     try:
         from companion.shell.window import can_open_window
     except ImportError:
-        can_open_window = lambda: False  # noqa: E731
-    if can_open_window():
+        return False
+    return bool(can_open_window())
+
+
+def _launch(ctx: click.Context) -> None:
+    settings = _settings(ctx)
+    if _can_open_window():
         from companion.app import run_desktop_app
 
         run_desktop_app(settings)
@@ -211,7 +215,7 @@ def chat(ctx: click.Context, prompt: str | None, engine: str | None = None, seed
             elif cmd == "/system":
                 session.set_system(arg)
                 session.reset()
-                _err(f"[system prompt set; conversation reset]" if arg else "[system prompt cleared]")
+                _err("[system prompt set; conversation reset]" if arg else "[system prompt cleared]")
             elif cmd == "/engine":
                 _err(f"[engine {session.engine_name} on {session.adapter}]")
             else:

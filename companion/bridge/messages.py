@@ -165,7 +165,8 @@ class EngineStatus(_Message):
     adapter: str = Field("", max_length=300)
     phase: Phase = "ready"
     progress: float = Field(1.0, ge=0.0, le=1.0)  # of the current phase (loading weights)
-    error: str | None = Field(None, max_length=4000)
+    detail: str = Field("", max_length=300)  # what is happening, e.g. "uploading blk.12 (40%)"
+    error: str | None = Field(None, max_length=4000)  # why the engine failed or was replaced
 
 
 class EngineLoad(_Message):

@@ -16,6 +16,7 @@ The chat core plugs in through `ChatSessionLike` below (companion.chat.ChatSessi
 it). Events from `send()` are recognised by their fields, so the core need not import this
 module:
     reply end   -- has `status` ("done" | "stopped" | "error"), `stats` (dict), `error` (str|None)
+    engine swap -- has `engine`, `adapter`, `reason` (the old engine failed mid-reply)
     avatar cue  -- has `emotion` (str)
     text delta  -- has `text` (str)
 """
@@ -125,6 +126,13 @@ class _ReplyEnd(Protocol):
 
 
 @runtime_checkable
+class _EngineSwitch(Protocol):
+    engine: str
+    adapter: str
+    reason: str
+
+
+@runtime_checkable
 class _AvatarCue(Protocol):
     emotion: str
 
@@ -192,6 +200,7 @@ class BridgeServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self.page_connected = threading.Event()  # set when a page completes its hello
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="companion-chat")
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -502,6 +511,7 @@ class BridgeServer:
                 ))  # fmt: skip
                 return
             conn.hello = message
+            self.page_connected.set()
             self._send_to(conn, self._welcome())
             self._send_to(conn, self._status_now())
             if message.executor:
@@ -601,6 +611,12 @@ class BridgeServer:
             if isinstance(event, _ReplyEnd):
                 ended.append(True)
                 self._broadcast(_end_message(turn, event.status, event.stats, event.error))
+            elif isinstance(event, _EngineSwitch):
+                self.publish(
+                    EngineStatus(
+                        engine=event.engine, adapter=event.adapter[:300], error=event.reason[:4000]
+                    )
+                )
             elif isinstance(event, _AvatarCue):
                 self._emotion = event.emotion if event.emotion in _EMOTIONS else "neutral"
                 self._broadcast(AvatarState(emotion=self._emotion, speaking=True))  # type: ignore[arg-type]

@@ -207,7 +207,6 @@ class ChatSession:
         status: Literal["done", "stopped", "error"] = "done"
         error: str | None = None
         n_prompt_new = 0
-        last_checkpoint = time.perf_counter()
 
         while True:
             # reuse the KV cache for the longest shared prefix of what it holds and what we need
@@ -234,10 +233,10 @@ class ChatSession:
                         yield AvatarCue(c)
                     if visible:
                         text_parts.append(visible)
+                        # persist before showing: a crash can lose nothing the user saw
+                        if self.recorder:
+                            self.recorder.reply_checkpoint("".join(text_parts))
                         yield TextDelta(visible)
-                    if self.recorder and time.perf_counter() - last_checkpoint > 0.25:
-                        self.recorder.reply_checkpoint("".join(text_parts))
-                        last_checkpoint = time.perf_counter()
                 break
             except EngineError as exc:
                 if self.fallback is None:
@@ -255,6 +254,8 @@ class ChatSession:
         tail = emo.flush() + decoder.flush()
         if tail:
             text_parts.append(tail)
+            if self.recorder:
+                self.recorder.reply_checkpoint("".join(text_parts))
             yield TextDelta(tail)
         if self._stop.is_set() and status == "done":
             status = "stopped"

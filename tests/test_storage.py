@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest_memory import FIXTURES, companion_home, plain_store  # noqa: F401
+from conftest_memory import FIXTURES
 
 from companion.errors import StorageError
 from companion.memory.migrations import SCHEMA_VERSION, migrations

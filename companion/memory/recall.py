@@ -31,6 +31,24 @@ _STOPWORDS = frozenset(
 )
 
 
+_FIRST_PERSON = [(r"\b[Tt]he user's\b", "my"), (r"\b[Tt]he user\b", "I"), (r"\btheir\b", "my"),
+                 (r"\bthey\b", "I"), (r"\bthem\b", "me"), (r"\bthemselves\b", "myself")]
+
+
+def embedding_text(memory_text: str) -> str:
+    """A memory as the user would say it ("The user's sister is Ana" -> "my sister is Ana"):
+    questions come in the first person, and that wording sits much closer to them."""
+    for pattern, repl in _FIRST_PERSON:
+        memory_text = re.sub(pattern, repl, memory_text)
+    return memory_text
+
+
+def query_parts(query: str) -> list[str]:
+    """The query, plus each of its sentences when it asks several things at once."""
+    parts = [p.strip() for p in re.split(r"(?<=[.!?])\s+|\n+", query) if len(p.strip()) > 3]
+    return [query] + (parts[:4] if len(parts) > 1 else [])
+
+
 def fts_query(text: str) -> str | None:
     """An FTS5 MATCH expression OR-ing the text's content words, quoted (no operators leak)."""
     words = []
@@ -63,7 +81,7 @@ def vector_index(store: Store, character_id: int) -> VectorIndex | None:
         if blob is None or len(blob) != emb.dim * 4:
             missing.append((len(ids) - 1, mid, text))
     if missing:  # e.g. memories from schema 1, or written while the embedder was unavailable
-        vecs = emb.encode([t for _, _, t in missing])  # (M, 384)
+        vecs = emb.encode([embedding_text(t) for _, _, t in missing])  # (M, 384)
         new = []
         for (pos, mid, _), v in zip(missing, vecs, strict=True):
             blobs[pos] = v.astype(np.float32).tobytes()
@@ -106,20 +124,31 @@ def vector_search(
 
 
 def recall(store: Store, character_id: int, query: str, limit: int = 8) -> list[dict[str, Any]]:
-    """Memories most relevant to `query`, best first, each with `score`, `bm25`, `cosine`."""
+    """Memories most relevant to `query`, best first, each with `score`, `bm25`, `cosine`.
+
+    Rankings (BM25 and cosine, for the whole query and for each of its sentences) are
+    merged by reciprocal rank fusion: score = sum of 1 / (RRF_K + rank).
+    """
     if not query.strip():
         return []
-    lexical = fts_search(store, character_id, query)
-    semantic = vector_search(store, character_id, query)
+    parts = query_parts(query)
+    rankings = [fts_search(store, character_id, query)]
+    index = vector_index(store, character_id)
+    if index is not None and len(index.ids):
+        for vec in store.embedder().encode(parts):  # (P, 384), one batch
+            rankings.append(vector_search(store, character_id, vec))
     fused: dict[int, float] = {}
-    for ranking in (lexical, semantic):
+    bm25 = dict(rankings[0])
+    cos: dict[int, float] = {}
+    for ranking in rankings:
         for rank, (mid, _) in enumerate(ranking):
             fused[mid] = fused.get(mid, 0.0) + 1.0 / (RRF_K + rank + 1)
+    for ranking in rankings[1:]:
+        for mid, c in ranking:
+            cos[mid] = max(cos.get(mid, -1.0), c)
     best = sorted(fused, key=lambda m: -fused[m])[:limit]
     if not best:
         return []
-    bm25 = dict(lexical)
-    cos = dict(semantic)
     rows = {r["id"]: r for r in store._read(
         f"SELECT id, kind, slot, text, pinned, source_message_id, created_at, updated_at FROM memories "
         f"WHERE id IN ({','.join('?' * len(best))})", best)}

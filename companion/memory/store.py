@@ -310,6 +310,7 @@ class Store:
         status: ReplyStatus = "done",
         stats: dict[str, Any] | None = None,
         tokens: int | None = None,
+        engine: str | None = None,
     ) -> None:
         """Finalize a streamed reply: full text, status (done / stopped / error), stats
         (e.g. prompt_tokens, tokens_per_s, engine details) and timing."""
@@ -320,10 +321,10 @@ class Store:
         def op() -> None:
             self.db.execute(
                 """UPDATE messages SET content = ?, status = ?, stats = ?, tokens = COALESCE(?, tokens),
-                       finished_at = ?, writer_pid = NULL,
+                       engine = COALESCE(?, engine), finished_at = ?, writer_pid = NULL,
                        duration_ms = (julianday(?) - julianday(created_at)) * 86400000.0
                    WHERE id = ?""",
-                [text, status, json.dumps(stats) if stats else None, tokens, ts, ts, message_id],
+                [text, status, json.dumps(stats) if stats else None, tokens, engine, ts, ts, message_id],
             )
 
         self._write(op)
@@ -371,7 +372,9 @@ class Store:
         emb = self.embedder()
         if emb is None:
             return [None] * len(texts)
-        vecs = emb.encode(texts)  # (N, 384)
+        from companion.memory.recall import embedding_text
+
+        vecs = emb.encode([embedding_text(t) for t in texts])  # (N, 384)
         return [np.asarray(v, np.float32).tobytes() for v in vecs]
 
     def _embedding_model(self) -> str | None:

@@ -1,0 +1,55 @@
+"""Conversations, long-term memory and prompt assembly, in one local SQLite file.
+
+Storage (`store.Store`): `home_dir()/companion.db`, WAL mode, schema by sqlite-utils
+`Migrations` (migrations.py; a newer file is refused). Characters, conversations,
+messages (tokens, engine, timing, stats), memories (with embeddings + FTS5) and rolling
+summaries. A user message is committed when sent; a reply is created by start_reply,
+checkpointed while it streams and finalized by finish_reply, so a crash loses nothing that
+was checkpointed; reopening marks a reply whose process died as 'interrupted'.
+
+Recall (`recall.py`): hybrid FTS5 BM25 + cosine similarity over all-MiniLM-L6-v2 vectors
+(`embed.py`, numpy port: mean pooling + L2 normalize), merged by reciprocal rank fusion.
+Vectors live as float32 BLOBs and are searched by an in-process numpy matrix per character;
+sqlite-vec is not used because Python builds without `enable_load_extension` cannot load it
+(this one included), and exact search over 10k vectors takes about a millisecond.
+
+The chat core's calls:
+
+    store = Store()                                          # or Store(path, embedder=None)
+    mem = ConversationMemory(store, count_tokens=tok_count, character=None,
+                             conversation_id=None, generate=None, count_messages=None,
+                             user_name="User", memory_enabled=True, memory_budget=256)
+    ChatSession(..., prompt_builder=mem, recorder=mem)       # PromptBuilder + ReplyRecorder
+    mem.greet() -> str | None                                # first message of a new conversation
+
+or, without the adapter:
+
+    cid = store.ensure_character(name=None)                  # None = default character (Mira)
+    conv = store.new_conversation(cid)
+    messages = assemble(store, conv, count_tokens=..., budget_tokens=n_ctx - max_new,
+                        user_text=text, user_name="User", memory_budget=256, generate=None)
+    uid = store.add_message(conv, "user", text, tokens=n)
+    rid = store.start_reply(conv, engine="browser")
+    store.checkpoint_reply(rid, text_so_far)                 # before showing text_so_far
+    store.finish_reply(rid, text, status="done", stats={...}, tokens=n, engine=None)
+    extract_and_store_memories(store, cid, text, source_message_id=uid, generate=None)
+
+User control (page bridge): `manage.py` (list/search/edit/pin/delete/wipe memories,
+export conversations); CLI: `cli.memory_group`; benchmark: `bench.run_memory_bench()`.
+"""
+
+from companion.memory.context import Prompt, assemble, build_prompt
+from companion.memory.extract import (
+    Candidate,
+    Change,
+    extract_and_store_memories,
+    remember,
+    rule_candidates,
+)
+from companion.memory.session import ConversationMemory
+from companion.memory.store import CharacterRecord, Store, default_db_path
+
+__all__ = [
+    "Candidate", "Change", "CharacterRecord", "ConversationMemory", "Prompt", "Store", "assemble",
+    "build_prompt", "default_db_path", "extract_and_store_memories", "remember", "rule_candidates",
+]

@@ -1,0 +1,179 @@
+"""The native executor on the whole model: teacher-forced parity with the numpy reference on
+the golden prompts, GPU sampling, per-token counters, device loss and shader error reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from companion.errors import EngineUnavailable
+from companion.sampling import Sampler, SamplingParams
+
+pytestmark = pytest.mark.gpu
+
+F32_TOL = 0.05  # max |logit difference| on the f32 path
+STEPS = 6  # generated positions checked per prompt (lavapipe on 2 cores is slow)
+
+
+@pytest.fixture(scope="module")
+def golden():
+    from conftest import GOLDEN_PATH
+
+    return json.loads(GOLDEN_PATH.read_text())
+
+
+@pytest.fixture(scope="module")
+def model():
+    from companion.model import load_model
+
+    return load_model(None)
+
+
+@pytest.fixture(scope="module")
+def engine(gpu_adapter_info, model):
+    from companion.gpu.native import NativeEngine
+
+    eng = NativeEngine(model, n_ctx=256, max_batch=32)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def reference(model):
+    from companion.reference import ReferenceEngine
+
+    return ReferenceEngine(model, n_ctx=256)
+
+
+def test_adapters_listed(gpu_adapter_info):
+    from companion.gpu.native import is_cpu_adapter, list_adapters
+
+    found = list_adapters()
+    assert found and all("device" in a for a in found)
+    assert is_cpu_adapter({"adapter_type": "CPU", "device": "llvmpipe (LLVM 15)"})
+    assert not is_cpu_adapter({"adapter_type": "DiscreteGPU", "device": "NVIDIA H100"})
+
+
+def test_forcing_an_unknown_adapter_fails(gpu_adapter_info):
+    from companion.gpu.native import request_adapter
+
+    with pytest.raises(EngineUnavailable, match="no adapter matches"):
+        request_adapter("no-such-gpu-xyz")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("i", [0, 1, 2])
+def test_teacher_forced_parity(engine, reference, golden, i):
+    """Prefill as one batch, then single-token decode steps, against the reference."""
+    p = golden["prompts"][i]
+    prompt, gen = p["prompt_token_ids"], p["generated_token_ids"][:STEPS]
+    engine.reset()
+    reference.reset()
+    got = [engine.eval(prompt)]  # (V,) batched prefill
+    want = [reference.eval(prompt)]
+    for t in gen[:-1]:
+        got.append(engine.eval([t]))  # decode program
+        want.append(reference.eval([t]))
+    got, want = np.stack(got), np.stack(want)  # (S, V)
+    assert np.abs(got - want).max() <= F32_TOL
+    top2 = np.sort(want, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] >= 0.25
+    assert (got.argmax(1) == want.argmax(1))[clear].all()
+    # the golden greedy ids are what both engines pick where the margin is clear
+    assert (got.argmax(1)[clear] == np.array(gen)[clear]).all()
+
+
+@pytest.mark.slow
+def test_eval_all_matches_reference(engine, reference, golden):
+    ids = golden["prompts"][1]["prompt_token_ids"][:40]
+    engine.reset()
+    reference.reset()
+    got = engine.eval_all(ids)  # (T, V)
+    want = reference.eval_all(ids)  # (T, V)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= F32_TOL
+    assert engine.n_past == len(ids)
+
+
+@pytest.mark.slow
+def test_prefill_in_chunks(engine, reference, golden):
+    """Prompts longer than max_batch are prefilled chunk by chunk."""
+    p = golden["prompts"][0]
+    ids = (p["prompt_token_ids"] * 3)[:70]  # > 2 chunks of 32
+    engine.reset()
+    reference.reset()
+    assert np.abs(engine.eval(ids) - reference.eval(ids)).max() <= F32_TOL
+    assert engine.n_past == 70
+
+
+@pytest.mark.slow
+def test_greedy_next_token_counters(engine, golden):
+    p = golden["prompts"][0]
+    engine.reset()
+    sampler = Sampler(SamplingParams.greedy_params())
+    ids = list(p["prompt_token_ids"])
+    out = [engine.next_token(ids, sampler, ids)]
+    for _ in range(3):
+        out.append(engine.next_token([out[-1]], sampler, ids + out))
+        assert engine.stats["submits_per_token"] == 1
+        assert engine.stats["readback_bytes_per_token"] == 4
+        assert engine.stats["dispatches_per_token"] == engine.plan.dispatch_count("decode") + 1
+    assert out == p["generated_token_ids"][:4]
+
+
+@pytest.mark.slow
+def test_gpu_sampling_is_seeded(engine, golden):
+    ids = golden["prompts"][2]["prompt_token_ids"]
+
+    def run(seed: int) -> list[int]:
+        engine.reset()
+        s = Sampler(SamplingParams(temperature=1.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, seed=seed))
+        out = [engine.next_token(ids, s, ids)]
+        for _ in range(4):
+            out.append(engine.next_token([out[-1]], s, ids + out))
+        return out
+
+    a = run(3)
+    assert a == run(3)
+    assert all(0 <= t < int(engine.plan.model["n_vocab"]) for t in a)
+
+
+def test_context_full_is_reported(engine):
+    engine.reset()
+    with pytest.raises(ValueError, match="context full"):
+        engine.eval([1] * (engine.n_ctx + 1))
+
+
+@pytest.mark.slow
+def test_device_loss_raises_engine_unavailable(gpu_adapter_info, model):
+    from companion.gpu.native import NativeEngine
+
+    eng = NativeEngine(model, n_ctx=64, max_batch=8)
+    eng.eval([1, 2, 3])
+    eng.executor.device.destroy()  # what a driver reset looks like from here
+    with pytest.raises(EngineUnavailable):
+        eng.eval([4])
+    with pytest.raises(EngineUnavailable):  # and it stays unusable
+        eng.next_token([5], Sampler(SamplingParams.greedy_params()), [])
+
+
+def test_broken_shader_names_file_and_line(gpu_device, tmp_path, monkeypatch):
+    from companion.gpu import shaders
+
+    (tmp_path / "broken.wgsl").write_text("// header\n//!include _inc.wgsl\nfn main() {\n  let x: u32 = 1.5;\n}\n")
+    (tmp_path / "_inc.wgsl").write_text("fn ok() {}\n")
+    (tmp_path / "broken_inc.wgsl").write_text("// header\n//!include _bad.wgsl\n")
+    (tmp_path / "_bad.wgsl").write_text("fn ok() {}\nfn bad() -> u32 { return 1.5; }\n")
+    monkeypatch.setattr(shaders, "_shader_dir", lambda: tmp_path)
+    shaders.read_text.cache_clear()
+    shaders.load.cache_clear()
+    try:
+        with pytest.raises(shaders.ShaderError, match=r"^broken\.wgsl:4:"):
+            shaders.create_module(gpu_device, "broken.wgsl")
+        with pytest.raises(shaders.ShaderError, match=r"^_bad\.wgsl:2:"):
+            shaders.create_module(gpu_device, "broken_inc.wgsl")
+    finally:
+        shaders.read_text.cache_clear()
+        shaders.load.cache_clear()

@@ -1,0 +1,167 @@
+"""The plan as data: JSON round trip, limits of the smallest target (headless Chromium's
+SwiftShader), the repacked weight layout, and the shader include rule. No GPU needed."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as QT
+from gguf import quants
+
+from companion.gpu import shaders
+from companion.gpu.builder import SHADER_BINDINGS, build_plan, qkv_pair_order, repack
+from companion.gpu.plan import PLAN_VERSION, Count, Plan
+
+SWIFTSHADER = {  # the smallest limits among our targets
+    "max-storage-buffer-binding-size": 128 << 20,
+    "max-compute-invocations-per-workgroup": 256,
+    "min-storage-buffer-offset-alignment": 256,
+    "max-storage-buffers-per-shader-stage": 8,
+    "max-compute-workgroups-per-dimension": 65535,
+    "max-compute-workgroup-storage-size": 16384,
+}
+
+
+@pytest.fixture(scope="module")
+def built():
+    from companion.model import load_model
+
+    return build_plan(load_model(None), n_ctx=256, max_batch=32)
+
+
+def test_plan_json_round_trip(built):
+    text = built.plan.to_json()
+    again = Plan.from_json(text)
+    assert again == built.plan
+    assert again.to_json() == text
+    assert again.version == PLAN_VERSION
+
+
+def test_plan_version_is_checked(built):
+    data = built.plan.model_dump()
+    data["version"] = PLAN_VERSION + 1
+    with pytest.raises(ValueError, match="version"):
+        Plan.from_json(Plan.model_validate(data).to_json())
+
+
+def test_plan_shape(built):
+    plan = built.plan
+    assert set(plan.programs) == {"prefill", "prefill_all", "decode", "sample"}
+    n_layer = int(plan.model["n_layer"])
+    # fused: embed + 5 per block (norm+qkv+rope, attention, out+residual, norm+gate+up+swiglu, down+residual) + head
+    assert plan.dispatch_count("decode") == 1 + 5 * n_layer + 1
+    assert plan.programs["sample"].readback.size == 4
+    names = {b.name for b in plan.buffers}
+    for prog in plan.programs.values():
+        for d in prog.dispatches:
+            assert {b.buffer for b in d.bindings} <= names
+
+
+def test_plan_fits_swiftshader_limits(built):
+    plan = built.plan
+    for b in plan.buffers:
+        assert b.size <= SWIFTSHADER["max-storage-buffer-binding-size"], b.name
+        assert b.size % 4 == 0
+    pipes = {p.name: p for p in plan.pipelines}
+    for prog in plan.programs.values():
+        vars = dict(prog.max_vars)
+        for d in prog.dispatches:
+            assert all(b.offset % SWIFTSHADER["min-storage-buffer-offset-alignment"] == 0 for b in d.bindings)
+            assert all(0 < c <= SWIFTSHADER["max-compute-workgroups-per-dimension"] for c in d.counts(vars))
+            p = pipes[d.pipeline]
+            storage = sum(e.type != "uniform" for e in p.bindings)
+            assert storage <= SWIFTSHADER["max-storage-buffers-per-shader-stage"]
+            assert int(p.constants.get("WG", 64)) <= SWIFTSHADER["max-compute-invocations-per-workgroup"]
+    assert plan.features == []  # the f32 path needs no optional feature
+
+
+def test_count_dims():
+    assert Count(var="n_tokens", per=4).value({"n_tokens": 9}) == 3
+    assert Count(var="n_tokens").value({"n_tokens": 1}) == 1
+
+
+def test_weights_refer_to_gguf_or_blobs(built):
+    for b in built.plan.buffers:
+        if b.source is None:
+            continue
+        data = built.resolve(b)
+        assert data.nbytes <= b.size
+        if b.source.kind == "gguf":
+            assert b.source.tensor.endswith("norm.weight")
+        else:
+            assert b.source.name in built.blobs
+
+
+def _unpack(blob: np.ndarray, qtype: QT, M: int, K: int) -> np.ndarray:
+    """numpy inverse of the blob layout in shaders/_quant.wgsl, back to f32 (M, K)."""
+    nb = K // 32
+    wd = {QT.F32: 32, QT.F16: 16, QT.Q4_0: 4, QT.Q4_1: 4, QT.Q8_0: 8}[qtype]
+    words = blob[: nb * wd * M].reshape(nb, wd, M).transpose(2, 0, 1)  # (M, nb, Wd)
+    if qtype == QT.F32:
+        return words.view(np.float32).reshape(M, K)
+    if qtype == QT.F16:
+        return np.ascontiguousarray(words).view(np.float16).astype(np.float32).reshape(M, K)
+    d = blob[nb * wd * M : nb * wd * M + nb * M].view(np.float32).reshape(nb, M).T[..., None]  # (M, nb, 1)
+    b = np.ascontiguousarray(words).view(np.uint8)  # (M, nb, bytes)
+    if qtype == QT.Q8_0:
+        return (b.view(np.int8).astype(np.float32) * d).reshape(M, K)
+    q = np.concatenate([b & 15, b >> 4], axis=-1).astype(np.float32)  # (M, nb, 32)
+    if qtype == QT.Q4_0:
+        return ((q - 8) * d).reshape(M, K)
+    m = blob[nb * wd * M + nb * M :].view(np.float32).reshape(nb, M).T[..., None]  # (M, nb, 1)
+    return (q * d + m).reshape(M, K)
+
+
+@pytest.mark.parametrize("qtype", [QT.F32, QT.F16, QT.Q4_0, QT.Q4_1, QT.Q8_0], ids=lambda q: q.name)
+@pytest.mark.parametrize("M,K", [(1, 32), (3, 64), (17, 96)])
+def test_repack_layout(qtype, M, K):
+    w = np.random.default_rng(M + K).standard_normal((M, K)).astype(np.float32)
+    raw = {QT.F32: lambda: w.view(np.uint8), QT.F16: lambda: w.astype(np.float16).view(np.uint8)}.get(
+        qtype, lambda: quants.quantize(w, qtype)
+    )()
+    want = quants.dequantize(raw, qtype).reshape(M, K)
+    got = _unpack(repack(raw.reshape(M, -1), qtype, K), qtype, M, K)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("neox", [False, True])
+def test_qkv_pair_order_is_a_permutation(neox):
+    order = qkv_pair_order(9, 3, 64, neox)
+    assert sorted(order.tolist()) == list(range(9 * 64 + 2 * 3 * 64))
+    half = len(order) // 2
+    if not neox:
+        assert (order[half:] - order[:half] == 1).all()
+
+
+def test_every_kernel_has_a_binding_table():
+    for name in shaders.list_shaders():
+        text = shaders.read_text(name)
+        n = len(re.findall(r"@binding\((\d+)\)", text))
+        assert n == len(SHADER_BINDINGS[name]), name
+        header = text.split("//!include")[0]
+        for i in range(n):
+            assert re.search(rf"^// {i}\s", header, re.M), f"{name}: binding {i} missing from the header table"
+
+
+def test_include_rule(tmp_path, monkeypatch):
+    (tmp_path / "k.wgsl").write_text("// a kernel\n//!include _lib.wgsl\nfn main() {}\n")
+    (tmp_path / "_lib.wgsl").write_text("fn helper() {}\nfn other() {}\n")
+    (tmp_path / "bad.wgsl").write_text("//!include _missing.wgsl\n")
+    (tmp_path / "twice.wgsl").write_text("//!include _lib.wgsl\n//!include _lib.wgsl\n")
+    monkeypatch.setattr(shaders, "_shader_dir", lambda: tmp_path)
+    shaders.read_text.cache_clear()
+    shaders.load.cache_clear()
+    try:
+        src = shaders.load("k.wgsl")
+        assert src.code.splitlines() == ["// a kernel", "fn helper() {}", "fn other() {}", "fn main() {}"]
+        assert src.locate(3) == ("_lib.wgsl", 2)
+        assert src.locate(4) == ("k.wgsl", 3)
+        with pytest.raises(shaders.ShaderError, match="_missing.wgsl not found"):
+            shaders.load("bad.wgsl")
+        with pytest.raises(shaders.ShaderError, match="twice"):
+            shaders.load("twice.wgsl")
+    finally:
+        shaders.read_text.cache_clear()
+        shaders.load.cache_clear()

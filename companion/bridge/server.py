@@ -292,6 +292,7 @@ class BridgeServer:
     def set_chat(self, chat: ChatSessionLike | None) -> None:
         """Swap the chat session (after loading or an engine fallback) and tell the pages."""
         self.chat = chat
+        self._engine_status = None  # the session's engine is the truth from now on
         self.publish(self._status_now())
 
     def _status_now(self) -> EngineStatus:
@@ -370,7 +371,7 @@ class BridgeServer:
         target = request.query.get("next", "/")
         if not target.startswith("/") or target.startswith("//") or "\\" in target:
             target = "/"
-        response = web.HTTPSeeOther(location=target)
+        response = web.Response(status=303, headers={"Location": target})
         response.set_cookie(
             self.cookie_name, self.secret, httponly=True, samesite="Strict", path="/"
         )

@@ -42,7 +42,9 @@ class Xvfb:
             while not number.endswith(b"\n"):
                 chunk = os.read(read_fd, 16)  # blocks until Xvfb is ready (or exits: b"")
                 if not chunk:
-                    raise CompanionError(f"Xvfb exited with status {self._proc.wait(5)} before starting")
+                    raise CompanionError(
+                        f"Xvfb exited with status {self._proc.wait(5)} before starting"
+                    )
                 number += chunk
         finally:
             os.close(read_fd)

@@ -71,6 +71,12 @@ def vector_index(store: Store, character_id: int) -> VectorIndex | None:
     emb = store.embedder()
     if emb is None:
         return None
+    with store._lock, storage_errors(store.path):
+        # data_version changes when *another* connection commits (e.g. `companion memory forget`)
+        version = store.db.execute("PRAGMA data_version").fetchone()[0]
+    if store._index_version != version:
+        store._index_cache.clear()
+        store._index_version = version
     cached = store._index_cache.get(character_id)
     if cached is not None:
         return cached

@@ -75,6 +75,7 @@ class Store:
         self._embedder = embedder
         self._index_cache: dict[int, Any] = {}  # character id -> recall.VectorIndex
         self._generation = 0  # bumped on every memory change; invalidates _index_cache
+        self._index_version = -1  # PRAGMA data_version the cache was built at
         if not self.path.parent.is_dir():
             raise StorageError(f"database folder {self.path.parent} does not exist")
         self.db = _db.connect(self.path, timeout_s)

@@ -1,0 +1,104 @@
+"""Memory benchmark: recall latency at 1k and 10k memories, and embedding throughput.
+
+Stored memories are synthetic sentences with random unit vectors (embedding 10k real
+sentences would take minutes and measures the encoder, which the throughput figure
+already covers); each timed recall embeds its query with the real model and runs the
+full hybrid search (FTS5 BM25 + vectors + fusion + row fetch).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_WORDS = (
+    "tea coffee jazz hiking Lyon Paris sister brother dog cat nurse engineer ramen pizza guitar cello "
+    "marathon thesis garden bicycle novel chess piano beach mountain train holiday birthday friend "
+    "school office project meeting movie painting cooking running swimming allergy peanuts winter "
+    "summer spring autumn museum concert festival recipe camera photography podcast"
+).split()
+_TEMPLATES = [
+    "The user likes {a} and {b}.", "The user's favorite {a} is {b}.", "The user plans to try {a} with their {b}.",
+    "On a weekend the user went to a {a} {b} event.", "The user dislikes {a} but tolerates {b}.",
+]
+QUERIES = [
+    "What music do I like?", "Where do I live these days?", "What is my sister's name?",
+    "Do you remember my dog?", "What should I cook tonight?", "Any plans for the weekend?",
+    "What do I do for work?", "Tell me about my hobbies.",
+]
+
+
+def _fill(store: Any, character_id: int, n: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    vecs = np.random.default_rng(seed).standard_normal((n, store.embedder().dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)  # (n, 384) unit vectors
+    ts = "2026-01-01T00:00:00.000+00:00"
+    rows = [
+        (character_id, "fact", rng.choice(_TEMPLATES).format(a=rng.choice(_WORDS), b=rng.choice(_WORDS)),
+         ts, ts, vecs[i].tobytes(), store.embedder().name)
+        for i in range(n)
+    ]
+    with store.db.atomic():
+        store.db.conn.executemany(
+            "INSERT INTO memories (character_id, kind, text, created_at, updated_at, embedding, embedding_model) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    store._memories_changed()
+
+
+def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    a = np.asarray(samples_ms)
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2)}
+
+
+def run_memory_bench(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 40) -> dict[str, Any]:
+    """{'recall': {n: {p50_ms, p95_ms}}, 'embedding': {...}, 'query_embedding_ms', 'sqlite'}."""
+    from companion.memory.embed import get_embedder
+    from companion.memory.store import Store
+
+    emb = get_embedder()
+    emb.encode(["warm up the BLAS threads"])
+    result: dict[str, Any] = {"recall": {}, "sqlite": sqlite3.sqlite_version}
+
+    sentences = [f"{random.Random(i).choice(_TEMPLATES).format(a=_WORDS[i % len(_WORDS)], b=_WORDS[(i * 7) % len(_WORDS)])}"
+                 for i in range(256)]
+    t0 = time.perf_counter()
+    emb.encode(sentences)
+    dt = time.perf_counter() - t0
+    result["embedding"] = {"sentences": len(sentences), "sentences_per_s": round(len(sentences) / dt, 1),
+                           "batch_size": 32}
+    q_ms = []
+    for q in QUERIES * 3:
+        t0 = time.perf_counter()
+        emb.encode([q])
+        q_ms.append((time.perf_counter() - t0) * 1000)
+    result["query_embedding_ms"] = _percentiles(q_ms)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            with Store(Path(tmp) / f"bench{n}.db", embedder=emb) as store:
+                cid = store.ensure_character()
+                _fill(store, cid, n)
+                t0 = time.perf_counter()
+                store.search_memories(cid, "cold start")  # builds the vector index once
+                build_ms = (time.perf_counter() - t0) * 1000
+                samples = []
+                for i in range(repeats):
+                    q = QUERIES[i % len(QUERIES)]
+                    t0 = time.perf_counter()
+                    hits = store.search_memories(cid, q, limit=8)
+                    samples.append((time.perf_counter() - t0) * 1000)
+                    assert hits is not None
+                result["recall"][n] = {**_percentiles(samples), "index_build_ms": round(build_ms, 1)}
+    return result
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run_memory_bench(), indent=2))

@@ -1,0 +1,141 @@
+"""`companion memory ...`: see, search, forget and export what Companion remembers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from companion.errors import CompanionError
+
+character_option = click.option(
+    "--character", "-c", envvar="COMPANION_CHARACTER", default=None,
+    help="Character name or id (default: all characters, or the default one for search).",
+)
+
+
+def _store():
+    from companion.memory.store import Store
+
+    return Store(embedder=None)
+
+
+def _fail(exc: CompanionError) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _ref(character: str | None) -> int | str | None:
+    return int(character) if character and character.isdigit() else character
+
+
+def _echo_memories(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no memories")
+    for m in rows:
+        pin = "📌" if m.get("pinned") else "  "
+        click.echo(f"{m['id']:>5} {pin} {m['text']}  [{m.get('kind', '')}, {str(m.get('updated_at', ''))[:10]}]")
+
+
+@click.group(name="memory")
+def memory_group() -> None:
+    """See, search, forget and export what Companion remembers."""
+
+
+@memory_group.command("list")
+@character_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_cmd(character: str | None, as_json: bool) -> None:
+    """List remembered facts, newest first."""
+    from companion.memory import manage
+
+    try:
+        with _store() as store:
+            _echo_memories(manage.list_memories(store, _ref(character)), as_json)
+    except CompanionError as exc:
+        raise _fail(exc) from exc
+
+
+@memory_group.command("search")
+@click.argument("query")
+@character_option
+@click.option("--limit", default=10, show_default=True, help="How many results.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def search_cmd(query: str, character: str | None, limit: int, as_json: bool) -> None:
+    """Search memories (full text + meaning) for QUERY."""
+    from companion.memory import manage
+    from companion.memory.store import Store
+
+    try:
+        with Store() as store:  # with embeddings, when the model is installed
+            _echo_memories(manage.search_memories(store, query, _ref(character), limit), as_json)
+    except CompanionError as exc:
+        raise _fail(exc) from exc
+
+
+@memory_group.command("forget")
+@click.argument("ids", nargs=-1, type=int, required=True)
+def forget_cmd(ids: tuple[int, ...]) -> None:
+    """Forget the memories with these IDS (see `memory list`)."""
+    from companion.memory import manage
+
+    try:
+        with _store() as store:
+            for i in ids:
+                manage.delete_memory(store, i)
+                click.echo(f"forgot {i}")
+    except CompanionError as exc:
+        raise _fail(exc) from exc
+
+
+@memory_group.command("wipe")
+@character_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def wipe_cmd(character: str | None, yes: bool) -> None:
+    """Forget all memories (of one character, or of all)."""
+    from companion.memory import manage
+
+    who = f"of {character}" if character else "of every character"
+    if not yes:
+        click.confirm(f"Forget all memories {who}?", abort=True)
+    try:
+        with _store() as store:
+            n = manage.wipe_memories(store, _ref(character))
+        click.echo(f"forgot {n} memories")
+    except CompanionError as exc:
+        raise _fail(exc) from exc
+
+
+@memory_group.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--conversation", "conversation_id", type=int, default=None,
+              help="Export this conversation (.md or .json); without it, the whole store (.db).")
+def export_cmd(path: Path, conversation_id: int | None) -> None:
+    """Export a conversation as Markdown/JSON, or everything as one SQLite file."""
+    from companion.memory import manage
+
+    try:
+        with _store() as store:
+            if conversation_id is None:
+                manage.export_store(store, path)
+            else:
+                manage.export_conversation(store, conversation_id, path)
+        click.echo(f"wrote {path}")
+    except CompanionError as exc:
+        raise _fail(exc) from exc
+
+
+@memory_group.command("conversations")
+@character_option
+def conversations_cmd(character: str | None) -> None:
+    """List conversations (ids for `memory export --conversation`)."""
+    try:
+        with _store() as store:
+            cid = store.character(_ref(character)).id if character else None
+            for c in store.conversations(cid):
+                click.echo(f"{c['id']:>5}  {c['character_name']}  {c['message_count']} messages  {c['updated_at'][:16]}")
+    except CompanionError as exc:
+        raise _fail(exc) from exc

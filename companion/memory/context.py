@@ -127,7 +127,7 @@ def build_prompt(
     query = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
 
     # 3. memories
-    mem_text, mems = "", []
+    mem_text, mems = "", []  # type: tuple[str, list[dict[str, Any]]]
     if memory_enabled:
         mem_text, mems = memory_section(
             store, record.id, query, count_tokens=count_tokens,

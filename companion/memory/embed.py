@@ -12,6 +12,7 @@ import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,8 +85,8 @@ class Embedder:
         self.word = f32("embeddings.word_embeddings.weight")  # (30522, C)
         self.pos = f32("embeddings.position_embeddings.weight")  # (512, C)
         self.type0 = f32("embeddings.token_type_embeddings.weight")[0]  # (C,) all inputs are segment 0
-        self.ln_e = (f32("embeddings.LayerNorm.weight"), f32("embeddings.LayerNorm.bias"))
-        self.layers = []
+        self.ln_e: tuple[np.ndarray, np.ndarray] = (f32("embeddings.LayerNorm.weight"), f32("embeddings.LayerNorm.bias"))
+        self.layers: list[dict[str, Any]] = []
         for i in range(self.cfg.n_layer):
             p = f"encoder.layer.{i}."
             # fused QKV: one (C, 3C) matmul instead of three
@@ -122,9 +123,9 @@ class Embedder:
             att = np.exp(att - att.max(-1, keepdims=True))
             att /= att.sum(-1, keepdims=True)
             y = (att @ v).transpose(0, 2, 1, 3).reshape(B * T, C)  # (BT, C)
-            x = _layer_norm(x + y @ L["wo"] + L["bo"], *L["ln1"], self.cfg.eps)  # (BT, C)
+            x = _layer_norm(x + y @ L["wo"] + L["bo"], L["ln1"][0], L["ln1"][1], self.cfg.eps)  # (BT, C)
             h = _gelu(x @ L["wi"] + L["bi"])  # (BT, 4C)
-            x = _layer_norm(x + h @ L["wf"] + L["bf"], *L["ln2"], self.cfg.eps)  # (BT, C)
+            x = _layer_norm(x + h @ L["wf"] + L["bf"], L["ln2"][0], L["ln2"][1], self.cfg.eps)  # (BT, C)
         x = x.reshape(B, T, C)  # (B, T, C)
         m = mask[:, :, None].astype(np.float32)  # (B, T, 1)
         pooled = (x * m).sum(1) / np.maximum(m.sum(1), 1e-9)  # (B, C)

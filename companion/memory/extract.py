@@ -249,8 +249,9 @@ def _near_duplicate(store: Store, character_id: int, text: str) -> tuple[int, st
     from companion.memory.recall import embedding_text, vector_index
 
     index = vector_index(store, character_id)
-    if index is not None and len(index.ids):
-        q = store.embedder().encode([embedding_text(text)])[0]  # (384,)
+    emb = store.embedder()
+    if emb is not None and index is not None and len(index.ids):
+        q = emb.encode([embedding_text(text)])[0]  # (384,)
         sims = index.mat @ q  # (N,)
         best = int(np.argmax(sims))
         if sims[best] >= DUPLICATE_COSINE:

@@ -80,11 +80,13 @@ def vector_index(store: Store, character_id: int) -> VectorIndex | None:
     cached = store._index_cache.get(character_id)
     if cached is not None:
         return cached
-    ids, blobs, missing = [], [], []
+    ids: list[int] = []
+    blobs: list[bytes] = []
+    missing: list[tuple[int, int, str]] = []
     for mid, blob, text in store.iter_embeddings(character_id):
         ids.append(mid)
-        blobs.append(blob)
-        if blob is None or len(blob) != emb.dim * 4:
+        blobs.append(blob or b"")
+        if not blob or len(blob) != emb.dim * 4:
             missing.append((len(ids) - 1, mid, text))
     if missing:  # e.g. memories from schema 1, or written while the embedder was unavailable
         vecs = emb.encode([embedding_text(t) for _, _, t in missing])  # (M, 384)
@@ -119,9 +121,10 @@ def vector_search(
 ) -> list[tuple[int, float]]:
     """(memory id, cosine) best first, cosine >= MIN_COSINE."""
     index = vector_index(store, character_id)
-    if index is None or len(index.ids) == 0:
+    emb = store.embedder()
+    if emb is None or index is None or len(index.ids) == 0:
         return []
-    q = store.embedder().encode([query])[0] if isinstance(query, str) else query  # (384,)
+    q = emb.encode([query])[0] if isinstance(query, str) else query  # (384,)
     sims = index.mat @ q  # (N,)
     k = min(limit, len(sims))
     top = np.argpartition(-sims, k - 1)[:k]
@@ -140,8 +143,9 @@ def recall(store: Store, character_id: int, query: str, limit: int = 8) -> list[
     parts = query_parts(query)
     rankings = [fts_search(store, character_id, query)]
     index = vector_index(store, character_id)
-    if index is not None and len(index.ids):
-        for vec in store.embedder().encode(parts):  # (P, 384), one batch
+    emb = store.embedder()
+    if emb is not None and index is not None and len(index.ids):
+        for vec in emb.encode(parts):  # (P, 384), one batch
             rankings.append(vector_search(store, character_id, vec))
     fused: dict[int, float] = {}
     bm25 = dict(rankings[0])

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from companion.memory.context import Prompt, build_prompt
 from companion.memory.extract import Change, extract_and_store_memories
-from companion.memory.store import Store
+from companion.memory.store import ReplyStatus, Store
 from companion.persona.prompt import greetings
 
 CountTokens = Callable[[str], int]
@@ -107,7 +107,7 @@ class ConversationMemory:
         if self._reply_id is not None:
             gen = stats.get("generated_tokens") if stats else None
             self.store.finish_reply(
-                self._reply_id, text, status=status if status in ("done", "stopped", "error") else "error",
+                self._reply_id, text, status=cast(ReplyStatus, status if status in ("done", "stopped", "error") else "error"),
                 stats=dict(stats) if stats else None, tokens=gen if isinstance(gen, int) else None,
                 engine=str(stats["engine"]) if stats and "engine" in stats else None,
             )

@@ -119,7 +119,7 @@ class Store:
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         cur = self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
-        return int(cur.lastrowid)
+        return int(cur.lastrowid or 0)
 
     def embedder(self) -> Any | None:
         """The sentence embedder, loading the default one on first use; None if unavailable."""
@@ -443,7 +443,8 @@ class Store:
 
     def memories(self, character_id: int | None = None, *, slot: str | None = None) -> list[dict[str, Any]]:
         """Memories (newest first), optionally of one character / one slot."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if character_id is not None:
             where.append("character_id = ?")
             params.append(character_id)

@@ -24,6 +24,10 @@ BENCH_TEXT = (
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB."""
+    if sys.platform.startswith("linux"):
+        from companion.bench_peer import _vm_hwm_mb
+
+        return _vm_hwm_mb()
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(ru / (1024 * 1024) if sys.platform == "darwin" else ru / 1024, 1)
 

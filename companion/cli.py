@@ -280,8 +280,10 @@ def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool) -> None
 @click.option("--prompt-tokens", default=128, show_default=True, help="Prompt length for prefill.")
 @click.option("--decode-tokens", default=128, show_default=True, help="Tokens to decode.")
 @click.option("--repeats", default=3, show_default=True, help="Runs per figure (median).")
+@click.option("--peer-python", type=click.Path(exists=True, dir_okay=False), envvar="COMPANION_PEER_PYTHON", help="An interpreter with llama-cpp-python: measure llama.cpp in the same run and report ratios.")
+@click.option("--peer-threads", default=os.cpu_count() or 1, show_default=True, help="CPU threads for the llama.cpp peer.")
 @click.pass_context
-def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, decode_tokens: int, repeats: int) -> None:
+def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, decode_tokens: int, repeats: int, peer_python: str | None, peer_threads: int) -> None:
     """Measure an engine: prefill and decode tok/s, time to first token, peak RSS."""
     if ctx.invoked_subcommand is not None:
         return
@@ -294,6 +296,15 @@ def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, de
         result = bench_engine(eng, model, prompt_tokens, decode_tokens, repeats)
     finally:
         eng.close()
+    if peer_python:
+        from companion.bench import bench_prompt
+        from companion.bench_peer import run_peer
+
+        peer = run_peer(peer_python, str(model.path), bench_prompt(model, prompt_tokens), decode_tokens, repeats, peer_threads)
+        result["peer"] = peer
+        if "error" not in peer:
+            result["ratio_prefill_vs_peer"] = round(result["prefill_tok_per_s"] / peer["prefill_tok_per_s"], 3)
+            result["ratio_decode_vs_peer"] = round(result["decode_tok_per_s"] / peer["decode_tok_per_s"], 3)
     if as_json:
         click.echo(json.dumps(result))
     else:

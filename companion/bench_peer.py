@@ -1,0 +1,68 @@
+"""Peer measurement for `companion bench --peer-python PY`: llama.cpp (through the
+llama-cpp-python bindings installed in another interpreter) on the same model, the same prompt
+ids and the same greedy decode, so our figures come with ratios from the same run.
+
+Run as a script by that interpreter: it reads a JSON request on stdin, prints JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def _vm_hwm_mb() -> float:
+    """Peak RSS of this process (VmHWM; ru_maxrss would include the parent's across exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _measure(req: dict) -> dict:
+    import numpy as np
+    from llama_cpp import Llama, __version__
+
+    llm = Llama(model_path=req["model"], n_ctx=2048, n_batch=512, n_threads=req["threads"], verbose=False, n_gpu_layers=req.get("n_gpu_layers", 0))
+    prompt = req["prompt_ids"]
+    prefill, decode = [], []
+    for r in range(req["repeats"] + 1):
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(prompt)
+        t1 = time.perf_counter()
+        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        t2 = time.perf_counter()
+        for _ in range(req["decode_tokens"]):
+            llm.eval([tok])
+            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        t3 = time.perf_counter()
+        if r:
+            prefill.append(t1 - t0)
+            decode.append(t3 - t2)
+    return {
+        "peer": f"llama.cpp (llama-cpp-python {__version__})",
+        "threads": req["threads"],
+        "prefill_tok_per_s": round(len(prompt) / float(np.median(prefill)), 2),
+        "decode_tok_per_s": round(req["decode_tokens"] / float(np.median(decode)), 2),
+        "peak_rss_mb": _vm_hwm_mb(),
+    }
+
+
+def run_peer(python: str, model_path: str, prompt_ids: list[int], decode_tokens: int, repeats: int, threads: int) -> dict:
+    """Measure llama.cpp with another interpreter; errors come back as {"error": ...}."""
+    import subprocess
+
+    req = {"model": model_path, "prompt_ids": prompt_ids, "decode_tokens": decode_tokens, "repeats": repeats, "threads": threads}
+    try:
+        out = subprocess.run([python, __file__], input=json.dumps(req), capture_output=True, text=True, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"peer did not run: {exc}"}
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    return json.loads(out.stdout)
+
+
+if __name__ == "__main__":
+    print(json.dumps(_measure(json.loads(sys.stdin.read()))))

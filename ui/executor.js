@@ -9,7 +9,7 @@
  * @typedef {Object} Executor
  * @property {string} [adapter] description of the GPU adapter, once known
  * @property {(req: {plan_url: string, model_url: string, n_ctx: number},
- *             progress: (phase: string, fraction: number) => void)
+ *             progress: (phase: string, fraction: number, detail?: string) => void)
  *             => Promise<{adapter?: string, n_past?: number}>} load
  *   fetch the plan and the weights, build pipelines; call progress(phase, 0..1) on the way
  * @property {(req: {n_keep: number}) => Promise<{n_past?: number}>} reset
@@ -20,6 +20,8 @@
  *                        | {logits: Float32Array, n_past?: number}>} generate
  *   append ids, run one token; answer the sampled id, or the last position's logits
  * @property {() => void} [dispose]
+ * @property {((reason: string) => void)|null} [onfailure] set by ExecutorHost: report a failure
+ *   that happens outside any request (a lost device) as engine_failed without a request_id
  */
 //
 // Requests run one at a time in arrival order. A thrown error becomes `engine_failed` with
@@ -93,6 +95,8 @@ export class ExecutorHost {
     for (const type of ["engine_load", "engine_reset", "generate"]) {
       bridge.on(type, (m) => { this.queue = this.queue.then(() => this.serve(m)); });
     }
+    // A failure outside any request (device lost): engine_failed without a request_id.
+    executor.onfailure = (reason) => this.bridge.send({ type: "engine_failed", request_id: null, reason: String(reason).slice(0, 4000) });
   }
 
   /** @param {import("./bridge.js").Message} m */
@@ -100,9 +104,9 @@ export class ExecutorHost {
     const rid = m.request_id;
     try {
       if (m.type === "engine_load") {
-        const progress = (phase, fraction) => this.bridge.send({
-          type: "engine_status", engine: "browser", adapter: this.executor.adapter || "",
-          phase, progress: Math.max(0, Math.min(1, fraction)),
+        const progress = (phase, fraction, detail = "") => this.bridge.send({
+          type: "engine_status", engine: "browser", adapter: (this.executor.adapter || "").slice(0, 300),
+          phase, progress: Math.max(0, Math.min(1, fraction)), detail: String(detail).slice(0, 300),
         });
         const r = (await this.executor.load(m, progress)) || {};
         this.bridge.send({ type: "engine_ack", request_id: rid, n_past: r.n_past || 0, adapter: (r.adapter || this.executor.adapter || "").slice(0, 300) });

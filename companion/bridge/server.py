@@ -151,6 +151,7 @@ class MemoryHook(Protocol):
 
 
 PlanHook = Callable[[], dict[str, Any]]
+BlobHook = Callable[[str], Any]  # blob name -> bytes-like (the plan's builder blobs), or None
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -171,6 +172,7 @@ class BridgeServer:
         chat: ChatSessionLike | None = None,
         *,
         plan: PlanHook | None = None,  # builds /plan.json for the page executor
+        blobs: BlobHook | None = None,  # the plan's builder blobs, /plan/blob/<name>
         model_path: Path | Callable[[], Path | None] | None = None,  # GGUF served by range
         settings: Settings | None = None,  # shown and edited in the settings drawer
         on_settings: Callable[[Settings], None] | None = None,  # called after a valid change
@@ -181,6 +183,7 @@ class BridgeServer:
     ) -> None:
         self.chat = chat
         self.plan = plan
+        self.blobs = blobs
         self.model_path = model_path
         self.settings = settings
         self.on_settings = on_settings
@@ -324,6 +327,7 @@ class BridgeServer:
         app.router.add_get("/bridge", self._bridge)
         app.router.add_get("/config.json", self._config)
         app.router.add_get("/plan.json", self._plan)
+        app.router.add_get("/plan/blob/{name}", self._plan_blob)
         app.router.add_get("/model/file", self._model_file)
         app.router.add_get("/model/blob", self._model_blob)
         app.router.add_get("/shaders/{path:.*}", self._shader)
@@ -400,6 +404,16 @@ class BridgeServer:
             raise web.HTTPNotFound(text="this app provides no plan (no browser engine)")
         plan = await asyncio.get_running_loop().run_in_executor(None, self.plan)
         return web.json_response(plan)
+
+    async def _plan_blob(self, request: web.Request) -> web.StreamResponse:
+        """One weight blob the plan names (repacked by the builder, not in the GGUF)."""
+        if self.blobs is None:
+            raise web.HTTPNotFound(text="this app provides no plan blobs (no browser engine)")
+        name = request.match_info["name"]
+        data = await asyncio.get_running_loop().run_in_executor(None, self.blobs, name)
+        if data is None:
+            raise web.HTTPNotFound(text=f"the plan has no blob {name!r}")
+        return web.Response(body=memoryview(data).cast("B"), content_type="application/octet-stream")
 
     def _model(self) -> Path:
         path = self.model_path() if callable(self.model_path) else self.model_path
@@ -613,11 +627,10 @@ class BridgeServer:
                 ended.append(True)
                 self._broadcast(_end_message(turn, event.status, event.stats, event.error))
             elif isinstance(event, _EngineSwitch):
-                self.publish(
-                    EngineStatus(
-                        engine=event.engine, adapter=event.adapter[:300], error=event.reason[:4000]
-                    )
+                self._engine_status = EngineStatus(
+                    engine=event.engine, adapter=event.adapter[:300], error=event.reason[:4000]
                 )
+                self._broadcast(self._engine_status)  # in order with the deltas around it
             elif isinstance(event, _AvatarCue):
                 self._emotion = event.emotion if event.emotion in _EMOTIONS else "neutral"
                 self._broadcast(AvatarState(emotion=self._emotion, speaking=True))  # type: ignore[arg-type]

@@ -1,0 +1,365 @@
+"""The browser engine: the model runs in a page's WebGPU executor (ui/engine/), driven over the
+bridge. Python builds the plan (companion.gpu.builder) and serves it, its weight blobs and the
+GGUF byte ranges from the loopback server; the page only executes.
+
+`start_browser_engine()` uses the desktop page when one with an executor is attached to the
+given server, and otherwise starts its own loopback server and a headless Chromium (Debian's
+`/usr/bin/chromium`, driven by playwright when it is installed) with the WebGPU flags.
+Every failure (no WebGPU, no adapter, a kernel that does not compile, a lost device, a page
+that went away) surfaces as `EngineUnavailable`, so ChatSession falls back to native.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from companion.bridge.executor import ExecutorChannel, PageExecutorError
+from companion.bridge.messages import EngineLoad, EngineReset, EngineStatus, Generate, Logits, Token
+from companion.engine import Engine
+from companion.errors import EngineError, EngineUnavailable
+from companion.sampling import Sampler
+
+log = logging.getLogger(__name__)
+
+CHROMIUM = os.environ.get("COMPANION_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# Measured in DESIGN.md: WebGPU on SwiftShader in headless Chromium, nothing reaching the network.
+CHROMIUM_ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--enable-unsafe-webgpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+PAGE_TIMEOUT = 60.0  # s for a launched page to connect its executor
+LOAD_TIMEOUT = 900.0  # s for engine_load (compiling kernels on SwiftShader is slow)
+STEP_TIMEOUT = 600.0  # s for one generate (a long prompt prefilled on a CPU adapter)
+MAX_BATCH = 64  # token rows per prefill chunk, as NativeEngine
+
+
+class PlanAssets:
+    """The plan for one model and the bytes it refers to, built once on first request and
+    served by the loopback server: /plan.json (the plan plus each GGUF tensor's file offset)
+    and /plan/blob/<name>."""
+
+    def __init__(self, model, n_ctx: int, max_batch: int = MAX_BATCH, features: Sequence[str] = ()):
+        self.model = model
+        self.n_ctx = n_ctx
+        self.max_batch = max_batch
+        # f32 kernels everywhere unless told otherwise: the page's adapter is only known later
+        self.features = tuple(features)
+        self._lock = threading.Lock()
+        self._built: Any = None
+        self._json: dict[str, Any] | None = None
+
+    @property
+    def built(self):  # -> companion.gpu.builder.BuiltPlan
+        with self._lock:
+            if self._built is None:
+                from companion.gpu.builder import build_plan
+
+                self._built = build_plan(self.model, n_ctx=self.n_ctx, max_batch=self.max_batch, features=self.features)
+            return self._built
+
+    def plan_json(self) -> dict[str, Any]:
+        """The plan as JSON data, with `gguf_offsets`: absolute file offsets of the tensors its
+        GGUF sources name (the page fetches those byte ranges from /model/blob)."""
+        if self._json is None:
+            plan = self.built.plan
+            data = plan.model_dump(mode="json")
+            names = {b.source.tensor for b in plan.buffers if b.source is not None and b.source.kind == "gguf"}
+            data["gguf_offsets"] = {n: int(self.model.tensors[n].offset) for n in sorted(names)}
+            self._json = data
+        return self._json
+
+    def blob(self, name: str) -> memoryview | None:
+        arr = self.built.blobs.get(name)
+        if arr is None:
+            return None
+        return memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+
+    @property
+    def plan_model(self) -> dict[str, Any]:
+        return dict(self.built.plan.model)
+
+
+class BrowserEngine(Engine):
+    """The model in a page's WebGPU executor. eval() asks for logits (parity); next_token()
+    asks for a GPU-sampled id, so only 4 bytes cross the bridge per token."""
+
+    name = "browser"
+
+    def __init__(
+        self,
+        channel: ExecutorChannel,
+        assets: PlanAssets,
+        report: Callable[[str], None] = log.info,
+        publish: Callable[[EngineStatus], None] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ):
+        self.channel = channel
+        self.assets = assets
+        self.report = report
+        self.publish = publish  # relays the page's load progress to every page (the load bar)
+        self._on_close = on_close
+        info = assets.plan_model
+        self._n_ctx = int(info["n_ctx"])
+        self._n_vocab = int(info["n_vocab"])
+        self._max_hist = int(info["max_hist"])
+        self._n_past = 0
+        self._adapter = "WebGPU (not loaded yet)"
+        self._loaded = False
+        self._failed: str | None = None
+        self.load_seconds = 0.0
+        self.last_ms: float | None = None  # GPU time the page measured for the last request
+
+    # -- Engine
+    @property
+    def adapter(self) -> str:
+        return self._adapter
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    @property
+    def n_past(self) -> int:
+        return self._n_past
+
+    def load(self, timeout: float = LOAD_TIMEOUT) -> None:
+        """Have the page fetch the plan and weights and build its pipelines."""
+        self._check()
+        t0 = time.perf_counter()
+        fut = self.channel.submit(EngineLoad(request_id=0, n_ctx=self._n_ctx))
+        last: EngineStatus | None = None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = fut.result(0.25)
+                break
+            except concurrent.futures.TimeoutError:
+                status = self.channel.status
+                if status is not None and status is not last:
+                    last = status
+                    if self.publish is not None:
+                        self.publish(status)
+                if time.monotonic() > deadline:
+                    fut.cancel()
+                    self._fail(f"the page executor did not finish loading within {timeout:.0f} s")
+            except PageExecutorError as exc:
+                self._fail(str(exc))
+        self._adapter = getattr(reply, "adapter", "") or "WebGPU"
+        self._loaded = True
+        self._n_past = 0
+        self.load_seconds = time.perf_counter() - t0
+        if self.publish is not None:
+            self.publish(EngineStatus(engine="browser", adapter=self._adapter[:300], phase="ready"))
+        self.report(f"engine: browser on {self._adapter} (loaded in {self.load_seconds:.1f} s)")
+
+    def reset(self, n_keep: int = 0) -> None:
+        self._n_past = max(0, min(n_keep, self._n_past))
+        if self._loaded:
+            self._request(EngineReset(request_id=0, n_keep=self._n_past))
+
+    def _check_room(self, n: int) -> None:
+        if n == 0:
+            raise ValueError("eval() needs at least one token")
+        if self._n_past + n > self._n_ctx:
+            raise ValueError(f"context full: {self._n_past} + {n} tokens > n_ctx {self._n_ctx}")
+
+    def eval(self, ids: Sequence[int]) -> np.ndarray:
+        self._check_room(len(ids))
+        self._ensure_loaded()
+        reply = self._request(Generate(request_id=0, ids=[int(i) for i in ids], want="logits"))
+        if not isinstance(reply, Logits):
+            self._fail(f"the page answered `{reply.type}` to a logits request")
+        self._advance(len(ids), reply.n_past)
+        logits = reply.array()  # (V,) f32
+        if logits.shape != (self._n_vocab,):
+            self._fail(f"the page sent {logits.size} logits, the model has {self._n_vocab}")
+        return logits
+
+    def next_token(self, ids: Sequence[int], sampler: Sampler, history: Sequence[int]) -> int:
+        """Forward pass and sampling in one submit in the page; only the id comes back."""
+        self._check_room(len(ids))
+        self._ensure_loaded()
+        p = sampler.params
+        hist = [int(h) for h in history[-p.repeat_last_n :]] if p.repeat_last_n and p.repeat_penalty != 1.0 else []
+        hist = hist[-self._max_hist :]
+        # the same per-sampler stream as NativeEngine: the seed, and a draw counter kept here
+        if getattr(sampler, "_gpu_seed", None) is None:
+            sampler._gpu_seed = p.seed & 0xFFFFFFFF  # type: ignore[attr-defined]
+            sampler._gpu_step = 0  # type: ignore[attr-defined]
+        params = p.model_copy(update={"seed": sampler._gpu_seed})  # type: ignore[attr-defined]
+        msg = Generate(request_id=0, ids=[int(i) for i in ids], sampling=params, step=sampler._gpu_step, history=hist, want="token")  # type: ignore[attr-defined]
+        sampler._gpu_step += 1  # type: ignore[attr-defined]
+        reply = self._request(msg)
+        if not isinstance(reply, Token):
+            self._fail(f"the page answered `{reply.type}` to a token request")
+        self._advance(len(ids), reply.n_past)
+        self.last_ms = reply.ms
+        return int(reply.id)
+
+    def close(self) -> None:
+        self._failed = self._failed or "the browser engine was closed"
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+    # -- internals
+    def _check(self) -> None:
+        if self._failed is not None:
+            raise EngineUnavailable(self._failed)
+
+    def _fail(self, reason: str) -> None:
+        self._failed = reason
+        raise EngineUnavailable(reason)
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self.load()
+
+    def _request(self, message: Any) -> Any:
+        self._check()
+        try:
+            return self.channel.request(message, timeout=STEP_TIMEOUT)
+        except PageExecutorError as exc:
+            self._fail(str(exc))
+
+    def _advance(self, n: int, page_n_past: int | None) -> None:
+        self._n_past += n
+        if page_n_past is not None and page_n_past != self._n_past:
+            self._fail(f"the page's KV cache holds {page_n_past} positions, expected {self._n_past} (was the page reloaded?)")
+
+
+# ----------------------------------------------------------------------------- launching
+
+
+class HeadlessChromium:
+    """Debian's Chromium, headless, with WebGPU, on one URL. Driven by playwright when it is
+    installed (it reports page errors), else started as a plain subprocess."""
+
+    def __init__(self, url: str, chromium: str = CHROMIUM):
+        if not os.access(chromium, os.X_OK):
+            raise EngineUnavailable(f"no Chromium at {chromium}: install it (apt-get install chromium) or use --engine native")
+        self.profile = tempfile.TemporaryDirectory(prefix="companion-chromium-")
+        self.errors: list[str] = []
+        self._pw: Any = None
+        self._context: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            sync_playwright = None
+        if sync_playwright is not None:
+            try:
+                self._pw = sync_playwright().start()
+                self._context = self._pw.chromium.launch_persistent_context(
+                    self.profile.name, executable_path=chromium, args=list(CHROMIUM_ARGS), headless=True
+                )
+                page = self._context.pages[0] if self._context.pages else self._context.new_page()
+                page.on("pageerror", lambda e: self.errors.append(str(e)))
+                page.goto(url, wait_until="domcontentloaded")
+                return
+            except Exception as exc:  # noqa: BLE001 - e.g. playwright inside a running event loop
+                log.info("playwright could not start Chromium (%s); starting it directly", exc)
+                self.close()
+                self.profile = tempfile.TemporaryDirectory(prefix="companion-chromium-")
+        self._proc = subprocess.Popen(
+            [chromium, *CHROMIUM_ARGS, f"--user-data-dir={self.profile.name}", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def close(self) -> None:
+        for step in (
+            lambda: self._context and self._context.close(),
+            lambda: self._pw and self._pw.stop(),
+        ):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self._context = self._pw = None
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._proc = None
+        self.profile.cleanup()
+
+
+def start_browser_engine(
+    model,
+    n_ctx: int = 2048,
+    report: Callable[[str], None] = log.info,
+    server=None,
+    page_wait: float = 2.0,
+    load: bool = True,
+) -> BrowserEngine:
+    """A loaded BrowserEngine. With `server` (a running BridgeServer whose page has an
+    executor, e.g. the desktop window) the model runs in that page; otherwise a private
+    loopback server and a headless Chromium are started and stopped by engine.close().
+    Raises EngineUnavailable when no page can run it."""
+    from companion.bridge.server import BridgeServer
+
+    assets = PlanAssets(model, n_ctx)
+    own_server = None
+    browser: HeadlessChromium | None = None
+    if server is not None and server.executor.wait_for_page(page_wait):
+        if server.plan is None:
+            server.plan = assets.plan_json
+        if getattr(server, "blobs", None) is None:
+            server.blobs = assets.blob
+        if server.model_path is None:
+            server.model_path = Path(model.path)
+        target = server
+    else:
+        own_server = BridgeServer(None, plan=assets.plan_json, blobs=assets.blob, model_path=Path(model.path))
+        url = own_server.start()
+        target = own_server
+        report("engine: starting headless Chromium for the browser engine")
+        try:
+            browser = HeadlessChromium(url)
+        except BaseException:
+            own_server.stop()
+            raise
+        if not own_server.executor.wait_for_page(PAGE_TIMEOUT):
+            why = "; ".join(browser.errors[-3:]) or "no page error was reported"
+            browser.close()
+            own_server.stop()
+            raise EngineUnavailable(f"the headless Chromium page did not connect its executor within {PAGE_TIMEOUT:.0f} s ({why})")
+
+    def on_close() -> None:
+        if browser is not None:
+            browser.close()
+        if own_server is not None:
+            own_server.stop()
+
+    engine = BrowserEngine(target.executor, assets, report=report, publish=target.publish, on_close=on_close)
+    if load:
+        try:
+            engine.load()
+        except BaseException:
+            engine.close()
+            raise
+    return engine
+
+
+__all__ = ["BrowserEngine", "PlanAssets", "HeadlessChromium", "start_browser_engine", "EngineError"]

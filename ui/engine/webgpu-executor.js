@@ -1,0 +1,402 @@
+// The page's model executor: runs a plan (companion/gpu/plan.py) with navigator.gpu. It
+// knows buffers, pipelines and dispatches, not transformers, and mirrors the native executor
+// (companion/gpu/native.py) step for step: the same uniform block packed by field name, the
+// same prefill chunks of max_batch tokens, one command buffer and one submit per chunk, the
+// forward pass and GPU sampling of the last chunk in one compute pass, and a readback of only
+// the 4-byte token id (or of the last position's logits, for parity checks).
+
+import { compileShader, composeShader, relocate } from "./wgsl.js";
+
+/** Limits worth raising from the WebGPU defaults to what the adapter offers (as native.py). */
+const WANTED_LIMITS = [
+  "maxStorageBufferBindingSize", "maxBufferSize", "maxStorageBuffersPerShaderStage",
+  "maxComputeWorkgroupStorageSize", "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX", "maxComputeWorkgroupsPerDimension",
+];
+const PARALLEL_FETCHES = 4; // weight downloads in flight (loopback: more only costs memory)
+
+/** "max-buffer-size" -> "maxBufferSize" (plan limits use the spec's hyphenated names). */
+const camel = (s) => s.replace(/-([a-z])/g, (_m, c) => c.toUpperCase());
+
+/**
+ * @typedef {Object} ExecutorContext  (ui/executor.js executorContext)
+ * @property {(url?: string) => Promise<any>} fetchPlan
+ * @property {(name: string) => Promise<string>} fetchShader
+ * @property {(offset: number, length: number) => Promise<ArrayBuffer>} fetchModelRange
+ */
+
+export class WebGPUExecutor {
+  /** @param {ExecutorContext} ctx */
+  constructor(ctx) {
+    this.ctx = ctx;
+    /** @type {string} */
+    this.adapter = "";
+    /** @type {GPUDevice|null} */
+    this.device = null;
+    this.plan = null;
+    this.nPast = 0;
+    /** @type {string|null} why the executor can no longer run (device lost, GPU error) */
+    this.failure = null;
+    /** @type {((reason: string) => void)|null} set by the host: report a failure on its own */
+    this.onfailure = null;
+    this.stats = { submits: 0, dispatches: 0, readbackBytes: 0, loadMs: 0 };
+  }
+
+  // --- loading -------------------------------------------------------------------------------
+
+  /**
+   * Fetch the plan, open a device, compile the pipelines, upload the weights.
+   * @param {{plan_url?: string, model_url?: string, n_ctx?: number}} req
+   * @param {(phase: string, fraction: number, detail?: string) => void} progress
+   */
+  async load(req, progress = () => {}) {
+    const t0 = performance.now();
+    this.dispose();
+    this.failure = null;
+    progress("probing", 0, "looking for a WebGPU adapter");
+    if (!("gpu" in navigator) || !navigator.gpu) {
+      throw new Error("WebGPU is not available in this browser (navigator.gpu is missing)");
+    }
+    const planPromise = this.ctx.fetchPlan(req.plan_url || "/plan.json");
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    if (!adapter) throw new Error("WebGPU offers no adapter here (navigator.gpu.requestAdapter() gave null)");
+    const info = adapter.info || {};
+    this.adapter = [info.description || info.device || info.vendor || "WebGPU adapter",
+      info.architecture ? `(${info.architecture})` : ""].join(" ").trim() + " via WebGPU";
+    const plan = await planPromise;
+    if (plan.version !== 1) throw new Error(`plan version ${plan.version} is not supported by this page (expected 1): reload it`);
+    this.plan = plan;
+
+    const missing = (plan.features || []).filter((f) => !adapter.features.has(f));
+    if (missing.length) throw new Error(`the adapter ${this.adapter} lacks WebGPU features ${missing.join(", ")}`);
+    /** @type {Record<string, number>} */
+    const requiredLimits = {};
+    for (const k of WANTED_LIMITS) if (adapter.limits[k] !== undefined) requiredLimits[k] = adapter.limits[k];
+    for (const [name, need] of Object.entries(plan.limits || {})) {
+      const key = camel(name);
+      const have = adapter.limits[key];
+      if (have === undefined) continue;
+      if (have < need) throw new Error(`this plan needs ${name} >= ${need}, the adapter ${this.adapter} offers ${have}`);
+      requiredLimits[key] = Math.max(requiredLimits[key] || 0, need);
+    }
+    const device = await adapter.requestDevice({ requiredFeatures: plan.features || [], requiredLimits, label: "companion" });
+    this.device = device;
+    device.lost.then((lost) => {
+      if (this.device !== device || lost.reason === "destroyed") return;
+      this.fail(`the GPU device was lost (${lost.message || lost.reason}); switch engine or reload`);
+    });
+    device.addEventListener("uncapturederror", (ev) => {
+      const e = /** @type {GPUUncapturedErrorEvent} */ (ev).error;
+      console.error("webgpu:", e.message);
+      this.fail(`a GPU error occurred: ${e.message}`);
+    });
+
+    await this.compile(plan, progress);
+    this.createBuffers(plan);
+    await this.upload(plan, progress);
+    this.createBindGroups(plan);
+    this.nCtx = Number(plan.model.n_ctx);
+    this.maxBatch = Number(plan.model.max_batch);
+    this.nVocab = Number(plan.model.n_vocab);
+    this.maxHist = Number(plan.model.max_hist);
+    this.nPast = 0;
+    await device.queue.onSubmittedWorkDone();
+    if (this.failure) throw new Error(this.failure);
+    this.stats.loadMs = performance.now() - t0;
+    progress("ready", 1, "");
+    return { adapter: this.adapter, n_past: 0 };
+  }
+
+  /** @param {any} plan @param {(phase: string, f: number, detail?: string) => void} progress */
+  async compile(plan, progress) {
+    const device = /** @type {GPUDevice} */ (this.device);
+    const raw = new Map();
+    const read = (f) => {
+      if (!raw.has(f)) raw.set(f, this.ctx.fetchShader(f));
+      return raw.get(f);
+    };
+    const files = [...new Set(plan.pipelines.map((p) => p.shader))];
+    const sources = new Map();
+    const modules = new Map();
+    for (const f of files) {
+      const src = await composeShader(f, read);
+      sources.set(f, src);
+      modules.set(f, await compileShader(device, src));
+    }
+    const kinds = { "uniform": "uniform", "read-only-storage": "read-only-storage", "storage": "storage" };
+    /** @type {Map<string, {pipeline: GPUComputePipeline, layout: GPUBindGroupLayout}>} */
+    this.pipelines = new Map();
+    let done = 0;
+    progress("loading", 0, `compiling ${plan.pipelines.length} kernels`);
+    // createComputePipelineAsync lets the GPU process compile several at once
+    await Promise.all(plan.pipelines.map(async (p) => {
+      const layout = device.createBindGroupLayout({
+        label: p.name,
+        entries: p.bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: kinds[b.type] } })),
+      });
+      /** @type {Record<string, number>} */
+      const constants = {};
+      for (const [k, v] of Object.entries(p.constants || {})) constants[k] = typeof v === "boolean" ? (v ? 1 : 0) : Number(v);
+      let pipeline;
+      try {
+        pipeline = await device.createComputePipelineAsync({
+          label: p.name,
+          layout: device.createPipelineLayout({ label: p.name, bindGroupLayouts: [layout] }),
+          compute: { module: modules.get(p.shader), entryPoint: p.entry_point || "main", constants },
+        });
+      } catch (e) {
+        throw new Error(`kernel ${p.name} (${p.shader}) failed to build: ${relocate(sources.get(p.shader), e.message)}`);
+      }
+      this.pipelines.set(p.name, { pipeline, layout });
+      done += 1;
+      progress("loading", 0.1 * done / plan.pipelines.length, `compiled ${done}/${plan.pipelines.length} kernels`);
+    }));
+  }
+
+  /** @param {any} plan */
+  createBuffers(plan) {
+    const device = /** @type {GPUDevice} */ (this.device);
+    /** @type {Map<string, GPUBuffer>} */
+    this.buffers = new Map();
+    for (const b of plan.buffers) {
+      const usage = GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | (b.usage === "uniform" ? GPUBufferUsage.UNIFORM : GPUBufferUsage.STORAGE);
+      this.buffers.set(b.name, device.createBuffer({ label: b.name, size: b.size, usage }));
+    }
+    const fields = plan.uniform.fields;
+    this.uniform = new DataView(new ArrayBuffer(plan.uniform.size));
+    /** @type {Map<string, {type: string, offset: number}>} */
+    this.fields = new Map(fields.map((f) => [f.name, f]));
+    /** @type {Map<number, GPUBuffer>} mappable staging buffers by size */
+    this.staging = new Map();
+  }
+
+  /**
+   * Download each weight buffer's bytes (GGUF byte ranges, builder blobs) and write them.
+   * @param {any} plan @param {(phase: string, f: number, detail?: string) => void} progress
+   */
+  async upload(plan, progress) {
+    const device = /** @type {GPUDevice} */ (this.device);
+    const todo = plan.buffers.filter((b) => b.source);
+    const total = todo.reduce((s, b) => s + b.size, 0) || 1;
+    let done = 0;
+    let next = 0;
+    const offsets = plan.gguf_offsets || {};
+    const fetchOne = async (b) => {
+      const src = b.source;
+      let data;
+      if (src.kind === "gguf") {
+        if (offsets[src.tensor] === undefined) throw new Error(`the plan gives no file offset for GGUF tensor ${src.tensor}`);
+        data = await this.ctx.fetchModelRange(offsets[src.tensor] + (src.offset || 0), src.size);
+      } else {
+        const r = await fetch(`/plan/blob/${encodeURIComponent(src.name)}`, { cache: "no-store" });
+        if (!r.ok) throw new Error(`weights ${src.name}: HTTP ${r.status} ${await r.text()}`);
+        data = await r.arrayBuffer();
+      }
+      if (data.byteLength > b.size) throw new Error(`weights for ${b.name} are ${data.byteLength} bytes, the buffer holds ${b.size}`);
+      let bytes = new Uint8Array(data);
+      if (bytes.byteLength % 4) {
+        const padded = new Uint8Array(bytes.byteLength + 4 - (bytes.byteLength % 4));
+        padded.set(bytes);
+        bytes = padded;
+      }
+      device.queue.writeBuffer(/** @type {GPUBuffer} */ (this.buffers.get(b.name)), 0, bytes);
+      done += b.size;
+      progress("loading", 0.1 + 0.9 * done / total, `uploading weights ${Math.round(done / 1048576)}/${Math.round(total / 1048576)} MiB`);
+    };
+    const worker = async () => {
+      while (next < todo.length) {
+        const b = todo[next++];
+        await fetchOne(b);
+        if (this.failure) throw new Error(this.failure);
+      }
+    };
+    await Promise.all(Array.from({ length: PARALLEL_FETCHES }, worker));
+  }
+
+  /** Bind groups are static: one per dispatch, created once. @param {any} plan */
+  createBindGroups(plan) {
+    const device = /** @type {GPUDevice} */ (this.device);
+    /** @type {Map<string, Array<{pipeline: GPUComputePipeline, group: GPUBindGroup, workgroups: any[]}>>} */
+    this.programs = new Map();
+    for (const [name, prog] of Object.entries(plan.programs)) {
+      this.programs.set(name, prog.dispatches.map((d) => {
+        const p = this.pipelines.get(d.pipeline);
+        if (!p) throw new Error(`dispatch ${d.label} names an unknown pipeline ${d.pipeline}`);
+        const entries = d.bindings.map((bb) => {
+          const buffer = this.buffers.get(bb.buffer);
+          if (!buffer) throw new Error(`dispatch ${d.label} binds an unknown buffer ${bb.buffer}`);
+          const offset = bb.offset || 0;
+          return { binding: bb.binding, resource: { buffer, offset, size: bb.size ?? buffer.size - offset } };
+        });
+        const group = device.createBindGroup({ label: d.label || d.pipeline, layout: p.layout, entries });
+        return { pipeline: p.pipeline, group, workgroups: d.workgroups };
+      }));
+    }
+  }
+
+  // --- running -------------------------------------------------------------------------------
+
+  /** Pack named fields into the uniform block (written with the next run). */
+  setUniforms(values) {
+    for (const [k, v] of Object.entries(values)) {
+      const f = this.fields.get(k);
+      if (!f) throw new Error(`the plan's uniform block has no field ${k}`);
+      if (f.type === "u32") this.uniform.setUint32(f.offset, Number(v) >>> 0, true);
+      else this.uniform.setFloat32(f.offset, Number(v), true);
+    }
+  }
+
+  /** Queue a write of host data into a named buffer (no submit). */
+  write(name, data, offset = 0) {
+    this.device.queue.writeBuffer(this.buffers.get(name), offset, data);
+  }
+
+  /** @param {number} size */
+  stagingBuffer(size) {
+    const key = Math.max(256, Math.ceil(size / 256) * 256);
+    let b = this.staging.get(key);
+    if (!b) {
+      b = this.device.createBuffer({ label: `readback ${key}`, size: key, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      this.staging.set(key, b);
+    }
+    return b;
+  }
+
+  /**
+   * Record the programs into one compute pass, submit once, and return the bytes of `read`
+   * ([buffer, offset, size]) or of the last program's readback, if any.
+   * @param {Array<[string, Record<string, number>]>} programs
+   * @param {[string, number, number]|null} read
+   * @returns {Promise<ArrayBuffer|null>}
+   */
+  async run(programs, read = null) {
+    this.check();
+    const device = /** @type {GPUDevice} */ (this.device);
+    device.queue.writeBuffer(this.buffers.get(this.plan.uniform.buffer), 0, this.uniform.buffer);
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    let n = 0;
+    let current = null;
+    for (const [name, vars] of programs) {
+      for (const d of this.programs.get(name)) {
+        const [x, y, z] = d.workgroups.map((w) => (typeof w === "number" ? w : Math.ceil(vars[w.var] / (w.per || 1))));
+        if (x * y * z === 0) continue;
+        if (current !== d.pipeline) pass.setPipeline((current = d.pipeline));
+        pass.setBindGroup(0, d.group);
+        pass.dispatchWorkgroups(x, y, z);
+        n += 1;
+      }
+    }
+    pass.end();
+    if (read === null && programs.length) {
+      const rb = this.plan.programs[programs[programs.length - 1][0]].readback;
+      if (rb) read = [rb.buffer, rb.offset || 0, rb.size];
+    }
+    let staging = null;
+    if (read) {
+      staging = this.stagingBuffer(read[2]);
+      enc.copyBufferToBuffer(this.buffers.get(read[0]), read[1], staging, 0, read[2]);
+    }
+    device.queue.submit([enc.finish()]);
+    this.stats.submits += 1;
+    this.stats.dispatches += n;
+    if (!staging || !read) return null;
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, read[2]);
+    } catch (e) {
+      this.fail(this.failure || `reading back from the GPU failed (${e.message}); the device may be lost`);
+      throw new Error(/** @type {string} */ (this.failure));
+    }
+    const out = staging.getMappedRange(0, read[2]).slice(0);
+    staging.unmap();
+    this.stats.readbackBytes += read[2];
+    return out;
+  }
+
+  check() {
+    if (this.failure) throw new Error(this.failure);
+    if (!this.device || !this.plan) throw new Error("the WebGPU executor has no model loaded (engine_load first)");
+  }
+
+  /** @param {string} reason */
+  fail(reason) {
+    if (this.failure) return;
+    this.failure = reason;
+    if (this.onfailure) this.onfailure(reason);
+  }
+
+  /** @param {number[]} ids */
+  chunks(ids) {
+    const out = [];
+    for (let i = 0; i < ids.length; i += this.maxBatch) out.push(ids.slice(i, i + this.maxBatch));
+    return out;
+  }
+
+  /**
+   * Write the chunk's ids and step values, run `program` (+ `tail`) in one submit.
+   * @param {number[]} chunk @param {string} program @param {string[]} tail
+   * @param {[string, number, number]|null} read
+   */
+  feed(chunk, program, tail = [], read = null) {
+    this.write(this.plan.io.tokens, new Uint32Array(chunk));
+    this.setUniforms({ n_past: this.nPast, n_tokens: chunk.length });
+    const vars = { n_tokens: chunk.length };
+    const p = this.run([[program, vars], ...tail.map((t) => /** @type {[string, any]} */ ([t, vars]))], read);
+    this.nPast += chunk.length;
+    return p;
+  }
+
+  /**
+   * Append ids; answer the GPU-sampled next id, or the last position's logits.
+   * @param {{ids: number[], sampling?: any, step?: number, history?: number[], want?: string}} req
+   */
+  async generate(req) {
+    this.check();
+    const t0 = performance.now();
+    const ids = req.ids.map(Number);
+    if (!ids.length) throw new Error("generate needs at least one token");
+    if (this.nPast + ids.length > this.nCtx) {
+      throw new Error(`context full: ${this.nPast} + ${ids.length} tokens > n_ctx ${this.nCtx}`);
+    }
+    const chunks = this.chunks(ids);
+    const last = chunks.pop();
+    if (req.want === "logits") {
+      for (const c of chunks) this.feed(c, "prefill");
+      const raw = await this.feed(last, last.length === 1 ? "decode" : "prefill", [], [this.plan.io.logits, 0, this.nVocab * 4]);
+      return { logits: new Float32Array(raw), n_past: this.nPast, ms: performance.now() - t0 };
+    }
+    const s = req.sampling || {};
+    const hist = (req.history || []).slice(-this.maxHist);
+    if (hist.length) this.write(this.plan.io.history, new Uint32Array(hist));
+    this.setUniforms({
+      seed: Number(s.seed || 0) >>> 0, rng_step: req.step || 0, temperature: s.temperature ?? 0.7,
+      top_k: s.top_k ?? 40, top_p: s.top_p ?? 0.95, min_p: s.min_p ?? 0.05,
+      repeat_penalty: s.repeat_penalty ?? 1.0, n_hist: hist.length,
+    });
+    for (const c of chunks) this.feed(c, "prefill");
+    const raw = await this.feed(last, last.length === 1 ? "decode" : "prefill", ["sample"]);
+    const id = new Uint32Array(/** @type {ArrayBuffer} */ (raw))[0];
+    return { id, n_past: this.nPast, ms: performance.now() - t0 };
+  }
+
+  /** Forget cached positions from n_keep on (the rows are simply overwritten later). */
+  async reset(req) {
+    this.nPast = Math.max(0, Math.min(Number(req.n_keep) || 0, this.nPast));
+    return { n_past: this.nPast };
+  }
+
+  dispose() {
+    const device = this.device;
+    this.device = null;
+    this.plan = null;
+    if (device) device.destroy();
+  }
+}
+
+/**
+ * The factory ui/executor.js looks for.
+ * @param {ExecutorContext} ctx
+ */
+export async function createExecutor(ctx) {
+  return new WebGPUExecutor(ctx);
+}

@@ -55,6 +55,13 @@ class ReplyDone:
 
 
 @dataclass
+class EngineSwitchEvent:
+    engine: str
+    adapter: str
+    reason: str
+
+
+@dataclass
 class FakeChatSession:
     """Streams `reply` word by word, one word per `pace` seconds, honouring stop()."""
 

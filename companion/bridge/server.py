@@ -413,7 +413,9 @@ class BridgeServer:
         data = await asyncio.get_running_loop().run_in_executor(None, self.blobs, name)
         if data is None:
             raise web.HTTPNotFound(text=f"the plan has no blob {name!r}")
-        return web.Response(body=memoryview(data).cast("B"), content_type="application/octet-stream")
+        return web.Response(
+            body=memoryview(data).cast("B"), content_type="application/octet-stream"
+        )
 
     def _model(self) -> Path:
         path = self.model_path() if callable(self.model_path) else self.model_path

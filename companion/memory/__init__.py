@@ -21,6 +21,12 @@ The chat core's calls:
                              user_name="User", memory_enabled=True, memory_budget=256)
     ChatSession(..., prompt_builder=mem, recorder=mem)       # PromptBuilder + ReplyRecorder
     mem.greet() -> str | None                                # first message of a new conversation
+    mem.history() -> list[dict]                              # stored messages, for the chat view
+
+  with Settings: character=settings.character, memory_enabled=settings.memory_enabled,
+  memory_budget=settings.memory_token_budget. count_messages (exact templated count) makes
+  the fit exact; without it a per-message overhead of 6 tokens is assumed. reply_finished
+  runs rule-based extraction (plus the model when extract_with_model=True).
 
 or, without the adapter:
 

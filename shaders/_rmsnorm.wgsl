@@ -1,6 +1,6 @@
 // Shared helper (included with `//!include _rmsnorm.wgsl`): the RMSNorm scale of one input row,
 // computed cooperatively by the workgroup. The including file declares `x: array<vec4<f32>>`
-// (rows of K floats) and the override WG (a power of two <= 256).
+// (rows of K floats) and the overrides WG (a power of two <= 256) and TT (1..4).
 
 override EPS: f32 = 1e-5;  // {arch}.attention.layer_norm_rms_epsilon
 
@@ -25,4 +25,20 @@ fn inv_rms(t: u32, lid: u32) -> f32 {
     let total = red[0];
     workgroupBarrier();
     return inverseSqrt(total / f32(K) + EPS);
+}
+
+// RMSNorm scales of the (up to four) token rows t0.. (uniform control flow: barriers).
+fn inv_rms4(t0: u32, n_tok: u32, lid: u32) -> vec4<f32> {
+    let last = n_tok - 1u;
+    var r = vec4<f32>(inv_rms(min(t0, last), lid), 1.0, 1.0, 1.0);
+    if (TT > 1u) {
+        r.y = inv_rms(min(t0 + 1u, last), lid);
+    }
+    if (TT > 2u) {
+        r.z = inv_rms(min(t0 + 2u, last), lid);
+    }
+    if (TT > 3u) {
+        r.w = inv_rms(min(t0 + 3u, last), lid);
+    }
+    return r;
 }

@@ -4,7 +4,7 @@
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_tokens
 // 1        ids   storage read  array<u32>      (n_tokens,) token ids
-// 2        wq    storage read  array<u32>      blob of the table (M = n_vocab, K = n_embd)  (_quant.wgsl)
+// 2        wq    storage read  array<vec4u32> blob of the table (M = n_vocab, K = n_embd)  (_quant.wgsl)
 // 3        x     storage rw    array<vec4f32>  (n_tokens, K)
 // overrides: QTYPE, M, K, SCALE, WG
 // dispatch: (ceil(K / 32 / WG), n_tokens, 1)
@@ -16,7 +16,7 @@ override SCALE: f32 = 1.0;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read> wq: array<u32>;
+@group(0) @binding(2) var<storage, read> wq: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> x: array<vec4<f32>>;
 
 @compute @workgroup_size(WG)
@@ -27,8 +27,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let id = min(ids[t], M - 1u);
-    let w = dequant_block(id, b);
+    let s = qscale(id, b);
     for (var i = 0u; i < 8u; i++) {
-        x[t * (K / 4u) + b * 8u + i] = w[i] * SCALE;
+        x[t * (K / 4u) + b * 8u + i] = dq4(id, b, i, s) * SCALE;
     }
 }

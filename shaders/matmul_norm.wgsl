@@ -4,14 +4,15 @@
 //
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_tokens
-// 1        wq    storage read  array<u32>      blob of W (M, K)   (layout in _quant.wgsl)
+// 1        wq    storage read  array<vec4u32> blob of W (M, K)   (layout in _quant.wgsl)
 // 2        x     storage read  array<vec4f32>  (n_tokens, K)
 // 3        g     storage read  array<vec4f32>  (K,) norm weight
 // 4        y     storage rw    array<f32>      (n_tokens or 1, M)
-// overrides: QTYPE, M, K, EPS, WG (power of two <= 256), TT (<= 8), LAST_ONLY
+// overrides: QTYPE, M, K, EPS, WG (power of two <= 256), TT (1..4; 1 with LAST_ONLY), LAST_ONLY
 // dispatch: (ceil(ceil(M / 2) / WG), LAST_ONLY ? 1 : ceil(n_tokens / TT), 1)
 //!include _step.wgsl
 //!include _quant.wgsl
+//!include _matmul.wgsl
 //!include _rmsnorm.wgsl
 
 override WG: u32 = 64u;
@@ -19,10 +20,14 @@ override TT: u32 = 1u;
 override LAST_ONLY: bool = false;
 
 @group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read> wq: array<u32>;
+@group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> g: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+fn in_scale(j: u32) -> vec4<f32> {
+    return g[j];
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -30,47 +35,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let half = (M + 1u) / 2u;
     var t0 = wid.y * TT;
-    var nt = min(TT, max(step.n_tokens, t0) - t0);
     if (LAST_ONLY) {
         t0 = step.n_tokens - 1u;
-        nt = 1u;
     }
-    var inv: array<f32, 8>;
-    for (var t = 0u; t < nt; t++) {
-        inv[t] = inv_rms(t0 + t, lid);  // every invocation joins the barriers
+    if (t0 >= step.n_tokens) {
+        return;
     }
+    let inv = inv_rms4(t0, step.n_tokens, lid);  // every invocation joins the barriers
     let r0 = gid.x;
     if (r0 >= half) {
         return;
     }
     let r1 = min(r0 + half, M - 1u);
-    let k4 = K / 4u;
-    var a0: array<f32, 8>;
-    var a1: array<f32, 8>;
-    for (var b = 0u; b < K / 32u; b++) {
-        let w0 = dequant_block(r0, b);
-        let w1 = dequant_block(r1, b);
-        for (var t = 0u; t < nt; t++) {
-            let xo = (t0 + t) * k4 + b * 8u;
-            var s0 = 0.0;
-            var s1 = 0.0;
-            for (var i = 0u; i < 8u; i++) {
-                let v = x[xo + i] * g[b * 8u + i];
-                s0 += dot(w0[i], v);
-                s1 += dot(w1[i], v);
-            }
-            a0[t] += s0;
-            a1[t] += s1;
-        }
-    }
+    let acc = matmul_rows(r0, r1, t0, step.n_tokens);
+    let nt = min(TT, step.n_tokens - t0);
     for (var t = 0u; t < nt; t++) {
         var o = (t0 + t) * M;
         if (LAST_ONLY) {
             o = 0u;
         }
-        y[o + r0] = a0[t] * inv[t];
+        y[o + r0] = acc.a[t] * inv[t];
         if (r0 + half < M) {
-            y[o + r0 + half] = a1[t] * inv[t];
+            y[o + r0 + half] = acc.b[t] * inv[t];
         }
     }
 }

@@ -9,17 +9,18 @@
 //
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_past, n_tokens
-// 1        wq    storage read  array<u32>      blob of Wqkv (NQ + 2 NK, K)   (layout in _quant.wgsl)
+// 1        wq    storage read  array<vec4u32> blob of Wqkv (NQ + 2 NK, K)   (layout in _quant.wgsl)
 // 2        x     storage read  array<vec4f32>  (n_tokens, K)
 // 3        g     storage read  array<vec4f32>  (K,) attn_norm weight
 // 4        rope  storage read  array<vec2f32>  (n_ctx, HD/2) cos, sin of pos * base^(-2j/HD)
 // 5        q     storage rw    array<f32>      (n_tokens, NQ)
 // 6        kc    storage rw    array<f32>      (n_ctx, NK) this layer's keys
 // 7        vc    storage rw    array<f32>      (n_ctx, NK) this layer's values
-// overrides: QTYPE, M (= NQ + 2 NK), K, NQ, NK, HD, NEOX, EPS, WG (power of two <= 256), TT (<= 8)
+// overrides: QTYPE, M (= NQ + 2 NK), K, NQ, NK, HD, NEOX, EPS, WG (power of two <= 256), TT (1..4)
 // dispatch: (ceil(M / 2 / WG), ceil(n_tokens / TT), 1)
 //!include _step.wgsl
 //!include _quant.wgsl
+//!include _matmul.wgsl
 //!include _rmsnorm.wgsl
 
 override WG: u32 = 64u;
@@ -30,7 +31,7 @@ override HD: u32;
 override NEOX: bool = false;
 
 @group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read> wq: array<u32>;
+@group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> g: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> rope: array<vec2<f32>>;
@@ -38,40 +39,26 @@ override NEOX: bool = false;
 @group(0) @binding(6) var<storage, read_write> kc: array<f32>;
 @group(0) @binding(7) var<storage, read_write> vc: array<f32>;
 
+fn in_scale(j: u32) -> vec4<f32> {
+    return g[j];
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let n_pair = M / 2u;
     let t0 = wid.y * TT;
-    let nt = min(TT, max(step.n_tokens, t0) - t0);
-    var inv: array<f32, 8>;
-    for (var t = 0u; t < nt; t++) {
-        inv[t] = inv_rms(t0 + t, lid);
+    if (t0 >= step.n_tokens) {
+        return;
     }
+    let inv = inv_rms4(t0, step.n_tokens, lid);
     let p = gid.x;
     if (p >= n_pair) {
         return;
     }
-    let k4 = K / 4u;
-    var a0: array<f32, 8>;
-    var a1: array<f32, 8>;
-    for (var b = 0u; b < K / 32u; b++) {
-        let w0 = dequant_block(p, b);
-        let w1 = dequant_block(p + n_pair, b);
-        for (var t = 0u; t < nt; t++) {
-            let xo = (t0 + t) * k4 + b * 8u;
-            var s0 = 0.0;
-            var s1 = 0.0;
-            for (var i = 0u; i < 8u; i++) {
-                let v = x[xo + i] * g[b * 8u + i];
-                s0 += dot(w0[i], v);
-                s1 += dot(w1[i], v);
-            }
-            a0[t] += s0;
-            a1[t] += s1;
-        }
-    }
+    let acc = matmul_rows(p, p + n_pair, t0, step.n_tokens);
+    let nt = min(TT, step.n_tokens - t0);
     let hh = HD / 2u;
     let pq = NQ / 2u;
     let pk = NK / 2u;
@@ -98,8 +85,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     for (var t = 0u; t < nt; t++) {
-        var v0 = a0[t] * inv[t];
-        var v1 = a1[t] * inv[t];
+        var v0 = acc.a[t] * inv[t];
+        var v1 = acc.b[t] * inv[t];
         let pos = step.n_past + t0 + t;
         if (region < 2u) {
             let cs = rope[pos * hh + j];

@@ -86,7 +86,7 @@ def test_dequant_embed(gpu_device, qtype, M, K):
 
 
 @pytest.mark.parametrize("qtype", QTYPES, ids=lambda q: q.name)
-@pytest.mark.parametrize("M,K,T,TT", [(1, 32, 1, 1), (7, 64, 3, 4), (130, 96, 5, 4), (577, 576, 1, 1), (64, 1536, 9, 4)])
+@pytest.mark.parametrize("M,K,T,TT", [(1, 32, 1, 1), (7, 64, 3, 4), (130, 96, 5, 4), (577, 576, 1, 1), (64, 1536, 9, 4), (40, 64, 6, 2), (9, 32, 5, 3)])
 @pytest.mark.parametrize("add", [False, True])
 def test_matmul(gpu_device, qtype, M, K, T, TT, add):
     rng = np.random.default_rng(M + K + T)

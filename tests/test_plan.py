@@ -97,20 +97,19 @@ def test_weights_refer_to_gguf_or_blobs(built):
 def _unpack(blob: np.ndarray, qtype: QT, M: int, K: int) -> np.ndarray:
     """numpy inverse of the blob layout in shaders/_quant.wgsl, back to f32 (M, K)."""
     nb = K // 32
-    wd = {QT.F32: 32, QT.F16: 16, QT.Q4_0: 4, QT.Q4_1: 4, QT.Q8_0: 8}[qtype]
-    words = blob[: nb * wd * M].reshape(nb, wd, M).transpose(2, 0, 1)  # (M, nb, Wd)
+    G = {QT.F32: 8, QT.F16: 4, QT.Q4_0: 1, QT.Q4_1: 1, QT.Q8_0: 2}[qtype]
+    n = nb * G * M * 4
+    words = blob[:n].reshape(nb, G, M, 4).transpose(2, 0, 1, 3).reshape(M, nb, G * 4)  # (M, nb, Wd)
     if qtype == QT.F32:
-        return words.view(np.float32).reshape(M, K)
+        return np.ascontiguousarray(words).view(np.float32).reshape(M, K)
     if qtype == QT.F16:
         return np.ascontiguousarray(words).view(np.float16).astype(np.float32).reshape(M, K)
-    d = blob[nb * wd * M : nb * wd * M + nb * M].view(np.float32).reshape(nb, M).T[..., None]  # (M, nb, 1)
+    dm = blob[n : n + nb * M * 2].view(np.float32).reshape(nb, M, 2).transpose(1, 0, 2)  # (M, nb, 2)
+    d, m = dm[..., :1], dm[..., 1:]  # (M, nb, 1) each
     b = np.ascontiguousarray(words).view(np.uint8)  # (M, nb, bytes)
     if qtype == QT.Q8_0:
-        return (b.view(np.int8).astype(np.float32) * d).reshape(M, K)
+        return (b.view(np.int8).astype(np.float32) * d + m).reshape(M, K)
     q = np.concatenate([b & 15, b >> 4], axis=-1).astype(np.float32)  # (M, nb, 32)
-    if qtype == QT.Q4_0:
-        return ((q - 8) * d).reshape(M, K)
-    m = blob[nb * wd * M + nb * M :].view(np.float32).reshape(nb, M).T[..., None]  # (M, nb, 1)
     return (q * d + m).reshape(M, K)
 
 
@@ -123,7 +122,7 @@ def test_repack_layout(qtype, M, K):
     )()
     want = quants.dequantize(raw, qtype).reshape(M, K)
     got = _unpack(repack(raw.reshape(M, -1), qtype, K), qtype, M, K)
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)  # Q4_0: q*d - 8d vs d*(q-8)
 
 
 @pytest.mark.parametrize("neox", [False, True])

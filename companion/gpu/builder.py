@@ -67,7 +67,7 @@ SHADER_BINDINGS: dict[str, list[str]] = {
 }
 
 WG = 64  # invocations per workgroup of the matmul-style kernels (<= 256 everywhere)
-TT_PREFILL = 4  # token rows per invocation in batched matmuls
+TT_PREFILL = 4  # token rows per invocation in batched matmuls (1..4)
 MAX_HIST = 1024  # ids the repetition-penalty history buffer holds
 
 
@@ -82,29 +82,33 @@ def uniform_block() -> UniformBlock:
 def repack(raw: np.ndarray, qtype: QT, n_cols: int) -> np.ndarray:
     """Interleaved blob (u32) of a weight matrix given its raw GGUF rows (M, bytes per row).
 
-    Layout (shaders/_quant.wgsl): words q[(b*Wd + w)*M + r], then scales d[b*M + r] (f32),
-    then mins m[b*M + r] (Q4_1). Neighbouring rows become neighbouring words."""
+    Layout (shaders/_quant.wgsl), in vec4<u32> units: quant groups q[(b*G + g)*M + r], then
+    (d, m) f32 pairs at [b*M + r] (Q4_0 m = -8d, Q8_0 m = 0). Neighbouring rows become
+    neighbouring 16-byte vectors."""
     if n_cols % 32:
         raise UnsupportedModelError(f"matrix with {n_cols} columns: the kernels need a multiple of 32")
     M, nb = raw.shape[0], n_cols // 32
     raw = np.ascontiguousarray(raw)
-    parts: list[np.ndarray] = []
+    G = KERNEL_TYPES[qtype] // 4 if qtype in KERNEL_TYPES else 0  # vec4 groups per block
     if qtype in (QT.F32, QT.F16):
-        words = raw.view(np.uint32).reshape(M, nb, KERNEL_TYPES[qtype])  # (M, nb, Wd)
-        parts.append(words.transpose(1, 2, 0))  # (nb, Wd, M)
-    elif qtype in _BLOCK_BYTES:
-        blocks = raw.reshape(M, nb, _BLOCK_BYTES[qtype])  # (M, nb, block bytes)
-        head = 4 if qtype == QT.Q4_1 else 2  # f16 d (+ f16 m) before the quants
-        qs = np.ascontiguousarray(blocks[:, :, head:]).view(np.uint32)  # (M, nb, Wd)
-        d = np.ascontiguousarray(blocks[:, :, 0:2]).view(np.float16)[..., 0]  # (M, nb)
-        parts.append(qs.transpose(1, 2, 0))  # (nb, Wd, M)
-        parts.append(d.astype(np.float32).T.view(np.uint32))  # (nb, M)
-        if qtype == QT.Q4_1:
-            m = np.ascontiguousarray(blocks[:, :, 2:4]).view(np.float16)[..., 0]  # (M, nb)
-            parts.append(m.astype(np.float32).T.view(np.uint32))  # (nb, M)
-    else:
+        words = raw.view(np.uint32).reshape(M, nb, G, 4)  # (M, nb, G, 4)
+        return np.ascontiguousarray(words.transpose(1, 2, 0, 3)).reshape(-1)  # (nb, G, M, 4)
+    if qtype not in _BLOCK_BYTES:
         raise UnsupportedModelError(f"no kernel reads {qtype.name} directly")
-    return np.concatenate([np.ascontiguousarray(p).reshape(-1) for p in parts])  # (words,) u32
+    blocks = raw.reshape(M, nb, _BLOCK_BYTES[qtype])  # (M, nb, block bytes)
+    head = 4 if qtype == QT.Q4_1 else 2  # f16 d (+ f16 m) before the quants
+    qs = np.ascontiguousarray(blocks[:, :, head:]).view(np.uint32).reshape(M, nb, G, 4)  # (M, nb, G, 4)
+    d = np.ascontiguousarray(blocks[:, :, 0:2]).view(np.float16)[..., 0].astype(np.float32)  # (M, nb)
+    if qtype == QT.Q4_1:
+        m = np.ascontiguousarray(blocks[:, :, 2:4]).view(np.float16)[..., 0].astype(np.float32)  # (M, nb)
+    elif qtype == QT.Q4_0:
+        m = -8.0 * d  # d * (q - 8) = q * d - 8 d
+    else:
+        m = np.zeros_like(d)
+    dm = np.stack([d.T, m.T], axis=-1).reshape(-1)  # (nb * M * 2,) f32 pairs at [b*M + r]
+    dm = np.concatenate([dm, np.zeros((-len(dm)) % 4, np.float32)])  # whole vec4s
+    quants = np.ascontiguousarray(qs.transpose(1, 2, 0, 3)).reshape(-1)  # (nb, G, M, 4) u32
+    return np.concatenate([quants, dm.view(np.uint32)])  # (words,) u32
 
 
 def qkv_pair_order(n_head: int, n_head_kv: int, head_dim: int, neox: bool) -> np.ndarray:

@@ -158,24 +158,47 @@ def _have_chromium() -> bool:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    """A headless Chromium (Debian's, never a downloaded one) driven by playwright."""
+def playwright() -> Iterator[Any]:
+    """One playwright driver for the session (its sync API cannot nest)."""
     if not _have_chromium():
         pytest.skip("chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        yield pw
+
+
+def _launch(pw: Any, profile: str, **kw: Any) -> Any:
+    return pw.chromium.launch_persistent_context(
+        profile,
+        executable_path=CHROMIUM,
+        args=CHROMIUM_ARGS,
+        headless=True,
+        viewport={"width": 1180, "height": 760},
+        **kw,
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium(playwright: Any) -> Iterator[Any]:
+    """A headless Chromium (Debian's, never a downloaded one). Its pages bypass the page's
+    CSP so playwright can evaluate its helper scripts; `chromium_strict` enforces it."""
     with tempfile.TemporaryDirectory(prefix="companion-chromium-") as profile:
-        with sync_api.sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 1180, "height": 760},
-            )
-            try:
-                yield context
-            finally:
-                context.close()
+        context = _launch(playwright, profile, bypass_csp=True)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def chromium_strict(playwright: Any) -> Iterator[Any]:
+    """A headless Chromium that enforces the page's Content-Security-Policy."""
+    with tempfile.TemporaryDirectory(prefix="companion-chromium-") as profile:
+        context = _launch(playwright, profile)
+        try:
+            yield context
+        finally:
+            context.close()
 
 
 @pytest.fixture

@@ -56,6 +56,16 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2)}
 
 
+def _loadavg() -> float | None:
+    """1-minute load average: timings on a busy machine are not comparable."""
+    try:
+        import os
+
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def run_memory_bench(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 40) -> dict[str, Any]:
     """{'recall': {n: {p50_ms, p95_ms}}, 'embedding': {...}, 'query_embedding_ms', 'sqlite'}."""
     from companion.memory.embed import get_embedder
@@ -63,12 +73,12 @@ def run_memory_bench(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 40) 
 
     emb = get_embedder()
     emb.encode(["warm up the BLAS threads"])
-    result: dict[str, Any] = {"recall": {}, "sqlite": sqlite3.sqlite_version}
+    result: dict[str, Any] = {"recall": {}, "sqlite": sqlite3.sqlite_version, "load_average": _loadavg()}
 
     sentences = [f"{random.Random(i).choice(_TEMPLATES).format(a=_WORDS[i % len(_WORDS)], b=_WORDS[(i * 7) % len(_WORDS)])}"
                  for i in range(256)]
     t0 = time.perf_counter()
-    emb.encode(sentences)
+    emb.encode(sentences)  # one BLAS thread, as Embedder always runs
     dt = time.perf_counter() - t0
     result["embedding"] = {"sentences": len(sentences), "sentences_per_s": round(len(sentences) / dt, 1),
                            "batch_size": 32}

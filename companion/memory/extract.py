@@ -246,12 +246,14 @@ def remember(
 
 def _near_duplicate(store: Store, character_id: int, text: str) -> tuple[int, str] | None:
     """A stored memory saying the same thing, if any (embedding cosine, else exact text)."""
+    from companion.memory._blas import one_blas_thread
     from companion.memory.recall import embedding_text, vector_index
 
     index = vector_index(store, character_id)
     emb = store.embedder()
     if emb is not None and index is not None and len(index.ids):
-        q = emb.encode([embedding_text(text)])[0]  # (384,)
+        with one_blas_thread():
+            q = emb.encode([embedding_text(text)])[0]  # (384,)
         sims = index.mat @ q  # (N,)
         best = int(np.argmax(sims))
         if sims[best] >= DUPLICATE_COSINE:

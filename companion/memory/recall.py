@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from companion.memory._blas import one_blas_thread
 from companion.memory._db import storage_errors
 
 if TYPE_CHECKING:
@@ -138,6 +139,11 @@ def recall(store: Store, character_id: int, query: str, limit: int = 8) -> list[
     Rankings (BM25 and cosine, for the whole query and for each of its sentences) are
     merged by reciprocal rank fusion: score = sum of 1 / (RRF_K + rank).
     """
+    with one_blas_thread():
+        return _recall(store, character_id, query, limit)
+
+
+def _recall(store: Store, character_id: int, query: str, limit: int) -> list[dict[str, Any]]:
     if not query.strip():
         return []
     parts = query_parts(query)

@@ -39,6 +39,17 @@ def test_plan_json_round_trip(built):
     assert again.version == PLAN_VERSION
 
 
+def test_export_is_self_contained(built, tmp_path):
+    """plan.json plus blobs/ plus the GGUF is all a second executor needs."""
+    built.export(tmp_path)
+    plan = Plan.from_json((tmp_path / "plan.json").read_text())
+    for b in plan.buffers:
+        if b.source is not None and b.source.kind == "blob":
+            assert (tmp_path / "blobs" / f"{b.source.name}.bin").stat().st_size <= b.size
+    for p in plan.pipelines:
+        assert p.shader in shaders.list_shaders()
+
+
 def test_plan_version_is_checked(built):
     data = built.plan.model_dump()
     data["version"] = PLAN_VERSION + 1

@@ -163,6 +163,21 @@ class BuiltPlan:
             return self.tensor_bytes(src.tensor)[src.offset : src.offset + src.size]
         raise TypeError(src)
 
+    def export(self, folder) -> list[str]:
+        """Write plan.json and every blob as blobs/<name>.bin (what a browser executor fetches
+        besides the GGUF and the shaders); returns the written paths."""
+        from pathlib import Path
+
+        out = Path(folder)
+        (out / "blobs").mkdir(parents=True, exist_ok=True)
+        written = [out / "plan.json"]
+        written[0].write_text(self.plan.to_json(indent=1))
+        for name, data in self.blobs.items():
+            path = out / "blobs" / f"{name}.bin"
+            path.write_bytes(np.ascontiguousarray(data).tobytes())
+            written.append(path)
+        return [str(p) for p in written]
+
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)

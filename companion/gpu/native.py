@@ -297,7 +297,7 @@ class NativeEngine(Engine):
         n_ctx: int = 2048,
         adapter: str | None = None,
         max_batch: int = 64,
-        progress: bool = False,
+        progress: bool | None = None,
         device=None,
     ):
         from companion.gpu.builder import build_plan
@@ -311,6 +311,10 @@ class NativeEngine(Engine):
         t0 = time.perf_counter()
         self.built = build_plan(model, n_ctx=n_ctx, max_batch=max_batch, features=feats)
         self.plan = self.built.plan
+        if progress is None:  # a bar only where someone watches
+            import sys
+
+            progress = sys.stderr.isatty()
         self.executor = Executor(self.plan, self.built.resolve, device=device, progress=progress)
         self.load_seconds = time.perf_counter() - t0
         self._n_ctx = int(self.plan.model["n_ctx"])

@@ -170,6 +170,25 @@ class ChatSession:
     def _encode_messages(self, messages: Sequence[dict[str, str]]) -> list[int]:
         return self.tokenizer.encode(self.template.render(messages, add_generation_prompt=True))
 
+    def complete(self, messages: list[dict[str, str]], max_tokens: int = 128) -> str:
+        """A one-off greedy completion on the same engine (summaries, memory extraction).
+        It does not touch the history; the KV-cache bookkeeping is reset so the next turn
+        re-feeds its prompt."""
+        ids = self._encode_messages(messages)
+        room = self.engine.n_ctx - max_tokens
+        if len(ids) > room:
+            ids = ids[-room:]
+        self._cached = []
+        self.engine.reset()
+        out: list[int] = []
+        sampler = Sampler(SamplingParams.greedy_params())
+        for tok in generate_ids(self.engine, ids, sampler, list(ids), self.template.eog_ids, max_tokens, self._stop.is_set):
+            if tok in self.template.eog_ids:
+                break
+            out.append(tok)
+        self.engine.reset()
+        return self.tokenizer.decode(out, skip_special=True).strip()
+
     # -- a turn -------------------------------------------------------------------------
 
     def send(self, user_text: str, sampling: SamplingParams | None = None) -> Iterator[Event]:

@@ -145,3 +145,13 @@ def test_every_reply_emits_an_avatar_cue(model, reference_engine):
 
 def test_logits_are_float32(reference_engine):
     assert reference_engine.eval([1, 2]).dtype == np.float32
+
+
+def test_complete_is_a_side_channel_that_keeps_history(model, reference_engine):
+    s = ChatSession(model, reference_engine, SamplingParams.greedy_params(), max_new_tokens=10)
+    run(s, "What is the capital of France?")
+    n = len(s.history)
+    out = s.complete([{"role": "user", "content": "Summarize: the user asked about France."}], max_tokens=16)
+    assert isinstance(out, str) and out
+    assert len(s.history) == n
+    assert run(s, "And of Italy?")[-1].status == "done"

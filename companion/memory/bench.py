@@ -66,7 +66,7 @@ def _loadavg() -> float | None:
         return None
 
 
-def run_memory_bench(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 40) -> dict[str, Any]:
+def run_memory_bench(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 100) -> dict[str, Any]:
     """{'recall': {n: {p50_ms, p95_ms}}, 'embedding': {...}, 'query_embedding_ms', 'sqlite'}."""
     from companion.memory.embed import get_embedder
     from companion.memory.store import Store

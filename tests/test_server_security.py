@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from companion.bridge.messages import MAX_MESSAGE_BYTES
-from companion.bridge.server import WS_HARD_LIMIT, BridgeServer
+from companion.bridge.server import EXECUTOR_MODULE, WS_HARD_LIMIT, BridgeServer, resolve_static
 
 
 def request(
@@ -160,7 +160,18 @@ def test_plan_and_config(bridge_server):
     assert status == 200 and json.loads(body) == {"version": 1, "programs": {}}
     config = json.loads(request(bridge_server, "/config.json")[2])
     assert config["protocol_version"] == 1
-    assert config["executor_module"] is None  # ui/engine/index.js does not exist yet
+    has_engine = resolve_static(bridge_server.ui_root, EXECUTOR_MODULE) is not None
+    assert config["executor_module"] == (EXECUTOR_MODULE if has_engine else None)
+    bridge_server.settings = bridge_server.settings.model_copy(update={"engine": "native"})
+    assert json.loads(request(bridge_server, "/config.json")[2])["executor_module"] is None
+
+
+def test_plan_blobs(bridge_server):
+    bridge_server.blobs = {"token_embd.repacked": memoryview(b"\x01\x02\x03")}.get
+    status, headers, body = request(bridge_server, "/plan/blob/token_embd.repacked")
+    assert status == 200 and body == b"\x01\x02\x03"
+    assert request(bridge_server, "/plan/blob/nope")[0] == 404
+    assert request(bridge_server, "/plan/blob/nope", auth=False)[0] == 401
 
 
 def test_model_blob_serves_exact_ranges(bridge_server, model_file):

@@ -20,7 +20,7 @@ import tempfile
 import time
 from typing import Any, Literal
 
-from companion.bridge.messages import Generate
+from companion.bridge.messages import Generate, Token
 from companion.bridge.server import BridgeServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -94,7 +94,7 @@ def _chromium_round_trips(server: BridgeServer, n: int) -> list[float]:
                 t0 = time.perf_counter()
                 reply = server.executor.request(Generate(request_id=0, ids=[i]), timeout=10)
                 dt = time.perf_counter() - t0
-                assert reply.id == i + 1, reply
+                assert isinstance(reply, Token) and reply.id == i + 1, reply
                 if i >= 20:
                     samples.append(dt)
             return samples

@@ -100,8 +100,15 @@ _EMOTIONS = frozenset(get_args(_Emotion))
 class ChatSessionLike(Protocol):
     """What the server needs from the chat core (companion.chat.ChatSession)."""
 
-    engine_name: str  # "browser" | "native" | "reference"
-    adapter: str  # where the engine runs, shown in the page header
+    @property
+    def engine_name(self) -> str:
+        """The engine running the model: "browser" | "native" | "reference"."""
+        ...
+
+    @property
+    def adapter(self) -> str:
+        """Where the engine runs, shown in the page header."""
+        ...
 
     def send(self, text: str) -> Iterator[object]:
         """Answer the user's text, yielding events (TextDelta, AvatarCue, ReplyDone). Runs on

@@ -97,6 +97,7 @@ def run_desktop(
         background_color=BACKGROUND,
         text_select=True,
     )
+    assert window is not None
 
     def started() -> None:
         if on_ready is None or not window.events.loaded.wait(120):
@@ -106,7 +107,7 @@ def run_desktop(
 
     # The page's CSP forbids eval, so pywebview's evaluate_js cannot be used on it: the page
     # talks to the core over the bridge only.
-    webview.start(started, gui=gui, debug=debug, private_mode=True)
+    webview.start(started, gui=gui, debug=debug, private_mode=True)  # type: ignore[arg-type]
 
 
 def screenshot(path: Path) -> Path:

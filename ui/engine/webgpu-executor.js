@@ -379,6 +379,40 @@ export class WebGPUExecutor {
     return { id, n_past: this.nPast, ms: performance.now() - t0 };
   }
 
+  /**
+   * Diagnostics: run each dispatch of `program` in its own submit and time it (ms per
+   * pipeline, summed). Leaves n_past unchanged; the KV row at n_past is scratch.
+   * @param {string} program @param {Record<string, number>} vars @param {number} repeats
+   */
+  async profile(program = "decode", vars = { n_tokens: 1 }, repeats = 3) {
+    this.check();
+    const device = /** @type {GPUDevice} */ (this.device);
+    this.setUniforms({ n_past: this.nPast, n_tokens: vars.n_tokens || 1 });
+    device.queue.writeBuffer(this.buffers.get(this.plan.uniform.buffer), 0, this.uniform.buffer);
+    const dispatches = this.programs.get(program);
+    const meta = this.plan.programs[program].dispatches;
+    /** @type {Record<string, number>} */
+    const ms = {};
+    for (let r = 0; r < repeats; r++) {
+      for (let i = 0; i < dispatches.length; i++) {
+        const d = dispatches[i];
+        const [x, y, z] = d.workgroups.map((w) => (typeof w === "number" ? w : Math.ceil(vars[w.var] / (w.per || 1))));
+        const enc = device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        pass.setPipeline(d.pipeline);
+        pass.setBindGroup(0, d.group);
+        pass.dispatchWorkgroups(x, y, z);
+        pass.end();
+        const t0 = performance.now();
+        device.queue.submit([enc.finish()]);
+        await device.queue.onSubmittedWorkDone();
+        const key = meta[i].pipeline;
+        ms[key] = (ms[key] || 0) + (performance.now() - t0) / repeats;
+      }
+    }
+    return ms;
+  }
+
   /** Forget cached positions from n_keep on (the rows are simply overwritten later). */
   async reset(req) {
     this.nPast = Math.max(0, Math.min(Number(req.n_keep) || 0, this.nPast));

@@ -1,0 +1,139 @@
+"""The browser engine: the page's WebGPU executor (ui/engine/) in headless Chromium
+(SwiftShader, f32 kernels) against the numpy reference, the native engine and llama.cpp's
+golden logits; and the failures it must report instead of hanging (no WebGPU, a kernel that
+does not compile)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from companion.errors import EngineUnavailable
+from companion.headless import F32_TOLERANCE
+from companion.parity import MAX_LOGIT_DIFF, check_prompt
+from companion.sampling import Sampler, SamplingParams
+from conftest_browser import close_page_engine, open_page_engine, require_chromium
+
+pytestmark = pytest.mark.browser
+
+
+def test_plan_json_names_every_gguf_offset(plan_assets, model):
+    data = plan_assets.plan_json()
+    gguf = [b["source"]["tensor"] for b in data["buffers"] if b["source"] and b["source"]["kind"] == "gguf"]
+    assert gguf and set(gguf) == set(data["gguf_offsets"])
+    for name in gguf:
+        assert data["gguf_offsets"][name] == model.tensors[name].offset
+    blobs = [b["source"]["name"] for b in data["buffers"] if b["source"] and b["source"]["kind"] == "blob"]
+    assert all(plan_assets.blob(n) is not None for n in blobs)
+    assert plan_assets.blob("no-such-blob") is None
+
+
+def test_logits_match_reference_and_golden(page_engine, reference_engine, model, golden):
+    """Teacher-forced on the first golden prompt: f32 agreement with the reference over the
+    whole vocabulary, and llama.cpp's top-1 and top-5 logits."""
+    eng = page_engine.engine
+    assert "swiftshader" in eng.adapter.lower() or "webgpu" in eng.adapter.lower()
+    g = golden["prompts"][0]
+    prompt = [int(i) for i in g["prompt_token_ids"]]
+    steps = [int(i) for i in g["generated_token_ids"][:3]]
+    eng.reset()
+    reference_engine.reset()
+    ours = [eng.eval(prompt)] + [eng.eval([t]) for t in steps]  # (V,) each
+    ref = [reference_engine.eval(prompt)] + [reference_engine.eval([t]) for t in steps]
+    assert eng.n_past == len(prompt) + len(steps)
+    for a, b in zip(ours, ref, strict=True):
+        assert a.shape == (model.config.n_vocab,) and a.dtype == np.float32
+        assert float(np.abs(a - b).max()) <= F32_TOLERANCE
+        assert int(a.argmax()) == int(b.argmax())
+    short = {**g, "generated_token_ids": g["generated_token_ids"][:3], "top5_each_generated_position": g["top5_each_generated_position"][:3]}
+    rep = check_prompt(eng, model.tokenizer, model.chat_template, 0, short)
+    assert rep.ok and rep.max_abs_logit_diff <= MAX_LOGIT_DIFF
+
+
+def test_reset_keeps_the_prefix(page_engine):
+    eng = page_engine.engine
+    ids = [1, 9690, 198, 2683, 359, 253, 5356]
+    eng.reset()
+    full = eng.eval(ids)
+    eng.reset(len(ids) - 1)
+    assert eng.n_past == len(ids) - 1
+    again = eng.eval(ids[-1:])  # the decode program, on the kept KV rows
+    assert float(np.abs(full - again).max()) < 1e-3
+
+
+def test_gpu_sampling_greedy_and_seeded(page_engine, reference_engine):
+    """Greedy ids equal the reference's argmax; a seeded stream replays identically."""
+    eng = page_engine.engine
+    prompt = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3717, 282, 2, 198, 1, 4093, 198]
+    eng.reset()
+    reference_engine.reset()
+    greedy = Sampler(SamplingParams.greedy_params())
+    tok = eng.next_token(prompt, greedy, list(prompt))
+    want = int(reference_engine.eval(prompt).argmax())
+    assert tok == want
+    assert eng.last_ms is not None and eng.last_ms > 0
+
+    def draw(n: int) -> list[int]:
+        eng.reset(len(prompt))
+        s = Sampler(SamplingParams(temperature=1.0, top_k=40, top_p=0.95, min_p=0.0, repeat_penalty=1.1, seed=1234))
+        out, feed, hist = [], [want], list(prompt)
+        for _ in range(n):
+            t = eng.next_token(feed, s, hist)
+            out.append(t)
+            hist.append(t)
+            feed = [t]
+        return out
+
+    first = draw(3)
+    assert first == draw(3)
+    assert all(0 <= t < 49152 for t in first)
+
+
+def test_no_webgpu_is_reported(chromium, plan_assets, model):
+    require_chromium()
+    pe = open_page_engine(chromium, plan_assets, model, init_script="delete Navigator.prototype.gpu;", load=False)
+    try:
+        with pytest.raises(EngineUnavailable, match="navigator.gpu is missing"):
+            pe.engine.load()
+        with pytest.raises(EngineUnavailable):  # and it stays failed: no second attempt
+            pe.engine.eval([1])
+    finally:
+        close_page_engine(pe)
+
+
+def test_compile_error_names_file_and_line(chromium, plan_assets, model, tmp_path):
+    """A kernel that does not compile is reported with its .wgsl file and line (an included
+    helper's own line, not the composed one)."""
+    require_chromium()
+    from companion.bridge._resources import shaders_dir
+
+    broken = tmp_path / "shaders"
+    shutil.copytree(str(shaders_dir()), broken)
+    step = broken / "_step.wgsl"
+    lines = step.read_text().splitlines()
+    lines.append("fn broken() -> u32 { return undeclared_name; }")
+    step.write_text("\n".join(lines) + "\n")
+    pe = open_page_engine(chromium, plan_assets, model, shaders_root=broken, load=False)
+    try:
+        with pytest.raises(EngineUnavailable) as info:
+            pe.engine.load()
+        assert f"_step.wgsl:{len(lines)}:" in str(info.value)
+        assert "undeclared_name" in str(info.value)
+    finally:
+        close_page_engine(pe)
+
+
+def test_lost_device_is_reported(chromium, plan_assets, model):
+    """A device that goes away after loading fails the next request (EngineUnavailable, so
+    the chat falls back) instead of hanging."""
+    require_chromium()
+    pe = open_page_engine(chromium, plan_assets, model)
+    try:
+        pe.engine.eval([1, 2, 3])
+        pe.page.evaluate("() => window.companion.executor.device.destroy()")
+        with pytest.raises(EngineUnavailable):
+            pe.engine.next_token([4], Sampler(SamplingParams.greedy_params()), [])
+    finally:
+        close_page_engine(pe)

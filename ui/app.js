@@ -77,7 +77,7 @@ async function loadConfig() {
 function showEngine(m) {
   const el = $("engine");
   el.dataset.phase = m.phase;
-  $("engine-name").textContent = m.engine === "none" ? "no engine" : m.engine;
+  $("engine-name").textContent = m.engine !== "none" ? m.engine : m.phase === "failed" ? "no engine" : "starting…";
   $("engine-adapter").textContent = m.adapter || "";
   el.title = m.error ? `${m.engine}: ${m.error}` : `${m.engine} engine${m.adapter ? " on " + m.adapter : ""} — ${PHASES[m.phase] || m.phase}`;
   const loading = m.phase === "loading" || m.phase === "probing";

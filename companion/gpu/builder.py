@@ -179,6 +179,26 @@ class BuiltPlan:
         return [str(p) for p in written]
 
 
+@dataclass
+class _Weight:
+    buffer: str  # blob buffer name
+    qtype: int  # GGML type id the kernels read
+    M: int  # rows
+    K: int  # cols
+
+
+@dataclass
+class _Layer:
+    qkv: _Weight
+    wo: _Weight
+    gu: _Weight
+    down: _Weight
+    attn_norm: str
+    ffn_norm: str
+    k: str  # (n_ctx, NK) f32 key cache
+    v: str  # (n_ctx, NK) f32 value cache
+
+
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -291,7 +311,7 @@ def build_plan(
         rows = t.shape[0]
         return t.raw.reshape(rows, -1), t.ggml_type
 
-    def weight(blob_name: str, names: Sequence[str], order: np.ndarray | None = None) -> tuple[str, int, int, int]:
+    def weight(blob_name: str, names: Sequence[str], order: np.ndarray | None = None) -> _Weight:
         """Repacked blob of the row-concatenation of `names`; (buffer, qtype, M, K)."""
         parts = [raw_rows(n) for n in names]
         qtypes = {q for _, q in parts}
@@ -311,7 +331,7 @@ def build_plan(
             raw = raw[order]
             recipe += "; rows in rotation-pair order"
         blob = repack(raw, qtype, K)
-        return w.blob(blob_name, blob, recipe), int(qtype), raw.shape[0], K
+        return _Weight(w.blob(blob_name, blob, recipe), int(qtype), raw.shape[0], K)
 
     def f32_vector(name: str) -> str:
         t = tensors[name]
@@ -320,15 +340,14 @@ def build_plan(
         return w.blob(name, model.dequantize(name).astype(np.float32).reshape(-1), f"f32({name})")
 
     # --- weights
-    emb, emb_q, n_vocab_rows, emb_K = weight("token_embd", ["token_embd.weight"])
+    embw = weight("token_embd", ["token_embd.weight"])
+    emb, emb_q, n_vocab_rows, emb_K = embw.buffer, embw.qtype, embw.M, embw.K
     out_name = model.output_name
-    if out_name == "token_embd.weight":
-        out, out_q = emb, emb_q
-    else:
-        out, out_q, _, _ = weight("output", [out_name])
+    outw = embw if out_name == "token_embd.weight" else weight("output", [out_name])
+    out, out_q = outw.buffer, outw.qtype
     out_norm = f32_vector("output_norm.weight")
     order = qkv_pair_order(H, KV, hd, cfg.rope_neox)
-    layers = []
+    layers: list[_Layer] = []
     for i in range(cfg.n_layer):
         p = f"blk.{i}."
         qkv = weight(p + "attn_qkv", [p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"], order)
@@ -336,7 +355,7 @@ def build_plan(
         gu = weight(p + "ffn_gate_up", [p + "ffn_gate.weight", p + "ffn_up.weight"])
         down = weight(p + "ffn_down", [p + "ffn_down.weight"])
         layers.append(
-            dict(
+            _Layer(
                 qkv=qkv, wo=wo, gu=gu, down=down,
                 attn_norm=f32_vector(p + "attn_norm.weight"),
                 ffn_norm=f32_vector(p + "ffn_norm.weight"),
@@ -365,18 +384,18 @@ def build_plan(
         ds = [w.dispatch(pl, ["step", "ids", emb, "x"], (_ceil(nb, WG), T, 1), "embed")]
         att = w.pipeline("attention.wgsl", NH=H, NKV=KV, HD=hd, WG=64)
         for i, L in enumerate(layers):
-            b, q_, M_, K_ = L["qkv"]
+            Q = L.qkv
             ds.append(matmul_dispatch(
-                w, "matmul_qkv.wgsl", b, q_, M_, K_, ["x", L["attn_norm"], rope, "q", L["k"], L["v"]],
+                w, "matmul_qkv.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.attn_norm, rope, "q", L.k, L.v],
                 n_tokens, f"blk.{i} norm+qkv+rope+kv", NQ=NQ, NK=NK, HD=hd, NEOX=cfg.rope_neox, EPS=cfg.rms_eps,
             ))  # fmt: skip
-            ds.append(w.dispatch(att, ["step", "q", L["k"], L["v"], "att"], (H, T, 1), f"blk.{i} attention"))
-            b, q_, M_, K_ = L["wo"]
-            ds.append(matmul_dispatch(w, "matmul.wgsl", b, q_, M_, K_, ["att", "x"], n_tokens, f"blk.{i} attn_output+residual", ADD=True))
-            b, q_, M_, K_ = L["gu"]
-            ds.append(matmul_dispatch(w, "matmul_swiglu.wgsl", b, q_, M_, K_, ["x", L["ffn_norm"], "ff"], n_tokens, f"blk.{i} norm+gate+up+swiglu", EPS=cfg.rms_eps))
-            b, q_, M_, K_ = L["down"]
-            ds.append(matmul_dispatch(w, "matmul.wgsl", b, q_, M_, K_, ["ff", "x"], n_tokens, f"blk.{i} ffn_down+residual", ADD=True))
+            ds.append(w.dispatch(att, ["step", "q", L.k, L.v, "att"], (H, T, 1), f"blk.{i} attention"))
+            Q = L.wo
+            ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["att", "x"], n_tokens, f"blk.{i} attn_output+residual", ADD=True))
+            Q = L.gu
+            ds.append(matmul_dispatch(w, "matmul_swiglu.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.ffn_norm, "ff"], n_tokens, f"blk.{i} norm+gate+up+swiglu", EPS=cfg.rms_eps))
+            Q = L.down
+            ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["ff", "x"], n_tokens, f"blk.{i} ffn_down+residual", ADD=True))
         ds.append(matmul_dispatch(
             w, "matmul_norm.wgsl", out, out_q, V, d, ["x", out_norm, "logits"], n_tokens,
             "output_norm+output", EPS=cfg.rms_eps, LAST_ONLY=not all_logits,

@@ -90,7 +90,7 @@ class PlanAssets:
         arr = self.built.blobs.get(name)
         if arr is None:
             return None
-        return memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+        return memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)
 
     @property
     def plan_model(self) -> dict[str, Any]:
@@ -264,7 +264,7 @@ class HeadlessChromium:
         try:
             from playwright.sync_api import sync_playwright
         except ImportError:
-            sync_playwright = None
+            sync_playwright = None  # type: ignore[assignment]
         if sync_playwright is not None:
             try:
                 self._pw = sync_playwright().start()

@@ -211,12 +211,13 @@ def run_headless(
     *,
     engines: Sequence[str] = ENGINES,
     factory: EngineFactory | None = None,
+    model=None,
 ) -> int:
     """Run every engine on the golden prompts, print a table (or JSON); 0 when all that must
     pass did, 1 otherwise."""
     golden = Path(golden_path) if golden_path is not None else default_golden()
     progress: Callable[[str], None] = (lambda m: None) if as_json else (lambda m: print(m, flush=True))
-    results = run_engines(settings, golden, engines, factory, progress=progress)
+    results = run_engines(settings, golden, engines, factory, model=model, progress=progress)
     passed = not any(r.failed for r in results)
     if as_json:
         print(json.dumps({

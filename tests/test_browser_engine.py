@@ -9,12 +9,12 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest_browser import close_page_engine, open_page_engine, require_chromium
 
 from companion.errors import EngineUnavailable
 from companion.headless import F32_TOLERANCE
 from companion.parity import MAX_LOGIT_DIFF, check_prompt
 from companion.sampling import Sampler, SamplingParams
-from conftest_browser import close_page_engine, open_page_engine, require_chromium
 
 pytestmark = pytest.mark.browser
 

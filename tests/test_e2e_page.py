@@ -1,0 +1,79 @@
+"""End to end: the real page in headless Chromium, the real chat core, the real model. The
+page is both the chat window and the WebGPU executor the ChatSession's BrowserEngine drives.
+A user types, sees the reply stream, stops it; and with WebGPU taken away, the native engine
+takes over mid-turn and the page shows the switch."""
+
+from __future__ import annotations
+
+import pytest
+from conftest_browser import N_CTX, close_page_engine, open_page_engine, require_chromium
+
+from companion.chat import ChatSession
+from companion.sampling import SamplingParams
+
+pytestmark = pytest.mark.browser
+
+REPLY_TIMEOUT_MS = 240_000  # prefill + a few tokens on SwiftShader, on 2 shared cores
+
+
+def _send(page, text: str) -> None:
+    page.wait_for_selector("body[data-ready='1']")
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def test_type_stream_and_stop(chromium, plan_assets, model):
+    require_chromium()
+    pe = open_page_engine(chromium, plan_assets, model)
+    try:
+        session = ChatSession(
+            model, pe.engine, sampling=SamplingParams(temperature=0.7, seed=7), max_new_tokens=200,
+            system_prompt="You are a friendly companion. Answer at length.",
+        )  # fmt: skip
+        pe.server.set_chat(session)
+        page = pe.page
+        _send(page, "Tell me a long story about a lighthouse keeper.")
+        page.wait_for_selector(".msg-user >> text=lighthouse keeper")
+        # streamed text shows up while the reply is still running
+        page.wait_for_function(
+            "() => { const b = document.querySelector('.msg-bot.is-streaming .bubble');"
+            " return b && !b.querySelector('.typing') && b.textContent.trim().length > 0; }",
+            timeout=REPLY_TIMEOUT_MS,
+        )
+        assert page.is_visible("#stop")
+        page.click("#stop")
+        page.wait_for_selector(".msg-bot.is-stopped", timeout=REPLY_TIMEOUT_MS)
+        assert "stopped" in page.inner_text(".msg-bot.is-stopped .meta")
+        assert page.is_visible("#send") and not page.is_visible("#stop")
+        text = page.inner_text(".msg-bot.is-stopped .bubble").strip()
+        assert text and session.history[-1] == {"role": "assistant", "content": session.history[-1]["content"]}
+        assert session.engine.name == "browser"  # no fallback happened
+        assert pe.errors == []
+    finally:
+        close_page_engine(pe)
+
+
+@pytest.mark.gpu
+def test_no_webgpu_native_takes_over(chromium, plan_assets, model, gpu_adapter_info):
+    require_chromium()
+    from companion.gpu.native import NativeEngine
+
+    pe = open_page_engine(chromium, plan_assets, model, init_script="delete Navigator.prototype.gpu;", load=False)
+    try:
+        session = ChatSession(
+            model, pe.engine, sampling=SamplingParams.greedy_params(), max_new_tokens=12,
+            fallback=lambda: NativeEngine(model, n_ctx=N_CTX),
+        )  # fmt: skip
+        pe.server.set_chat(session)
+        page = pe.page
+        _send(page, "Hello! Who are you?")
+        page.wait_for_selector(".msg-bot.is-done", timeout=REPLY_TIMEOUT_MS)
+        assert page.text_content("#engine-name").strip().lower() == "native"
+        notices = page.inner_text("#messages")
+        assert "Now running on the native engine" in notices and "navigator.gpu is missing" in notices
+        reply = page.inner_text(".msg-bot.is-done .bubble").strip()
+        assert reply and reply != "…"
+        assert session.engine.name == "native"
+        session.engine.close()
+    finally:
+        close_page_engine(pe)

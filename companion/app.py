@@ -17,14 +17,17 @@ def build_session(
     sampling: SamplingParams | None = None,
     system_prompt: str | None = None,
     report: Callable[[str], None] = lambda m: None,
+    memory: bool = True,
 ) -> ChatSession:
-    """A ready chat session for the settings."""
+    """A ready chat session for the settings. With memory, the active character's persona,
+    long-term memories and the stored conversation build each prompt, and every turn is
+    persisted; an explicit system_prompt replaces the character (and memory) for this session."""
     model = load_model(settings.model_path)
     engine = create_engine(settings.engine, model, settings.context_length, settings.adapter, report)
     fallback = None
     if engine.name != "reference":
         fallback = fallback_factory(model, settings.context_length, settings.adapter, report)
-    return ChatSession(
+    session = ChatSession(
         model,
         engine,
         sampling=sampling,
@@ -32,6 +35,29 @@ def build_session(
         max_new_tokens=settings.max_new_tokens,
         fallback=fallback,
     )
+    if memory and system_prompt is None:
+        attach_memory(session, settings)
+    return session
+
+
+def attach_memory(session: ChatSession, settings: Settings, conversation_id: int | None = None) -> None:
+    """Persist the session's turns and build its prompts from persona + memories + summary."""
+    from companion.memory import ConversationMemory, Store
+
+    tmpl, tk = session.template, session.tokenizer
+    mem = ConversationMemory(
+        Store(),
+        count_tokens=session.count_tokens,
+        character=settings.character,
+        conversation_id=conversation_id,
+        generate=lambda msgs: session.complete(msgs, max_tokens=160),
+        count_messages=lambda msgs: len(tk.encode(tmpl.render(msgs, add_generation_prompt=True))),
+        memory_enabled=settings.memory_enabled,
+        memory_budget=settings.memory_token_budget,
+    )
+    session.prompt_builder = mem
+    session.recorder = mem
+    session.memory = mem
 
 
 def run_desktop_app(settings: Settings) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from companion.emotion import EmotionFilter, infer_emotion
 from companion.engine import Engine
@@ -122,6 +122,7 @@ class ChatSession:
         self.prompt_builder = prompt_builder
         self.recorder = recorder
         self.history: list[dict[str, str]] = []
+        self.memory: Any = None  # the ConversationMemory when one is attached
         self._cached: list[int] = []  # token ids currently in the engine's KV cache
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -134,13 +135,17 @@ class ChatSession:
         self._stop.set()
 
     def reset(self) -> None:
-        """Forget the conversation (not the system prompt)."""
+        """Start a new conversation (the old one stays in the database, if any)."""
         with self._lock:
             self.history.clear()
+            if self.memory is not None:
+                self.memory.new_conversation()
 
     def set_system(self, text: str) -> None:
+        """Use this system prompt instead of the character's persona (and memory) from now on."""
         with self._lock:
             self.system_prompt = text
+            self.prompt_builder = None
 
     @property
     def engine_name(self) -> str:

@@ -179,23 +179,28 @@ def _stream_reply(session, text: str, out=None) -> Any:
 @click.option("--min-p", type=float, help="Drop tokens below min-p x p(best) (0 = off).")
 @click.option("--repeat-penalty", type=float, help="Penalty for recently used tokens (1 = off).")
 @click.option("--max-tokens", type=int, help="Stop a reply after this many tokens.")
-@click.option("--system", "system_prompt", help="System prompt.")
+@click.option("--system", "system_prompt", help="Use this system prompt instead of the character (no memory).")
+@click.option("--no-memory", is_flag=True, help="Don't store this chat or use long-term memory.")
 @click.option("--stats", is_flag=True, help="Print speed after each reply.")
 @click.pass_context
-def chat(ctx: click.Context, prompt: str | None, engine: str | None = None, seed: int | None = None, temperature: float | None = None, top_k: int | None = None, top_p: float | None = None, min_p: float | None = None, repeat_penalty: float | None = None, max_tokens: int | None = None, system_prompt: str | None = None, stats: bool = False) -> None:
+def chat(ctx: click.Context, prompt: str | None, engine: str | None = None, seed: int | None = None, temperature: float | None = None, top_k: int | None = None, top_p: float | None = None, min_p: float | None = None, repeat_penalty: float | None = None, max_tokens: int | None = None, system_prompt: str | None = None, no_memory: bool = False, stats: bool = False) -> None:
     """Chat in the terminal; with PROMPT, print one answer and exit."""
     from companion.app import build_session
 
     settings = _settings(ctx)
     updates = {k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p, "repeat_penalty": repeat_penalty, "max_new_tokens": max_tokens, "engine": engine}.items() if v is not None}
     settings = settings.model_copy(update=updates)
-    session = build_session(settings, sampling=_sampling(settings, seed), system_prompt=system_prompt, report=_err)
+    session = build_session(settings, sampling=_sampling(settings, seed), system_prompt=system_prompt, report=_err, memory=not no_memory)
     if prompt is not None:
         done = _stream_reply(session, prompt)
         if stats and done is not None:
             _err(json.dumps(done.stats))
         return
     _err(f"Companion {__version__} · engine {session.engine_name} ({session.adapter}) · /help for commands")
+    if session.memory is not None:
+        greeting = session.memory.greet()
+        if greeting:
+            click.echo(f"companion> {greeting}")
     while True:
         try:
             line = input("you> ")
@@ -211,7 +216,7 @@ def chat(ctx: click.Context, prompt: str | None, engine: str | None = None, seed
                 return
             if cmd == "/reset":
                 session.reset()
-                _err("[conversation reset]")
+                _err("[new conversation]")
             elif cmd == "/system":
                 session.set_system(arg)
                 session.reset()
@@ -219,7 +224,7 @@ def chat(ctx: click.Context, prompt: str | None, engine: str | None = None, seed
             elif cmd == "/engine":
                 _err(f"[engine {session.engine_name} on {session.adapter}]")
             else:
-                _err("/reset  forget this conversation\n/system TEXT  set the system prompt\n/engine  show the engine\n/quit  leave (Ctrl-C stops a reply)")
+                _err("/reset  start a new conversation\n/system TEXT  use this system prompt instead of the character\n/engine  show the engine\n/quit  leave (Ctrl-C stops a reply)")
             continue
         click.echo("companion> ", nl=False)
         try:

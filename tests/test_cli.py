@@ -48,8 +48,18 @@ def test_interactive_repl_commands(runner):
     stdin = "Hi!\n/system You are a pirate.\n/engine\n/reset\nWho are you?\n/quit\n"
     res = runner.invoke(main, ["chat", "--engine", "reference", "--temperature", "0", "--max-tokens", "8"], input=stdin)
     assert res.exit_code == 0, res.output
-    assert res.output.count("companion> ") == 2
+    assert res.output.count("companion> ") == 3  # the character's greeting, then two replies
+    assert "I'm Mira" in res.output  # the default character greets first
     assert "system prompt set" in res.output and "engine reference" in res.output
+
+
+def test_chat_is_stored_and_remembered(runner):
+    res = runner.invoke(main, ["chat", "--engine", "reference", "--temperature", "0", "--max-tokens", "6", "My name is Alex and I live in Lyon."])
+    assert res.exit_code == 0, res.output
+    listed = runner.invoke(main, ["memory", "list"])
+    assert "Alex" in listed.output and "Lyon" in listed.output
+    res = runner.invoke(main, ["chat", "--no-memory", "--engine", "reference", "--temperature", "0", "--max-tokens", "6", "I live in Paris."])
+    assert "Paris" not in runner.invoke(main, ["memory", "list"]).output
 
 
 def test_no_terminal_answers_one_greeting(runner, monkeypatch):

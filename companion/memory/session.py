@@ -59,6 +59,11 @@ class ConversationMemory:
         self._user_id: int | None = None
         self._reply_id: int | None = None
 
+    def new_conversation(self) -> int:
+        """Start a fresh conversation with the same character; the old one stays stored."""
+        self.conversation_id = self.store.new_conversation(self.character_id)
+        return self.conversation_id
+
     # --- what the UI shows --------------------------------------------------------------
 
     def greet(self, index: int = 0) -> str | None:

@@ -37,7 +37,7 @@ def schema_text() -> str:
 
 def schema_path() -> Path:
     """Where the checked-in schema lives in the source tree."""
-    from companion.bridge._resources import ui_dir
+    from companion.resources import ui_dir
 
     return Path(str(ui_dir())) / SCHEMA_FILE
 

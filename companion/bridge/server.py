@@ -42,7 +42,6 @@ from typing import Any, Protocol, get_args, runtime_checkable
 from aiohttp import WSMsgType, web
 
 import companion
-from companion.bridge._resources import shaders_dir, ui_dir
 from companion.bridge.executor import ExecutorChannel
 from companion.bridge.messages import (
     MAX_MESSAGE_BYTES,
@@ -79,6 +78,7 @@ from companion.bridge.messages import (
 )
 from companion.bridge.messages import Emotion as _Emotion
 from companion.errors import BridgeError, CompanionError
+from companion.resources import shaders_dir, ui_dir
 from companion.settings import Settings
 
 log = logging.getLogger(__name__)

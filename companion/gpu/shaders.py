@@ -9,7 +9,6 @@ private helpers (`_*.wgsl`) and may not include anything themselves; each is inc
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +40,9 @@ class ShaderSource:
 
 def _shader_dir() -> Path:
     """The folder holding the .wgsl files: the installed package, else the source tree."""
-    try:
-        return Path(str(importlib.resources.files("companion.shaders")))
-    except ModuleNotFoundError:
-        # running from a checkout without an install: shaders/ sits next to companion/
-        return Path(__file__).resolve().parents[2] / "shaders"
+    from companion.resources import shaders_dir
+
+    return Path(str(shaders_dir()))
 
 
 @functools.cache

@@ -7,7 +7,7 @@ import importlib.resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parents[2]  # source checkout: companion/bridge/ -> repo root
+_REPO = Path(__file__).resolve().parents[1]  # source checkout: companion/ -> repo root
 
 
 def _package_or_folder(package: str, folder: str) -> Traversable:

@@ -125,7 +125,8 @@ class BrowserEngine(Engine):
         self._loaded = False
         self._failed: str | None = None
         self.load_seconds = 0.0
-        self.last_ms: float | None = None  # GPU time the page measured for the last request
+        self.last_ms: float | None = None  # time the page measured for the last request
+        self.stats: dict[str, float] = {}  # for `companion bench`: the page's own timings
 
     # -- Engine
     @property
@@ -212,6 +213,8 @@ class BrowserEngine(Engine):
             self._fail(f"the page answered `{reply.type}` to a token request")
         self._advance(len(ids), reply.n_past)
         self.last_ms = reply.ms
+        if len(ids) == 1 and reply.ms is not None:
+            self.stats = {"page_ms_per_token": round(reply.ms, 3), "load_s": round(self.load_seconds, 2)}
         return int(reply.id)
 
     def close(self) -> None:

@@ -182,8 +182,10 @@ def _print_table(results: list[EngineResult], golden: Path, passed: bool) -> Non
     from rich.table import Table
 
     t = Table(title=f"companion --headless · {golden}")
-    for col in ("engine", "adapter", "load s", "tok/s", "max |Δ| llama.cpp", "max |Δ| reference", "top-1 (clear)", "top-1 vs ref", "result"):
-        t.add_column(col)
+    t.add_column("engine")
+    t.add_column("adapter", max_width=34, overflow="ellipsis", no_wrap=True)
+    for col in ("load s", "tok/s", "max|Δ| llama.cpp", "max|Δ| ref", "top-1 clear", "top-1 ref", "result"):
+        t.add_column(col, justify="right")
 
     def num(v: float | None, fmt: str) -> str:
         return "—" if v is None else format(v, fmt)
@@ -196,7 +198,9 @@ def _print_table(results: list[EngineResult], golden: Path, passed: bool) -> Non
             num(r.max_abs_diff_golden, ".4f"), num(r.max_abs_diff_reference, ".5f"),
             r.top1_golden_clear or "—", r.top1_reference or "—", mark,
         )  # fmt: skip
-    console = Console()
+    import sys
+
+    console = Console() if sys.stdout.isatty() else Console(width=140)
     console.print(t)
     for r in results:
         if r.reason:

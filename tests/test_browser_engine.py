@@ -107,7 +107,7 @@ def test_compile_error_names_file_and_line(chromium, plan_assets, model, tmp_pat
     """A kernel that does not compile is reported with its .wgsl file and line (an included
     helper's own line, not the composed one)."""
     require_chromium()
-    from companion.bridge._resources import shaders_dir
+    from companion.resources import shaders_dir
 
     broken = tmp_path / "shaders"
     shutil.copytree(str(shaders_dir()), broken)

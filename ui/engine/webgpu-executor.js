@@ -218,10 +218,16 @@ export class WebGPUExecutor {
     const device = /** @type {GPUDevice} */ (this.device);
     /** @type {Map<string, Array<{pipeline: GPUComputePipeline, group: GPUBindGroup, workgroups: any[]}>>} */
     this.programs = new Map();
+    const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
     for (const [name, prog] of Object.entries(plan.programs)) {
       this.programs.set(name, prog.dispatches.map((d) => {
         const p = this.pipelines.get(d.pipeline);
         if (!p) throw new Error(`dispatch ${d.label} names an unknown pipeline ${d.pipeline}`);
+        // the largest count each dimension can take (variables at their max_vars)
+        const most = d.workgroups.map((w) => (typeof w === "number" ? w : Math.ceil((prog.max_vars || {})[w.var] / (w.per || 1)) || 0));
+        if (most.some((n) => n > maxGroups)) {
+          throw new Error(`dispatch ${d.label} needs ${most.join("x")} workgroups; this adapter allows ${maxGroups} per dimension`);
+        }
         const entries = d.bindings.map((bb) => {
           const buffer = this.buffers.get(bb.buffer);
           if (!buffer) throw new Error(`dispatch ${d.label} binds an unknown buffer ${bb.buffer}`);

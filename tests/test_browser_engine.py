@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest_browser import close_page_engine, open_page_engine, require_chromium
+from conftest_browser import close_page_engine, open_page_engine
 
 from companion.errors import EngineUnavailable
 from companion.headless import F32_TOLERANCE
@@ -91,8 +91,7 @@ def test_gpu_sampling_greedy_and_seeded(page_engine, reference_engine):
     assert all(0 <= t < 49152 for t in first)
 
 
-def test_no_webgpu_is_reported(chromium, plan_assets, model):
-    require_chromium()
+def test_no_webgpu_is_reported(chromium_required, chromium, plan_assets, model):
     pe = open_page_engine(chromium, plan_assets, model, init_script="delete Navigator.prototype.gpu;", load=False)
     try:
         with pytest.raises(EngineUnavailable, match="navigator.gpu is missing"):
@@ -103,10 +102,9 @@ def test_no_webgpu_is_reported(chromium, plan_assets, model):
         close_page_engine(pe)
 
 
-def test_compile_error_names_file_and_line(chromium, plan_assets, model, tmp_path):
+def test_compile_error_names_file_and_line(chromium_required, chromium, plan_assets, model, tmp_path):
     """A kernel that does not compile is reported with its .wgsl file and line (an included
     helper's own line, not the composed one)."""
-    require_chromium()
     from companion.resources import shaders_dir
 
     broken = tmp_path / "shaders"
@@ -125,10 +123,9 @@ def test_compile_error_names_file_and_line(chromium, plan_assets, model, tmp_pat
         close_page_engine(pe)
 
 
-def test_lost_device_is_reported(chromium, plan_assets, model):
+def test_lost_device_is_reported(chromium_required, chromium, plan_assets, model):
     """A device that goes away after loading fails the next request (EngineUnavailable, so
     the chat falls back) instead of hanging."""
-    require_chromium()
     pe = open_page_engine(chromium, plan_assets, model)
     try:
         pe.engine.eval([1, 2, 3])

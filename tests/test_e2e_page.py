@@ -6,7 +6,7 @@ takes over mid-turn and the page shows the switch."""
 from __future__ import annotations
 
 import pytest
-from conftest_browser import N_CTX, close_page_engine, open_page_engine, require_chromium
+from conftest_browser import N_CTX, close_page_engine, open_page_engine
 
 from companion.chat import ChatSession
 from companion.sampling import SamplingParams
@@ -22,8 +22,7 @@ def _send(page, text: str) -> None:
     page.press("#input", "Enter")
 
 
-def test_type_stream_and_stop(chromium, plan_assets, model):
-    require_chromium()
+def test_type_stream_and_stop(chromium_required, chromium, plan_assets, model):
     pe = open_page_engine(chromium, plan_assets, model)
     try:
         session = ChatSession(
@@ -54,8 +53,7 @@ def test_type_stream_and_stop(chromium, plan_assets, model):
 
 
 @pytest.mark.gpu
-def test_no_webgpu_native_takes_over(chromium, plan_assets, model, gpu_adapter_info):
-    require_chromium()
+def test_no_webgpu_native_takes_over(chromium_required, chromium, plan_assets, model, gpu_adapter_info):
     from companion.gpu.native import NativeEngine
 
     pe = open_page_engine(chromium, plan_assets, model, init_script="delete Navigator.prototype.gpu;", load=False)

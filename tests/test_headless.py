@@ -98,12 +98,9 @@ def test_engine_error_fails(reference_engine, model, golden_small, monkeypatch, 
 
 @pytest.mark.browser
 @pytest.mark.gpu
-def test_all_three_engines_pass(gpu_adapter_info, golden, tmp_path, capsys):
+def test_all_three_engines_pass(chromium_required, gpu_adapter_info, golden, tmp_path, capsys):
     """The real thing on a cut golden file: reference, native (lavapipe in CI) and browser
     (headless Chromium on SwiftShader) all run and agree."""
-    from conftest_browser import require_chromium
-
-    require_chromium()
     path = small_golden(golden, tmp_path, prompts=1, steps=2)
     code = run_headless(Settings(context_length=256), path, True)
     out = json.loads(capsys.readouterr().out)

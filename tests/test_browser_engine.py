@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest_browser import close_page_engine, open_page_engine
+from conftest_browser import N_CTX, close_page_engine, open_page_engine
 
 from companion.errors import EngineUnavailable
 from companion.headless import F32_TOLERANCE
@@ -132,5 +132,21 @@ def test_lost_device_is_reported(chromium_required, chromium, plan_assets, model
         pe.page.evaluate("() => window.companion.executor.device.destroy()")
         with pytest.raises(EngineUnavailable):
             pe.engine.next_token([4], Sampler(SamplingParams.greedy_params()), [])
+    finally:
+        close_page_engine(pe)
+
+
+def test_start_uses_an_attached_page(chromium_required, chromium, plan_assets, model):
+    """With a server whose page has an executor (the desktop window), start_browser_engine
+    runs the model there instead of launching a browser."""
+    from companion.browser_engine import start_browser_engine
+
+    pe = open_page_engine(chromium, plan_assets, model, load=False)
+    try:
+        eng = start_browser_engine(model, n_ctx=N_CTX, report=lambda m: None, server=pe.server)
+        assert eng.channel is pe.server.executor and "webgpu" in eng.adapter.lower()
+        assert eng.eval([1, 2, 3]).shape == (model.config.n_vocab,)
+        eng.close()  # does not stop a server it did not start
+        assert pe.server.executor.connected
     finally:
         close_page_engine(pe)

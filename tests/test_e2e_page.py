@@ -23,8 +23,19 @@ def _send(page, text: str) -> None:
 
 
 def test_type_stream_and_stop(chromium_required, chromium, plan_assets, model):
-    pe = open_page_engine(chromium, plan_assets, model)
+    pe = open_page_engine(chromium, plan_assets, model, load=False)
     try:
+        # the page shows the load: the core relays the executor's progress to every page
+        pe.page.wait_for_selector("body[data-ready='1']")
+        pe.page.evaluate(
+            "() => { window.seen = []; window.companion.bridge.on('engine_status',"
+            " (m) => window.seen.push([m.phase, m.progress, m.detail])); }"
+        )
+        pe.engine.load()
+        pe.page.wait_for_function("() => window.seen.length && window.seen[window.seen.length - 1][0] === 'ready'")
+        seen = pe.page.evaluate("() => window.seen")
+        assert any(phase == "loading" and "uploading weights" in detail for phase, _, detail in seen), seen
+        assert pe.page.text_content("#engine-name").strip().lower() == "browser"
         session = ChatSession(
             model, pe.engine, sampling=SamplingParams(temperature=0.7, seed=7), max_new_tokens=200,
             system_prompt="You are a friendly companion. Answer at length.",

@@ -1,6 +1,6 @@
 // Shared helper (included with `//!include _quant.wgsl`): reading a weight matrix stored in
 // Companion's "interleaved blob" layout, repacked once at load by companion.gpu.builder.repack.
-// The including file declares the binding `wq: array<vec4<u32>>`.
+// The including file declares the binding `wq: array<vec4<u32>>` and includes _prec.wgsl first.
 //
 // Weight W: (M rows, K cols), nb = K / 32 blocks per row, G = vec4s of quants per block
 // (F32 8, F16 4, Q8_0 2, Q4_0/Q4_1 1), SOFF = nb * G * M:
@@ -41,34 +41,62 @@ fn qload(r: u32, b: u32, g: u32) -> vec4<u32> {
     return wq[(b * qgroups() + g) * M + r];
 }
 
-// Element vec4 e (0 .. 8 / G - 1) of a loaded quant group, dequantized with s = (d, m).
-fn dqv(u: vec4<u32>, e: u32, s: vec2<f32>) -> vec4<f32> {
+// Element vec4 e (0 .. 8 / G - 1) of a loaded quant group as raw quant values q (element =
+// q * d + m with qscale's (d, m); the values themselves for F32 / F16), in the inner-product
+// type hf of _prec.wgsl. Small integers, exact in f16; the scale is applied per block in f32.
+fn qv(u: vec4<u32>, e: u32) -> hf4 {
+    switch QTYPE {
+        case 0u: {
+            return hf4(bitcast<vec4<f32>>(u));
+        }
+        case 1u: {
+            return unpack4h(select(u.zw, u.xy, e == 0u));
+        }
+        case 8u: {
+            let w = bitcast<i32>(u[e]);
+            return hf4(vec4<i32>(extractBits(w, 0u, 8u), extractBits(w, 8u, 8u),
+                                 extractBits(w, 16u, 8u), extractBits(w, 24u, 8u)));
+        }
+        default: {  // Q4_0 / Q4_1: word e & 3, low nibbles for e < 4, high nibbles for e >= 4
+            let w = u[e & 3u] >> (4u * (e >> 2u));
+            let q = vec4<u32>(w & 15u, (w >> 8u) & 15u, (w >> 16u) & 15u, (w >> 24u) & 15u);
+            if (QTYPE == 2u) {  // Q4_0: q - 8, so m is not needed (no cancellation against m)
+                return hf4(vec4<i32>(q) - vec4<i32>(8));
+            }
+            return hf4(q);
+        }
+    }
+}
+
+// True when the block offset m must be applied (Q4_1; Q4_0's -8 d is folded into qv):
+// inner products then also need the block's sum of x.
+fn qhas_m() -> bool {
+    return QTYPE == 3u;
+}
+
+// Elements 4i .. 4i+3 (i < 8) of block b of row r in f32 (exact: no f16 rounding of the
+// result on either precision path). (Simple, not fast.)
+fn dq4(r: u32, b: u32, i: u32) -> vec4<f32> {
+    let per = 8u / qgroups();
+    let u = wq[(b * qgroups() + i / per) * M + r];
+    let e = i % per;
+    let s = qscale(r, b);
     switch QTYPE {
         case 0u: {
             return bitcast<vec4<f32>>(u);
         }
         case 1u: {
-            if (e == 0u) {
-                return vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));
-            }
-            return vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w));
+            let h = select(u.zw, u.xy, e == 0u);
+            return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
         }
         case 8u: {
             let w = bitcast<i32>(u[e]);
-            let q = vec4<f32>(f32(extractBits(w, 0u, 8u)), f32(extractBits(w, 8u, 8u)),
-                              f32(extractBits(w, 16u, 8u)), f32(extractBits(w, 24u, 8u)));
-            return q * s.x;
+            return vec4<f32>(vec4<i32>(extractBits(w, 0u, 8u), extractBits(w, 8u, 8u),
+                                       extractBits(w, 16u, 8u), extractBits(w, 24u, 8u))) * s.x;
         }
-        default: {  // Q4_0 / Q4_1: word e & 3, low nibbles for e < 4, high nibbles for e >= 4
+        default: {
             let w = u[e & 3u] >> (4u * (e >> 2u));
-            let q = vec4<f32>(f32(w & 15u), f32((w >> 8u) & 15u), f32((w >> 16u) & 15u), f32((w >> 24u) & 15u));
-            return q * s.x + s.y;
+            return vec4<f32>(vec4<u32>(w & 15u, (w >> 8u) & 15u, (w >> 16u) & 15u, (w >> 24u) & 15u)) * s.x + s.y;
         }
     }
-}
-
-// Elements 4i .. 4i+3 (i < 8) of block b of row r; s = qscale(r, b). (Simple, not fast.)
-fn dq4(r: u32, b: u32, i: u32, s: vec2<f32>) -> vec4<f32> {
-    let per = 8u / qgroups();
-    return dqv(qload(r, b, i / per), i % per, s);
 }

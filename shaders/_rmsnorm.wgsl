@@ -1,10 +1,9 @@
 // Shared helper (included with `//!include _rmsnorm.wgsl`): the RMSNorm scale of one input row,
 // computed cooperatively by the workgroup. The including file declares `x: array<vec4<f32>>`
-// (rows of K floats) and the overrides WG (a power of two <= 256) and TT (1..4).
+// (rows of K floats) and the overrides WG (a power of two <= 256) and TT (1..4), and includes
+// _reduce.wgsl (or its subgroup variant) before this file.
 
 override EPS: f32 = 1e-5;  // {arch}.attention.layer_norm_rms_epsilon
-
-var<workgroup> red: array<f32, 256>;
 
 // 1 / sqrt(mean(x[t]^2) + EPS). Call from uniform control flow (it has barriers).
 fn inv_rms(t: u32, lid: u32) -> f32 {
@@ -14,17 +13,7 @@ fn inv_rms(t: u32, lid: u32) -> f32 {
         let v = x[t * k4 + i];
         s += dot(v, v);
     }
-    red[lid] = s;
-    workgroupBarrier();
-    for (var o = WG / 2u; o > 0u; o >>= 1u) {
-        if (lid < o) {
-            red[lid] += red[lid + o];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return inverseSqrt(total / f32(K) + EPS);
+    return inverseSqrt(wg_sum(s, lid) / f32(K) + EPS);
 }
 
 // RMSNorm scales of the (up to four) token rows t0.. (uniform control flow: barriers).

@@ -6,12 +6,13 @@
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_past, n_tokens
 // 1        q     storage read  array<f32>      (n_tokens, NH * HD)   roped queries
-// 2        kc    storage read  array<vec4f32>  (n_ctx, NKV * HD)     roped keys
-// 3        vc    storage read  array<f32>      (n_ctx, NKV * HD)
+// 2        kc    storage read  array<kv4>      (n_ctx, NKV * HD)     roped keys  (kv: _prec.wgsl, f32 or f16)
+// 3        vc    storage read  array<kv>       (n_ctx, NKV * HD)
 // 4        o     storage rw    array<f32>      (n_tokens, NH * HD)
 // overrides: NH, NKV, HD (multiple of 4, <= 256), WG (power of two <= 256)
 // dispatch: (NH, n_tokens, 1)
 //!include _step.wgsl
+//!include _prec.wgsl
 
 override NH: u32;
 override NKV: u32;
@@ -22,31 +23,14 @@ const CH: u32 = 256u;  // keys per chunk
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> vc: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<kv4>;
+@group(0) @binding(3) var<storage, read> vc: array<kv>;
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 
 var<workgroup> qs: array<vec4<f32>, 64>;  // (HD / 4,) scaled query
 var<workgroup> sc: array<f32, CH>;        // scores, then probabilities, of one chunk
-var<workgroup> red: array<f32, 256>;
 
-fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            if (is_max) {
-                red[lid] = max(red[lid], red[lid + s]);
-            } else {
-                red[lid] += red[lid + s];
-            }
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+//!include _reduce.wgsl
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -72,12 +56,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let kb = ((c0 + j) * nk + kvh * HD) / 4u;
             var s = 0.0;
             for (var d = 0u; d < HD / 4u; d++) {
-                s += dot(qs[d], kc[kb + d]);
+                s += dot(qs[d], vec4<f32>(kc[kb + d]));
             }
             sc[j] = s;
             lmax = max(lmax, s);
         }
-        let mn = max(m, reduce(lmax, lid, true));
+        let mn = max(m, wg_max(lmax, lid));
         var ls = 0.0;
         for (var j = lid; j < cn; j += WG) {
             let e = exp(sc[j] - mn);
@@ -85,14 +69,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             ls += e;
         }
         let corr = exp(m - mn);
-        l = l * corr + reduce(ls, lid, false);  // its barriers also publish sc
+        l = l * corr + wg_sum(ls, lid);  // its barriers also publish sc
         for (var i = 0u; i < 4u; i++) {
             let d = lid + i * WG;
             if (d < HD) {
                 var a = acc[i] * corr;
                 let vb = c0 * nk + kvh * HD + d;
                 for (var j = 0u; j < cn; j++) {
-                    a += sc[j] * vc[vb + j * nk];
+                    a += sc[j] * f32(vc[vb + j * nk]);
                 }
                 acc[i] = a;
             }

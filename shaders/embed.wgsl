@@ -9,6 +9,7 @@
 // overrides: QTYPE, M, K, SCALE, WG
 // dispatch: (ceil(K / 32 / WG), n_tokens, 1)
 //!include _step.wgsl
+//!include _prec.wgsl
 //!include _quant.wgsl
 
 override WG: u32 = 64u;
@@ -27,8 +28,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let id = min(ids[t], M - 1u);
-    let s = qscale(id, b);
     for (var i = 0u; i < 8u; i++) {
-        x[t * (K / 4u) + b * 8u + i] = dq4(id, b, i, s) * SCALE;
+        x[t * (K / 4u) + b * 8u + i] = dq4(id, b, i) * SCALE;
     }
 }

@@ -10,6 +10,7 @@
 // overrides: QTYPE, M, K, WG, TT (tokens per invocation, 1..4), ADD
 // dispatch: (ceil(ceil(M / 2) / WG), ceil(n_tokens / TT), 1)
 //!include _step.wgsl
+//!include _prec.wgsl
 //!include _quant.wgsl
 //!include _matmul.wgsl
 

@@ -14,13 +14,15 @@
 // 3        g     storage read  array<vec4f32>  (K,) attn_norm weight
 // 4        rope  storage read  array<vec2f32>  (n_ctx, HD/2) cos, sin of pos * base^(-2j/HD)
 // 5        q     storage rw    array<f32>      (n_tokens, NQ)
-// 6        kc    storage rw    array<f32>      (n_ctx, NK) this layer's keys
-// 7        vc    storage rw    array<f32>      (n_ctx, NK) this layer's values
+// 6        kc    storage rw    array<kv>       (n_ctx, NK) this layer's keys   (kv: f32, or f16 with _prec_f16)
+// 7        vc    storage rw    array<kv>       (n_ctx, NK) this layer's values
 // overrides: QTYPE, M (= NQ + 2 NK), K, NQ, NK, HD, NEOX, EPS, WG (power of two <= 256), TT (1..4)
 // dispatch: (ceil(M / 2 / WG), ceil(n_tokens / TT), 1)
 //!include _step.wgsl
+//!include _prec.wgsl
 //!include _quant.wgsl
 //!include _matmul.wgsl
+//!include _reduce.wgsl
 //!include _rmsnorm.wgsl
 
 override WG: u32 = 64u;
@@ -36,8 +38,8 @@ override NEOX: bool = false;
 @group(0) @binding(3) var<storage, read> g: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> rope: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read_write> q: array<f32>;
-@group(0) @binding(6) var<storage, read_write> kc: array<f32>;
-@group(0) @binding(7) var<storage, read_write> vc: array<f32>;
+@group(0) @binding(6) var<storage, read_write> kc: array<kv>;
+@group(0) @binding(7) var<storage, read_write> vc: array<kv>;
 
 fn in_scale(j: u32) -> vec4<f32> {
     return g[j];
@@ -98,11 +100,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
             q[(t0 + t) * NQ + d0] = v0;
             q[(t0 + t) * NQ + d1] = v1;
         } else if (region == 1u) {
-            kc[pos * NK + d0] = v0;
-            kc[pos * NK + d1] = v1;
+            kc[pos * NK + d0] = kv(v0);
+            kc[pos * NK + d1] = kv(v1);
         } else {
-            vc[pos * NK + d0] = v0;
-            vc[pos * NK + d1] = v1;
+            vc[pos * NK + d0] = kv(v0);
+            vc[pos * NK + d1] = kv(v1);
         }
     }
 }

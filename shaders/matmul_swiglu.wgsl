@@ -11,8 +11,10 @@
 // overrides: QTYPE, M (= 2N), K, EPS, WG (power of two <= 256), TT (1..4)
 // dispatch: (ceil(N / WG), ceil(n_tokens / TT), 1)
 //!include _step.wgsl
+//!include _prec.wgsl
 //!include _quant.wgsl
 //!include _matmul.wgsl
+//!include _reduce.wgsl
 //!include _rmsnorm.wgsl
 
 override WG: u32 = 64u;

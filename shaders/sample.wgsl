@@ -24,9 +24,10 @@ const WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read> hist: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
 
-var<workgroup> rf: array<f32, WG>;
-var<workgroup> ru: array<u32, WG>;
+var<workgroup> rf: array<f32, WG>;  // per-invocation prefix sums of the draw
 var<workgroup> total: f32;
+
+//!include _reduce.wgsl
 
 // Order-preserving map f32 -> u32 (larger float, larger key).
 fn key(x: f32) -> u32 {
@@ -38,34 +39,6 @@ fn pcg(v: u32) -> u32 {
     let s = v * 747796405u + 2891336453u;
     let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
     return (w >> 22u) ^ w;
-}
-
-fn sum_u(v: u32, lid: u32) -> u32 {
-    ru[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            ru[lid] += ru[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = workgroupUniformLoad(&ru[0]);
-    workgroupBarrier();
-    return r;
-}
-
-fn sum_f(v: f32, lid: u32) -> f32 {
-    rf[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            rf[lid] += rf[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = workgroupUniformLoad(&rf[0]);
-    workgroupBarrier();
-    return r;
 }
 
 @compute @workgroup_size(WG)
@@ -101,22 +74,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             bi = i;
         }
     }
-    rf[lid] = bv;
-    ru[lid] = bi;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            let ov = rf[lid + s];
-            let oi = ru[lid + s];
-            if (ov > rf[lid] || (ov == rf[lid] && oi < ru[lid])) {
-                rf[lid] = ov;
-                ru[lid] = oi;
-            }
-        }
-        workgroupBarrier();
-    }
-    let mx = workgroupUniformLoad(&rf[0]);
-    let am = ru[0];
+    let best = wg_argmax(bv, bi, lid);
+    let mx = best.v;
+    let am = best.i;
     if (lid == 0u) {
         out[0] = am;
     }
@@ -142,7 +102,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             for (var i = lid; i < V; i += WG) {
                 c += select(0u, 1u, key(logits[i]) >= mid);
             }
-            if (sum_u(c, lid) >= step.top_k) {
+            if (wg_sum_u(c, lid) >= step.top_k) {
                 lo = mid;
             } else {
                 hi = mid - 1u;
@@ -160,7 +120,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                 z += exp((l - mx) / temp);
             }
         }
-        let goal = sum_f(z, lid) * step.top_p;
+        let goal = wg_sum(z, lid) * step.top_p;
         var lo = thr;
         var hi = kmx;
         loop {
@@ -175,7 +135,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                     s += exp((l - mx) / temp);
                 }
             }
-            if (sum_f(s, lid) >= goal) {
+            if (wg_sum(s, lid) >= goal) {
                 lo = mid;
             } else {
                 hi = mid - 1u;

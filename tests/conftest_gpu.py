@@ -55,10 +55,21 @@ def gpu_adapter(gpu_adapter_info):
     return request_adapter(os.environ.get("COMPANION_ADAPTER"))
 
 
+OPTIONAL_FEATURES = ("shader-f16", "subgroups")  # what kernel variants may use
+
+
 @pytest.fixture(scope="session")
-def gpu_device(gpu_adapter):
-    """A device with the adapter's real limits, shared by the kernel tests."""
+def gpu_features(gpu_adapter) -> list[str]:
+    """The optional features (WebGPU names) the adapter offers; lavapipe offers both."""
+    from companion.gpu.native import adapter_features
+
+    return [f for f in adapter_features(gpu_adapter) if f in OPTIONAL_FEATURES]
+
+
+@pytest.fixture(scope="session")
+def gpu_device(gpu_adapter, gpu_features):
+    """A device with the adapter's real limits and optional features, shared by the kernel tests."""
     from companion.gpu.native import request_device
 
-    dev = request_device(gpu_adapter)
+    dev = request_device(gpu_adapter, gpu_features)
     yield dev

@@ -1,5 +1,7 @@
 """Each WGSL kernel against numpy, through one-dispatch plans on the native executor.
-Weights are quantized with gguf.quants and checked against gguf.quants.dequantize."""
+Weights are quantized with gguf.quants and checked against gguf.quants.dequantize.
+Kernels run in every variant they have (f32, subgroups, f16, f16+subgroups) where the adapter
+offers the features; lavapipe offers both."""
 
 from __future__ import annotations
 
@@ -23,6 +25,27 @@ from companion.gpu.plan import Plan, Program
 pytestmark = pytest.mark.gpu
 
 QTYPES = [QT.F32, QT.F16, QT.Q4_0, QT.Q4_1, QT.Q8_0]
+# kernel variants by the WebGPU features they use
+VARIANTS = {"f32": (), "subgroups": ("subgroups",), "f16": ("shader-f16",), "f16+subgroups": ("shader-f16", "subgroups")}
+ALL = list(VARIANTS)
+F16 = ["f32", "f16"]  # kernels without reductions: subgroups change nothing
+SG = ["f32", "subgroups"]  # kernels without inner products: f16 changes nothing
+
+
+@pytest.fixture
+def variant(request, gpu_features) -> tuple[str, ...]:
+    """The features of the variant named by the (indirect) parameter; skips if not offered."""
+    feats = VARIANTS[request.param]
+    lacking = [f for f in feats if f not in gpu_features]
+    if lacking:
+        pytest.skip(f"adapter lacks {lacking}")
+    return feats
+
+
+def tol_for(feats, f32_tol: float = 2e-4) -> float:
+    """Tolerance relative to the largest |value| (at least 1): f16 rounds inputs at ~5e-4, and
+    Q4_1's offset cancels against q x, so a few 1e-3 after a norm and SwiGLU."""
+    return 1.5e-2 if "shader-f16" in feats else f32_tol
 
 
 def make_weight(rng, M: int, K: int, qtype: QT) -> tuple[np.ndarray, np.ndarray]:
@@ -38,9 +61,10 @@ def make_weight(rng, M: int, K: int, qtype: QT) -> tuple[np.ndarray, np.ndarray]
     return repack(raw.reshape(M, -1), qtype, K), deq
 
 
-def run_kernel(device, shader, constants, data, bind, workgroups, step, out, out_dtype=np.float32):
-    """Run one dispatch; data: name -> array (uploaded) or int (zeroed bytes)."""
-    w = PlanWriter()
+def run_kernel(device, shader, constants, data, bind, workgroups, step, out, out_dtype=np.float32, features=()):
+    """Run one dispatch; data: name -> array (uploaded) or int (zeroed bytes); features: the
+    variant (WebGPU features the kernel may use)."""
+    w = PlanWriter(features=list(features))
     w.buffer("step", STEP_SIZE, usage="uniform")
     for name, v in data.items():
         if isinstance(v, int):
@@ -49,7 +73,8 @@ def run_kernel(device, shader, constants, data, bind, workgroups, step, out, out
             w.blob(name, np.ascontiguousarray(v), "test")
     pl = w.pipeline(shader, **constants)
     prog = Program(name="p", dispatches=[w.dispatch(pl, ["step", *bind], workgroups, shader)])
-    plan = Plan(uniform=uniform_block(), buffers=list(w.buffers.values()), pipelines=list(w.pipelines.values()), programs={"p": prog})
+    plan = Plan(uniform=uniform_block(), buffers=list(w.buffers.values()), pipelines=list(w.pipelines.values()),
+                programs={"p": prog}, features=sorted(features))
     ex = Executor(plan, BuiltPlan(plan, w.blobs).resolve, device=device)
     ex.set_uniforms(**step)
     size = data[out] if isinstance(data[out], int) else data[out].nbytes
@@ -65,7 +90,7 @@ def rms(x, g, eps=1e-5):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float32(eps)) * g
 
 
-def close(a, b, tol=2e-4):
+def close(a, b, tol: float = 2e-4):
     scale = max(1.0, float(np.abs(b).max()))
     np.testing.assert_allclose(a, b, atol=tol * scale, rtol=0)
 
@@ -88,7 +113,8 @@ def test_dequant_embed(gpu_device, qtype, M, K):
 @pytest.mark.parametrize("qtype", QTYPES, ids=lambda q: q.name)
 @pytest.mark.parametrize("M,K,T,TT", [(1, 32, 1, 1), (7, 64, 3, 4), (130, 96, 5, 4), (577, 576, 1, 1), (64, 1536, 9, 4), (40, 64, 6, 2), (9, 32, 5, 3)])
 @pytest.mark.parametrize("add", [False, True])
-def test_matmul(gpu_device, qtype, M, K, T, TT, add):
+@pytest.mark.parametrize("variant", F16, indirect=True)
+def test_matmul(gpu_device, variant, qtype, M, K, T, TT, add):
     rng = np.random.default_rng(M + K + T)
     blob, W = make_weight(rng, M, K, qtype)
     x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
@@ -96,16 +122,17 @@ def test_matmul(gpu_device, qtype, M, K, T, TT, add):
     got = run_kernel(
         gpu_device, "matmul.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, TT=TT, ADD=add),
         {"wq": blob, "x": x, "y": y0}, ["wq", "x", "y"],
-        (ceil(ceil(M, 2), 64), ceil(T, TT), 1), {"n_tokens": T}, "y",
+        (ceil(ceil(M, 2), 64), ceil(T, TT), 1), {"n_tokens": T}, "y", features=variant,
     ).reshape(T, M)
     want = x @ W.T + (y0 if add else 0)  # (T, M)
-    close(got, want)
+    close(got, want, tol_for(variant))
 
 
 @pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.F32], ids=lambda q: q.name)
 @pytest.mark.parametrize("M,K,T", [(5, 64, 3), (301, 576, 6)])
 @pytest.mark.parametrize("last_only", [False, True])
-def test_matmul_norm(gpu_device, qtype, M, K, T, last_only):
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_norm(gpu_device, variant, qtype, M, K, T, last_only):
     rng = np.random.default_rng(M * K + T)
     blob, W = make_weight(rng, M, K, qtype)
     x = rng.standard_normal((T, K)).astype(np.float32) * 3  # (T, K)
@@ -114,18 +141,19 @@ def test_matmul_norm(gpu_device, qtype, M, K, T, last_only):
     got = run_kernel(
         gpu_device, "matmul_norm.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, TT=tt, EPS=1e-5, LAST_ONLY=last_only),
         {"wq": blob, "x": x, "g": g, "y": T * M * 4}, ["wq", "x", "g", "y"],
-        (ceil(ceil(M, 2), 64), 1 if last_only else ceil(T, tt), 1), {"n_tokens": T}, "y",
+        (ceil(ceil(M, 2), 64), 1 if last_only else ceil(T, tt), 1), {"n_tokens": T}, "y", features=variant,
     ).reshape(T, M)
     want = rms(x, g) @ W.T  # (T, M)
     if last_only:
-        close(got[:1], want[-1:])
+        close(got[:1], want[-1:], tol_for(variant))
     else:
-        close(got, want)
+        close(got, want, tol_for(variant))
 
 
 @pytest.mark.parametrize("qtype", [QT.Q4_0, QT.Q4_1, QT.F16], ids=lambda q: q.name)
 @pytest.mark.parametrize("N,K,T", [(3, 32, 1), (100, 64, 5), (1536, 576, 1)])
-def test_matmul_swiglu(gpu_device, qtype, N, K, T):
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_swiglu(gpu_device, variant, qtype, N, K, T):
     rng = np.random.default_rng(N + K)
     blob, W = make_weight(rng, 2 * N, K, qtype)
     x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
@@ -133,11 +161,11 @@ def test_matmul_swiglu(gpu_device, qtype, N, K, T):
     got = run_kernel(
         gpu_device, "matmul_swiglu.wgsl", dict(QTYPE=int(qtype), M=2 * N, K=K, WG=64, TT=4, EPS=1e-5),
         {"wq": blob, "x": x, "g": g, "y": T * N * 4}, ["wq", "x", "g", "y"],
-        (ceil(N, 64), ceil(T, 4), 1), {"n_tokens": T}, "y",
+        (ceil(N, 64), ceil(T, 4), 1), {"n_tokens": T}, "y", features=variant,
     ).reshape(T, N)
     h = rms(x, g) @ W.T  # (T, 2N)
     a, u = np.clip(h[:, :N], -60, None), h[:, N:]  # (T, N) each (clip: no exp overflow warning)
-    close(got, a / (1 + np.exp(-a)) * u)
+    close(got, a / (1 + np.exp(-a)) * u, tol_for(variant))
 
 
 def rope_ref(x, pos, base, neox):
@@ -157,7 +185,8 @@ def rope_ref(x, pos, base, neox):
 
 @pytest.mark.parametrize("neox", [False, True])
 @pytest.mark.parametrize("H,KV,hd,K,T,n_past", [(2, 1, 8, 32, 3, 0), (9, 3, 64, 576, 5, 7), (4, 2, 32, 64, 1, 40)])
-def test_matmul_qkv_rope(gpu_device, neox, H, KV, hd, K, T, n_past):
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_qkv_rope(gpu_device, variant, neox, H, KV, hd, K, T, n_past):
     rng = np.random.default_rng(H * hd + T)
     NQ, NK = H * hd, KV * hd
     M = NQ + 2 * NK
@@ -174,15 +203,16 @@ def test_matmul_qkv_rope(gpu_device, neox, H, KV, hd, K, T, n_past):
         {"wq": blob, "x": x, "g": g, "rope": rope_table(n_ctx, hd, base), "q": T * NQ * 4,
          "kc": n_ctx * NK * 4, "vc": n_ctx * NK * 4},
         ["wq", "x", "g", "rope", "q", "kc", "vc"], (ceil(M // 2, 64), ceil(T, 4), 1),
-        {"n_tokens": T, "n_past": n_past}, "q",
+        {"n_tokens": T, "n_past": n_past}, "q", features=variant,
     ).reshape(T, H, hd)
     h = rms(x, g) @ W.T  # (T, M)
     pos = np.arange(n_past, n_past + T)
     q = rope_ref(h[:, :NQ].reshape(T, H, hd), pos, base, neox)  # (T, H, hd)
-    close(got_q, q)
+    close(got_q, q, tol_for(variant))
 
 
-def test_matmul_qkv_writes_kv_cache(gpu_device):
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_qkv_writes_kv_cache(gpu_device, variant):
     rng = np.random.default_rng(5)
     H, KV, hd, K, T, n_past, n_ctx = 4, 2, 16, 64, 3, 5, 16
     NQ, NK = H * hd, KV * hd
@@ -196,28 +226,36 @@ def test_matmul_qkv_writes_kv_cache(gpu_device):
     data = {"wq": blob, "x": x, "g": g, "rope": rope_table(n_ctx, hd, 10000.0), "q": T * NQ * 4,
             "kc": n_ctx * NK * 4, "vc": n_ctx * NK * 4}
     args = (["wq", "x", "g", "rope", "q", "kc", "vc"], (ceil(M // 2, 64), 1, 1), {"n_tokens": T, "n_past": n_past})
-    kc = run_kernel(gpu_device, "matmul_qkv.wgsl", common, data, *args, "kc").reshape(n_ctx, KV, hd)
-    vc = run_kernel(gpu_device, "matmul_qkv.wgsl", common, data, *args, "vc").reshape(n_ctx, NK)
+    kv = np.float16 if "shader-f16" in variant else np.float32  # KV cache element of the variant
+    data.update(kc=n_ctx * NK * 4, vc=n_ctx * NK * 4)
+    kc = run_kernel(gpu_device, "matmul_qkv.wgsl", common, data, *args, "kc", kv, variant)
+    vc = run_kernel(gpu_device, "matmul_qkv.wgsl", common, data, *args, "vc", kv, variant)
+    kc = kc[: n_ctx * NK].astype(np.float32).reshape(n_ctx, KV, hd)  # (n_ctx, KV, hd)
+    vc = vc[: n_ctx * NK].astype(np.float32).reshape(n_ctx, NK)  # (n_ctx, NK)
     h = rms(x, g) @ W.T  # (T, M)
     k = rope_ref(h[:, NQ : NQ + NK].reshape(T, KV, hd), np.arange(n_past, n_past + T), 10000.0, False)
-    close(kc[n_past : n_past + T], k)
-    close(vc[n_past : n_past + T], h[:, NQ + NK :])
+    close(kc[n_past : n_past + T], k, tol_for(variant))
+    close(vc[n_past : n_past + T], h[:, NQ + NK :], tol_for(variant))
     assert not kc[:n_past].any() and not kc[n_past + T :].any()
 
 
 @pytest.mark.parametrize("H,KV,hd,T,n_past", [(2, 1, 8, 1, 0), (9, 3, 64, 4, 3), (4, 2, 32, 1, 300), (3, 3, 16, 7, 250)])
-def test_attention(gpu_device, H, KV, hd, T, n_past):
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_attention(gpu_device, variant, H, KV, hd, T, n_past):
     rng = np.random.default_rng(H + T + n_past)
     n_ctx = n_past + T + 3
     NQ = H * hd
     q = rng.standard_normal((T, H, hd)).astype(np.float32)  # (T, H, hd)
     kc = rng.standard_normal((n_ctx, KV, hd)).astype(np.float32)  # (n_ctx, KV, hd)
     vc = rng.standard_normal((n_ctx, KV, hd)).astype(np.float32)  # (n_ctx, KV, hd)
+    if "shader-f16" in variant:  # the f16 KV cache: store f16, compare against its exact values
+        kc, vc = kc.astype(np.float16), vc.astype(np.float16)
     got = run_kernel(
         gpu_device, "attention.wgsl", dict(NH=H, NKV=KV, HD=hd, WG=64),
         {"q": q, "kc": kc, "vc": vc, "o": T * NQ * 4}, ["q", "kc", "vc", "o"],
-        (H, T, 1), {"n_tokens": T, "n_past": n_past}, "o",
+        (H, T, 1), {"n_tokens": T, "n_past": n_past}, "o", features=variant,
     ).reshape(T, H, hd)
+    kc, vc = kc.astype(np.float32), vc.astype(np.float32)
     want = np.zeros_like(q)
     for t in range(T):
         S = n_past + t + 1
@@ -229,23 +267,26 @@ def test_attention(gpu_device, H, KV, hd, T, n_past):
     close(got, want, 1e-4)
 
 
-def sample(device, logits, step, hist=()):
+def sample(device, logits, step, hist=(), features=()):
     V = logits.size
     h = np.zeros(max(4, len(hist)), np.uint32)
     h[: len(hist)] = hist
     st = dict(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0, n_hist=len(hist), seed=0, rng_step=0)
     st.update(step)
     return int(run_kernel(device, "sample.wgsl", dict(V=V), {"logits": logits, "hist": h, "out": 4},
-                          ["logits", "hist", "out"], (1, 1, 1), st, "out", np.uint32)[0])
+                          ["logits", "hist", "out"], (1, 1, 1), st, "out", np.uint32, features)[0])
 
 
 @pytest.mark.parametrize("V", [1, 7, 1000, 49152])
-def test_sample_argmax(gpu_device, V):
+@pytest.mark.parametrize("variant", SG, indirect=True)
+def test_sample_argmax(gpu_device, variant, V):
     rng = np.random.default_rng(V)
     logits = rng.standard_normal(V).astype(np.float32) * 5
-    assert sample(gpu_device, logits, {}) == int(np.argmax(logits))
+    assert sample(gpu_device, logits, {}, features=variant) == int(np.argmax(logits))
     logits[V // 3] = logits[V // 2] = logits.max() + 1  # tie: lowest id wins, as numpy
-    assert sample(gpu_device, logits, {}) == int(np.argmax(logits))
+    assert sample(gpu_device, logits, {}, features=variant) == int(np.argmax(logits))
+    logits[V - 1] = logits.max()  # tie across invocations and subgroups
+    assert sample(gpu_device, logits, {}, features=variant) == int(np.argmax(logits))
 
 
 def test_sample_repeat_penalty(gpu_device):
@@ -263,15 +304,17 @@ def test_sample_repeat_penalty(gpu_device):
     dict(top_k=0, top_p=1e-6, min_p=0.0),
     dict(top_k=0, top_p=1.0, min_p=0.999),
 ])
-def test_sample_degenerate_filters_give_argmax(gpu_device, params):
+@pytest.mark.parametrize("variant", SG, indirect=True)
+def test_sample_degenerate_filters_give_argmax(gpu_device, variant, params):
     rng = np.random.default_rng(3)
     logits = rng.standard_normal(5000).astype(np.float32) * 3
     for s in range(3):
-        got = sample(gpu_device, logits, dict(temperature=0.8, seed=s, rng_step=s, **params))
+        got = sample(gpu_device, logits, dict(temperature=0.8, seed=s, rng_step=s, **params), features=variant)
         assert got == int(np.argmax(logits))
 
 
-def test_sample_stays_in_candidate_set_and_follows_seed(gpu_device):
+@pytest.mark.parametrize("variant", SG, indirect=True)
+def test_sample_stays_in_candidate_set_and_follows_seed(gpu_device, variant):
     from companion.sampling import SamplingParams, filter_probs
 
     rng = np.random.default_rng(11)
@@ -279,10 +322,10 @@ def test_sample_stays_in_candidate_set_and_follows_seed(gpu_device):
     p = SamplingParams(temperature=0.9, top_k=40, top_p=0.9, min_p=0.05)
     allowed = set(filter_probs(logits, p)[0].tolist())
     st = dict(temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p, seed=42)
-    picks = [sample(gpu_device, logits, dict(st, rng_step=i)) for i in range(12)]
+    picks = [sample(gpu_device, logits, dict(st, rng_step=i), features=variant) for i in range(12)]
     assert set(picks) <= allowed
     assert len(set(picks)) > 1  # it really draws
-    assert picks[:4] == [sample(gpu_device, logits, dict(st, rng_step=i)) for i in range(4)]
+    assert picks[:4] == [sample(gpu_device, logits, dict(st, rng_step=i), features=variant) for i in range(4)]
 
 
 def test_sample_distribution(gpu_device):

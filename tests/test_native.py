@@ -167,13 +167,11 @@ def test_broken_shader_names_file_and_line(gpu_device, tmp_path, monkeypatch):
     (tmp_path / "broken_inc.wgsl").write_text("// header\n//!include _bad.wgsl\n")
     (tmp_path / "_bad.wgsl").write_text("fn ok() {}\nfn bad() -> u32 { return 1.5; }\n")
     monkeypatch.setattr(shaders, "_shader_dir", lambda: tmp_path)
-    shaders.read_text.cache_clear()
-    shaders.load.cache_clear()
+    shaders.clear_cache()
     try:
         with pytest.raises(shaders.ShaderError, match=r"^broken\.wgsl:4:"):
             shaders.create_module(gpu_device, "broken.wgsl")
         with pytest.raises(shaders.ShaderError, match=r"^_bad\.wgsl:2:"):
             shaders.create_module(gpu_device, "broken_inc.wgsl")
     finally:
-        shaders.read_text.cache_clear()
-        shaders.load.cache_clear()
+        shaders.clear_cache()

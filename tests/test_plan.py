@@ -161,8 +161,7 @@ def test_include_rule(tmp_path, monkeypatch):
     (tmp_path / "bad.wgsl").write_text("//!include _missing.wgsl\n")
     (tmp_path / "twice.wgsl").write_text("//!include _lib.wgsl\n//!include _lib.wgsl\n")
     monkeypatch.setattr(shaders, "_shader_dir", lambda: tmp_path)
-    shaders.read_text.cache_clear()
-    shaders.load.cache_clear()
+    shaders.clear_cache()
     try:
         src = shaders.load("k.wgsl")
         assert src.code.splitlines() == ["// a kernel", "fn helper() {}", "fn other() {}", "fn main() {}"]
@@ -173,5 +172,4 @@ def test_include_rule(tmp_path, monkeypatch):
         with pytest.raises(shaders.ShaderError, match="twice"):
             shaders.load("twice.wgsl")
     finally:
-        shaders.read_text.cache_clear()
-        shaders.load.cache_clear()
+        shaders.clear_cache()

@@ -7,13 +7,15 @@ weight blobs (see shaders/_quant.wgsl for the layout) once at load.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from gguf import GGMLQuantizationType as QT
 
 from companion.errors import UnsupportedModelError
+from companion.gpu import shaders
 from companion.gpu.plan import (
     BindingLayout,
     BlobSource,
@@ -69,6 +71,56 @@ SHADER_BINDINGS: dict[str, list[str]] = {
 WG = 64  # invocations per workgroup of the matmul-style kernels (<= 256 everywhere)
 TT_PREFILL = 4  # token rows per invocation in batched matmuls (1..4)
 MAX_HIST = 1024  # ids the repetition-penalty history buffer holds
+
+
+# ----------------------------------------------------------------------------- optional features
+
+# Kernel variants: WebGPU feature -> (short name users type, helper swaps, WGSL extension).
+# Every kernel's default helpers are the f32 / workgroup-memory path that needs no feature.
+VARIANTS: dict[str, tuple[str, dict[str, str], str]] = {
+    "shader-f16": ("f16", {"_prec.wgsl": "_prec_f16.wgsl"}, "f16"),
+    "subgroups": ("subgroups", {"_reduce.wgsl": "_reduce_sg.wgsl"}, "subgroups"),
+}
+_ALIASES = {"f16": "shader-f16", "shader-f16": "shader-f16", "subgroups": "subgroups", "subgroup": "subgroups"}
+FEATURES_ENV = "COMPANION_GPU_FEATURES"  # "auto" (default) | "none" | "f16" | "subgroups" | "f16,subgroups"
+
+
+def parse_allowed(text: str | None) -> set[str] | None:
+    """Features a user allows (WebGPU names) from "auto" | "none" | "f16,subgroups"; None = all."""
+    text = (text or "auto").strip().lower()
+    if text in ("auto", "all", ""):
+        return None
+    if text in ("none", "f32", "off"):
+        return set()
+    out = set()
+    for part in text.replace(" ", "").split(","):
+        if part not in _ALIASES:
+            raise ValueError(f"{FEATURES_ENV}: unknown GPU feature {part!r} (use auto, none, f16, subgroups)")
+        out.add(_ALIASES[part])
+    return out
+
+
+def choose_features(offered: Iterable[str], allowed: str | Iterable[str] | None = None) -> tuple[list[str], list[str]]:
+    """(features the plan uses, one note per feature left out saying why). `offered`: the
+    adapter's features (WebGPU or wgpu-py names); `allowed`: a COMPANION_GPU_FEATURES-style
+    string or a list of names, None = the environment variable (default "auto")."""
+    have = {_ALIASES.get(str(f), str(f)) for f in offered}
+    if allowed is None or isinstance(allowed, str):
+        src = os.environ.get(FEATURES_ENV) if allowed is None else allowed
+        allow = parse_allowed(src)
+        how = f"{FEATURES_ENV}={src}" if allowed is None else f"allowed features {src!r}"
+    else:
+        allow = {_ALIASES.get(str(f), str(f)) for f in allowed}
+        how = f"allowed features {sorted(allow)}"
+    used, notes = [], []
+    for feat, (short, _, _) in VARIANTS.items():
+        if feat not in have:
+            notes.append(f"{short} kernels off: the adapter lacks {feat}; using the f32 path")
+        elif allow is not None and feat not in allow:
+            notes.append(f"{short} kernels off: {feat} not allowed by {how}; using the f32 path")
+        else:
+            used.append(feat)
+    return used, notes
 
 
 def uniform_block() -> UniformBlock:
@@ -195,8 +247,8 @@ class _Layer:
     down: _Weight
     attn_norm: str
     ffn_norm: str
-    k: str  # (n_ctx, NK) f32 key cache
-    v: str  # (n_ctx, NK) f32 value cache
+    k: str  # (n_ctx, NK) key cache, f32 (f16 on the shader-f16 path)
+    v: str  # (n_ctx, NK) value cache, likewise
 
 
 def _ceil(a: int, b: int) -> int:
@@ -211,6 +263,7 @@ class PlanWriter:
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
     blobs: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    features: Sequence[str] = ()  # WebGPU features the kernels may use (keys of VARIANTS)
 
     def buffer(self, name: str, size: int, source=None, usage: str = "storage") -> str:
         size = max(16, _ceil(size, 16) * 16)
@@ -226,9 +279,21 @@ class PlanWriter:
         key = shader.removesuffix(".wgsl") + "".join(
             f"|{k}={v}" for k, v in sorted(constants.items())
         )
+        helpers = set(shaders.includes_of(shader))
+        includes: dict[str, str] = {}
+        enable: list[str] = []
+        for feat in self.features:
+            short, swaps, ext = VARIANTS[feat]
+            mine = {a: b for a, b in swaps.items() if a in helpers}
+            if mine:
+                includes.update(mine)
+                enable.append(ext)
+                key += f"|{short}"
         if key not in self.pipelines:
             layout = [BindingLayout(binding=i, type=t) for i, t in enumerate(SHADER_BINDINGS[shader])]  # type: ignore[arg-type]
-            self.pipelines[key] = Pipeline(name=key, shader=shader, constants=constants, bindings=layout)
+            self.pipelines[key] = Pipeline(
+                name=key, shader=shader, constants=constants, bindings=layout, includes=includes, enable=enable
+            )
         return key
 
     @staticmethod
@@ -275,11 +340,14 @@ def build_plan(
     n_ctx: int = 2048,
     max_batch: int = 64,
     features: Sequence[str] = (),
+    allow: str | Sequence[str] | None = None,
 ) -> BuiltPlan:
     """The plan for a loaded GGUF model (companion.model.GGUFModel).
 
     n_ctx: KV cache positions; max_batch: token rows one prefill dispatch list handles;
-    features: the adapter's WebGPU features (variants that need absent ones fall back to f32)."""
+    features: the adapter's features (variants that need absent ones fall back to f32, with a
+    logged reason); allow: the features the user permits ("auto" | "none" | "f16,subgroups" or a
+    list), None = the COMPANION_GPU_FEATURES environment variable."""
     cfg = model.config
     if cfg.arch not in ("llama", "qwen2", "mistral", "smollm"):
         raise UnsupportedModelError(f"architecture {cfg.arch!r} has no GPU plan yet")
@@ -291,15 +359,14 @@ def build_plan(
         raise UnsupportedModelError(f"head layout {cfg.n_head}/{cfg.n_head_kv}x{cfg.head_dim} is not supported")
     n_ctx = min(n_ctx, cfg.n_ctx_train) if cfg.n_ctx_train else n_ctx
 
-    w = PlanWriter()
-    if "shader-f16" not in features:
-        w.notes.append("f16 kernels off: adapter lacks shader-f16; every kernel uses its f32 path")
-    else:
-        w.notes.append("f16 kernels: not implemented yet, using the f32 path")
-    if "subgroup" not in features and "subgroups" not in features:
-        w.notes.append("subgroup kernels off: adapter lacks subgroups")
-    for n in w.notes:
+    used, why = choose_features(features, allow)
+    w = PlanWriter(features=used)
+    for n in why:
         log.info("plan: %s", n)
+    w.notes.extend(why)
+    if used:
+        w.notes.append("kernel variants: " + ", ".join(VARIANTS[f][0] for f in used))
+    kv_bytes = 2 if "shader-f16" in used else 4  # KV cache element (_prec.wgsl kv)
 
     d, ff, V = cfg.n_embd, cfg.n_ff, cfg.n_vocab
     H, KV, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
@@ -359,8 +426,8 @@ def build_plan(
                 qkv=qkv, wo=wo, gu=gu, down=down,
                 attn_norm=f32_vector(p + "attn_norm.weight"),
                 ffn_norm=f32_vector(p + "ffn_norm.weight"),
-                k=w.buffer(p + "k_cache", n_ctx * NK * 4),
-                v=w.buffer(p + "v_cache", n_ctx * NK * 4),
+                k=w.buffer(p + "k_cache", n_ctx * NK * kv_bytes),
+                v=w.buffer(p + "v_cache", n_ctx * NK * kv_bytes),
             )
         )  # fmt: skip
     rope = w.blob("rope", rope_table(n_ctx, hd, cfg.rope_base), f"rope_table(n_ctx={n_ctx}, head_dim={hd}, base={cfg.rope_base})")
@@ -419,7 +486,7 @@ def build_plan(
             "arch": cfg.arch, "name": cfg.name, "n_layer": cfg.n_layer, "n_embd": d, "n_vocab": V,
             "n_ctx": n_ctx, "max_batch": B, "max_hist": MAX_HIST,
         },
-        features=[],
+        features=sorted(used),
         limits={"max-storage-buffer-binding-size": biggest, "max-buffer-size": biggest,
                 "max-compute-invocations-per-workgroup": 256, "max-storage-buffers-per-shader-stage": 7},
         uniform=uniform_block(),
@@ -445,4 +512,4 @@ def plan_summary(plan: Plan) -> dict[str, int | float]:
     return out
 
 
-__all__ = ["BuiltPlan", "build_plan", "repack", "qkv_pair_order", "rope_table"]
+__all__ = ["BuiltPlan", "build_plan", "choose_features", "parse_allowed", "repack", "qkv_pair_order", "rope_table"]

@@ -81,14 +81,26 @@ def request_adapter(prefer: str | None = None):
     return adapters[0]
 
 
+# WebGPU feature names (as plans spell them) -> wgpu-py 0.32 names, where they differ
+_WGPU_NAMES = {"subgroups": "subgroup"}
+
+
+def adapter_features(adapter) -> list[str]:
+    """The adapter's features by WebGPU name ("subgroups", not wgpu-py's "subgroup")."""
+    back = {v: k for k, v in _WGPU_NAMES.items()}
+    return sorted(back.get(str(f), str(f)) for f in adapter.features)
+
+
 def request_device(adapter, features: Sequence[str] = ()):
-    """A device with the adapter's real limits (the defaults are WebGPU's minimums)."""
+    """A device with the adapter's real limits (the defaults are WebGPU's minimums) and the
+    given features (WebGPU or wgpu-py names)."""
     limits = {k: adapter.limits[k] for k in _WANTED_LIMITS if k in adapter.limits}
-    missing = [f for f in features if f not in adapter.features]
+    wanted = [_WGPU_NAMES.get(f, f) for f in features]
+    missing = [f for f in wanted if f not in adapter.features]
     if missing:
         raise EngineUnavailable(f"adapter {_describe(dict(adapter.info))} lacks features {missing}")
     try:
-        return adapter.request_device_sync(required_features=list(features), required_limits=limits)
+        return adapter.request_device_sync(required_features=wanted, required_limits=limits)
     except Exception as exc:
         raise EngineUnavailable(f"cannot open a device on {_describe(dict(adapter.info))}: {exc}") from exc
 
@@ -118,6 +130,10 @@ class Executor:
         self.adapter_info = dict(device.adapter.info) if getattr(device, "adapter", None) else {}
         self.usable = True
         self.counters = {"submits": 0, "dispatches": 0, "readback_bytes": 0}
+        have = {str(f) for f in device.features}
+        lacking = [f for f in plan.features if _WGPU_NAMES.get(f, f) not in have]
+        if lacking:
+            raise EngineUnavailable(f"this plan needs device features {lacking}: build it for this adapter")
         for name, need in plan.limits.items():
             have = device.limits.get(name)
             if have is not None and have < need:
@@ -168,8 +184,12 @@ class Executor:
             "storage": wgpu.BufferBindingType.storage,
         }
         self.pipelines: dict[str, tuple[Any, Any]] = {}
+        modules: dict[tuple, Any] = {}  # one module per (shader, variant)
         for p in plan.pipelines:
-            module = shaders.create_module(dev, p.shader)
+            mkey = (p.shader, tuple(sorted(p.includes.items())), tuple(p.enable))
+            if mkey not in modules:
+                modules[mkey] = shaders.create_module(dev, p.shader, p.includes, p.enable)
+            module = modules[mkey]
             bgl = dev.create_bind_group_layout(
                 label=p.name,
                 entries=[
@@ -185,7 +205,7 @@ class Executor:
                     compute={"module": module, "entry_point": p.entry_point, "constants": dict(p.constants)},
                 )
             except wgpu.GPUError as exc:
-                raise shaders.ShaderError(shaders.describe_error(shaders.load(p.shader), exc)) from exc
+                raise shaders.ShaderError(shaders.describe_error(shaders.load(p.shader, p.includes, p.enable), exc)) from exc
             self.pipelines[p.name] = (pipe, bgl)
 
         # bind groups are static: create every dispatch's once
@@ -299,18 +319,24 @@ class NativeEngine(Engine):
         max_batch: int = 64,
         progress: bool | None = None,
         device=None,
+        features: str | Sequence[str] | None = None,
     ):
+        """features: what the plan may use, "auto" | "none" | "f16,subgroups" or a list; None =
+        COMPANION_GPU_FEATURES (default auto: whatever the adapter offers)."""
         from companion.gpu.builder import build_plan
 
+        ad = None
         if device is None:
             ad = request_adapter(adapter or os.environ.get("COMPANION_ADAPTER"))
-            feats = sorted(str(f) for f in ad.features)
-            device = request_device(ad)
-        else:
-            feats = sorted(str(f) for f in device.adapter.features)
+            feats = adapter_features(ad)
+        else:  # a given device offers what it was created with
+            back = {v: k for k, v in _WGPU_NAMES.items()}
+            feats = sorted(back.get(str(f), str(f)) for f in device.features)
         t0 = time.perf_counter()
-        self.built = build_plan(model, n_ctx=n_ctx, max_batch=max_batch, features=feats)
+        self.built = build_plan(model, n_ctx=n_ctx, max_batch=max_batch, features=feats, allow=features)
         self.plan = self.built.plan
+        if device is None:
+            device = request_device(ad, self.plan.features)
         if progress is None:  # a bar only where someone watches
             import sys
 

@@ -2,6 +2,19 @@
 
 Written once by companion.gpu.builder, run by any executor (wgpu-py natively, navigator.gpu in
 the page) without knowing what a transformer is. Everything here is JSON; sizes are bytes.
+
+Optional features (for executor authors). `Plan.features` lists the WebGPU features the plan
+needs, by their WebGPU names ("shader-f16", "subgroups"; wgpu-py spells the latter "subgroup"):
+request exactly these on the device. A plan built for an adapter without them has an empty list
+and only f32/workgroup-memory kernels. Each `Pipeline` may carry two more fields, both empty on
+the f32 path, so older plans read the same:
+- `includes`: helper swaps applied while composing, e.g. {"_reduce.wgsl": "_reduce_sg.wgsl"}
+  (a `//!include _reduce.wgsl` line composes `_reduce_sg.wgsl` instead);
+- `enable`: WGSL extensions to declare, e.g. ["f16", "subgroups"]: put
+  `enable f16; enable subgroups; ` in front of the composed code's first line (same line, so the
+  line map is unchanged). Tint (Chromium) requires them; naga (wgpu-py 0.32) rejects
+  `enable subgroups;`, so the native executor leaves that one out.
+Compile one module per (shader, includes, enable), not per shader file.
 """
 
 from __future__ import annotations
@@ -58,6 +71,8 @@ class Pipeline(BaseModel):
     entry_point: str = "main"
     constants: dict[str, float | int | bool] = {}  # WGSL `override` values
     bindings: list[BindingLayout]
+    includes: dict[str, str] = {}  # helper swaps while composing, e.g. {"_prec.wgsl": "_prec_f16.wgsl"}
+    enable: list[str] = []  # WGSL extensions to declare in front of line 1, e.g. ["f16", "subgroups"]
 
 
 class Count(BaseModel):

@@ -4,6 +4,10 @@
 The include rule is deliberately tiny so the browser executor can implement it in a few lines:
 a line that is exactly `//!include <file>` is replaced by that file's text; included files are
 private helpers (`_*.wgsl`) and may not include anything themselves; each is included once.
+
+Feature variants (see companion.gpu.plan.Pipeline): a pipeline's `includes` map swaps a helper
+for its variant (`_reduce.wgsl` -> `_reduce_sg.wgsl`), and its `enable` list becomes WGSL
+`enable` directives put in front of line 1 (same line, so line numbers do not move).
 """
 
 from __future__ import annotations
@@ -57,9 +61,29 @@ def read_text(name: str) -> str:
         raise ShaderError(f"shader {name} not found in {path.parent}: reinstall companion") from exc
 
 
+def includes_of(name: str) -> list[str]:
+    """The helper files kernel `name` includes, in order."""
+    return [m.group(1) for line in read_text(name).splitlines() if (m := _INCLUDE.match(line))]
+
+
+def load(name: str, includes: dict[str, str] | None = None, enable: list[str] | tuple[str, ...] = ()) -> ShaderSource:
+    """The kernel `name` with its `//!include` lines resolved, helpers swapped per `includes`
+    and `enable <ext>;` directives put in front of line 1 (cached)."""
+    return _load(name, tuple(sorted((includes or {}).items())), tuple(enable))
+
+
+def clear_cache() -> None:
+    """Forget cached shader text (tests that point _shader_dir elsewhere)."""
+    read_text.cache_clear()
+    _load.cache_clear()
+
+
 @functools.cache
-def load(name: str) -> ShaderSource:
-    """The kernel `name` with its `//!include` lines resolved (cached)."""
+def _load(name: str, swaps: tuple[tuple[str, str], ...], enable: tuple[str, ...]) -> ShaderSource:
+    swap = dict(swaps)
+    for old, new in swap.items():
+        if not (old.startswith("_") and new.startswith("_") and new.endswith(".wgsl") and "/" not in new):
+            raise ShaderError(f"{name}: invalid include swap {old!r} -> {new!r}")
     lines: list[str] = []
     where: list[tuple[str, int]] = []
     seen: set[str] = set()
@@ -71,7 +95,7 @@ def load(name: str) -> ShaderSource:
             lines.append(line)
             where.append((name, i))
             continue
-        inc = m.group(1)
+        inc = swap.get(m.group(1), m.group(1))
         if inc in seen:
             raise ShaderError(f"{name}:{i}: {inc} is included twice")
         seen.add(inc)
@@ -80,6 +104,11 @@ def load(name: str) -> ShaderSource:
                 raise ShaderError(f"{inc}:{j}: included files may not use directives")
             lines.append(sub)
             where.append((inc, j))
+    if enable:
+        for ext in enable:
+            if not re.fullmatch(r"[a-z0-9_]+", ext):
+                raise ShaderError(f"{name}: invalid enable directive {ext!r}")
+        lines[0] = " ".join(f"enable {e};" for e in enable) + " " + lines[0]
     return ShaderSource(name, "\n".join(lines) + "\n", tuple(where))
 
 
@@ -99,9 +128,15 @@ def describe_error(src: ShaderSource, exc: BaseException) -> str:
     return f"{src.name}: {text.strip()}"
 
 
-def create_module(device, name: str):  # -> wgpu.GPUShaderModule
-    """Compile shader `name` on `device`; raise ShaderError naming the .wgsl file and line."""
-    src = load(name)
+# WGSL extensions that naga (wgpu-py 0.32) rejects in an `enable` directive although the
+# device feature makes the builtins available: leave the directive out natively.
+NAGA_IMPLICIT = frozenset({"subgroups"})
+
+
+def create_module(device, name: str, includes: dict[str, str] | None = None, enable: list[str] | tuple[str, ...] = ()):
+    """Compile shader `name` (a variant of it, per includes/enable) on `device`; raise
+    ShaderError naming the .wgsl file and line."""
+    src = load(name, includes, [e for e in enable if e not in NAGA_IMPLICIT])
     try:
         return device.create_shader_module(label=name, code=src.code)
     except Exception as exc:  # wgpu raises GPUValidationError (and friends) for bad WGSL

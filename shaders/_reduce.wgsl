@@ -1,0 +1,79 @@
+// Shared helper (included with `//!include _reduce.wgsl`): workgroup-wide reductions through
+// workgroup memory (a tree of barriers), the path that needs no optional feature. The plan
+// swaps in _reduce_sg.wgsl (same functions, subgroup operations) where the adapter offers
+// subgroups. The including file declares WG (a power of two <= 256) as override or const.
+// Call from uniform control flow (barriers); every result is workgroup-uniform.
+
+var<workgroup> red_f: array<f32, 256>;
+var<workgroup> red_u: array<u32, 256>;
+
+// Sum of v over the workgroup.
+fn wg_sum(v: f32, lid: u32) -> f32 {
+    red_f[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red_f[lid] += red_f[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_f[0]);
+    workgroupBarrier();
+    return r;
+}
+
+// Maximum of v over the workgroup.
+fn wg_max(v: f32, lid: u32) -> f32 {
+    red_f[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red_f[lid] = max(red_f[lid], red_f[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_f[0]);
+    workgroupBarrier();
+    return r;
+}
+
+// Sum of v over the workgroup (u32).
+fn wg_sum_u(v: u32, lid: u32) -> u32 {
+    red_u[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red_u[lid] += red_u[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_u[0]);
+    workgroupBarrier();
+    return r;
+}
+
+// (largest v, its index i) over the workgroup; ties go to the lowest index (as numpy.argmax).
+struct ArgMax {
+    v: f32,
+    i: u32,
+}
+
+fn wg_argmax(v: f32, i: u32, lid: u32) -> ArgMax {
+    red_f[lid] = v;
+    red_u[lid] = i;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            let ov = red_f[lid + s];
+            let oi = red_u[lid + s];
+            if (ov > red_f[lid] || (ov == red_f[lid] && oi < red_u[lid])) {
+                red_f[lid] = ov;
+                red_u[lid] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+    let r = ArgMax(workgroupUniformLoad(&red_f[0]), workgroupUniformLoad(&red_u[0]));
+    workgroupBarrier();
+    return r;
+}

@@ -12,7 +12,7 @@ APT_RUN=(python3 python3-venv python3-pip mesa-vulkan-drivers libvulkan1
   libxkbcommon-x11-0 libxcb-xinerama0 libxcb-shape0 libxcb-randr0 libxcb-xfixes0
   libegl1 libgl1 libfontconfig1 libdbus-1-3 libnss3 libxcomposite1 libxdamage1
   libxrandr2 libxtst6 libxkbfile1 libasound2)
-APT_TEST=(chromium xvfb xauth imagemagick)
+APT_TEST=(chromium xvfb)
 
 need=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -24,7 +24,11 @@ if command -v dpkg-query >/dev/null 2>&1; then
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    avail=()
+    for p in "${need[@]}"; do  # names differ between Debian releases (e.g. libasound2t64)
+      if apt-cache show "$p" >/dev/null 2>&1; then avail+=("$p"); else echo "note: apt has no $p; skipping" >&2; fi
+    done
+    [ ${#avail[@]} -gt 0 ] && $SUDO apt-get install -y -qq --no-install-recommends "${avail[@]}" >/dev/null
   fi
 fi
 

@@ -42,13 +42,21 @@ def write_tiny_gguf(
     shape_override: dict[str, tuple[int, ...]] | None = None,
     type_override: dict[str, QT] | None = None,
     tied: bool = True,
+    n_vocab: int | None = None,
+    embd_qtype: QT | None = None,
+    rope_base: float = 10000.0,
     edit: Callable[[gguf.GGUFWriter], None] | None = None,
 ) -> Path:
     """Write a random llama-shaped GGUF. `drop` omits a tensor; `shape_override` writes a
-    tensor with another (numpy-order) shape; `type_override` stores a tensor in another type."""
+    tensor with another (numpy-order) shape; `type_override` stores a tensor in another type.
+    With real dimensions (see `smollm2_shaped`) it stands in for a model that is too big to
+    ship, e.g. for speed measurements on another machine."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     tokens, types, merges = tiny_vocab()
+    if n_vocab is not None and n_vocab > len(tokens):  # pad to a real model's vocabulary size
+        tokens = tokens + [f"<pad_{i}>" for i in range(n_vocab - len(tokens))]
+        types = types + [1] * (n_vocab - len(types))
     n_vocab = len(tokens)
     head_dim = n_embd // n_head
     w = gguf.GGUFWriter(str(path), arch)
@@ -59,7 +67,7 @@ def write_tiny_gguf(
     w.add_feed_forward_length(n_ff)
     w.add_head_count(n_head)
     w.add_head_count_kv(n_head_kv)
-    w.add_rope_freq_base(10000.0)
+    w.add_rope_freq_base(rope_base)
     w.add_rope_dimension_count(head_dim)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_tokenizer_model("gpt2")
@@ -100,7 +108,7 @@ def write_tiny_gguf(
             w.add_tensor(name, arr)
             continue
         arr = (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
-        t = (type_override or {}).get(name, qtype)
+        t = (type_override or {}).get(name, embd_qtype if name == "token_embd.weight" and embd_qtype else qtype)
         if t == QT.F32:
             w.add_tensor(name, arr)
         elif t == QT.F16:
@@ -114,3 +122,12 @@ def write_tiny_gguf(
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def smollm2_shaped(path: str | Path, seed: int = 0) -> Path:
+    """A random model with SmolLM2-135M's exact shapes and quant types (Q4_1 blocks, Q8_0
+    tied embedding): same bytes moved and dispatches as the real one, different answers."""
+    return write_tiny_gguf(
+        path, n_layer=30, n_embd=576, n_head=9, n_head_kv=3, n_ff=1536, qtype=QT.Q4_1,
+        embd_qtype=QT.Q8_0, n_vocab=49152, rope_base=100000.0, seed=seed,
+    )

@@ -4,7 +4,9 @@
 // become per-lane memory on CPU rasterizers (lavapipe, SwiftShader) and spill on GPUs.
 // The including file declares `x: array<vec4<f32>>` (rows of K floats), the override TT
 // (token rows per invocation, 1..4) and `fn in_scale(j: u32) -> vec4<f32>`, a per-column
-// factor applied to x (the RMSNorm weight, or 1). Each dot of four raw quant values
+// factor applied to x (the RMSNorm weight, or 1); matmul_rows' `inv` is a per-token factor (the
+// RMSNorm scale, or 1), applied before the inputs are rounded to hf: normalized inputs stay in
+// f16 range where the raw residual stream may not. Each dot of four raw quant values
 // with four inputs is taken in hf (_prec.wgsl: f32, or f16 on the shader-f16 path) and summed
 // in f32; a block's scale applies once: sum(w x) = d sum(q x) + m sum(x).
 
@@ -13,7 +15,7 @@ struct Acc {
     b: vec4<f32>,  // row r1, tokens t0 .. t0+3
 }
 
-fn matmul_rows(r0: u32, r1: u32, t0: u32, n_tok: u32) -> Acc {
+fn matmul_rows(r0: u32, r1: u32, t0: u32, n_tok: u32, inv: vec4<f32>) -> Acc {
     let k4 = K / 4u;
     let last = n_tok - 1u;
     let o0 = min(t0, last) * k4;
@@ -37,14 +39,14 @@ fn matmul_rows(r0: u32, r1: u32, t0: u32, n_tok: u32) -> Acc {
                 let w1 = qv(u1, e);
                 let j = b * 8u + gi * per + e;
                 let g = in_scale(j);
-                let x0 = hf4(x[o0 + j] * g);
+                let x0 = hf4(x[o0 + j] * (g * inv.x));
                 pa.x += f32(dot(w0, x0));
                 pc.x += f32(dot(w1, x0));
                 if (qhas_m()) {
                     xs.x += f32(dot(x0, one));
                 }
                 if (TT > 1u) {
-                    let x1 = hf4(x[o1 + j] * g);
+                    let x1 = hf4(x[o1 + j] * (g * inv.y));
                     pa.y += f32(dot(w0, x1));
                     pc.y += f32(dot(w1, x1));
                     if (qhas_m()) {
@@ -52,7 +54,7 @@ fn matmul_rows(r0: u32, r1: u32, t0: u32, n_tok: u32) -> Acc {
                     }
                 }
                 if (TT > 2u) {
-                    let x2 = hf4(x[o2 + j] * g);
+                    let x2 = hf4(x[o2 + j] * (g * inv.z));
                     pa.z += f32(dot(w0, x2));
                     pc.z += f32(dot(w1, x2));
                     if (qhas_m()) {
@@ -60,7 +62,7 @@ fn matmul_rows(r0: u32, r1: u32, t0: u32, n_tok: u32) -> Acc {
                     }
                 }
                 if (TT > 3u) {
-                    let x3 = hf4(x[o3 + j] * g);
+                    let x3 = hf4(x[o3 + j] * (g * inv.w));
                     pa.w += f32(dot(w0, x3));
                     pc.w += f32(dot(w1, x3));
                     if (qhas_m()) {

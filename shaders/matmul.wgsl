@@ -36,7 +36,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let r1 = min(r0 + half, M - 1u);
-    let acc = matmul_rows(r0, r1, t0, step.n_tokens);
+    let acc = matmul_rows(r0, r1, t0, step.n_tokens, vec4<f32>(1.0));
     let nt = min(TT, step.n_tokens - t0);
     for (var t = 0u; t < nt; t++) {
         let o = (t0 + t) * M;

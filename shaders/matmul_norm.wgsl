@@ -49,16 +49,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let r1 = min(r0 + half, M - 1u);
-    let acc = matmul_rows(r0, r1, t0, step.n_tokens);
+    let acc = matmul_rows(r0, r1, t0, step.n_tokens, inv);
     let nt = min(TT, step.n_tokens - t0);
     for (var t = 0u; t < nt; t++) {
         var o = (t0 + t) * M;
         if (LAST_ONLY) {
             o = 0u;
         }
-        y[o + r0] = acc.a[t] * inv[t];
+        y[o + r0] = acc.a[t];
         if (r0 + half < M) {
-            y[o + r0 + half] = acc.b[t] * inv[t];
+            y[o + r0 + half] = acc.b[t];
         }
     }
 }

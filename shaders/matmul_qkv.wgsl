@@ -59,7 +59,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     if (p >= n_pair) {
         return;
     }
-    let acc = matmul_rows(p, p + n_pair, t0, step.n_tokens);
+    let acc = matmul_rows(p, p + n_pair, t0, step.n_tokens, inv);
     let nt = min(TT, step.n_tokens - t0);
     let hh = HD / 2u;
     let pq = NQ / 2u;
@@ -87,8 +87,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     for (var t = 0u; t < nt; t++) {
-        var v0 = acc.a[t] * inv[t];
-        var v1 = acc.b[t] * inv[t];
+        var v0 = acc.a[t];
+        var v1 = acc.b[t];
         let pos = step.n_past + t0 + t;
         if (region < 2u) {
             let cs = rope[pos * hh + j];

@@ -44,9 +44,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     if (r >= n) {
         return;
     }
-    let acc = matmul_rows(r, r + n, t0, step.n_tokens);
-    let gate = acc.a * inv;
-    let up = acc.b * inv;
+    let acc = matmul_rows(r, r + n, t0, step.n_tokens, inv);
+    let gate = acc.a;
+    let up = acc.b;
     let h = gate / (1.0 + exp(-gate)) * up;
     let nt = min(TT, step.n_tokens - t0);
     for (var t = 0u; t < nt; t++) {

@@ -14,7 +14,16 @@ from companion.sampling import Sampler, SamplingParams
 pytestmark = pytest.mark.gpu
 
 F32_TOL = 0.05  # max |logit difference| on the f32 path
+F16_TOL = 0.5  # max |logit difference| on the f16 paths (same top-1 where the margin is clear)
 STEPS = 6  # generated positions checked per prompt (lavapipe on 2 cores is slow)
+VARIANT_STEPS = 3  # per prompt and feature set
+# feature sets of the whole-model parity test: COMPANION_GPU_FEATURES value, features the plan uses
+FEATURE_SETS = {
+    "f32": ("none", []),
+    "subgroups": ("subgroups", ["subgroups"]),
+    "f16": ("f16", ["shader-f16"]),
+    "f16+subgroups": ("f16,subgroups", ["shader-f16", "subgroups"]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +44,7 @@ def model():
 def engine(gpu_adapter_info, model):
     from companion.gpu.native import NativeEngine
 
-    eng = NativeEngine(model, n_ctx=256, max_batch=32)
+    eng = NativeEngine(model, n_ctx=256, max_batch=32, features="none")  # the f32 path
     yield eng
     eng.close()
 
@@ -83,6 +92,50 @@ def test_teacher_forced_parity(engine, reference, golden, i):
     assert (got.argmax(1) == want.argmax(1))[clear].all()
     # the golden greedy ids are what both engines pick where the margin is clear
     assert (got.argmax(1)[clear] == np.array(gen)[clear]).all()
+
+
+@pytest.fixture(scope="module")
+def reference_steps(reference, golden) -> list[np.ndarray]:
+    """Reference logits (S, V) per golden prompt: after the prompt, then teacher-forced steps."""
+    out = []
+    for p in golden["prompts"]:
+        reference.reset()
+        rows = [reference.eval(p["prompt_token_ids"])]
+        for t in p["generated_token_ids"][: VARIANT_STEPS - 1]:
+            rows.append(reference.eval([t]))
+        out.append(np.stack(rows))  # (S, V)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fs", list(FEATURE_SETS))
+def test_feature_set_parity(gpu_features, model, reference_steps, golden, fs):
+    """Whole-model logits of each kernel variant set at teacher-forced steps of every golden
+    prompt: f32 paths within F32_TOL, f16 paths within F16_TOL and the same top-1 where the
+    reference margin is >= 0.25."""
+    from companion.gpu.native import NativeEngine
+
+    allow, feats = FEATURE_SETS[fs]
+    if any(f not in gpu_features for f in feats):
+        pytest.skip(f"adapter lacks {feats}")
+    eng = NativeEngine(model, n_ctx=256, max_batch=32, features=allow)
+    try:
+        assert eng.plan.features == feats
+        worst = 0.0
+        for p, want in zip(golden["prompts"], reference_steps, strict=True):
+            eng.reset()
+            got = [eng.eval(p["prompt_token_ids"])]  # batched prefill program
+            for t in p["generated_token_ids"][: VARIANT_STEPS - 1]:
+                got.append(eng.eval([t]))  # decode program
+            g = np.stack(got)  # (S, V)
+            worst = max(worst, float(np.abs(g - want).max()))
+            top2 = np.sort(want, axis=1)[:, -2:]
+            clear = top2[:, 1] - top2[:, 0] >= 0.25
+            assert (g.argmax(1) == want.argmax(1))[clear].all(), fs
+        print(f"\n{fs}: max |logit difference| {worst:.4f}")
+        assert worst <= (F16_TOL if "shader-f16" in feats else F32_TOL), (fs, worst)
+    finally:
+        eng.close()
 
 
 @pytest.mark.slow

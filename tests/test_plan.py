@@ -173,3 +173,82 @@ def test_include_rule(tmp_path, monkeypatch):
             shaders.load("twice.wgsl")
     finally:
         shaders.clear_cache()
+
+
+# ----------------------------------------------------------------------------- optional features
+
+LAVAPIPE_FEATURES = ["shader-f16", "subgroup", "timestamp-query"]  # wgpu-py names, as offered
+
+
+def _composed(plan: Plan) -> list[str]:
+    """Composed code of every pipeline, comments removed."""
+    out = []
+    for p in plan.pipelines:
+        code = shaders.load(p.shader, p.includes, p.enable).code
+        out.append("\n".join(line.split("//")[0] for line in code.splitlines()))
+    return out
+
+
+@pytest.mark.parametrize("offered,allow,why", [
+    (LAVAPIPE_FEATURES, "none", "not allowed"),
+    ([], "auto", "adapter lacks"),
+])
+def test_without_features_the_plan_is_f32_only(offered, allow, why, caplog):
+    from companion.model import load_model
+
+    with caplog.at_level("INFO", logger="companion.gpu.builder"):
+        plan = build_plan(load_model(None), n_ctx=64, max_batch=8, features=offered, allow=allow).plan
+    assert plan.features == []
+    assert all(p.includes == {} and p.enable == [] for p in plan.pipelines)
+    for code in _composed(plan):
+        assert "f16" not in code and "subgroup" not in code and "enable" not in code
+    for short, feat in (("f16", "shader-f16"), ("subgroups", "subgroups")):
+        reason = next(r.getMessage() for r in caplog.records if r.getMessage().startswith(f"plan: {short} kernels off"))
+        assert why in reason and feat in reason and "f32 path" in reason
+    assert any(why in n for n in plan.notes)
+
+
+def test_features_follow_adapter_and_allow_list(monkeypatch):
+    from companion.gpu.builder import choose_features, parse_allowed
+
+    assert choose_features(LAVAPIPE_FEATURES, "auto")[0] == ["shader-f16", "subgroups"]
+    # headless Chromium's SwiftShader: subgroups, no shader-f16
+    used, why = choose_features(["subgroups", "timestamp-query"], "auto")
+    assert used == ["subgroups"] and "lacks shader-f16" in why[0]
+    assert choose_features(LAVAPIPE_FEATURES, "f16")[0] == ["shader-f16"]
+    assert choose_features(LAVAPIPE_FEATURES, ["subgroups"])[0] == ["subgroups"]
+    monkeypatch.setenv("COMPANION_GPU_FEATURES", "subgroups")
+    used, why = choose_features(LAVAPIPE_FEATURES)
+    assert used == ["subgroups"] and "COMPANION_GPU_FEATURES=subgroups" in why[0]
+    assert parse_allowed("F16, subgroups") == {"shader-f16", "subgroups"}
+    assert parse_allowed("auto") is None and parse_allowed("none") == set()
+    with pytest.raises(ValueError, match="unknown GPU feature"):
+        parse_allowed("f64")
+
+
+def test_feature_variants_in_the_plan():
+    """Each variant is a helper swap plus the WGSL enable directives Chromium needs; the f16 KV
+    cache is half the bytes; the composed code keeps the file's line numbers."""
+    from companion.model import load_model
+
+    model = load_model(None)
+    f32 = build_plan(model, n_ctx=64, max_batch=8, features=[], allow="auto").plan
+    both = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="auto").plan
+    assert both.features == ["shader-f16", "subgroups"]
+    assert both.dispatch_count("decode") == f32.dispatch_count("decode")
+    assert both.buffer("blk.0.k_cache").size * 2 == f32.buffer("blk.0.k_cache").size
+    by = {p.shader: p for p in both.pipelines}
+    assert by["attention.wgsl"].includes == {"_prec.wgsl": "_prec_f16.wgsl", "_reduce.wgsl": "_reduce_sg.wgsl"}
+    assert by["attention.wgsl"].enable == ["f16", "subgroups"]
+    assert by["sample.wgsl"].enable == ["subgroups"] and by["matmul.wgsl"].enable == ["f16"]
+    src = shaders.load("attention.wgsl", by["attention.wgsl"].includes, by["attention.wgsl"].enable)
+    assert src.code.startswith("enable f16; enable subgroups; //")
+    assert len(src.code.splitlines()) == len(src.line_map)  # the enable line added no line
+    assert "subgroupMax" in src.code and "_reduce_sg.wgsl" in {f for f, _ in src.line_map}
+    again = Plan.from_json(both.to_json())
+    assert again == both
+    # a plan without the new fields (written before them) still reads, as the f32 path
+    data = f32.model_dump()
+    for p in data["pipelines"]:
+        del p["includes"], p["enable"]
+    assert Plan.model_validate(data) == f32

@@ -52,49 +52,62 @@ MAX_BATCH = 64  # token rows per prefill chunk, as NativeEngine
 
 
 class PlanAssets:
-    """The plan for one model and the bytes it refers to, built once on first request and
-    served by the loopback server: /plan.json (the plan plus each GGUF tensor's file offset)
-    and /plan/blob/<name>."""
+    """The plan for one model and the bytes it refers to, served by the loopback server:
+    /plan.json?features=... (built for the page's adapter, plus each GGUF tensor's file offset)
+    and /plan/blob/<name> (the blobs of the plan built last)."""
 
-    def __init__(self, model, n_ctx: int, max_batch: int = MAX_BATCH, features: Sequence[str] = ()):
+    def __init__(self, model, n_ctx: int, max_batch: int = MAX_BATCH, allow: str | Sequence[str] | None = None):
+        from companion.gpu.builder import MAX_HIST
+
         self.model = model
-        self.n_ctx = n_ctx
+        cfg = model.config
+        self.n_ctx = min(n_ctx, cfg.n_ctx_train) if cfg.n_ctx_train else n_ctx  # as build_plan
         self.max_batch = max_batch
-        # f32 kernels everywhere unless told otherwise: the page's adapter is only known later
-        self.features = tuple(features)
+        self.allow = allow  # features the user permits (None: COMPANION_GPU_FEATURES, default all)
+        self.info = {"n_ctx": self.n_ctx, "n_vocab": cfg.n_vocab, "max_hist": MAX_HIST}
         self._lock = threading.Lock()
-        self._built: Any = None
+        self._key: tuple[str, ...] | None = None
+        self._built: Any = None  # companion.gpu.builder.BuiltPlan of the last request
         self._json: dict[str, Any] | None = None
 
-    @property
-    def built(self):  # -> companion.gpu.builder.BuiltPlan
+    def build(self, features: Sequence[str] = ()):  # -> companion.gpu.builder.BuiltPlan
+        """The plan for an adapter offering `features` (WebGPU names); the last one is kept."""
+        from companion.gpu.builder import choose_features
+
+        key = tuple(sorted(choose_features(features, self.allow)[0]))  # the variants it picks
         with self._lock:
-            if self._built is None:
+            if self._built is None or key != self._key:
                 from companion.gpu.builder import build_plan
 
-                self._built = build_plan(self.model, n_ctx=self.n_ctx, max_batch=self.max_batch, features=self.features)
+                self._built, self._json = None, None  # one set of blobs in memory at a time
+                self._built = build_plan(self.model, n_ctx=self.n_ctx, max_batch=self.max_batch, features=key, allow=self.allow)
+                self._key = key
             return self._built
 
-    def plan_json(self) -> dict[str, Any]:
+    def plan_json(self, features: Sequence[str] = ()) -> dict[str, Any]:
         """The plan as JSON data, with `gguf_offsets`: absolute file offsets of the tensors its
         GGUF sources name (the page fetches those byte ranges from /model/blob)."""
-        if self._json is None:
-            plan = self.built.plan
-            data = plan.model_dump(mode="json")
-            names = {b.source.tensor for b in plan.buffers if b.source is not None and b.source.kind == "gguf"}
-            data["gguf_offsets"] = {n: int(self.model.tensors[n].offset) for n in sorted(names)}
-            self._json = data
-        return self._json
+        built = self.build(features)
+        with self._lock:
+            if self._json is None:
+                plan = built.plan
+                data = plan.model_dump(mode="json")
+                names = {b.source.tensor for b in plan.buffers if b.source is not None and b.source.kind == "gguf"}
+                data["gguf_offsets"] = {n: int(self.model.tensors[n].offset) for n in sorted(names)}
+                self._json = data
+            return self._json
+
+    @property
+    def plan(self):  # -> companion.gpu.plan.Plan | None
+        """The plan built last (None before the page asked for one)."""
+        return None if self._built is None else self._built.plan
 
     def blob(self, name: str) -> memoryview | None:
-        arr = self.built.blobs.get(name)
+        built = self._built
+        arr = None if built is None else built.blobs.get(name)
         if arr is None:
             return None
         return memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)
-
-    @property
-    def plan_model(self) -> dict[str, Any]:
-        return dict(self.built.plan.model)
 
 
 class BrowserEngine(Engine):
@@ -116,7 +129,7 @@ class BrowserEngine(Engine):
         self.report = report
         self.publish = publish  # relays the page's load progress to every page (the load bar)
         self._on_close = on_close
-        info = assets.plan_model
+        info = assets.info
         self._n_ctx = int(info["n_ctx"])
         self._n_vocab = int(info["n_vocab"])
         self._max_hist = int(info["max_hist"])
@@ -127,6 +140,8 @@ class BrowserEngine(Engine):
         self.load_seconds = 0.0
         self.last_ms: float | None = None  # time the page measured for the last request
         self.stats: dict[str, float] = {}  # for `companion bench`: the page's own timings
+        self.features: list[str] = []  # WebGPU features the loaded plan uses
+        self.notes: list[str] = []  # the plan's notes (why a variant fell back to f32)
 
     # -- Engine
     @property
@@ -164,6 +179,12 @@ class BrowserEngine(Engine):
             except PageExecutorError as exc:
                 self._fail(str(exc))
         self._adapter = getattr(reply, "adapter", "") or "WebGPU"
+        plan = self.assets.plan
+        if plan is not None:
+            self.notes = list(plan.notes)
+            self.features = list(plan.features)
+            for n in plan.notes:
+                log.info("browser plan: %s", n)
         self._loaded = True
         self._n_past = 0
         self.load_seconds = time.perf_counter() - t0

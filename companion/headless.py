@@ -3,7 +3,7 @@
 Each engine (reference, native, browser) is run teacher-forced on the golden prompts
 (companion.parity) and checked against llama.cpp's top-5 logits; the GPU engines are also
 checked against the numpy reference over the whole vocabulary at every position, where f32
-kernels must agree to F32_TOLERANCE. An engine that cannot start here (no adapter, no
+kernels must agree to F32_TOLERANCE (F16_TOLERANCE for a plan using shader-f16). An engine that cannot start here (no adapter, no
 Chromium) is reported as unavailable: that fails the run only under CI=true (where lavapipe
 and headless Chromium are installed and all three must run), when it is the reference, or
 when it is the engine the settings name explicitly.
@@ -27,6 +27,7 @@ from companion.settings import Settings
 
 ENGINES = ("reference", "native", "browser")
 F32_TOLERANCE = 0.05  # largest |engine - reference| logit allowed for an f32 GPU path
+F16_TOLERANCE = 0.5  # the same for a plan with f16 inner products and an f16 KV cache
 _BUNDLED = Path(__file__).resolve().parent / "data" / "smollm2_golden.json"
 _GOLDEN_NAME = Path("shared") / "golden" / "smollm2_golden.json"
 
@@ -54,6 +55,8 @@ class EngineResult(BaseModel):
     top1_golden_clear: str = ""  # "agree/steps" where llama.cpp's margin is clear
     top1_golden_all: str = ""  # "agree/steps" over every step
     top1_reference: str = ""  # "agree/positions" with the reference's argmax
+    kernels: str = ""  # the plan's kernel variants: "f32", or its WebGPU features
+    tolerance: float | None = None  # the max |Δ| reference allowed for those kernels
     reason: str = ""  # why it failed or could not run
     required: bool = False  # an unavailable engine fails the run
 
@@ -133,6 +136,8 @@ def run_engines(
             results.append(EngineResult(engine=name, status="error", reason=str(exc), required=required))
             continue
         load_s = time.perf_counter() - t0
+        feats = _plan_features(eng)
+        tol = F16_TOLERANCE if "shader-f16" in feats else F32_TOLERANCE
         rec = _Recorder(eng)
         progress(f"{name}: running the golden prompts on {eng.adapter}")
         try:
@@ -153,11 +158,16 @@ def run_engines(
             top1_golden_clear=f"{sum(p.top1_agree_clear for p in ps)}/{sum(p.clear_steps for p in ps)}",
             top1_golden_all=f"{sum(p.top1_agree_all for p in ps)}/{sum(p.steps for p in ps)}",
             required=required,
+            kernels=", ".join(feats) or ("f32" if name != "reference" else "numpy"),
+            tolerance=None if name == "reference" else tol,
         )
         reasons = []
         if not report.passed:
             bad = [str(p.index) for p in ps if not p.ok]
             reasons.append(f"golden parity failed (prompts {', '.join(bad) or '-'}; tokenizer mismatches {len(report.raw_tokenization_mismatches)})")
+        bad_rows = sum(int(not np.isfinite(r).all()) for r in rec.rows)
+        if bad_rows:
+            reasons.append(f"{bad_rows} of {len(rec.rows)} logits rows hold NaN or infinity")
         if ref_rows is None:
             ref_rows = rec.rows
         else:
@@ -168,13 +178,22 @@ def run_engines(
                 agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in zip(rec.rows, ref_rows, strict=True))
                 res.max_abs_diff_reference = round(diff, 5)
                 res.top1_reference = f"{agree}/{len(ref_rows)}"
-                if diff > F32_TOLERANCE:
-                    reasons.append(f"logits differ from the reference by {diff:.4f} > {F32_TOLERANCE}")
+                if not diff <= tol:  # NaN fails too
+                    reasons.append(f"logits differ from the reference by {diff:.4f} > {tol} ({res.kernels} kernels)")
         if reasons:
             res.status = "fail"
             res.reason = "; ".join(reasons)
         results.append(res)
     return results
+
+
+def _plan_features(engine: Engine) -> list[str]:
+    """WebGPU features the engine's plan uses (its kernel variants); [] for f32 or numpy."""
+    feats = getattr(engine, "features", None)
+    if feats is None:
+        plan = getattr(engine, "plan", None)
+        feats = getattr(plan, "features", None)
+    return sorted(str(f) for f in feats) if isinstance(feats, list | tuple) else []
 
 
 def _print_table(results: list[EngineResult], golden: Path, passed: bool) -> None:
@@ -184,7 +203,8 @@ def _print_table(results: list[EngineResult], golden: Path, passed: bool) -> Non
     t = Table(title=f"companion --headless · {golden}")
     t.add_column("engine")
     t.add_column("adapter", max_width=34, overflow="ellipsis", no_wrap=True)
-    for col in ("load s", "tok/s", "max|Δ| llama.cpp", "max|Δ| ref", "top-1 clear", "top-1 ref", "result"):
+    t.add_column("kernels")
+    for col in ("load s", "tok/s", "max|Δ| llama.cpp", "max|Δ| ref (tol)", "top-1 clear", "top-1 ref", "result"):
         t.add_column(col, justify="right")
 
     def num(v: float | None, fmt: str) -> str:
@@ -194,8 +214,9 @@ def _print_table(results: list[EngineResult], golden: Path, passed: bool) -> Non
     for r in results:
         mark = marks.get(r.status) or ("[red]UNAVAILABLE[/]" if r.required else "[yellow]unavailable[/]")
         t.add_row(
-            r.engine, r.adapter or "—", num(r.load_s, ".1f"), num(r.tokens_per_s, ".1f"),
-            num(r.max_abs_diff_golden, ".4f"), num(r.max_abs_diff_reference, ".5f"),
+            r.engine, r.adapter or "—", r.kernels or "—", num(r.load_s, ".1f"), num(r.tokens_per_s, ".1f"),
+            num(r.max_abs_diff_golden, ".4f"),
+            "—" if r.max_abs_diff_reference is None else f"{r.max_abs_diff_reference:.5f} ({r.tolerance:g})",
             r.top1_golden_clear or "—", r.top1_reference or "—", mark,
         )  # fmt: skip
     import sys
@@ -225,7 +246,7 @@ def run_headless(
     passed = not any(r.failed for r in results)
     if as_json:
         print(json.dumps({
-            "golden": str(golden), "passed": passed, "f32_tolerance": F32_TOLERANCE,
+            "golden": str(golden), "passed": passed, "f32_tolerance": F32_TOLERANCE, "f16_tolerance": F16_TOLERANCE,
             "engines": [r.model_dump() for r in results],
         }))  # fmt: skip
     else:

@@ -42,9 +42,7 @@ def plan_assets(model):
     """The default model's plan, built once for every browser test."""
     from companion.browser_engine import PlanAssets
 
-    assets = PlanAssets(model, N_CTX)
-    assets.plan_json()
-    return assets
+    return PlanAssets(model, N_CTX)
 
 
 @dataclass

@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import hmac
+import inspect
 import logging
 import mimetypes
 import os
@@ -157,7 +159,7 @@ class MemoryHook(Protocol):
     def forget(self, memory_id: int) -> None: ...
 
 
-PlanHook = Callable[[], dict[str, Any]]
+PlanHook = Callable[..., dict[str, Any]]  # () -> plan; with ?features=a,b: (features=[a, b])
 BlobHook = Callable[[str], Any]  # blob name -> bytes-like (the plan's builder blobs), or None
 
 
@@ -409,7 +411,12 @@ class BridgeServer:
     async def _plan(self, request: web.Request) -> web.StreamResponse:
         if self.plan is None:
             raise web.HTTPNotFound(text="this app provides no plan (no browser engine)")
-        plan = await asyncio.get_running_loop().run_in_executor(None, self.plan)
+        hook = self.plan
+        offered = request.query.get("features")  # the page's adapter features: build for them
+        if offered is not None and _takes_features(self.plan):
+            names = [f for f in offered.split(",") if f][:64]
+            hook = functools.partial(self.plan, features=names)
+        plan = await asyncio.get_running_loop().run_in_executor(None, hook)
         return web.json_response(plan)
 
     async def _plan_blob(self, request: web.Request) -> web.StreamResponse:
@@ -672,6 +679,15 @@ class _End:
     status: str
     stats: dict[str, Any]
     error: str | None
+
+
+def _takes_features(hook: Callable[..., Any]) -> bool:
+    """The plan hook accepts `features=` (older hooks take no arguments)."""
+    try:
+        params = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "features" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _end_message(turn: int, status: str, stats: dict[str, Any], error: str | None) -> Any:

@@ -57,13 +57,15 @@ export class WebGPUExecutor {
     if (!("gpu" in navigator) || !navigator.gpu) {
       throw new Error("WebGPU is not available in this browser (navigator.gpu is missing)");
     }
-    const planPromise = this.ctx.fetchPlan(req.plan_url || "/plan.json");
     const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
     if (!adapter) throw new Error("WebGPU offers no adapter here (navigator.gpu.requestAdapter() gave null)");
     const info = adapter.info || {};
     this.adapter = [info.description || info.device || info.vendor || "WebGPU adapter",
       info.architecture ? `(${info.architecture})` : ""].join(" ").trim() + " via WebGPU";
-    const plan = await planPromise;
+    // the plan is built for this adapter: its kernel variants follow the features offered
+    const base = req.plan_url || "/plan.json";
+    const offered = [...adapter.features].sort().join(",");
+    const plan = await this.ctx.fetchPlan(`${base}${base.includes("?") ? "&" : "?"}features=${encodeURIComponent(offered)}`);
     if (plan.version !== 1) throw new Error(`plan version ${plan.version} is not supported by this page (expected 1): reload it`);
     this.plan = plan;
 
@@ -115,13 +117,16 @@ export class WebGPUExecutor {
       if (!raw.has(f)) raw.set(f, this.ctx.fetchShader(f));
       return raw.get(f);
     };
-    const files = [...new Set(plan.pipelines.map((p) => p.shader))];
+    // one module per (shader, variant)
+    const variant = (p) => JSON.stringify([p.shader, Object.entries(p.includes || {}).sort(), p.enable || []]);
     const sources = new Map();
     const modules = new Map();
-    for (const f of files) {
-      const src = await composeShader(f, read);
-      sources.set(f, src);
-      modules.set(f, await compileShader(device, src));
+    for (const p of plan.pipelines) {
+      const key = variant(p);
+      if (modules.has(key)) continue;
+      const src = await composeShader(p.shader, read, p.includes || {}, p.enable || []);
+      sources.set(key, src);
+      modules.set(key, await compileShader(device, src));
     }
     const kinds = { "uniform": "uniform", "read-only-storage": "read-only-storage", "storage": "storage" };
     /** @type {Map<string, {pipeline: GPUComputePipeline, layout: GPUBindGroupLayout}>} */
@@ -142,10 +147,10 @@ export class WebGPUExecutor {
         pipeline = await device.createComputePipelineAsync({
           label: p.name,
           layout: device.createPipelineLayout({ label: p.name, bindGroupLayouts: [layout] }),
-          compute: { module: modules.get(p.shader), entryPoint: p.entry_point || "main", constants },
+          compute: { module: modules.get(variant(p)), entryPoint: p.entry_point || "main", constants },
         });
       } catch (e) {
-        throw new Error(`kernel ${p.name} (${p.shader}) failed to build: ${relocate(sources.get(p.shader), e.message)}`);
+        throw new Error(`kernel ${p.name} (${p.shader}) failed to build: ${relocate(sources.get(variant(p)), e.message)}`);
       }
       this.pipelines.set(p.name, { pipeline, layout });
       done += 1;

@@ -1,7 +1,8 @@
 // WGSL sources for the page executor: the one composition rule of companion/gpu/shaders.py
 // (a line that is exactly `//!include _name.wgsl` is replaced by that file; included files may
-// not include anything; each is included once) and compile messages mapped back to the real
-// .wgsl file and line.
+// not include anything; each is included once), a pipeline's feature variant (`includes`
+// swaps a helper for its variant, `enable` puts `enable <ext>;` in front of line 1 so line
+// numbers do not move) and compile messages mapped back to the real .wgsl file and line.
 
 const INCLUDE = /^\/\/!include (_[a-z0-9_]+\.wgsl)\s*$/;
 
@@ -16,9 +17,15 @@ const INCLUDE = /^\/\/!include (_[a-z0-9_]+\.wgsl)\s*$/;
  * Compose a kernel with its includes.
  * @param {string} name
  * @param {(file: string) => Promise<string>} read raw text of one shader file
+ * @param {Record<string, string>} [includes] helper swaps, e.g. {"_reduce.wgsl": "_reduce_sg.wgsl"}
+ * @param {string[]} [enable] WGSL extensions to declare, e.g. ["subgroups"]
  * @returns {Promise<ShaderSource>}
  */
-export async function composeShader(name, read) {
+export async function composeShader(name, read, includes = {}, enable = []) {
+  for (const [from, to] of Object.entries(includes)) {
+    if (!/^_[a-z0-9_]+\.wgsl$/.test(from) || !/^_[a-z0-9_]+\.wgsl$/.test(to)) throw new Error(`${name}: invalid include swap ${from} -> ${to}`);
+  }
+  for (const ext of enable) if (!/^[a-z0-9_]+$/.test(ext)) throw new Error(`${name}: invalid enable directive ${ext}`);
   const lines = [];
   /** @type {Array<[string, number]>} */
   const lineMap = [];
@@ -35,7 +42,7 @@ export async function composeShader(name, read) {
       lineMap.push([name, i + 1]);
       continue;
     }
-    const inc = m[1];
+    const inc = includes[m[1]] || m[1];
     if (seen.has(inc)) throw new Error(`${name}:${i + 1}: ${inc} is included twice`);
     seen.add(inc);
     const sub = (await read(inc)).split(/\r?\n/);
@@ -46,6 +53,7 @@ export async function composeShader(name, read) {
       lineMap.push([inc, j + 1]);
     });
   }
+  if (enable.length) lines[0] = enable.map((e) => `enable ${e};`).join(" ") + " " + lines[0];
   return { name, code: lines.join("\n") + "\n", lineMap };
 }
 

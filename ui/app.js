@@ -47,6 +47,7 @@ async function main() {
       banner(null);
       setName(welcome.character);
       chat.setCharacter(welcome.character);
+      chat.restore(welcome.history);
       showEngine({ engine: welcome.engine, adapter: welcome.adapter, phase: "ready", progress: 1 });
       chat.setStreaming(welcome.busy);
       document.body.dataset.ready = "1";

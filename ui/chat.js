@@ -139,8 +139,10 @@ export class ChatView {
     const parts = [];
     if (how === "stopped") parts.push("stopped");
     const s = m.stats || {};
-    if (typeof s.tokens === "number") parts.push(`${s.tokens} tokens`);
-    if (typeof s.tok_per_s === "number") parts.push(`${s.tok_per_s.toFixed(1)} tok/s`);
+    const tokens = s.generated_tokens ?? s.tokens;
+    const rate = s.decode_tok_per_s ?? s.tok_per_s;
+    if (typeof tokens === "number") parts.push(`${tokens} tokens`);
+    if (typeof rate === "number" && rate > 0) parts.push(`${rate.toFixed(1)} tok/s`);
     if (typeof s.engine === "string") parts.push(s.engine);
     r.meta.textContent = parts.join(" · ");
     if (how === "error") {
@@ -150,6 +152,25 @@ export class ChatView {
     }
     this.scroll();
     this.el.input.focus();
+  }
+
+  /** Show a stored conversation (welcome.history) in an empty view. */
+  restore(lines) {
+    if (!lines?.length || this.el.messages.querySelector(".msg")) return;
+    for (const line of lines) {
+      if (line.role === "user") { this.addUser(line.text); continue; }
+      this.hideEmpty();
+      const row = div(`msg msg-bot is-${line.status === "interrupted" ? "stopped" : "done"}`);
+      const who = div("who");
+      who.textContent = this.characterName;
+      const body = div("bubble");
+      body.textContent = line.text || "…";
+      const meta = div("meta");
+      if (line.status === "interrupted") meta.textContent = "interrupted";
+      row.append(who, body, meta);
+      this.el.messages.append(row);
+    }
+    this.scroll(true);
   }
 
   notice(text) {

@@ -64,6 +64,16 @@ class Hello(_Message):
     executor: bool = False  # this page will answer engine_load / engine_reset / generate
 
 
+class HistoryLine(BaseModel):
+    """One stored message of the open conversation, for a page that (re)connects."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["user", "assistant"]
+    text: str
+    status: str = "done"  # done | stopped | error | interrupted
+
+
 class Welcome(_Message):
     """Core → page, answer to hello: the state the page needs to draw itself."""
 
@@ -74,6 +84,7 @@ class Welcome(_Message):
     adapter: str  # where it runs, e.g. "llvmpipe (LLVM 15.0.7, 256 bits)"
     character: str = "Companion"  # display name of the active character
     busy: bool = False  # a reply is streaming right now (a reloaded page shows the stop button)
+    history: list[HistoryLine] = []  # the open conversation so far (greeting included)
 
 
 # --- conversation -----------------------------------------------------------------------------
@@ -301,6 +312,15 @@ class MemoryForget(_Message):
     id: int
 
 
+class MemoryEdit(_Message):
+    """Page → core: change one long-term memory's text and/or pin it into every prompt."""
+
+    type: Literal["memory_edit"] = "memory_edit"
+    id: int
+    text: str | None = Field(None, min_length=1, max_length=2000)
+    pinned: bool | None = None
+
+
 class MemoryItem(BaseModel):
     """One long-term memory as the panel shows it."""
 
@@ -309,6 +329,7 @@ class MemoryItem(BaseModel):
     id: int
     text: str
     created: str = ""  # ISO 8601
+    pinned: bool = False  # always in the prompt
 
 
 class Memories(_Message):
@@ -348,7 +369,7 @@ class Error(_Message):
 
 
 PAGE_MESSAGES: tuple[type[_Message], ...] = (
-    Hello, UserMessage, Stop, Reset, SettingsGet, SettingsSet, MemoryList, MemoryForget,
+    Hello, UserMessage, Stop, Reset, SettingsGet, SettingsSet, MemoryList, MemoryForget, MemoryEdit,
     Token, Logits, EngineAck, EngineFailed, EngineStatus, Ping, Pong, Error,
 )  # fmt: skip
 CORE_MESSAGES: tuple[type[_Message], ...] = (

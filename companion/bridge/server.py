@@ -57,6 +57,8 @@ from companion.bridge.messages import (
     Hello,
     Logits,
     Memories,
+    HistoryLine,
+    MemoryEdit,
     MemoryForget,
     MemoryItem,
     MemoryList,
@@ -158,6 +160,8 @@ class MemoryHook(Protocol):
 
     def forget(self, memory_id: int) -> None: ...
 
+    def edit(self, memory_id: int, text: str | None, pinned: bool | None) -> None: ...
+
 
 PlanHook = Callable[..., dict[str, Any]]  # () -> plan; with ?features=a,b: (features=[a, b])
 BlobHook = Callable[[str], Any]  # blob name -> bytes-like (the plan's builder blobs), or None
@@ -187,6 +191,7 @@ class BridgeServer:
         on_settings: Callable[[Settings], None] | None = None,  # called after a valid change
         memory: MemoryHook | None = None,  # the memory panel's data
         character: str = "Companion",  # display name in the page header
+        history: Callable[[], list[Any]] | None = None,  # the open conversation, for welcome
         ui_root: Traversable | None = None,  # default: package companion.ui
         shaders_root: Traversable | None = None,  # default: package companion.shaders
     ) -> None:
@@ -198,6 +203,7 @@ class BridgeServer:
         self.on_settings = on_settings
         self.memory = memory
         self.character = character
+        self.history = history
         self.ui_root = ui_root or ui_dir()
         self.shaders_root = shaders_root or shaders_dir()
         self.secret = secrets.token_urlsafe(32)
@@ -306,6 +312,8 @@ class BridgeServer:
         self.chat = chat
         self._engine_status = None  # the session's engine is the truth from now on
         self.publish(self._status_now())
+        if chat is not None:  # the character, greeting and stored turns arrive with the session
+            self.publish(self._welcome())
 
     def _status_now(self) -> EngineStatus:
         if self._engine_status is not None:
@@ -577,11 +585,18 @@ class BridgeServer:
                 None, self.memory.list, message.query
             )
             self._send_to(conn, Memories(items=items))
-        elif isinstance(message, MemoryForget):
+        elif isinstance(message, MemoryForget | MemoryEdit):
             if self.memory is None:
                 raise MessageRejected("unavailable", "memory is not enabled", message.type)
-            await asyncio.get_running_loop().run_in_executor(None, self.memory.forget, message.id)
-            items = await asyncio.get_running_loop().run_in_executor(None, self.memory.list, "")
+            loop = asyncio.get_running_loop()
+            try:
+                if isinstance(message, MemoryForget):
+                    await loop.run_in_executor(None, self.memory.forget, message.id)
+                else:
+                    await loop.run_in_executor(None, self.memory.edit, message.id, message.text, message.pinned)
+            except (KeyError, LookupError, CompanionError) as exc:
+                raise MessageRejected("invalid", str(exc) or f"no memory {message.id}", message.type) from exc
+            items = await loop.run_in_executor(None, self.memory.list, "")
             self._send_to(conn, Memories(items=items))
         elif isinstance(message, Token | Logits | EngineAck | EngineFailed | Pong):
             if not self.executor.resolve(message) and not isinstance(message, Pong):
@@ -603,7 +618,23 @@ class BridgeServer:
             adapter=status.adapter,
             character=self.character,
             busy=self._busy,
+            history=self._history_lines(),
         )
+
+    def _history_lines(self) -> list[HistoryLine]:
+        if self.history is None:
+            return []
+        try:
+            rows = self.history()
+        except Exception:  # noqa: BLE001 - a broken store must not break the handshake
+            log.exception("bridge: could not read the conversation history")
+            return []
+        lines = []
+        for r in rows[-200:]:
+            role = r.get("role")
+            if role in ("user", "assistant"):
+                lines.append(HistoryLine(role=role, text=str(r.get("content") or ""), status=str(r.get("status") or "done")))
+        return lines
 
     def _settings_message(self) -> SettingsValues:
         if self.settings is None:

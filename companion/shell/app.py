@@ -73,6 +73,14 @@ def run(settings: Settings, *, screenshot_path: Path | None = None, debug: bool 
             )
             return
         apply_settings(chat, settings)
+        mem = getattr(chat, "memory", None)
+        if mem is not None:
+            from companion.bridge.memory_hook import StoreMemoryHook
+
+            mem.greet()
+            server.memory = StoreMemoryHook(mem.store, mem.character_id)
+            server.history = mem.history
+            server.character = mem.store.character(mem.character_id).name
         server.set_chat(chat)
 
     threading.Thread(target=load, name="companion-load", daemon=True).start()

@@ -56,15 +56,7 @@ def _engine(settings: Settings, model, name: str | None = None, quiet: bool = Fa
 def _sampling(settings: Settings, seed: int | None):
     from companion.sampling import SamplingParams
 
-    return SamplingParams(
-        temperature=settings.temperature,
-        top_k=settings.top_k,
-        top_p=settings.top_p,
-        min_p=settings.min_p,
-        repeat_penalty=settings.repeat_penalty,
-        repeat_last_n=settings.repeat_last_n,
-        seed=seed if seed is not None else (settings.seed or 0),
-    )
+    return SamplingParams.from_settings(settings, seed)
 
 
 @click.group(cls=_Group, invoke_without_command=True)

@@ -4,6 +4,7 @@ repetition penalty, reproducible from a seed (llama.cpp's sampler chain order)."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -23,6 +24,19 @@ class SamplingParams(BaseModel):
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Any, seed: int | None = None) -> SamplingParams:
+        """The sampling knobs of a companion.settings.Settings (seed 0 = fresh per reply)."""
+        return cls(
+            temperature=settings.temperature,
+            top_k=settings.top_k,
+            top_p=settings.top_p,
+            min_p=settings.min_p,
+            repeat_penalty=settings.repeat_penalty,
+            repeat_last_n=settings.repeat_last_n,
+            seed=seed if seed is not None else (settings.seed or 0),
+        )
 
     @classmethod
     def greedy_params(cls) -> SamplingParams:

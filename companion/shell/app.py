@@ -23,15 +23,7 @@ def apply_settings(chat: Any, settings: Settings) -> None:
     if chat is None:
         return
     if hasattr(chat, "sampling"):
-        chat.sampling = SamplingParams(
-            temperature=settings.temperature,
-            top_k=settings.top_k,
-            top_p=settings.top_p,
-            min_p=settings.min_p,
-            repeat_penalty=settings.repeat_penalty,
-            repeat_last_n=settings.repeat_last_n,
-            seed=settings.seed or 0,  # 0: the session draws a fresh seed per reply
-        )
+        chat.sampling = SamplingParams.from_settings(settings)  # seed 0: fresh per reply
     if hasattr(chat, "max_new_tokens"):
         chat.max_new_tokens = settings.max_new_tokens
 

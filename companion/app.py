@@ -23,10 +23,10 @@ def build_session(
     long-term memories and the stored conversation build each prompt, and every turn is
     persisted; an explicit system_prompt replaces the character (and memory) for this session."""
     model = load_model(settings.model_path)
-    engine = create_engine(settings.engine, model, settings.context_length, settings.adapter, report)
+    engine = create_engine(settings.engine, model, settings.context_length, settings.adapter, report, settings.gpu_features)
     fallback = None
     if engine.name != "reference":
-        fallback = fallback_factory(model, settings.context_length, settings.adapter, report)
+        fallback = fallback_factory(model, settings.context_length, settings.adapter, report, settings.gpu_features)
     session = ChatSession(
         model,
         engine,

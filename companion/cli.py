@@ -50,7 +50,7 @@ def _engine(settings: Settings, model, name: str | None = None, quiet: bool = Fa
     from companion.engines import create_engine
 
     report: Callable[[str], None] = (lambda m: None) if quiet else _err
-    return create_engine(name or settings.engine, model, settings.context_length, settings.adapter, report)
+    return create_engine(name or settings.engine, model, settings.context_length, settings.adapter, report, settings.gpu_features)
 
 
 def _sampling(settings: Settings, seed: int | None):

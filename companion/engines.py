@@ -47,8 +47,10 @@ def create_engine(
     n_ctx: int = 2048,
     adapter: str | None = None,
     report: Callable[[str], None] = log.info,
+    features: str | None = None,
 ) -> Engine:
-    """An engine by name; `auto` decides and reports its choice."""
+    """An engine by name; `auto` decides and reports its choice. `features` limits the
+    optional GPU features the native kernels may use (None: COMPANION_GPU_FEATURES / auto)."""
     if name == "auto":
         name, reason = choose_engine(adapter)
         report(f"engine: {name} ({reason})")
@@ -59,7 +61,7 @@ def create_engine(
     if name == "native":
         from companion.gpu.native import NativeEngine
 
-        eng = NativeEngine(model, n_ctx=n_ctx, adapter=adapter)
+        eng = NativeEngine(model, n_ctx=n_ctx, adapter=adapter, features=features)
         report(f"engine: native on {eng.adapter}")
         return eng
     if name == "browser":
@@ -69,12 +71,14 @@ def create_engine(
     raise CompanionError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
 
 
-def fallback_factory(model: GGUFModel, n_ctx: int, adapter: str | None, report: Callable[[str], None]) -> Callable[[], Engine]:
+def fallback_factory(
+    model: GGUFModel, n_ctx: int, adapter: str | None, report: Callable[[str], None], features: str | None = None
+) -> Callable[[], Engine]:
     """What takes over when an engine fails: native if it can run, else the reference."""
 
     def make() -> Engine:
         try:
-            return create_engine("native", model, n_ctx, adapter, report)
+            return create_engine("native", model, n_ctx, adapter, report, features)
         except (EngineUnavailable, CompanionError, ImportError) as exc:
             report(f"native engine unavailable ({exc}); using the reference")
             return create_engine("reference", model, n_ctx, adapter, report)

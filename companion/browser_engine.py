@@ -49,6 +49,7 @@ PAGE_TIMEOUT = 60.0  # s for a launched page to connect its executor
 LOAD_TIMEOUT = 900.0  # s for engine_load (compiling kernels on SwiftShader is slow)
 STEP_TIMEOUT = 600.0  # s for one generate (a long prompt prefilled on a CPU adapter)
 MAX_BATCH = 64  # token rows per prefill chunk, as NativeEngine
+EXECUTOR_PAGE = "/engine/host.html"  # the executor alone (no chat view, no avatar animation)
 
 
 class PlanAssets:
@@ -356,7 +357,8 @@ def start_browser_engine(
         target = server
     else:
         own_server = BridgeServer(None, plan=assets.plan_json, blobs=assets.blob, model_path=Path(model.path))
-        url = own_server.start()
+        own_server.start()
+        url = own_server.launch_url(EXECUTOR_PAGE)
         target = own_server
         report("engine: starting headless Chromium for the browser engine")
         try:

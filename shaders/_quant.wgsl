@@ -9,12 +9,17 @@
 //           element = q * d + m  (Q4_0: m = -8 d; Q8_0: m = 0, q signed); no scales for F32/F16
 // Rows are innermost so neighbouring invocations (neighbouring rows) read neighbouring 16-byte
 // vectors: coalesced on GPUs, contiguous vector loads on CPU rasterizers.
+// With ROWMAJOR (the split-K layout, builder.repack(rowmajor=True)) each row is contiguous
+// instead, for workgroups whose invocations stride along K:
+//   quants  wq[(r * nb + b) * G + g]
+//   scales  wq[SOFF + (r * nb + b) / 2]             .xy for even r*nb+b, .zw odd
 // Element order inside a block follows ggml: Q4_x byte j holds element j (low nibble) and
 // element j + 16 (high nibble); Q8_0 bytes are int8 elements in order.
 
 override QTYPE: u32;  // GGML type id: 0 F32, 1 F16, 2 Q4_0, 3 Q4_1, 8 Q8_0
 override M: u32;      // rows of W
 override K: u32;      // cols of W (multiple of 32)
+override ROWMAJOR: bool = false;  // blob layout: rows innermost (false) or rows contiguous (true)
 
 // vec4<u32> groups of quants per block
 fn qgroups() -> u32 {
@@ -31,13 +36,16 @@ fn qscale(r: u32, b: u32) -> vec2<f32> {
     if (QTYPE == 0u || QTYPE == 1u) {
         return vec2<f32>(1.0, 0.0);
     }
-    let i = b * M + r;
+    let i = select(b * M + r, r * (K / 32u) + b, ROWMAJOR);
     let v = wq[(K / 32u) * qgroups() * M + i / 2u];
     return bitcast<vec2<f32>>(select(v.xy, v.zw, (i & 1u) == 1u));
 }
 
 // The quant group g of block b of row r.
 fn qload(r: u32, b: u32, g: u32) -> vec4<u32> {
+    if (ROWMAJOR) {
+        return wq[(r * (K / 32u) + b) * qgroups() + g];
+    }
     return wq[(b * qgroups() + g) * M + r];
 }
 
@@ -78,7 +86,7 @@ fn qhas_m() -> bool {
 // result on either precision path). (Simple, not fast.)
 fn dq4(r: u32, b: u32, i: u32) -> vec4<f32> {
     let per = 8u / qgroups();
-    let u = wq[(b * qgroups() + i / per) * M + r];
+    let u = qload(r, b, i / per);
     let e = i % per;
     let s = qscale(r, b);
     switch QTYPE {

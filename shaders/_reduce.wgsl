@@ -77,3 +77,20 @@ fn wg_argmax(v: f32, i: u32, lid: u32) -> ArgMax {
     workgroupBarrier();
     return r;
 }
+
+var<workgroup> red_v2: array<vec2<f32>, 256>;
+
+// Sum of a pair of values over the workgroup (the split-K matvec's two rows, _matvec.wgsl).
+fn wg_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
+    red_v2[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red_v2[lid] += red_v2[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_v2[0]);
+    workgroupBarrier();
+    return r;
+}

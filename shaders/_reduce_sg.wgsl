@@ -83,3 +83,26 @@ fn wg_argmax(v: f32, i: u32, lid: u32) -> ArgMax {
     workgroupBarrier();  // the fold's values are read by everyone before the next call
     return r;
 }
+
+var<workgroup> red_v2: array<vec2<f32>, 256>;
+
+// Sum of a pair of values over the workgroup (the split-K matvec's two rows, _matvec.wgsl),
+// for any subgroup size and any mapping of invocations to subgroups: each subgroup's sum
+// lands in the slot of its rank-0 invocation (zeros elsewhere); then every subgroup folds all
+// WG slots, its lane j taking slots j, j + n, j + 2n ... (n its size), and sums across lanes.
+// Two barriers and WG / n loads per invocation, no serial fold. (The result is exact in every
+// subgroup; callers use it from one invocation.)
+fn wg_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
+    let s = subgroupAdd(v);
+    let n = subgroupAdd(1u);  // invocations in this subgroup (all active: uniform control flow)
+    let lane = subgroupExclusiveAdd(1u);  // rank of this invocation in its subgroup
+    red_v2[lid] = select(vec2<f32>(0.0), s, lane == 0u);
+    workgroupBarrier();
+    var t = vec2<f32>(0.0);
+    for (var i = lane; i < WG; i += n) {
+        t += red_v2[i];
+    }
+    let r = subgroupAdd(t);
+    workgroupBarrier();  // the slots are read before the next call writes them
+    return r;
+}

@@ -1,22 +1,26 @@
 // y = W x (or y += W x with ADD, for a residual) for a batch of token rows.
 // W is a quantized weight blob (layout in _quant.wgsl). Each invocation computes rows i and
-// i + ceil(M/2) (neighbouring invocations read neighbouring words) for TT tokens.
+// i + ceil(M/2) (neighbouring invocations read neighbouring words) for TT tokens; with SPLITK
+// (GPUs; ROWMAJOR blob) workgroup (i, t) computes the same two rows for token t (_matvec.wgsl).
 //
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_tokens
 // 1        wq    storage read  array<vec4u32> blob of W (M, K)
 // 2        x     storage read  array<vec4f32>  (n_tokens, K)
 // 3        y     storage rw    array<f32>      (n_tokens, M)
-// overrides: QTYPE, M, K, WG, TT (tokens per invocation, 1..4), ADD
-// dispatch: (ceil(ceil(M / 2) / WG), ceil(n_tokens / TT), 1)
+// overrides: QTYPE, M, K, WG, TT (tokens per invocation, 1..4), ADD, SPLITK (with ROWMAJOR, TT 1)
+// dispatch: (ceil(ceil(M / 2) / WG), ceil(n_tokens / TT), 1); SPLITK: (ceil(M / 2), n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl
 //!include _matmul.wgsl
+//!include _reduce.wgsl
+//!include _matvec.wgsl
 
 override WG: u32 = 64u;
 override TT: u32 = 1u;
 override ADD: bool = false;
+override SPLITK: bool = false;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
@@ -28,16 +32,35 @@ fn in_scale(j: u32) -> vec4<f32> {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
     let half = (M + 1u) / 2u;
-    let r0 = gid.x;
-    let t0 = gid.y * TT;
-    if (r0 >= half || t0 >= step.n_tokens) {
-        return;
+    var r0 = gid.x;
+    var t0 = gid.y * TT;
+    var nt = 0u;
+    var acc: Acc;
+    if (SPLITK) {
+        let r = wid.x;
+        let t = wid.y;
+        if (r >= half || t >= step.n_tokens) {
+            return;
+        }
+        let v = matvec_pair(r, min(r + half, M - 1u), t, 1.0, lid);
+        if (lid != 0u) {
+            return;
+        }
+        r0 = r;
+        t0 = t;
+        nt = 1u;
+        acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
+    } else {
+        if (r0 >= half || t0 >= step.n_tokens) {
+            return;
+        }
+        acc = matmul_rows(r0, min(r0 + half, M - 1u), t0, step.n_tokens, vec4<f32>(1.0));
+        nt = min(TT, step.n_tokens - t0);
     }
-    let r1 = min(r0 + half, M - 1u);
-    let acc = matmul_rows(r0, r1, t0, step.n_tokens, vec4<f32>(1.0));
-    let nt = min(TT, step.n_tokens - t0);
     for (var t = 0u; t < nt; t++) {
         let o = (t0 + t) * M;
         var v0 = acc.a[t];

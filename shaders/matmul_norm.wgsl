@@ -8,18 +8,23 @@
 // 2        x     storage read  array<vec4f32>  (n_tokens, K)
 // 3        g     storage read  array<vec4f32>  (K,) norm weight
 // 4        y     storage rw    array<f32>      (n_tokens or 1, M)
-// overrides: QTYPE, M, K, EPS, WG (power of two <= 256), TT (1..4; 1 with LAST_ONLY), LAST_ONLY
-// dispatch: (ceil(ceil(M / 2) / WG), LAST_ONLY ? 1 : ceil(n_tokens / TT), 1)
+// overrides: QTYPE, M, K, EPS, WG (power of two <= 256), TT (1..4; 1 with LAST_ONLY), LAST_ONLY,
+//            SPLITK (GPUs, with ROWMAJOR and TT 1: workgroup (i, t) computes rows i, i + ceil(M/2)
+//            of token t, _matvec.wgsl)
+// dispatch: (ceil(ceil(M / 2) / WG), LAST_ONLY ? 1 : ceil(n_tokens / TT), 1);
+//           SPLITK: (ceil(M / 2), LAST_ONLY ? 1 : n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl
 //!include _matmul.wgsl
 //!include _reduce.wgsl
 //!include _rmsnorm.wgsl
+//!include _matvec.wgsl
 
 override WG: u32 = 64u;
 override TT: u32 = 1u;
 override LAST_ONLY: bool = false;
+override SPLITK: bool = false;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
@@ -43,14 +48,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     if (t0 >= step.n_tokens) {
         return;
     }
-    let inv = inv_rms4(t0, step.n_tokens, lid);  // every invocation joins the barriers
-    let r0 = gid.x;
-    if (r0 >= half) {
-        return;
+    var r0 = gid.x;
+    var nt = 0u;
+    var acc: Acc;
+    if (SPLITK) {
+        if (wid.x >= half) {
+            return;
+        }
+        let v = matvec_pair(wid.x, min(wid.x + half, M - 1u), t0, inv_rms(t0, lid), lid);
+        if (lid != 0u) {
+            return;
+        }
+        r0 = wid.x;
+        nt = 1u;
+        acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
+    } else {
+        let inv = inv_rms4(t0, step.n_tokens, lid);  // every invocation joins the barriers
+        if (r0 >= half) {
+            return;
+        }
+        acc = matmul_rows(r0, min(r0 + half, M - 1u), t0, step.n_tokens, inv);
+        nt = min(TT, step.n_tokens - t0);
     }
-    let r1 = min(r0 + half, M - 1u);
-    let acc = matmul_rows(r0, r1, t0, step.n_tokens, inv);
-    let nt = min(TT, step.n_tokens - t0);
     for (var t = 0u; t < nt; t++) {
         var o = (t0 + t) * M;
         if (LAST_ONLY) {

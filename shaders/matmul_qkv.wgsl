@@ -16,14 +16,17 @@
 // 5        q     storage rw    array<f32>      (n_tokens, NQ)
 // 6        kc    storage rw    array<kv>       (n_ctx, NK) this layer's keys   (kv: f32, or f16 with _prec_f16)
 // 7        vc    storage rw    array<kv>       (n_ctx, NK) this layer's values
-// overrides: QTYPE, M (= NQ + 2 NK), K, NQ, NK, HD, NEOX, EPS, WG (power of two <= 256), TT (1..4)
-// dispatch: (ceil(M / 2 / WG), ceil(n_tokens / TT), 1)
+// overrides: QTYPE, M (= NQ + 2 NK), K, NQ, NK, HD, NEOX, EPS, WG (power of two <= 256), TT (1..4),
+//            SPLITK (GPUs, with ROWMAJOR and TT 1: workgroup (p, t) computes pair p of token t,
+//            _matvec.wgsl)
+// dispatch: (ceil(M / 2 / WG), ceil(n_tokens / TT), 1); SPLITK: (M / 2, n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl
 //!include _matmul.wgsl
 //!include _reduce.wgsl
 //!include _rmsnorm.wgsl
+//!include _matvec.wgsl
 
 override WG: u32 = 64u;
 override TT: u32 = 1u;
@@ -31,6 +34,7 @@ override NQ: u32;
 override NK: u32;
 override HD: u32;
 override NEOX: bool = false;
+override SPLITK: bool = false;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
@@ -50,17 +54,35 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let n_pair = M / 2u;
-    let t0 = wid.y * TT;
+    var t0 = wid.y * TT;
+    if (SPLITK) {
+        t0 = wid.y;
+    }
     if (t0 >= step.n_tokens) {
         return;
     }
-    let inv = inv_rms4(t0, step.n_tokens, lid);
-    let p = gid.x;
-    if (p >= n_pair) {
-        return;
+    var p = gid.x;
+    var nt = 0u;
+    var acc: Acc;
+    if (SPLITK) {
+        if (wid.x >= n_pair) {
+            return;
+        }
+        let v = matvec_pair(wid.x, wid.x + n_pair, t0, inv_rms(t0, lid), lid);
+        if (lid != 0u) {
+            return;
+        }
+        p = wid.x;
+        nt = 1u;
+        acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
+    } else {
+        let inv = inv_rms4(t0, step.n_tokens, lid);
+        if (p >= n_pair) {
+            return;
+        }
+        acc = matmul_rows(p, p + n_pair, t0, step.n_tokens, inv);
+        nt = min(TT, step.n_tokens - t0);
     }
-    let acc = matmul_rows(p, p + n_pair, t0, step.n_tokens, inv);
-    let nt = min(TT, step.n_tokens - t0);
     let hh = HD / 2u;
     let pq = NQ / 2u;
     let pk = NK / 2u;

@@ -8,17 +8,20 @@
 // 2        x     storage read  array<vec4f32>  (n_tokens, K)
 // 3        g     storage read  array<vec4f32>  (K,) ffn_norm weight
 // 4        y     storage rw    array<f32>      (n_tokens, N)
-// overrides: QTYPE, M (= 2N), K, EPS, WG (power of two <= 256), TT (1..4)
-// dispatch: (ceil(N / WG), ceil(n_tokens / TT), 1)
+// overrides: QTYPE, M (= 2N), K, EPS, WG (power of two <= 256), TT (1..4), SPLITK (GPUs, with
+//            ROWMAJOR and TT 1: workgroup (i, t) computes rows i, i + N of token t, _matvec.wgsl)
+// dispatch: (ceil(N / WG), ceil(n_tokens / TT), 1); SPLITK: (N, n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl
 //!include _matmul.wgsl
 //!include _reduce.wgsl
 //!include _rmsnorm.wgsl
+//!include _matvec.wgsl
 
 override WG: u32 = 64u;
 override TT: u32 = 1u;
+override SPLITK: bool = false;
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
@@ -35,20 +38,38 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let n = M / 2u;
-    let t0 = wid.y * TT;
+    var t0 = wid.y * TT;
+    if (SPLITK) {
+        t0 = wid.y;
+    }
     if (t0 >= step.n_tokens) {
         return;
     }
-    let inv = inv_rms4(t0, step.n_tokens, lid);
-    let r = gid.x;
-    if (r >= n) {
-        return;
+    var r = gid.x;
+    var nt = 0u;
+    var acc: Acc;
+    if (SPLITK) {
+        if (wid.x >= n) {
+            return;
+        }
+        let v = matvec_pair(wid.x, wid.x + n, t0, inv_rms(t0, lid), lid);
+        if (lid != 0u) {
+            return;
+        }
+        r = wid.x;
+        nt = 1u;
+        acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
+    } else {
+        let inv = inv_rms4(t0, step.n_tokens, lid);
+        if (r >= n) {
+            return;
+        }
+        acc = matmul_rows(r, r + n, t0, step.n_tokens, inv);
+        nt = min(TT, step.n_tokens - t0);
     }
-    let acc = matmul_rows(r, r + n, t0, step.n_tokens, inv);
     let gate = acc.a;
     let up = acc.b;
     let h = gate / (1.0 + exp(-gate)) * up;
-    let nt = min(TT, step.n_tokens - t0);
     for (var t = 0u; t < nt; t++) {
         y[(t0 + t) * n + r] = h[t];
     }

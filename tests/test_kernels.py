@@ -335,3 +335,127 @@ def test_sample_distribution(gpu_device):
     for i in range(200):
         counts[sample(gpu_device, logits, dict(temperature=1.0, seed=7, rng_step=i))] += 1
     np.testing.assert_allclose(counts / 200, [0.5, 0.3, 0.15, 0.05], atol=0.1)
+
+
+# ----------------------------------------------------------------------------- split-K layout
+# The GPU layout (builder.choose_layout "splitk"): row-major blobs, one workgroup per row pair
+# and token, invocations striding over K (shaders/_matvec.wgsl). WG 32 with K = 1536 F32 (384
+# units) and WG 256 with K = 32 cover more units than invocations and the reverse.
+
+
+def make_weight_rm(rng, M: int, K: int, qtype: QT) -> tuple[np.ndarray, np.ndarray]:
+    """(row-major blob u32, dequantized f32 (M, K)) of a random matrix stored as qtype."""
+    w = rng.standard_normal((M, K)).astype(np.float32)  # (M, K)
+    if qtype == QT.F32:
+        raw = w.view(np.uint8)
+    elif qtype == QT.F16:
+        raw = w.astype(np.float16).view(np.uint8)
+    else:
+        raw = quants.quantize(w, qtype)
+    deq = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)  # (M, K)
+    return repack(raw.reshape(M, -1), qtype, K, rowmajor=True), deq
+
+
+SK = dict(ROWMAJOR=True, SPLITK=True, TT=1)
+
+
+@pytest.mark.parametrize("qtype", QTYPES, ids=lambda q: q.name)
+@pytest.mark.parametrize("M,K,T,WGS", [(1, 32, 1, 32), (7, 64, 3, 64), (131, 576, 1, 64), (64, 1536, 2, 32), (9, 32, 1, 256)])
+@pytest.mark.parametrize("add", [False, True])
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_splitk(gpu_device, variant, qtype, M, K, T, WGS, add):
+    rng = np.random.default_rng(M + K + T)
+    blob, W = make_weight_rm(rng, M, K, qtype)
+    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    y0 = rng.standard_normal((T, M)).astype(np.float32)  # (T, M)
+    got = run_kernel(
+        gpu_device, "matmul.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=WGS, ADD=add, **SK),
+        {"wq": blob, "x": x, "y": y0}, ["wq", "x", "y"],
+        (ceil(M, 2), T, 1), {"n_tokens": T}, "y", features=variant,
+    ).reshape(T, M)
+    close(got, x @ W.T + (y0 if add else 0), tol_for(variant))
+
+
+@pytest.mark.parametrize("qtype", QTYPES, ids=lambda q: q.name)
+@pytest.mark.parametrize("M,K,T", [(5, 64, 3), (301, 576, 2)])
+@pytest.mark.parametrize("last_only", [False, True])
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_norm_splitk(gpu_device, variant, qtype, M, K, T, last_only):
+    rng = np.random.default_rng(M * K + T)
+    blob, W = make_weight_rm(rng, M, K, qtype)
+    x = rng.standard_normal((T, K)).astype(np.float32) * 3  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    got = run_kernel(
+        gpu_device, "matmul_norm.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, EPS=1e-5, LAST_ONLY=last_only, **SK),
+        {"wq": blob, "x": x, "g": g, "y": T * M * 4}, ["wq", "x", "g", "y"],
+        (ceil(M, 2), 1 if last_only else T, 1), {"n_tokens": T}, "y", features=variant,
+    ).reshape(T, M)
+    want = rms(x, g) @ W.T  # (T, M)
+    close(got[:1] if last_only else got, want[-1:] if last_only else want, tol_for(variant))
+
+
+@pytest.mark.parametrize("qtype", QTYPES, ids=lambda q: q.name)
+@pytest.mark.parametrize("N,K,T", [(3, 32, 1), (100, 64, 2), (1536, 576, 1)])
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_swiglu_splitk(gpu_device, variant, qtype, N, K, T):
+    rng = np.random.default_rng(N + K)
+    blob, W = make_weight_rm(rng, 2 * N, K, qtype)
+    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    got = run_kernel(
+        gpu_device, "matmul_swiglu.wgsl", dict(QTYPE=int(qtype), M=2 * N, K=K, WG=64, EPS=1e-5, **SK),
+        {"wq": blob, "x": x, "g": g, "y": T * N * 4}, ["wq", "x", "g", "y"],
+        (N, T, 1), {"n_tokens": T}, "y", features=variant,
+    ).reshape(T, N)
+    h = rms(x, g) @ W.T  # (T, 2N)
+    a, u = np.clip(h[:, :N], -60, None), h[:, N:]
+    close(got, a / (1 + np.exp(-a)) * u, tol_for(variant))
+
+
+@pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.F16], ids=lambda q: q.name)
+@pytest.mark.parametrize("neox", [False, True])
+@pytest.mark.parametrize("H,KV,hd,K,T,n_past", [(2, 1, 8, 32, 3, 0), (9, 3, 64, 576, 1, 7)])
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_qkv_splitk(gpu_device, variant, qtype, neox, H, KV, hd, K, T, n_past):
+    """q, and the k / v cache rows, of the split-K qkv kernel."""
+    rng = np.random.default_rng(H * hd + T)
+    NQ, NK = H * hd, KV * hd
+    M = NQ + 2 * NK
+    w = rng.standard_normal((M, K)).astype(np.float32)
+    raw = w.astype(np.float16).view(np.uint8) if qtype == QT.F16 else quants.quantize(w, qtype)
+    W = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)  # (M, K)
+    blob = repack(raw.reshape(M, -1)[qkv_pair_order(H, KV, hd, neox)], qtype, K, rowmajor=True)
+    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    n_ctx, base = 16, 10000.0
+    data = {"wq": blob, "x": x, "g": g, "rope": rope_table(n_ctx, hd, base), "q": T * NQ * 4,
+            "kc": n_ctx * NK * 4, "vc": n_ctx * NK * 4}
+    consts = dict(QTYPE=int(qtype), M=M, K=K, WG=64, EPS=1e-5, NQ=NQ, NK=NK, HD=hd, NEOX=neox, **SK)
+    args = (["wq", "x", "g", "rope", "q", "kc", "vc"], (M // 2, T, 1), {"n_tokens": T, "n_past": n_past})
+    kvt = np.float16 if "shader-f16" in variant else np.float32
+    got_q = run_kernel(gpu_device, "matmul_qkv.wgsl", consts, data, *args, "q", features=variant).reshape(T, H, hd)
+    kc = run_kernel(gpu_device, "matmul_qkv.wgsl", consts, data, *args, "kc", kvt, variant)
+    vc = run_kernel(gpu_device, "matmul_qkv.wgsl", consts, data, *args, "vc", kvt, variant)
+    kc = kc[: n_ctx * NK].astype(np.float32).reshape(n_ctx, KV, hd)
+    vc = vc[: n_ctx * NK].astype(np.float32).reshape(n_ctx, NK)
+    h = rms(x, g) @ W.T  # (T, M)
+    pos = np.arange(n_past, n_past + T)
+    tol = tol_for(variant)
+    close(got_q, rope_ref(h[:, :NQ].reshape(T, H, hd), pos, base, neox), tol)
+    close(kc[n_past : n_past + T], rope_ref(h[:, NQ : NQ + NK].reshape(T, KV, hd), pos, base, neox), tol)
+    close(vc[n_past : n_past + T], h[:, NQ + NK :], tol)
+    assert not kc[:n_past].any() and not kc[n_past + T :].any()
+
+
+@pytest.mark.parametrize("qtype", QTYPES, ids=lambda q: q.name)
+def test_dequant_embed_rowmajor(gpu_device, qtype):
+    rng = np.random.default_rng(3)
+    M, K = 33, 96
+    blob, deq = make_weight_rm(rng, M, K, qtype)
+    ids = np.array([M - 1, 0, M // 2], dtype=np.uint32)
+    got = run_kernel(
+        gpu_device, "embed.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, ROWMAJOR=True),
+        {"ids": ids, "wq": blob, "x": 3 * K * 4}, ["ids", "wq", "x"],
+        (1, 3, 1), {"n_tokens": 3}, "x",
+    ).reshape(3, K)
+    np.testing.assert_allclose(got, deq[ids], rtol=1e-6, atol=1e-6)

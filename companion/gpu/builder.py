@@ -123,6 +123,46 @@ def choose_features(offered: Iterable[str], allowed: str | Iterable[str] | None 
     return used, notes
 
 
+# ----------------------------------------------------------------------------- matmul layout
+
+# "rows": each invocation walks whole rows along K (interleaved blob): right for CPU rasterizers
+# (lavapipe, SwiftShader). "splitk": a workgroup per row pair, its invocations striding over K
+# (row-major blob, shaders/_matvec.wgsl): right for GPUs. "auto": splitk unless the adapter is
+# a CPU rasterizer (rows where the adapter is unknown).
+LAYOUTS = ("rows", "splitk")
+LAYOUT_ENV = "COMPANION_GPU_LAYOUT"  # "auto" (default) | "rows" | "splitk"
+MAX_GROUPS = 65535  # workgroups per dimension (WebGPU default limit)
+
+
+def choose_layout(adapter_info: dict | None, layout: str | None = None) -> tuple[str, str]:
+    """(layout the matmuls use, why). layout: "rows" | "splitk" | "auto"; None = the
+    COMPANION_GPU_LAYOUT environment variable (default auto)."""
+    src = os.environ.get(LAYOUT_ENV) if layout is None else layout
+    how = f"{LAYOUT_ENV}={src}" if layout is None else f"layout={src!r}"
+    choice = (src or "auto").strip().lower()
+    if choice in LAYOUTS:
+        return choice, f"matmul layout {choice}: forced by {how}"
+    if choice != "auto":
+        raise ValueError(f"{LAYOUT_ENV}: unknown matmul layout {src!r} (use auto, rows, splitk)")
+    if not adapter_info:
+        return "rows", "matmul layout rows: adapter unknown"
+    from companion.gpu.native import is_cpu_adapter
+
+    name = adapter_info.get("device") or adapter_info.get("description") or adapter_info.get("adapter_type") or "?"
+    if is_cpu_adapter(adapter_info):
+        return "rows", f"matmul layout rows: {name} is a CPU rasterizer"
+    return "splitk", f"matmul layout splitk: {name} is a GPU"
+
+
+def splitk_wg(qtype: int, K: int) -> int:
+    """Invocations per split-K workgroup: enough for one quant vec4 each (32..256, power of 2)."""
+    units = (K // 32) * (KERNEL_TYPES[QT(qtype)] // 4)
+    wg = 32
+    while wg < units and wg < 256:
+        wg *= 2
+    return wg
+
+
 def uniform_block() -> UniformBlock:
     fields = [UniformField(name=n, type=t, offset=4 * i) for i, (n, t) in enumerate(STEP_FIELDS)]
     return UniformBlock(buffer="step", size=STEP_SIZE, fields=fields)
@@ -131,12 +171,13 @@ def uniform_block() -> UniformBlock:
 # ----------------------------------------------------------------------------- repacking
 
 
-def repack(raw: np.ndarray, qtype: QT, n_cols: int) -> np.ndarray:
+def repack(raw: np.ndarray, qtype: QT, n_cols: int, rowmajor: bool = False) -> np.ndarray:
     """Interleaved blob (u32) of a weight matrix given its raw GGUF rows (M, bytes per row).
 
     Layout (shaders/_quant.wgsl), in vec4<u32> units: quant groups q[(b*G + g)*M + r], then
     (d, m) f32 pairs at [b*M + r] (Q4_0 m = -8d, Q8_0 m = 0). Neighbouring rows become
-    neighbouring 16-byte vectors."""
+    neighbouring 16-byte vectors. rowmajor (the split-K layout, ROWMAJOR in the kernels):
+    q[(r*nb + b)*G + g] and pairs at [r*nb + b], each row contiguous."""
     if n_cols % 32:
         raise UnsupportedModelError(f"matrix with {n_cols} columns: the kernels need a multiple of 32")
     M, nb = raw.shape[0], n_cols // 32
@@ -144,6 +185,8 @@ def repack(raw: np.ndarray, qtype: QT, n_cols: int) -> np.ndarray:
     G = KERNEL_TYPES[qtype] // 4 if qtype in KERNEL_TYPES else 0  # vec4 groups per block
     if qtype in (QT.F32, QT.F16):
         words = raw.view(np.uint32).reshape(M, nb, G, 4)  # (M, nb, G, 4)
+        if rowmajor:
+            return words.reshape(-1).copy()
         return np.ascontiguousarray(words.transpose(1, 2, 0, 3)).reshape(-1)  # (nb, G, M, 4)
     if qtype not in _BLOCK_BYTES:
         raise UnsupportedModelError(f"no kernel reads {qtype.name} directly")
@@ -157,9 +200,13 @@ def repack(raw: np.ndarray, qtype: QT, n_cols: int) -> np.ndarray:
         m = -8.0 * d  # d * (q - 8) = q * d - 8 d
     else:
         m = np.zeros_like(d)
-    dm = np.stack([d.T, m.T], axis=-1).reshape(-1)  # (nb * M * 2,) f32 pairs at [b*M + r]
+    if rowmajor:
+        dm = np.stack([d, m], axis=-1).reshape(-1)  # (M * nb * 2,) f32 pairs at [r*nb + b]
+        quants = qs.reshape(-1)  # (M, nb, G, 4) u32
+    else:
+        dm = np.stack([d.T, m.T], axis=-1).reshape(-1)  # (nb * M * 2,) f32 pairs at [b*M + r]
+        quants = np.ascontiguousarray(qs.transpose(1, 2, 0, 3)).reshape(-1)  # (nb, G, M, 4) u32
     dm = np.concatenate([dm, np.zeros((-len(dm)) % 4, np.float32)])  # whole vec4s
-    quants = np.ascontiguousarray(qs.transpose(1, 2, 0, 3)).reshape(-1)  # (nb, G, M, 4) u32
     return np.concatenate([quants, dm.view(np.uint32)])  # (words,) u32
 
 
@@ -312,19 +359,27 @@ def matmul_dispatch(
     buffers: Sequence[str],
     n_tokens: int | None,
     label: str,
+    layout: str = "rows",
     **constants: float | int | bool,
 ) -> Dispatch:
-    """A dispatch of one of the matmul kernels; n_tokens None = batched (count from vars)."""
+    """A dispatch of one of the matmul kernels; n_tokens None = batched (count from vars).
+    layout "splitk": a workgroup per row pair and token (the blob must be row-major)."""
+    pairs = M // 2 if shader in ("matmul_swiglu.wgsl", "matmul_qkv.wgsl") else _ceil(M, 2)
+    if layout == "splitk" and pairs > MAX_GROUPS:
+        layout = "rowmajor"  # more row pairs than one grid dimension holds: the rows kernels
+    if layout == "splitk":
+        wg = splitk_wg(qtype, K)
+        pl = w.pipeline(shader, QTYPE=qtype, M=M, K=K, WG=wg, TT=1, ROWMAJOR=True, SPLITK=True, **constants)
+        ys: Dim = 1 if constants.get("LAST_ONLY") else (Count(var="n_tokens") if n_tokens is None else n_tokens)
+        return w.dispatch(pl, ["step", weight, *buffers], (pairs, ys, 1), label)
+    rowmajor = layout == "rowmajor"  # the rows kernels on a row-major blob (too many rows for split-K)
+    if rowmajor:
+        constants = dict(constants, ROWMAJOR=True)
     tt = 1 if n_tokens is not None else TT_PREFILL
     if constants.get("LAST_ONLY"):
         tt = 1
     pl = w.pipeline(shader, QTYPE=qtype, M=M, K=K, WG=WG, TT=tt, **constants)
-    if shader == "matmul_swiglu.wgsl":
-        x = _ceil(M // 2, WG)
-    elif shader == "matmul_qkv.wgsl":
-        x = _ceil(M // 2, WG)
-    else:
-        x = _ceil(_ceil(M, 2), WG)
+    x = _ceil(pairs, WG)
     y: Dim
     if constants.get("LAST_ONLY"):
         y = 1
@@ -341,13 +396,17 @@ def build_plan(
     max_batch: int = 64,
     features: Sequence[str] = (),
     allow: str | Sequence[str] | None = None,
+    layout: str | None = None,
+    adapter_info: dict | None = None,
 ) -> BuiltPlan:
     """The plan for a loaded GGUF model (companion.model.GGUFModel).
 
     n_ctx: KV cache positions; max_batch: token rows one prefill dispatch list handles;
     features: the adapter's features (variants that need absent ones fall back to f32, with a
     logged reason); allow: the features the user permits ("auto" | "none" | "f16,subgroups" or a
-    list), None = the COMPANION_GPU_FEATURES environment variable."""
+    list), None = the COMPANION_GPU_FEATURES environment variable; layout: the matmul layout
+    "rows" | "splitk" | "auto" (splitk on GPUs, rows on CPU rasterizers, judged from
+    adapter_info, the adapter's info dict), None = COMPANION_GPU_LAYOUT (default auto)."""
     cfg = model.config
     if cfg.arch not in ("llama", "qwen2", "mistral", "smollm"):
         raise UnsupportedModelError(f"architecture {cfg.arch!r} has no GPU plan yet")
@@ -367,6 +426,10 @@ def build_plan(
     if used:
         w.notes.append("kernel variants: " + ", ".join(VARIANTS[f][0] for f in used))
     kv_bytes = 2 if "shader-f16" in used else 4  # KV cache element (_prec.wgsl kv)
+    lay, lay_why = choose_layout(adapter_info, layout)
+    log.info("plan: %s", lay_why)
+    w.notes.append(lay_why)
+    splitk = lay == "splitk"
 
     d, ff, V = cfg.n_embd, cfg.n_ff, cfg.n_vocab
     H, KV, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
@@ -397,7 +460,9 @@ def build_plan(
         if order is not None:
             raw = raw[order]
             recipe += "; rows in rotation-pair order"
-        blob = repack(raw, qtype, K)
+        blob = repack(raw, qtype, K, rowmajor=splitk)
+        if splitk:
+            recipe += "; row-major (split-K)"
         return _Weight(w.blob(blob_name, blob, recipe), int(qtype), raw.shape[0], K)
 
     def f32_vector(name: str) -> str:
@@ -447,25 +512,25 @@ def build_plan(
     def forward(n_tokens: int | None, all_logits: bool) -> list[Dispatch]:
         T: Dim = Count(var="n_tokens") if n_tokens is None else n_tokens
         nb = emb_K // 32
-        pl = w.pipeline("embed.wgsl", QTYPE=emb_q, M=n_vocab_rows, K=emb_K, WG=WG)
+        pl = w.pipeline("embed.wgsl", QTYPE=emb_q, M=n_vocab_rows, K=emb_K, WG=WG, **({"ROWMAJOR": True} if splitk else {}))
         ds = [w.dispatch(pl, ["step", "ids", emb, "x"], (_ceil(nb, WG), T, 1), "embed")]
         att = w.pipeline("attention.wgsl", NH=H, NKV=KV, HD=hd, WG=64)
         for i, L in enumerate(layers):
             Q = L.qkv
             ds.append(matmul_dispatch(
                 w, "matmul_qkv.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.attn_norm, rope, "q", L.k, L.v],
-                n_tokens, f"blk.{i} norm+qkv+rope+kv", NQ=NQ, NK=NK, HD=hd, NEOX=cfg.rope_neox, EPS=cfg.rms_eps,
+                n_tokens, f"blk.{i} norm+qkv+rope+kv", lay, NQ=NQ, NK=NK, HD=hd, NEOX=cfg.rope_neox, EPS=cfg.rms_eps,
             ))  # fmt: skip
             ds.append(w.dispatch(att, ["step", "q", L.k, L.v, "att"], (H, T, 1), f"blk.{i} attention"))
             Q = L.wo
-            ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["att", "x"], n_tokens, f"blk.{i} attn_output+residual", ADD=True))
+            ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["att", "x"], n_tokens, f"blk.{i} attn_output+residual", lay, ADD=True))
             Q = L.gu
-            ds.append(matmul_dispatch(w, "matmul_swiglu.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.ffn_norm, "ff"], n_tokens, f"blk.{i} norm+gate+up+swiglu", EPS=cfg.rms_eps))
+            ds.append(matmul_dispatch(w, "matmul_swiglu.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.ffn_norm, "ff"], n_tokens, f"blk.{i} norm+gate+up+swiglu", lay, EPS=cfg.rms_eps))
             Q = L.down
-            ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["ff", "x"], n_tokens, f"blk.{i} ffn_down+residual", ADD=True))
+            ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["ff", "x"], n_tokens, f"blk.{i} ffn_down+residual", lay, ADD=True))
         ds.append(matmul_dispatch(
             w, "matmul_norm.wgsl", out, out_q, V, d, ["x", out_norm, "logits"], n_tokens,
-            "output_norm+output", EPS=cfg.rms_eps, LAST_ONLY=not all_logits,
+            "output_norm+output", lay, EPS=cfg.rms_eps, LAST_ONLY=not all_logits,
         ))  # fmt: skip
         return ds
 
@@ -485,6 +550,7 @@ def build_plan(
         model={
             "arch": cfg.arch, "name": cfg.name, "n_layer": cfg.n_layer, "n_embd": d, "n_vocab": V,
             "n_ctx": n_ctx, "max_batch": B, "max_hist": MAX_HIST,
+            "layout": lay,
         },
         features=sorted(used),
         limits={"max-storage-buffer-binding-size": biggest, "max-buffer-size": biggest,

@@ -320,20 +320,26 @@ class NativeEngine(Engine):
         progress: bool | None = None,
         device=None,
         features: str | Sequence[str] | None = None,
+        layout: str | None = None,
     ):
         """features: what the plan may use, "auto" | "none" | "f16,subgroups" or a list; None =
-        COMPANION_GPU_FEATURES (default auto: whatever the adapter offers)."""
+        COMPANION_GPU_FEATURES (default auto: whatever the adapter offers). layout: the matmul
+        layout "auto" | "rows" | "splitk"; None = COMPANION_GPU_LAYOUT (default auto: splitk on
+        GPUs, rows on CPU rasterizers)."""
         from companion.gpu.builder import build_plan
 
         ad = None
         if device is None:
             ad = request_adapter(adapter or os.environ.get("COMPANION_ADAPTER"))
             feats = adapter_features(ad)
+            info = dict(ad.info)
         else:  # a given device offers what it was created with
             back = {v: k for k, v in _WGPU_NAMES.items()}
             feats = sorted(back.get(str(f), str(f)) for f in device.features)
+            info = dict(device.adapter.info) if getattr(device, "adapter", None) else {}
         t0 = time.perf_counter()
-        self.built = build_plan(model, n_ctx=n_ctx, max_batch=max_batch, features=feats, allow=features)
+        self.built = build_plan(model, n_ctx=n_ctx, max_batch=max_batch, features=feats, allow=features,
+                                layout=layout, adapter_info=info)
         self.plan = self.built.plan
         if device is None:
             device = request_device(ad, self.plan.features)

@@ -1,0 +1,43 @@
+// Shared helper (included with `//!include _matvec.wgsl`, after _prec.wgsl, _quant.wgsl and
+// _reduce.wgsl or its subgroup variant): the split-K inner loop for GPUs. One workgroup computes
+// two weight rows for one token row: its WG invocations stride over the row's quant vec4s
+// ("units": nb * G per row) and the partial sums meet in wg_sum2. Needs the ROWMAJOR blob
+// (_quant.wgsl) so that neighbouring invocations read neighbouring 16-byte vectors of a row.
+// The including file declares `x: array<vec4<f32>>` (rows of K floats), WG (a power of two
+// <= 256) and `fn in_scale(j: u32) -> vec4<f32>` as for _matmul.wgsl; `inv` is the token's
+// RMSNorm scale (or 1), applied before the inputs are rounded to hf. Each unit's dot products
+// are taken in hf and summed in f32, scaled by its block's (d, m): sum(w x) = d sum(q x) + m sum(x).
+// Call from uniform control flow (barriers); the result is valid in invocation 0.
+
+fn matvec_pair(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec2<f32> {
+    let ng = qgroups();
+    let per = 8u / ng;  // element vec4s per unit
+    let nu = (K / 32u) * ng;  // units per row
+    let xo = t * (K / 4u);
+    let one = hf4(1.0);
+    var acc = vec2<f32>(0.0);
+    for (var u = lid; u < nu; u += WG) {
+        let b = u / ng;
+        let gi = u % ng;
+        let u0 = qload(r0, b, gi);
+        let u1 = qload(r1, b, gi);
+        var p = vec2<f32>(0.0);  // sum of q x, rows r0 and r1
+        var xs = 0.0;  // sum of x (for the offset m)
+        for (var e = 0u; e < per; e++) {
+            let j = b * 8u + gi * per + e;
+            let xv = hf4(x[xo + j] * (in_scale(j) * inv));
+            p.x += f32(dot(qv(u0, e), xv));
+            p.y += f32(dot(qv(u1, e), xv));
+            if (qhas_m()) {
+                xs += f32(dot(xv, one));
+            }
+        }
+        let s0 = qscale(r0, b);
+        let s1 = qscale(r1, b);
+        acc += vec2<f32>(s0.x, s1.x) * p;
+        if (qhas_m()) {
+            acc += vec2<f32>(s0.y, s1.y) * xs;
+        }
+    }
+    return wg_sum2(acc, lid);
+}

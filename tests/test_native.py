@@ -228,3 +228,34 @@ def test_broken_shader_names_file_and_line(gpu_device, tmp_path, monkeypatch):
             shaders.create_module(gpu_device, "broken_inc.wgsl")
     finally:
         shaders.clear_cache()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fs", ["f32", "f16+subgroups"])
+def test_splitk_layout_parity(gpu_features, model, reference_steps, golden, fs):
+    """The GPU matmul layout (forced on lavapipe): whole-model logits at teacher-forced steps
+    of every golden prompt within the variant's tolerance, same top-1 where the margin is clear."""
+    from companion.gpu.native import NativeEngine
+
+    allow, feats = FEATURE_SETS[fs]
+    if any(f not in gpu_features for f in feats):
+        pytest.skip(f"adapter lacks {feats}")
+    eng = NativeEngine(model, n_ctx=256, max_batch=32, features=allow, layout="splitk")
+    try:
+        assert eng.plan.model["layout"] == "splitk"
+        assert any(p.constants.get("SPLITK") for p in eng.plan.pipelines)
+        worst = 0.0
+        for p, want in zip(golden["prompts"], reference_steps, strict=True):
+            eng.reset()
+            got = [eng.eval(p["prompt_token_ids"])]  # batched prefill program
+            for t in p["generated_token_ids"][: VARIANT_STEPS - 1]:
+                got.append(eng.eval([t]))  # decode program
+            g = np.stack(got)  # (S, V)
+            worst = max(worst, float(np.abs(g - want).max()))
+            top2 = np.sort(want, axis=1)[:, -2:]
+            clear = top2[:, 1] - top2[:, 0] >= 0.25
+            assert (g.argmax(1) == want.argmax(1))[clear].all(), fs
+        print(f"\nsplitk {fs}: max |logit difference| {worst:.4f}")
+        assert worst <= (F16_TOL if "shader-f16" in feats else F32_TOL), (fs, worst)
+    finally:
+        eng.close()

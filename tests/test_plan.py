@@ -240,7 +240,8 @@ def test_feature_variants_in_the_plan():
     by = {p.shader: p for p in both.pipelines}
     assert by["attention.wgsl"].includes == {"_prec.wgsl": "_prec_f16.wgsl", "_reduce.wgsl": "_reduce_sg.wgsl"}
     assert by["attention.wgsl"].enable == ["f16", "subgroups"]
-    assert by["sample.wgsl"].enable == ["subgroups"] and by["matmul.wgsl"].enable == ["f16"]
+    assert by["sample.wgsl"].enable == ["subgroups"] and by["embed.wgsl"].enable == ["f16"]
+    assert by["matmul.wgsl"].enable == ["f16", "subgroups"]  # the split-K reduction
     src = shaders.load("attention.wgsl", by["attention.wgsl"].includes, by["attention.wgsl"].enable)
     assert src.code.startswith("enable f16; enable subgroups; //")
     assert len(src.code.splitlines()) == len(src.line_map)  # the enable line added no line
@@ -252,3 +253,91 @@ def test_feature_variants_in_the_plan():
     for p in data["pipelines"]:
         del p["includes"], p["enable"]
     assert Plan.model_validate(data) == f32
+
+
+# ----------------------------------------------------------------------------- matmul layout
+
+LAVAPIPE_INFO = {"device": "llvmpipe (LLVM 15.0.6, 256 bits)", "adapter_type": "CPU", "backend_type": "Vulkan"}
+H100_INFO = {"device": "NVIDIA H100 80GB HBM3", "adapter_type": "DiscreteGPU", "backend_type": "Vulkan"}
+SWIFTSHADER_INFO = {"device": "", "description": "SwiftShader Device (Subzero)", "adapter_type": "CPU"}
+
+
+def test_layout_follows_adapter(monkeypatch, caplog):
+    from companion.gpu.builder import choose_layout
+
+    monkeypatch.delenv("COMPANION_GPU_LAYOUT", raising=False)
+    assert choose_layout(LAVAPIPE_INFO)[0] == "rows"
+    assert choose_layout(SWIFTSHADER_INFO)[0] == "rows"
+    assert choose_layout(H100_INFO)[0] == "splitk"
+    assert choose_layout(None)[0] == "rows"  # unknown adapter: the layout every adapter runs well enough
+    assert choose_layout(H100_INFO, "rows")[0] == "rows"
+    assert choose_layout(LAVAPIPE_INFO, "splitk")[0] == "splitk"
+    monkeypatch.setenv("COMPANION_GPU_LAYOUT", "rows")
+    layout, why = choose_layout(H100_INFO)
+    assert layout == "rows" and "COMPANION_GPU_LAYOUT=rows" in why
+    monkeypatch.setenv("COMPANION_GPU_LAYOUT", "diagonal")
+    with pytest.raises(ValueError, match="unknown matmul layout"):
+        choose_layout(H100_INFO)
+
+
+@pytest.mark.parametrize("info,want", [(LAVAPIPE_INFO, "rows"), (H100_INFO, "splitk")])
+def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
+    from companion.model import load_model
+
+    monkeypatch.delenv("COMPANION_GPU_LAYOUT", raising=False)
+    with caplog.at_level("INFO", logger="companion.gpu.builder"):
+        built = build_plan(load_model(None), n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=info)
+    plan = built.plan
+    assert plan.model["layout"] == want
+    assert any(r.getMessage().startswith(f"plan: matmul layout {want}") for r in caplog.records)
+    mm = [p for p in plan.pipelines if p.shader.startswith("matmul")]
+    assert mm and all(bool(p.constants.get("SPLITK")) == (want == "splitk") for p in mm)
+    assert all(bool(p.constants.get("ROWMAJOR")) == (want == "splitk") for p in plan.pipelines if p.shader == "embed.wgsl")
+    n_layer = int(plan.model["n_layer"])
+    assert plan.dispatch_count("decode") == 1 + 5 * n_layer + 1
+
+
+def test_splitk_plan_fits_swiftshader_limits():
+    """One workgroup per row pair: grids within 65535 per dimension, workgroups <= 256."""
+    from companion.model import load_model
+
+    plan = build_plan(load_model(None), n_ctx=64, max_batch=32, features=[], layout="splitk").plan
+    pipes = {p.name: p for p in plan.pipelines}
+    for prog in plan.programs.values():
+        vars = dict(prog.max_vars)
+        for d in prog.dispatches:
+            assert all(0 < c <= SWIFTSHADER["max-compute-workgroups-per-dimension"] for c in d.counts(vars)), d.label
+            p = pipes[d.pipeline]
+            assert sum(e.type != "uniform" for e in p.bindings) <= SWIFTSHADER["max-storage-buffers-per-shader-stage"]
+            wg = int(p.constants.get("WG", 64))
+            assert wg <= 256 and wg & (wg - 1) == 0
+            if p.constants.get("SPLITK"):
+                assert p.constants["ROWMAJOR"] and p.constants["TT"] == 1
+
+
+def test_splitk_rows_beyond_one_grid_dimension_fall_back():
+    """A matrix with more row pairs than 65535 keeps the rows kernels (on the row-major blob)."""
+    from companion.gpu.builder import PlanWriter, matmul_dispatch
+
+    w = PlanWriter()
+    d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 200_000, 576, ["x", "g", "y"], 1, "head", "splitk", EPS=1e-5)
+    p = w.pipelines[d.pipeline]
+    assert p.constants["ROWMAJOR"] and not p.constants.get("SPLITK")
+    assert d.workgroups[0] <= 65535
+    d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], 1, "head", "splitk", EPS=1e-5)
+    assert w.pipelines[d.pipeline].constants["SPLITK"] and d.workgroups == (24576, 1, 1)
+
+
+@pytest.mark.parametrize("qtype", [QT.F32, QT.F16, QT.Q4_0, QT.Q4_1, QT.Q8_0], ids=lambda q: q.name)
+def test_repack_rowmajor_is_a_permutation_of_interleaved(qtype):
+    M, K = 5, 96
+    w = np.random.default_rng(1).standard_normal((M, K)).astype(np.float32)
+    raw = {QT.F32: lambda: w.view(np.uint8), QT.F16: lambda: w.astype(np.float16).view(np.uint8)}.get(
+        qtype, lambda: quants.quantize(w, qtype)
+    )()
+    a = repack(raw.reshape(M, -1), qtype, K)
+    b = repack(raw.reshape(M, -1), qtype, K, rowmajor=True)
+    assert a.size == b.size and sorted(a.tolist()) == sorted(b.tolist())
+    G = {QT.F32: 8, QT.F16: 4, QT.Q4_0: 1, QT.Q4_1: 1, QT.Q8_0: 2}[qtype]
+    n = K // 32 * G * M * 4
+    assert (b[:n].reshape(M, -1) == a[:n].reshape(K // 32 * G, M, 4).transpose(1, 0, 2).reshape(M, -1)).all()

@@ -7,7 +7,8 @@
 // <= 256) and `fn in_scale(j: u32) -> vec4<f32>` as for _matmul.wgsl; `inv` is the token's
 // RMSNorm scale (or 1), applied before the inputs are rounded to hf. Each unit's dot products
 // are taken in hf and summed in f32, scaled by its block's (d, m): sum(w x) = d sum(q x) + m sum(x).
-// Call from uniform control flow (barriers); the result is valid in invocation 0.
+// Call from uniform control flow (barriers); the result is valid in invocation 0. The kernels
+// with a fused RMSNorm take the token's scale from _rmsnorm.wgsl's inv_rms_sk.
 
 fn matvec_pair(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec2<f32> {
     let ng = qgroups();

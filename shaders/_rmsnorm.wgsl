@@ -31,3 +31,16 @@ fn inv_rms4(t0: u32, n_tok: u32, lid: u32) -> vec4<f32> {
     }
     return r;
 }
+
+// 1 / sqrt(mean(x[t]^2) + EPS) (inv_rms through wg_sum2's short fold: the
+// split-K kernels).
+// Call from uniform control flow (barriers).
+fn inv_rms_sk(t: u32, lid: u32) -> f32 {
+    let k4 = K / 4u;
+    var s = 0.0;
+    for (var i = lid; i < k4; i += WG) {
+        let v = x[t * k4 + i];
+        s += dot(v, v);
+    }
+    return inverseSqrt(wg_sum2(vec2<f32>(s, 0.0), lid).x / f32(K) + EPS);
+}

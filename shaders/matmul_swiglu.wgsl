@@ -52,7 +52,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         if (wid.x >= n) {
             return;
         }
-        let v = matvec_pair(wid.x, wid.x + n, t0, inv_rms(t0, lid), lid);
+        let v = matvec_pair(wid.x, wid.x + n, t0, inv_rms_sk(t0, lid), lid);
         if (lid != 0u) {
             return;
         }

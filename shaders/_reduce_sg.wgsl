@@ -99,8 +99,13 @@ fn wg_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
     red_v2[lid] = select(vec2<f32>(0.0), s, lane == 0u);
     workgroupBarrier();
     var t = vec2<f32>(0.0);
-    for (var i = lane; i < WG; i += n) {
-        t += red_v2[i];
+    // a uniform trip count (subgroups have at least 4 invocations) keeps the barrier below in
+    // uniform control flow for every compiler's analysis (Tint's included)
+    for (var c = 0u; c < WG / 4u; c++) {
+        let i = lane + c * n;
+        if (i < WG) {
+            t += red_v2[i];
+        }
     }
     let r = subgroupAdd(t);
     workgroupBarrier();  // the slots are read before the next call writes them

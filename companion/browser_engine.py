@@ -67,28 +67,30 @@ class PlanAssets:
         self.allow = allow  # features the user permits (None: COMPANION_GPU_FEATURES, default all)
         self.info = {"n_ctx": self.n_ctx, "n_vocab": cfg.n_vocab, "max_hist": MAX_HIST}
         self._lock = threading.Lock()
-        self._key: tuple[str, ...] | None = None
+        self._key: tuple[tuple[str, ...], str] | None = None  # (kernel variants, matmul layout)
         self._built: Any = None  # companion.gpu.builder.BuiltPlan of the last request
         self._json: dict[str, Any] | None = None
 
-    def build(self, features: Sequence[str] = ()):  # -> companion.gpu.builder.BuiltPlan
-        """The plan for an adapter offering `features` (WebGPU names); the last one is kept."""
-        from companion.gpu.builder import choose_features
+    def build(self, features: Sequence[str] = (), adapter_info: dict[str, str] | None = None):  # -> BuiltPlan
+        """The plan for an adapter offering `features` (WebGPU names), described by
+        `adapter_info` (vendor, architecture, device, description: picks the matmul layout);
+        the last one is kept."""
+        from companion.gpu.builder import build_plan, choose_features, choose_layout
 
-        key = tuple(sorted(choose_features(features, self.allow)[0]))  # the variants it picks
+        info = _as_wgpu_info(adapter_info)
+        used = tuple(sorted(choose_features(features, self.allow)[0]))  # the variants it picks
+        key = (used, choose_layout(info)[0])
         with self._lock:
             if self._built is None or key != self._key:
-                from companion.gpu.builder import build_plan
-
                 self._built, self._json = None, None  # one set of blobs in memory at a time
-                self._built = build_plan(self.model, n_ctx=self.n_ctx, max_batch=self.max_batch, features=key, allow=self.allow)
+                self._built = build_plan(self.model, n_ctx=self.n_ctx, max_batch=self.max_batch, features=used, allow=self.allow, adapter_info=info)
                 self._key = key
             return self._built
 
-    def plan_json(self, features: Sequence[str] = ()) -> dict[str, Any]:
+    def plan_json(self, features: Sequence[str] = (), adapter_info: dict[str, str] | None = None) -> dict[str, Any]:
         """The plan as JSON data, with `gguf_offsets`: absolute file offsets of the tensors its
         GGUF sources name (the page fetches those byte ranges from /model/blob)."""
-        built = self.build(features)
+        built = self.build(features, adapter_info)
         with self._lock:
             if self._json is None:
                 plan = built.plan
@@ -109,6 +111,20 @@ class PlanAssets:
         if arr is None:
             return None
         return memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)
+
+
+def _as_wgpu_info(info: dict[str, str] | None) -> dict[str, str] | None:
+    """A page's GPUAdapterInfo in the shape of wgpu-py's adapter info (which the builder and
+    is_cpu_adapter read): SwiftShader names itself in `architecture`, not in `device`."""
+    if not info:
+        return None
+    arch = info.get("architecture", "")
+    return {
+        "vendor": info.get("vendor", ""),
+        "device": info.get("device") or arch,
+        "description": " ".join(x for x in (info.get("description", ""), arch) if x),
+        "adapter_type": "CPU" if "swiftshader" in f"{arch} {info.get('device', '')}".lower() else "",
+    }
 
 
 class BrowserEngine(Engine):

@@ -163,7 +163,7 @@ class MemoryHook(Protocol):
     def edit(self, memory_id: int, text: str | None, pinned: bool | None) -> None: ...
 
 
-PlanHook = Callable[..., dict[str, Any]]  # () -> plan; with ?features=a,b: (features=[a, b])
+PlanHook = Callable[..., dict[str, Any]]  # () -> plan; may take features=[...], adapter_info={...}
 BlobHook = Callable[[str], Any]  # blob name -> bytes-like (the plan's builder blobs), or None
 
 
@@ -421,9 +421,13 @@ class BridgeServer:
             raise web.HTTPNotFound(text="this app provides no plan (no browser engine)")
         hook = self.plan
         offered = request.query.get("features")  # the page's adapter features: build for them
-        if offered is not None and _takes_features(self.plan):
+        if offered is not None and _takes(self.plan, "features"):
             names = [f for f in offered.split(",") if f][:64]
-            hook = functools.partial(self.plan, features=names)
+            hook = functools.partial(hook, features=names)
+        # the page's adapter info (vendor, architecture, device, description) picks layouts
+        info = {k: request.query[k][:200] for k in _ADAPTER_KEYS if k in request.query}
+        if info and _takes(self.plan, "adapter_info"):
+            hook = functools.partial(hook, adapter_info=info)
         plan = await asyncio.get_running_loop().run_in_executor(None, hook)
         return web.json_response(plan)
 
@@ -712,13 +716,16 @@ class _End:
     error: str | None
 
 
-def _takes_features(hook: Callable[..., Any]) -> bool:
-    """The plan hook accepts `features=` (older hooks take no arguments)."""
+_ADAPTER_KEYS = ("vendor", "architecture", "device", "description")
+
+
+def _takes(hook: Callable[..., Any], name: str) -> bool:
+    """The plan hook accepts keyword `name` (older hooks take no arguments)."""
     try:
         params = inspect.signature(hook).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(p.name == "features" or p.kind is p.VAR_KEYWORD for p in params)
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _end_message(turn: int, status: str, stats: dict[str, Any], error: str | None) -> Any:

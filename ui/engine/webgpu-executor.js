@@ -65,7 +65,9 @@ export class WebGPUExecutor {
     // the plan is built for this adapter: its kernel variants follow the features offered
     const base = req.plan_url || "/plan.json";
     const offered = [...adapter.features].sort().join(",");
-    const plan = await this.ctx.fetchPlan(`${base}${base.includes("?") ? "&" : "?"}features=${encodeURIComponent(offered)}`);
+    const query = new URLSearchParams({ features: offered });
+    for (const k of ["vendor", "architecture", "device", "description"]) if (info[k]) query.set(k, String(info[k]));
+    const plan = await this.ctx.fetchPlan(`${base}${base.includes("?") ? "&" : "?"}${query}`);
     if (plan.version !== 1) throw new Error(`plan version ${plan.version} is not supported by this page (expected 1): reload it`);
     this.plan = plan;
 

@@ -28,7 +28,7 @@ import numpy as np
 from companion.bridge.executor import ExecutorChannel, PageExecutorError
 from companion.bridge.messages import EngineLoad, EngineReset, EngineStatus, Generate, Logits, Token
 from companion.engine import Engine
-from companion.errors import EngineError, EngineUnavailable
+from companion.errors import EngineUnavailable
 from companion.sampling import Sampler
 
 log = logging.getLogger(__name__)
@@ -404,4 +404,4 @@ def start_browser_engine(
     return engine
 
 
-__all__ = ["BrowserEngine", "PlanAssets", "HeadlessChromium", "start_browser_engine", "EngineError"]
+__all__ = ["BrowserEngine", "PlanAssets", "HeadlessChromium", "start_browser_engine"]

@@ -10,9 +10,10 @@
 // 4        y     storage rw    array<f32>      (n_tokens or 1, M)
 // overrides: QTYPE, M, K, EPS, WG (power of two <= 256), TT (1..4; 1 with LAST_ONLY), LAST_ONLY,
 //            SPLITK (GPUs, with ROWMAJOR and TT 1: workgroup (i, t) computes rows i, i + ceil(M/2)
-//            of token t, _matvec.wgsl)
+//            of token t, _matvec.wgsl), RP (SPLITK: workgroup (i, t) computes row pairs
+//            i RP .. i RP + RP - 1 with one RMSNorm scale)
 // dispatch: (ceil(ceil(M / 2) / WG), LAST_ONLY ? 1 : ceil(n_tokens / TT), 1);
-//           SPLITK: (ceil(M / 2), LAST_ONLY ? 1 : n_tokens, 1)
+//           SPLITK: (ceil(ceil(M / 2) / RP), LAST_ONLY ? 1 : n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl
@@ -25,6 +26,7 @@ override WG: u32 = 64u;
 override TT: u32 = 1u;
 override LAST_ONLY: bool = false;
 override SPLITK: bool = false;
+override RP: u32 = 1u;  // SPLITK: row pairs per workgroup
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
@@ -52,16 +54,24 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     var nt = 0u;
     var acc: Acc;
     if (SPLITK) {
-        if (wid.x >= half) {
-            return;
+        // RP row pairs per workgroup share one RMSNorm scale (the output head has ~25k pairs)
+        let inv = inv_rms_sk(t0, lid);
+        for (var k = 0u; k < RP; k++) {
+            let p = wid.x * RP + k;
+            let pc = min(p, half - 1u);  // every invocation joins the barriers
+            let v = matvec_pair(pc, min(pc + half, M - 1u), t0, inv, lid);
+            if (lid == 0u && p < half) {
+                var o = t0 * M;
+                if (LAST_ONLY) {
+                    o = 0u;
+                }
+                y[o + p] = v.x;
+                if (p + half < M) {
+                    y[o + p + half] = v.y;
+                }
+            }
         }
-        let v = matvec_pair(wid.x, min(wid.x + half, M - 1u), t0, inv_rms_sk(t0, lid), lid);
-        if (lid != 0u) {
-            return;
-        }
-        r0 = wid.x;
-        nt = 1u;
-        acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
+        return;
     } else {
         let inv = inv_rms4(t0, step.n_tokens, lid);  // every invocation joins the barriers
         if (r0 >= half) {

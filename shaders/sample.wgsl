@@ -9,7 +9,8 @@
 // binding  name    type                          shape
 // 0        step    uniform Step                  temperature, top_k, top_p, min_p,
 //                                                repeat_penalty, n_hist, seed, rng_step
-// 1        logits  storage rw    array<f32>      (V,)  (the penalty is applied in place)
+// 1        logits  storage rw    array<vec4f32>  (V,)  (the penalty is applied in place; read as
+//                                                vec4s, so the argmax pass issues 4x fewer loads)
 // 2        hist    storage read  array<u32>      (n_hist,) recent ids for the penalty
 // 3        out     storage rw    array<u32>      (1,)  chosen id
 // overrides: V
@@ -20,7 +21,7 @@ override V: u32;
 const WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(1) var<storage, read_write> logits: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> hist: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
 
@@ -28,6 +29,32 @@ var<workgroup> rf: array<f32, WG>;  // per-invocation prefix sums of the draw
 var<workgroup> total: f32;
 
 //!include _reduce.wgsl
+
+// Logit i.
+fn lg(i: u32) -> f32 {
+    let v = logits[i >> 2u];
+    let k = i & 3u;
+    return select(select(v.x, v.y, k == 1u), select(v.z, v.w, k == 3u), k >= 2u);
+}
+
+// Store logit i (one component: invocations may write neighbours of the same vec4).
+fn set_lg(i: u32, l: f32) {
+    let a = i >> 2u;
+    switch (i & 3u) {
+        case 0u: {
+            logits[a].x = l;
+        }
+        case 1u: {
+            logits[a].y = l;
+        }
+        case 2u: {
+            logits[a].z = l;
+        }
+        default: {
+            logits[a].w = l;
+        }
+    }
+}
 
 // Order-preserving map f32 -> u32 (larger float, larger key).
 fn key(x: f32) -> u32 {
@@ -56,8 +83,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                 }
             }
             if (first) {
-                let l = logits[id];
-                logits[id] = select(l * pen, l / pen, l > 0.0);
+                let l = lg(id);
+                set_lg(id, select(l * pen, l / pen, l > 0.0));
             }
         }
     }
@@ -67,11 +94,24 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     // 2. argmax, ties to the lowest id (as numpy)
     var bv = -3.4e38;
     var bi = 0u;
-    for (var i = lid; i < V; i += WG) {
-        let l = logits[i];
-        if (l > bv) {
-            bv = l;
-            bi = i;
+    for (var i = lid; i < (V + 3u) / 4u; i += WG) {
+        let l4 = logits[i];
+        let i0 = 4u * i;
+        if (l4.x > bv) {  // i0 < V always
+            bv = l4.x;
+            bi = i0;
+        }
+        if (l4.y > bv && i0 + 1u < V) {
+            bv = l4.y;
+            bi = i0 + 1u;
+        }
+        if (l4.z > bv && i0 + 2u < V) {
+            bv = l4.z;
+            bi = i0 + 2u;
+        }
+        if (l4.w > bv && i0 + 3u < V) {
+            bv = l4.w;
+            bi = i0 + 3u;
         }
     }
     let best = wg_argmax(bv, bi, lid);
@@ -100,7 +140,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             let mid = lo + (hi - lo) / 2u + ((hi - lo) & 1u);
             var c = 0u;
             for (var i = lid; i < V; i += WG) {
-                c += select(0u, 1u, key(logits[i]) >= mid);
+                c += select(0u, 1u, key(lg(i)) >= mid);
             }
             if (wg_sum_u(c, lid) >= step.top_k) {
                 lo = mid;
@@ -115,7 +155,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if (step.top_p < 1.0) {
         var z = 0.0;
         for (var i = lid; i < V; i += WG) {
-            let l = logits[i];
+            let l = lg(i);
             if (key(l) >= thr) {
                 z += exp((l - mx) / temp);
             }
@@ -130,7 +170,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             let mid = lo + (hi - lo) / 2u + ((hi - lo) & 1u);
             var s = 0.0;
             for (var i = lid; i < V; i += WG) {
-                let l = logits[i];
+                let l = lg(i);
                 if (key(l) >= mid) {
                     s += exp((l - mx) / temp);
                 }
@@ -156,7 +196,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     let c1 = min(c0 + chunk, V);
     var s = 0.0;
     for (var i = c0; i < c1; i++) {
-        let l = logits[i];
+        let l = lg(i);
         if (key(l) >= thr) {
             s += exp((l - mx) / temp);
         }
@@ -180,7 +220,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         var acc = base;
         var pick = c0;
         for (var i = c0; i < c1; i++) {
-            let l = logits[i];
+            let l = lg(i);
             if (key(l) >= thr) {
                 pick = i;
                 acc += exp((l - mx) / temp);

@@ -239,9 +239,13 @@ def test_matmul_qkv_writes_kv_cache(gpu_device, variant):
     assert not kc[:n_past].any() and not kc[n_past + T :].any()
 
 
-@pytest.mark.parametrize("H,KV,hd,T,n_past", [(2, 1, 8, 1, 0), (9, 3, 64, 4, 3), (4, 2, 32, 1, 300), (3, 3, 16, 7, 250)])
+@pytest.mark.parametrize("H,KV,hd,T,n_past", [(2, 1, 8, 1, 0), (9, 3, 64, 4, 3), (4, 2, 32, 1, 300), (3, 3, 16, 7, 250),
+                                               (2, 1, 96, 2, 600), (1, 1, 256, 1, 40)])
 @pytest.mark.parametrize("variant", ALL, indirect=True)
-def test_attention(gpu_device, variant, H, KV, hd, T, n_past):
+@pytest.mark.parametrize("shader,wg", [("attention.wgsl", 64), ("attention_split.wgsl", 256), ("attention_split.wgsl", 64)])
+def test_attention(gpu_device, variant, H, KV, hd, T, n_past, shader, wg):
+    if hd // 4 > wg:
+        pytest.skip("attention_split needs WG >= HD / 4")
     rng = np.random.default_rng(H + T + n_past)
     n_ctx = n_past + T + 3
     NQ = H * hd
@@ -251,7 +255,7 @@ def test_attention(gpu_device, variant, H, KV, hd, T, n_past):
     if "shader-f16" in variant:  # the f16 KV cache: store f16, compare against its exact values
         kc, vc = kc.astype(np.float16), vc.astype(np.float16)
     got = run_kernel(
-        gpu_device, "attention.wgsl", dict(NH=H, NKV=KV, HD=hd, WG=64),
+        gpu_device, shader, dict(NH=H, NKV=KV, HD=hd, WG=wg),
         {"q": q, "kc": kc, "vc": vc, "o": T * NQ * 4}, ["q", "kc", "vc", "o"],
         (H, T, 1), {"n_tokens": T, "n_past": n_past}, "o", features=variant,
     ).reshape(T, H, hd)
@@ -287,6 +291,13 @@ def test_sample_argmax(gpu_device, variant, V):
     assert sample(gpu_device, logits, {}, features=variant) == int(np.argmax(logits))
     logits[V - 1] = logits.max()  # tie across invocations and subgroups
     assert sample(gpu_device, logits, {}, features=variant) == int(np.argmax(logits))
+
+
+def test_sample_repeat_penalty_neighbours(gpu_device):
+    """Ids of one vec4 penalised by different invocations: no write is lost."""
+    logits = np.array([3.0, 2.9, 2.8, 2.7, 1.0, 0.5, 0.1, 0.0], np.float32)
+    assert sample(gpu_device, logits.copy(), {"repeat_penalty": 4.0}, [0, 1, 2, 3]) == 4
+    assert sample(gpu_device, logits.copy(), {"repeat_penalty": 4.0}, [3, 1, 0, 2, 4]) == 0
 
 
 def test_sample_repeat_penalty(gpu_device):
@@ -380,15 +391,16 @@ def test_matmul_splitk(gpu_device, variant, qtype, M, K, T, WGS, add):
 @pytest.mark.parametrize("M,K,T", [(5, 64, 3), (301, 576, 2)])
 @pytest.mark.parametrize("last_only", [False, True])
 @pytest.mark.parametrize("variant", ALL, indirect=True)
-def test_matmul_norm_splitk(gpu_device, variant, qtype, M, K, T, last_only):
+@pytest.mark.parametrize("rp", [1, 4])
+def test_matmul_norm_splitk(gpu_device, variant, qtype, M, K, T, last_only, rp):
     rng = np.random.default_rng(M * K + T)
     blob, W = make_weight_rm(rng, M, K, qtype)
     x = rng.standard_normal((T, K)).astype(np.float32) * 3  # (T, K)
     g = rng.standard_normal(K).astype(np.float32)  # (K,)
     got = run_kernel(
-        gpu_device, "matmul_norm.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, EPS=1e-5, LAST_ONLY=last_only, **SK),
+        gpu_device, "matmul_norm.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, EPS=1e-5, LAST_ONLY=last_only, RP=rp, **SK),
         {"wq": blob, "x": x, "g": g, "y": T * M * 4}, ["wq", "x", "g", "y"],
-        (ceil(M, 2), 1 if last_only else T, 1), {"n_tokens": T}, "y", features=variant,
+        (ceil(ceil(M, 2), rp), 1 if last_only else T, 1), {"n_tokens": T}, "y", features=variant,
     ).reshape(T, M)
     want = rms(x, g) @ W.T  # (T, M)
     close(got[:1] if last_only else got, want[-1:] if last_only else want, tol_for(variant))

@@ -326,6 +326,10 @@ def test_splitk_rows_beyond_one_grid_dimension_fall_back():
     assert d.workgroups[0] <= 65535
     d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], 1, "head", "splitk", EPS=1e-5)
     assert w.pipelines[d.pipeline].constants["SPLITK"] and d.workgroups == (24576, 1, 1)
+    d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], 1, "head", "splitk", EPS=1e-5, RP=4)
+    assert w.pipelines[d.pipeline].constants["RP"] == 4 and d.workgroups == (6144, 1, 1)
+    d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], 1, "head", "rows", EPS=1e-5, RP=4)
+    assert "RP" not in w.pipelines[d.pipeline].constants
 
 
 @pytest.mark.parametrize("qtype", [QT.F32, QT.F16, QT.Q4_0, QT.Q4_1, QT.Q8_0], ids=lambda q: q.name)

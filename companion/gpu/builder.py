@@ -65,12 +65,14 @@ SHADER_BINDINGS: dict[str, list[str]] = {
     "matmul_swiglu.wgsl": [U, R, R, R, W],
     "matmul_qkv.wgsl": [U, R, R, R, R, W, W, W],
     "attention.wgsl": [U, R, R, R, W],
+    "attention_split.wgsl": [U, R, R, R, W],
     "sample.wgsl": [U, W, R, W],
 }
 
 WG = 64  # invocations per workgroup of the matmul-style kernels (<= 256 everywhere)
 TT_PREFILL = 4  # token rows per invocation in batched matmuls (1..4)
 MAX_HIST = 1024  # ids the repetition-penalty history buffer holds
+HEAD_RP = 4  # split-K output head: row pairs per workgroup, sharing one RMSNorm scale
 
 
 # ----------------------------------------------------------------------------- optional features
@@ -365,13 +367,16 @@ def matmul_dispatch(
     """A dispatch of one of the matmul kernels; n_tokens None = batched (count from vars).
     layout "splitk": a workgroup per row pair and token (the blob must be row-major)."""
     pairs = M // 2 if shader in ("matmul_swiglu.wgsl", "matmul_qkv.wgsl") else _ceil(M, 2)
-    if layout == "splitk" and pairs > MAX_GROUPS:
+    rp = int(constants.pop("RP", 1))  # split-K row pairs per workgroup (matmul_norm.wgsl only)
+    if layout == "splitk" and _ceil(pairs, rp) > MAX_GROUPS:
         layout = "rowmajor"  # more row pairs than one grid dimension holds: the rows kernels
     if layout == "splitk":
         wg = splitk_wg(qtype, K)
+        if rp > 1:
+            constants = dict(constants, RP=rp)
         pl = w.pipeline(shader, QTYPE=qtype, M=M, K=K, WG=wg, TT=1, ROWMAJOR=True, SPLITK=True, **constants)
         ys: Dim = 1 if constants.get("LAST_ONLY") else (Count(var="n_tokens") if n_tokens is None else n_tokens)
-        return w.dispatch(pl, ["step", weight, *buffers], (pairs, ys, 1), label)
+        return w.dispatch(pl, ["step", weight, *buffers], (_ceil(pairs, rp), ys, 1), label)
     rowmajor = layout == "rowmajor"  # the rows kernels on a row-major blob (too many rows for split-K)
     if rowmajor:
         constants = dict(constants, ROWMAJOR=True)
@@ -514,7 +519,10 @@ def build_plan(
         nb = emb_K // 32
         pl = w.pipeline("embed.wgsl", QTYPE=emb_q, M=n_vocab_rows, K=emb_K, WG=WG, **({"ROWMAJOR": True} if splitk else {}))
         ds = [w.dispatch(pl, ["step", "ids", emb, "x"], (_ceil(nb, WG), T, 1), "embed")]
-        att = w.pipeline("attention.wgsl", NH=H, NKV=KV, HD=hd, WG=64)
+        if splitk:  # GPUs: keys spread over the workgroup's invocations
+            att = w.pipeline("attention_split.wgsl", NH=H, NKV=KV, HD=hd, WG=256)
+        else:  # CPU rasterizers: an invocation per head dimension walks the keys
+            att = w.pipeline("attention.wgsl", NH=H, NKV=KV, HD=hd, WG=64)
         for i, L in enumerate(layers):
             Q = L.qkv
             ds.append(matmul_dispatch(
@@ -530,7 +538,7 @@ def build_plan(
             ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["ff", "x"], n_tokens, f"blk.{i} ffn_down+residual", lay, ADD=True))
         ds.append(matmul_dispatch(
             w, "matmul_norm.wgsl", out, out_q, V, d, ["x", out_norm, "logits"], n_tokens,
-            "output_norm+output", lay, EPS=cfg.rms_eps, LAST_ONLY=not all_logits,
+            "output_norm+output", lay, EPS=cfg.rms_eps, LAST_ONLY=not all_logits, RP=HEAD_RP,
         ))  # fmt: skip
         return ds
 

@@ -105,6 +105,26 @@ def request_device(adapter, features: Sequence[str] = ()):
         raise EngineUnavailable(f"cannot open a device on {_describe(dict(adapter.info))}: {exc}") from exc
 
 
+_RAW: list = []
+
+
+def _raw_pass_calls():
+    """(set_pipeline, set_bind_group, dispatch_workgroups, NULL) of wgpu-native's C API for
+    compute passes, or None where this wgpu-py lacks them (then the Python methods are used).
+    Encoding a decode step is ~150 dispatches x 3 calls: the Python wrappers' argument
+    handling (a cffi array per set_bind_group) is a quarter of it. The executor keeps every
+    pipeline and bind group alive, which is all the wrappers' bookkeeping adds."""
+    if not _RAW:
+        try:
+            from wgpu.backends.wgpu_native._api import ffi, libf
+
+            _RAW.append((libf.wgpuComputePassEncoderSetPipeline, libf.wgpuComputePassEncoderSetBindGroup,
+                         libf.wgpuComputePassEncoderDispatchWorkgroups, ffi.NULL))
+        except Exception:  # another wgpu-py layout: the public methods still work
+            _RAW.append(None)
+    return _RAW[0]
+
+
 def _lost(exc: BaseException) -> EngineUnavailable:
     return EngineUnavailable(f"the GPU device was lost or failed ({str(exc).strip().splitlines()[-1]}); switch engine or restart")
 
@@ -221,6 +241,7 @@ class Executor:
                     entries.append({"binding": bb.binding, "resource": {"buffer": buf, "offset": bb.offset, "size": size}})
                 groups.append(dev.create_bind_group(label=d.label or d.pipeline, layout=bgl, entries=entries))
             self.bind_groups[name] = groups
+        self._fast: dict[str, list[tuple[Any, Any, Any]]] = {}
         self._uniform = bytearray(plan.uniform.size)
         self._fields = {f.name: f for f in plan.uniform.fields}
 
@@ -256,15 +277,7 @@ class Executor:
             cp = enc.begin_compute_pass()
             n = 0
             for name, vars in programs:
-                prog = self.plan.programs[name]
-                for d, bg in zip(prog.dispatches, self.bind_groups[name], strict=True):
-                    x, y, z = d.counts(vars)
-                    if x * y * z == 0:
-                        continue
-                    cp.set_pipeline(self.pipelines[d.pipeline][0])
-                    cp.set_bind_group(0, bg)
-                    cp.dispatch_workgroups(x, y, z)
-                    n += 1
+                n += self._record(cp, name, vars)
             cp.end()
             if read is None and programs:
                 rb = self.plan.programs[programs[-1][0]].readback
@@ -292,6 +305,38 @@ class Executor:
         except RuntimeError as exc:  # map failures after a loss surface as RuntimeError
             self.usable = False
             raise _lost(exc) from exc
+
+    def _record(self, cp, name: str, vars: dict[str, int]) -> int:
+        """Record one program's dispatches into the pass; returns how many were recorded."""
+        prog = self.plan.programs[name]
+        fast = self._fast.get(name)
+        if fast is None:  # per-dispatch handles, resolved once per program
+            fast = self._fast[name] = [
+                (self.pipelines[d.pipeline][0], bg, d) for d, bg in zip(prog.dispatches, self.bind_groups[name], strict=True)
+            ]
+        n = 0
+        raw = _raw_pass_calls()
+        if raw is not None:  # wgpu-native's C entry points: no per-call argument handling
+            set_pipeline, set_bind_group, dispatch, null = raw
+            c = cp._internal
+            for pipe, bg, d in fast:
+                x, y, z = d.counts(vars)
+                if x * y * z == 0:
+                    continue
+                set_pipeline(c, pipe._internal)
+                set_bind_group(c, 0, bg._internal, 0, null)
+                dispatch(c, x, y, z)
+                n += 1
+            return n
+        for pipe, bg, d in fast:
+            x, y, z = d.counts(vars)
+            if x * y * z == 0:
+                continue
+            cp.set_pipeline(pipe)
+            cp.set_bind_group(0, bg)
+            cp.dispatch_workgroups(x, y, z)
+            n += 1
+        return n
 
     def wait(self) -> None:
         """Block until submitted work is done (maps a tiny buffer)."""

@@ -295,6 +295,30 @@ def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
     assert all(bool(p.constants.get("ROWMAJOR")) == (want == "splitk") for p in plan.pipelines if p.shader == "embed.wgsl")
     n_layer = int(plan.model["n_layer"])
     assert plan.dispatch_count("decode") == 1 + 5 * n_layer + 1
+    att = {p.shader for p in plan.pipelines if p.shader.startswith("attention")}
+    assert att == {"attention_split.wgsl" if want == "splitk" else "attention.wgsl"}
+
+
+def test_gpu_layout_auto_features_use_the_f32_kernels(monkeypatch):
+    """On the split-K (GPU) layout, auto leaves the kernel variants off (measured slower on an
+    H100); an explicit allow list still turns them on; CPU rasterizers keep auto = all."""
+    from companion.gpu.builder import SPLITK_F32_NOTE
+    from companion.model import load_model
+
+    monkeypatch.delenv("COMPANION_GPU_LAYOUT", raising=False)
+    monkeypatch.delenv("COMPANION_GPU_FEATURES", raising=False)
+    model = load_model(None)
+    gpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=H100_INFO).plan
+    assert gpu.features == [] and SPLITK_F32_NOTE in gpu.notes
+    gpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="auto", adapter_info=H100_INFO).plan
+    assert gpu.features == []
+    forced = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="f16,subgroups", adapter_info=H100_INFO).plan
+    assert forced.features == ["shader-f16", "subgroups"]
+    monkeypatch.setenv("COMPANION_GPU_FEATURES", "subgroups")
+    assert build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=H100_INFO).plan.features == ["subgroups"]
+    monkeypatch.delenv("COMPANION_GPU_FEATURES")
+    cpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=LAVAPIPE_INFO).plan
+    assert cpu.features == ["shader-f16", "subgroups"] and SPLITK_F32_NOTE not in cpu.notes
 
 
 def test_splitk_plan_fits_swiftshader_limits():

@@ -4,9 +4,12 @@ persona), for the terminal and the desktop window."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from companion.chat import DEFAULT_SYSTEM, ChatSession
+from companion.engine import Engine
 from companion.engines import create_engine, fallback_factory
+from companion.errors import EngineUnavailable
 from companion.model import load_model
 from companion.sampling import SamplingParams
 from companion.settings import Settings
@@ -18,12 +21,20 @@ def build_session(
     system_prompt: str | None = None,
     report: Callable[[str], None] = lambda m: None,
     memory: bool = True,
+    page_server: Any = None,
 ) -> ChatSession:
     """A ready chat session for the settings. With memory, the active character's persona,
     long-term memories and the stored conversation build each prompt, and every turn is
-    persisted; an explicit system_prompt replaces the character (and memory) for this session."""
+    persisted; an explicit system_prompt replaces the character (and memory) for this session.
+    With page_server (the desktop window's bridge), the window's WebGPU runs the model where it
+    can (engine auto or browser)."""
     model = load_model(settings.model_path)
-    engine = create_engine(settings.engine, model, settings.context_length, settings.adapter, report, settings.gpu_features)
+    engine = None
+    if page_server is not None and settings.engine in ("auto", "browser"):
+        engine = try_page_engine(settings, model, page_server, report)
+    if engine is None:
+        name = "auto" if settings.engine == "browser" else settings.engine
+        engine = create_engine(name, model, settings.context_length, settings.adapter, report, settings.gpu_features)
     fallback = None
     if engine.name != "reference":
         fallback = fallback_factory(model, settings.context_length, settings.adapter, report, settings.gpu_features)
@@ -38,6 +49,30 @@ def build_session(
     if memory and system_prompt is None:
         attach_memory(session, settings)
     return session
+
+
+CPU_EMULATIONS = ("swiftshader", "llvmpipe", "lavapipe", "warp", "software")
+
+
+def try_page_engine(settings: Settings, model: Any, server: Any, report: Callable[[str], None], page_wait: float = 8.0) -> Engine | None:
+    """The browser engine on the window's page, or None (with the reason reported) when the
+    page has no WebGPU executor, fails to load, or — for `auto` — only a CPU-emulated adapter,
+    where native or the reference is faster."""
+    from companion.browser_engine import start_browser_engine
+
+    if not server.executor.wait_for_page(page_wait):
+        report("the window's page offers no WebGPU executor; using another engine")
+        return None
+    try:
+        engine = start_browser_engine(model, settings.context_length, report, server=server)
+    except EngineUnavailable as exc:
+        report(f"the window's WebGPU could not run the model ({exc}); using another engine")
+        return None
+    if settings.engine == "auto" and any(k in engine.adapter.lower() for k in CPU_EMULATIONS):
+        report(f"the window's WebGPU adapter is a CPU emulation ({engine.adapter}); using another engine")
+        engine.close()
+        return None
+    return engine
 
 
 def attach_memory(session: ChatSession, settings: Settings, conversation_id: int | None = None) -> None:

@@ -50,7 +50,7 @@ def run(settings: Settings, *, screenshot_path: Path | None = None, debug: bool 
 
         report("Loading model")
         try:
-            chat = build_session(settings, report=report)
+            chat = build_session(settings, report=report, page_server=server)
         except CompanionError as exc:
             server.publish(
                 EngineStatus(engine="none", phase="failed", progress=0.0, error=str(exc))

@@ -1,76 +1,54 @@
 // Shared helper, the subgroup variant of _reduce.wgsl (same functions; needs the `subgroups`
-// feature, plan pipelines list it in `enable`). Each subgroup reduces in registers and leaves
-// its result in the slot of its rank-0 invocation (neutral values elsewhere), so nothing
-// assumes how invocations map to subgroups or the subgroup size; then every subgroup folds the
-// WG slots in parallel (lane j takes slots j, j + n, j + 2n ..., n its size) and reduces across
-// its lanes, and invocation 0 publishes its subgroup's result through workgroupUniformLoad
-// (one value for the whole workgroup even if subgroups differ in size). Three barriers, no
-// serial fold. The including file declares WG (a power of two <= 256). Call from uniform
-// control flow.
+// feature, plan pipelines list it in `enable`). Each subgroup reduces in registers, its lowest
+// invocation (subgroupMin of local_invocation_index, so no assumption on how invocations map to
+// subgroups or on the subgroup size) leaves the partial result in its own slot, and invocation
+// 0 folds the slots in index order (deterministic). Two barriers instead of log2(WG) + 2.
+// The including file declares WG (a power of two <= 256). Call from uniform control flow.
 
 var<workgroup> red_f: array<f32, 256>;
 var<workgroup> red_u: array<u32, 256>;
-var<workgroup> red_rf: f32;  // published result
+var<workgroup> red_rf: f32;  // folded result
 var<workgroup> red_ru: u32;
 
-// The slots a lane folds: i = lane + c n for c < WG / 4 (subgroups have at least 4
-// invocations); a uniform trip count keeps the barriers that follow in uniform control flow
-// for every compiler's analysis (Tint's included).
-
 fn wg_sum(v: f32, lid: u32) -> f32 {
-    let n = subgroupAdd(1u);
-    let lane = subgroupExclusiveAdd(1u);
-    red_f[lid] = select(0.0, subgroupAdd(v), lane == 0u);
+    let s = subgroupAdd(v);
+    red_f[lid] = select(0.0, s, subgroupMin(lid) == lid);
     workgroupBarrier();
-    var t = 0.0;
-    for (var c = 0u; c < WG / 4u; c++) {
-        let i = lane + c * n;
-        if (i < WG) {
+    if (lid == 0u) {
+        var t = 0.0;
+        for (var i = 0u; i < WG; i++) {
             t += red_f[i];
         }
-    }
-    let r = subgroupAdd(t);
-    if (lid == 0u) {
-        red_rf = r;
+        red_rf = t;
     }
     // the barrier inside workgroupUniformLoad also keeps the next call's writes after the fold
     return workgroupUniformLoad(&red_rf);
 }
 
 fn wg_max(v: f32, lid: u32) -> f32 {
-    let n = subgroupAdd(1u);
-    let lane = subgroupExclusiveAdd(1u);
-    red_f[lid] = select(-3.4e38, subgroupMax(v), lane == 0u);
+    let s = subgroupMax(v);
+    red_f[lid] = select(-3.4e38, s, subgroupMin(lid) == lid);
     workgroupBarrier();
-    var t = -3.4e38;
-    for (var c = 0u; c < WG / 4u; c++) {
-        let i = lane + c * n;
-        if (i < WG) {
+    if (lid == 0u) {
+        var t = -3.4e38;
+        for (var i = 0u; i < WG; i++) {
             t = max(t, red_f[i]);
         }
-    }
-    let r = subgroupMax(t);
-    if (lid == 0u) {
-        red_rf = r;
+        red_rf = t;
     }
     return workgroupUniformLoad(&red_rf);
 }
 
 fn wg_sum_u(v: u32, lid: u32) -> u32 {
-    let n = subgroupAdd(1u);
-    let lane = subgroupExclusiveAdd(1u);
-    red_u[lid] = select(0u, subgroupAdd(v), lane == 0u);
+    let s = subgroupAdd(v);
+    red_u[lid] = select(0u, s, subgroupMin(lid) == lid);
     workgroupBarrier();
-    var t = 0u;
-    for (var c = 0u; c < WG / 4u; c++) {
-        let i = lane + c * n;
-        if (i < WG) {
+    if (lid == 0u) {
+        var t = 0u;
+        for (var i = 0u; i < WG; i++) {
             t += red_u[i];
         }
-    }
-    let r = subgroupAdd(t);
-    if (lid == 0u) {
-        red_ru = r;
+        red_ru = t;
     }
     return workgroupUniformLoad(&red_ru);
 }
@@ -80,20 +58,17 @@ struct ArgMax {
     i: u32,
 }
 
-// (largest v, its index i); ties go to the lowest index (as numpy.argmax).
 fn wg_argmax(v: f32, i: u32, lid: u32) -> ArgMax {
-    let n = subgroupAdd(1u);
-    let lane = subgroupExclusiveAdd(1u);
     let m = subgroupMax(v);
     let mi = subgroupMin(select(0xffffffffu, i, v == m));
-    red_f[lid] = select(-3.4e38, m, lane == 0u);
-    red_u[lid] = select(0xffffffffu, mi, lane == 0u);
+    let lead = subgroupMin(lid) == lid;
+    red_f[lid] = select(-3.4e38, m, lead);
+    red_u[lid] = select(0xffffffffu, mi, lead);
     workgroupBarrier();
-    var bv = -3.4e38;
-    var bi = 0xffffffffu;
-    for (var c = 0u; c < WG / 4u; c++) {
-        let k = lane + c * n;
-        if (k < WG) {
+    if (lid == 0u) {
+        var bv = -3.4e38;
+        var bi = 0xffffffffu;
+        for (var k = 0u; k < WG; k++) {
             let ov = red_f[k];
             let oi = red_u[k];
             if (ov > bv || (ov == bv && oi < bi)) {
@@ -101,15 +76,11 @@ fn wg_argmax(v: f32, i: u32, lid: u32) -> ArgMax {
                 bi = oi;
             }
         }
-    }
-    let rm = subgroupMax(bv);
-    let ri = subgroupMin(select(0xffffffffu, bi, bv == rm));
-    if (lid == 0u) {
-        red_rf = rm;
-        red_ru = ri;
+        red_rf = bv;
+        red_ru = bi;
     }
     let r = ArgMax(workgroupUniformLoad(&red_rf), workgroupUniformLoad(&red_ru));
-    workgroupBarrier();  // the published values are read by everyone before the next call
+    workgroupBarrier();  // the fold's values are read by everyone before the next call
     return r;
 }
 

@@ -116,6 +116,10 @@ class FakeMemory:
     def forget(self, memory_id: int) -> None:
         self.items = [m for m in self.items if m.id != memory_id]
 
+    def edit(self, memory_id: int, text: str | None, pinned: bool | None) -> None:
+        changes = {k: v for k, v in (("text", text), ("pinned", pinned)) if v is not None}
+        self.items = [m.model_copy(update=changes) if m.id == memory_id else m for m in self.items]
+
 
 @pytest.fixture
 def fake_chat() -> FakeChatSession:

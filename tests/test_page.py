@@ -105,9 +105,24 @@ def test_memory_panel_lists_and_forgets(page, bridge_server):
     page.click("#open-memory")
     page.wait_for_selector(".memory")
     assert page.locator(".memory").count() == 2
-    page.locator(".memory .link-btn").first.click()
+    page.locator(".memory .link-btn.danger").first.click()  # Forget
     page.wait_for_function("document.querySelectorAll('.memory').length === 1")
     assert "Japanese" in page.inner_text(".memory")
+
+
+def test_memory_panel_edits_and_pins(page, bridge_server):
+    open_page(page, bridge_server)
+    page.click("#open-memory")
+    page.wait_for_selector(".memory")
+    page.locator(".memory").first.get_by_role("button", name="Edit").click()
+    editor = page.locator(".memory-editor")
+    editor.fill("The user's cat is called Mochi.")
+    editor.press("Enter")
+    page.wait_for_function("document.querySelector('.memory p').textContent.includes('Mochi')")
+    assert bridge_server.memory.items[0].text == "The user's cat is called Mochi."
+    page.locator(".memory").first.get_by_role("button", name="Pin").click()
+    page.wait_for_selector(".memory.pinned")
+    assert bridge_server.memory.items[0].pinned
 
 
 def test_page_rejects_unknown_core_messages(page, bridge_server, caplog):

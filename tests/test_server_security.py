@@ -15,6 +15,15 @@ from companion.bridge.messages import MAX_MESSAGE_BYTES
 from companion.bridge.server import EXECUTOR_MODULE, WS_HARD_LIMIT, BridgeServer, resolve_static
 
 
+def run_isolated(coro):
+    """asyncio.run on a thread of its own: the session's sync playwright keeps an event loop
+    running on the main thread once a browser test has run."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(120)
+
+
 def request(
     server: BridgeServer, path: str, *, auth: bool = True, method: str = "GET", **headers: str
 ):
@@ -225,7 +234,7 @@ def test_websocket_handshake_is_refused(bridge_server, headers):
             await _ws(bridge_server, **headers)
         return exc.value.status
 
-    assert asyncio.run(go()) in (401, 403)
+    assert run_isolated(go()) in (401, 403)
 
 
 def test_flood_of_bad_messages_is_answered_and_the_server_keeps_serving(bridge_server):
@@ -274,7 +283,7 @@ def test_flood_of_bad_messages_is_answered_and_the_server_keeps_serving(bridge_s
             await ws.send_str(json.dumps({"type": "hello", "protocol_version": 1}))
             assert (await ws.receive_json())["type"] == "welcome"
 
-    asyncio.run(go())
+    run_isolated(go())
     assert request(bridge_server, "/")[0] == 200
 
 
@@ -290,4 +299,4 @@ def test_messages_before_hello_and_wrong_versions(bridge_server):
             await ws.send_str(json.dumps({"type": "hello", "protocol_version": 1}))
             assert (await ws.receive_json())["type"] == "welcome"
 
-    asyncio.run(go())
+    run_isolated(go())

@@ -233,7 +233,7 @@ def test_feature_variants_in_the_plan():
 
     model = load_model(None)
     f32 = build_plan(model, n_ctx=64, max_batch=8, features=[], allow="auto").plan
-    both = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="auto").plan
+    both = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="f16,subgroups").plan
     assert both.features == ["shader-f16", "subgroups"]
     assert both.dispatch_count("decode") == f32.dispatch_count("decode")
     assert both.buffer("blk.0.k_cache").size * 2 == f32.buffer("blk.0.k_cache").size
@@ -299,9 +299,9 @@ def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
     assert att == {"attention_split.wgsl" if want == "splitk" else "attention.wgsl"}
 
 
-def test_gpu_layout_auto_features_use_the_f32_kernels(monkeypatch):
-    """On the split-K (GPU) layout, auto leaves the kernel variants off (measured slower on an
-    H100); an explicit allow list still turns them on; CPU rasterizers keep auto = all."""
+def test_auto_features_use_the_f32_kernels(monkeypatch):
+    """auto leaves the kernel variants off on both layouts (measured slower on an H100 and on
+    lavapipe, and less exact); an explicit allow list or the environment turns them on."""
     from companion.gpu.builder import SPLITK_F32_NOTE
     from companion.model import load_model
 
@@ -318,6 +318,8 @@ def test_gpu_layout_auto_features_use_the_f32_kernels(monkeypatch):
     assert build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=H100_INFO).plan.features == ["subgroups"]
     monkeypatch.delenv("COMPANION_GPU_FEATURES")
     cpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=LAVAPIPE_INFO).plan
+    assert cpu.features == [] and SPLITK_F32_NOTE in cpu.notes
+    cpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="f16,subgroups", adapter_info=LAVAPIPE_INFO).plan
     assert cpu.features == ["shader-f16", "subgroups"] and SPLITK_F32_NOTE not in cpu.notes
 
 

@@ -27,6 +27,7 @@
 //!include _reduce.wgsl
 //!include _rmsnorm.wgsl
 //!include _matvec.wgsl
+//!include _normed_pair.wgsl
 
 override WG: u32 = 64u;
 override TT: u32 = 1u;
@@ -53,36 +54,14 @@ fn in_scale(j: u32) -> vec4<f32> {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let n_pair = M / 2u;
-    var t0 = wid.y * TT;
-    if (SPLITK) {
-        t0 = wid.y;
-    }
-    if (t0 >= step.n_tokens) {
+    let np = normed_pair(gid, wid, lid);
+    if (!np.ok) {
         return;
     }
-    var p = gid.x;
-    var nt = 0u;
-    var acc: Acc;
-    if (SPLITK) {
-        if (wid.x >= n_pair) {
-            return;
-        }
-        let v = matvec_pair(wid.x, wid.x + n_pair, t0, inv_rms_sk(t0, lid), lid);
-        if (lid != 0u) {
-            return;
-        }
-        p = wid.x;
-        nt = 1u;
-        acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
-    } else {
-        let inv = inv_rms4(t0, step.n_tokens, lid);
-        if (p >= n_pair) {
-            return;
-        }
-        acc = matmul_rows(p, p + n_pair, t0, step.n_tokens, inv);
-        nt = min(TT, step.n_tokens - t0);
-    }
+    let p = np.p;
+    let t0 = np.t0;
+    let nt = np.nt;
+    let acc = np.acc;
     let hh = HD / 2u;
     let pq = NQ / 2u;
     let pk = NK / 2u;

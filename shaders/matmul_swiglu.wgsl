@@ -18,6 +18,7 @@
 //!include _reduce.wgsl
 //!include _rmsnorm.wgsl
 //!include _matvec.wgsl
+//!include _normed_pair.wgsl
 
 override WG: u32 = 64u;
 override TT: u32 = 1u;
@@ -38,35 +39,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let n = M / 2u;
-    var t0 = wid.y * TT;
-    if (SPLITK) {
-        t0 = wid.y;
-    }
-    if (t0 >= step.n_tokens) {
+    let np = normed_pair(gid, wid, lid);
+    if (!np.ok) {
         return;
     }
-    var r = gid.x;
-    var nt = 0u;
-    var acc: Acc;
-    if (SPLITK) {
-        if (wid.x >= n) {
-            return;
-        }
-        let v = matvec_pair(wid.x, wid.x + n, t0, inv_rms_sk(t0, lid), lid);
-        if (lid != 0u) {
-            return;
-        }
-        r = wid.x;
-        nt = 1u;
-        acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
-    } else {
-        let inv = inv_rms4(t0, step.n_tokens, lid);
-        if (r >= n) {
-            return;
-        }
-        acc = matmul_rows(r, r + n, t0, step.n_tokens, inv);
-        nt = min(TT, step.n_tokens - t0);
-    }
+    let r = np.p;
+    let t0 = np.t0;
+    let nt = np.nt;
+    let acc = np.acc;
     let gate = acc.a;
     let up = acc.b;
     let h = gate / (1.0 + exp(-gate)) * up;

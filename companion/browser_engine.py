@@ -165,14 +165,6 @@ class BrowserEngine(Engine):
     def adapter(self) -> str:
         return self._adapter
 
-    @property
-    def n_ctx(self) -> int:
-        return self._n_ctx
-
-    @property
-    def n_past(self) -> int:
-        return self._n_past
-
     def load(self, timeout: float = LOAD_TIMEOUT) -> None:
         """Have the page fetch the plan and weights and build its pipelines."""
         self._check()

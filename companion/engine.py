@@ -21,19 +21,23 @@ class Engine(ABC):
         """Human-readable description of where it runs (adapter name, "CPU (numpy)")."""
         return "CPU (numpy)"
 
+    _n_ctx: int = 0  # set by each engine: capacity of its KV cache
+    _n_past: int = 0  # positions already in its KV cache
+
     @property
-    @abstractmethod
     def n_ctx(self) -> int:
         """Capacity of the KV cache in tokens."""
+        return self._n_ctx
 
     @property
-    @abstractmethod
     def n_past(self) -> int:
         """Tokens already in the KV cache."""
+        return self._n_past
 
-    @abstractmethod
     def reset(self, n_keep: int = 0) -> None:
-        """Forget cached positions from n_keep on (0 = start a new sequence)."""
+        """Forget cached positions from n_keep on (0 = start a new sequence); later writes
+        simply overwrite the rows past n_keep."""
+        self._n_past = max(0, min(n_keep, self._n_past))
 
     @abstractmethod
     def eval(self, ids: Sequence[int]) -> np.ndarray:

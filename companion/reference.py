@@ -111,17 +111,6 @@ class ReferenceEngine(Engine):
         self.v_cache = np.zeros(shape, dtype=f32)  # (L, n_ctx, n_kv, hd)
         self._n_past = 0
 
-    @property
-    def n_ctx(self) -> int:
-        return self._n_ctx
-
-    @property
-    def n_past(self) -> int:
-        return self._n_past
-
-    def reset(self, n_keep: int = 0) -> None:
-        self._n_past = min(n_keep, self._n_past)
-
     def eval(self, ids: Sequence[int]) -> np.ndarray:
         return self.forward(ids)[-1]
 

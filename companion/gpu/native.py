@@ -406,18 +406,6 @@ class NativeEngine(Engine):
         info = self.executor.adapter_info
         return f"{info.get('device', '?')} ({info.get('adapter_type', '?')}, {info.get('backend_type', '?')}) via wgpu-py"
 
-    @property
-    def n_ctx(self) -> int:
-        return self._n_ctx
-
-    @property
-    def n_past(self) -> int:
-        return self._n_past
-
-    def reset(self, n_keep: int = 0) -> None:
-        # the KV cache rows past n_keep are simply overwritten later
-        self._n_past = max(0, min(n_keep, self._n_past))
-
     # -- internals
     def _check_room(self, n: int) -> None:
         if n == 0:

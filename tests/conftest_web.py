@@ -17,21 +17,12 @@ import pytest
 
 from companion.bridge.messages import MemoryItem
 from companion.bridge.server import BridgeServer
+from companion.browser_engine import CHROMIUM_ARGS as _APP_ARGS
 from companion.settings import Settings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-# Flags measured in DESIGN.md: WebGPU on SwiftShader, nothing that reaches the network.
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--enable-unsafe-webgpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM_ARGS = list(_APP_ARGS)  # the app's own headless flags (DESIGN.md)
 
 
 # --- a chat session that needs no model ------------------------------------------------------

@@ -354,17 +354,12 @@ def model_info(ctx: click.Context, path: Path | None, as_json: bool) -> None:
     click.echo("chat template:\n" + info["chat_template"])
 
 
-def _register_optional_groups() -> None:
-    """Commands owned by other parts of the app (memory, characters)."""
-    for mod, attr, name in (("companion.memory.cli", "memory_group", "memory"), ("companion.persona.cli", "character_group", "character")):
-        try:
-            module = __import__(mod, fromlist=[attr])
-        except ImportError:
-            continue
-        main.add_command(getattr(module, attr), name)
+# Commands owned by other parts of the app.
+from companion.memory.cli import memory_group  # noqa: E402
+from companion.persona.cli import character_group  # noqa: E402
 
-
-_register_optional_groups()
+main.add_command(memory_group, "memory")
+main.add_command(character_group, "character")
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ from conftest_memory import count_words
 
 from companion.memory import ConversationMemory, Store, build_prompt, extract_and_store_memories
 from companion.memory.extract import model_candidates, rule_candidates
+from companion.memory.recall import recall, vector_index
 
 SESSIONS = [
     ["Hi, I'm Sam! I live in Paris.", "I work as a nurse at the children's hospital."],
@@ -104,10 +105,10 @@ def test_hybrid_recall_finds_keywords_and_paraphrases(store):
     for t in ["The user's dog is called Biscuit.", "The user works as a nurse.",
               "The user plays the cello in an orchestra.", "The user is allergic to peanuts."]:
         store.add_memory(cid, t)
-    assert store.search_memories(cid, "Biscuit", limit=1)[0]["text"] == "The user's dog is called Biscuit."
-    assert store.search_memories(cid, "What pets do I have?", limit=1)[0]["text"].endswith("Biscuit.")
-    assert store.search_memories(cid, "which instrument do I play", limit=1)[0]["text"].endswith("orchestra.")
-    hit = store.search_memories(cid, "cello", limit=1)[0]
+    assert recall(store, cid, "Biscuit", limit=1)[0]["text"] == "The user's dog is called Biscuit."
+    assert recall(store, cid, "What pets do I have?", limit=1)[0]["text"].endswith("Biscuit.")
+    assert recall(store, cid, "which instrument do I play", limit=1)[0]["text"].endswith("orchestra.")
+    hit = recall(store, cid, "cello", limit=1)[0]
     assert hit["bm25"] is not None and hit["cosine"] is not None
 
 
@@ -115,7 +116,35 @@ def test_full_text_recall_without_embeddings(plain_store):
     cid = plain_store.ensure_character()
     plain_store.add_memory(cid, "The user lives in Lyon.")
     plain_store.add_memory(cid, "The user likes tea.")
-    assert [m["text"] for m in plain_store.search_memories(cid, "Do I still live in Lyon?")] == ["The user lives in Lyon."]
+    assert [m["text"] for m in recall(plain_store, cid, "Do I still live in Lyon?")] == ["The user lives in Lyon."]
+
+
+def test_vector_index_sees_changes_from_another_connection(store, embedder):
+    import sqlite3
+
+    cid = store.ensure_character()
+    dog = store.add_memory(cid, "The user's dog is called Biscuit.")
+    store.add_memory(cid, "The user works as a nurse.")
+    index = vector_index(store, cid)
+    assert vector_index(store, cid) is index  # cached while nothing changes
+    assert recall(store, cid, "What pets do I have?", limit=1)[0]["id"] == dog
+
+    with Store(store.path, embedder=embedder) as other:  # e.g. the CLI while the app runs
+        cat = other.add_memory(cid, "The user's cat is called Pixel.")
+    raw = sqlite3.connect(store.path)  # e.g. `companion memory forget` in another process
+    raw.execute("DELETE FROM memories WHERE id = ?", [dog])
+    raw.commit()
+    raw.close()
+
+    rebuilt = vector_index(store, cid)
+    assert rebuilt is not index and sorted(rebuilt.ids.tolist()) == sorted(m["id"] for m in store.memories(cid))
+    hit = recall(store, cid, "What pets do I have?", limit=1)[0]
+    assert hit["id"] == cat and hit["cosine"] is not None and hit["bm25"] is None
+    assert all(m["id"] != dog for m in recall(store, cid, "Biscuit the dog"))
+
+    store.update_memory(cat, text="The user's cat is called Mochi.")  # this Store's own change
+    assert vector_index(store, cid) is not rebuilt
+    assert recall(store, cid, "Mochi", limit=1)[0]["id"] == cat
 
 
 def test_memories_belong_to_their_character(store):

@@ -16,6 +16,7 @@ from conftest_memory import FIXTURES
 
 from companion.errors import StorageError
 from companion.memory.migrations import SCHEMA_VERSION, migrations
+from companion.memory.recall import recall
 from companion.memory.store import Store
 
 
@@ -114,7 +115,7 @@ def test_migrates_schema_1_fixture(companion_home):
         assert [m["content"] for m in s.messages(conv["id"])] == ["Hi, I'm Sam and I live in Paris.", "Nice to meet you, Sam!"]
         mems = s.memories(char.id)
         assert {m["text"] for m in mems} == {"The user's name is Sam.", "The user lives in Paris."}
-        assert [r["text"] for r in s.search_memories(char.id, "Paris")] == ["The user lives in Paris."]
+        assert [r["text"] for r in recall(s, char.id, "Paris")] == ["The user lives in Paris."]
         assert s.summary(conv["id"])["text"] == "Sam introduced himself."
         assert s.integrity_check() == "ok"
 

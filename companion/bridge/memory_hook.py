@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from companion.bridge.messages import MemoryItem
+from companion.memory.recall import recall
 
 
 class StoreMemoryHook:
@@ -26,7 +27,7 @@ class StoreMemoryHook:
 
     def list(self, query: str) -> list[MemoryItem]:
         if query.strip():
-            rows = self.store.search_memories(self.character_id, query, limit=50)
+            rows = recall(self.store, self.character_id, query, limit=50)
         else:
             rows = self.store.memories(self.character_id)[: self.limit]
         return [self._item(r) for r in rows]

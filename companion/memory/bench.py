@@ -38,17 +38,10 @@ def _fill(store: Any, character_id: int, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     vecs = np.random.default_rng(seed).standard_normal((n, store.embedder().dim)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)  # (n, 384) unit vectors
-    ts = "2026-01-01T00:00:00.000+00:00"
-    rows = [
-        (character_id, "fact", rng.choice(_TEMPLATES).format(a=rng.choice(_WORDS), b=rng.choice(_WORDS)),
-         ts, ts, vecs[i].tobytes(), store.embedder().name)
+    store.add_embedded_memories(character_id, [
+        (rng.choice(_TEMPLATES).format(a=rng.choice(_WORDS), b=rng.choice(_WORDS)), vecs[i].tobytes())
         for i in range(n)
-    ]
-    with store.db.atomic():
-        store.db.conn.executemany(
-            "INSERT INTO memories (character_id, kind, text, created_at, updated_at, embedding, embedding_model) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    store._memories_changed()
+    ])
 
 
 def _percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -69,6 +62,7 @@ def _loadavg() -> float | None:
 def run_memory_bench(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 100) -> dict[str, Any]:
     """{'recall': {n: {p50_ms, p95_ms}}, 'embedding': {...}, 'query_embedding_ms', 'sqlite'}."""
     from companion.memory.embed import get_embedder
+    from companion.memory.recall import recall
     from companion.memory.store import Store
 
     emb = get_embedder()
@@ -95,13 +89,13 @@ def run_memory_bench(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 100)
                 cid = store.ensure_character()
                 _fill(store, cid, n)
                 t0 = time.perf_counter()
-                store.search_memories(cid, "cold start")  # builds the vector index once
+                recall(store, cid, "cold start")  # builds the vector index once
                 build_ms = (time.perf_counter() - t0) * 1000
                 samples = []
                 for i in range(repeats):
                     q = QUERIES[i % len(QUERIES)]
                     t0 = time.perf_counter()
-                    hits = store.search_memories(cid, q, limit=8)
+                    hits = recall(store, cid, q, limit=8)
                     samples.append((time.perf_counter() - t0) * 1000)
                     assert hits is not None
                 result["recall"][n] = {**_percentiles(samples), "index_build_ms": round(build_ms, 1)}

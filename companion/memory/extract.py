@@ -247,7 +247,8 @@ def remember(
 def _near_duplicate(store: Store, character_id: int, text: str) -> tuple[int, str] | None:
     """A stored memory saying the same thing, if any (embedding cosine, else exact text)."""
     from companion.memory._blas import one_blas_thread
-    from companion.memory.recall import embedding_text, vector_index
+    from companion.memory.embed import embedding_text
+    from companion.memory.recall import vector_index
 
     index = vector_index(store, character_id)
     emb = store.embedder()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from companion.errors import StorageError
+from companion.memory.recall import recall
 from companion.memory.store import Store
 
 
@@ -22,7 +23,7 @@ def list_memories(store: Store, character: int | str | None = None) -> list[dict
 def search_memories(store: Store, query: str, character: int | str | None = None, limit: int = 10) -> list[dict[str, Any]]:
     """Hybrid search over one character's memories (None = the default character)."""
     cid = _character_id(store, character) or store.ensure_character()
-    return store.search_memories(cid, query, limit=limit)
+    return recall(store, cid, query, limit=limit)
 
 
 def add_memory(store: Store, text: str, character: int | str | None = None, *, pinned: bool = False) -> dict[str, Any]:

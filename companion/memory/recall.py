@@ -2,7 +2,9 @@
 
 Vectors: the 384-d unit embeddings are stored as float32 BLOBs in `memories.embedding`
 (the same layout sqlite-vec reads) and searched with an in-process numpy matrix per
-character, cached until memories change. sqlite-vec is not used: the Python builds we
+character, cached beside this module (one cache per Store, dropped with it) until memories
+change, through this Store (`Store.generation`) or any other connection
+(`Store.data_version()`). sqlite-vec is not used: the Python builds we
 ship (pyenv / python.org) may lack `enable_load_extension`, so the extension cannot be
 relied upon, and exact search over 10k x 384 floats is one ~1 ms matmul anyway.
 """
@@ -10,13 +12,15 @@ relied upon, and exact search over 10k x 384 floats is one ~1 ms matmul anyway.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import threading
+import weakref
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from companion.memory._blas import one_blas_thread
-from companion.memory._db import storage_errors
+from companion.memory.embed import embedding_text
 
 if TYPE_CHECKING:
     from companion.memory.store import Store
@@ -30,18 +34,8 @@ _STOPWORDS = frozenset(
     "is it its me my of on or our she so that the their them they this to too was we were what when "
     "where which who why will with you your yours do don't can could would should about just".split()
 )
-
-
-_FIRST_PERSON = [(r"\b[Tt]he user's\b", "my"), (r"\b[Tt]he user\b", "I"), (r"\btheir\b", "my"),
-                 (r"\bthey\b", "I"), (r"\bthem\b", "me"), (r"\bthemselves\b", "myself")]
-
-
-def embedding_text(memory_text: str) -> str:
-    """A memory as the user would say it ("The user's sister is Ana" -> "my sister is Ana"):
-    questions come in the first person, and that wording sits much closer to them."""
-    for pattern, repl in _FIRST_PERSON:
-        memory_text = re.sub(pattern, repl, memory_text)
-    return memory_text
+# the fields of a recalled memory, before its score / bm25 / cosine (what recall has always returned)
+_RESULT_KEYS = ("id", "kind", "slot", "text", "pinned", "source_message_id", "created_at", "updated_at")
 
 
 def query_parts(query: str) -> list[str]:
@@ -67,18 +61,42 @@ class VectorIndex:
     mat: np.ndarray  # (N, 384) float32, rows L2-normalized
 
 
+@dataclass
+class _IndexCache:
+    """One Store's vector indexes by character id, valid while `key` is the store's
+    (generation, data_version)."""
+
+    key: tuple[int, int] | None = None
+    indexes: dict[int, VectorIndex] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_caches: weakref.WeakKeyDictionary[Store, _IndexCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def _cache_of(store: Store) -> _IndexCache:
+    with _caches_lock:
+        cache = _caches.get(store)
+        if cache is None:
+            cache = _caches[store] = _IndexCache()
+        return cache
+
+
 def vector_index(store: Store, character_id: int) -> VectorIndex | None:
     """The cached index for a character, embedding any memory stored without a vector."""
     emb = store.embedder()
     if emb is None:
         return None
-    with store._lock, storage_errors(store.path):
-        # data_version changes when *another* connection commits (e.g. `companion memory forget`)
-        version = store.db.execute("PRAGMA data_version").fetchone()[0]
-    if store._index_version != version:
-        store._index_cache.clear()
-        store._index_version = version
-    cached = store._index_cache.get(character_id)
+    # generation: this Store changed memories; data_version: *another* connection committed
+    # (e.g. `companion memory forget` while the app runs)
+    key = (store.generation, store.data_version())
+    cache = _cache_of(store)
+    with cache.lock:
+        if cache.key != key:
+            cache.indexes.clear()
+            cache.key = key
+        cached = cache.indexes.get(character_id)
     if cached is not None:
         return cached
     ids: list[int] = []
@@ -98,7 +116,9 @@ def vector_index(store: Store, character_id: int) -> VectorIndex | None:
         store.set_embeddings(new)
     mat = np.frombuffer(b"".join(blobs), np.float32).reshape(len(ids), emb.dim) if ids else np.zeros((0, emb.dim), np.float32)
     index = VectorIndex(np.asarray(ids, np.int64), mat)
-    store._index_cache[character_id] = index
+    with cache.lock:
+        if cache.key == key:  # not if memories changed while it was being built
+            cache.indexes[character_id] = index
     return index
 
 
@@ -107,14 +127,7 @@ def fts_search(store: Store, character_id: int, query: str, limit: int = CANDIDA
     match = fts_query(query)
     if match is None:
         return []
-    with store._lock, storage_errors(store.path):
-        return store.db.execute(
-            """SELECT m.id, bm25(memories_fts) AS score FROM memories_fts
-               JOIN memories m ON m.id = memories_fts.rowid
-               WHERE memories_fts MATCH ? AND m.character_id = ?
-               ORDER BY score LIMIT ?""",
-            [match, character_id, limit],
-        ).fetchall()
+    return store.fts_memories(character_id, match, limit)
 
 
 def vector_search(
@@ -165,13 +178,11 @@ def _recall(store: Store, character_id: int, query: str, limit: int) -> list[dic
     best = sorted(fused, key=lambda m: -fused[m])[:limit]
     if not best:
         return []
-    rows = {r["id"]: r for r in store._read(
-        f"SELECT id, kind, slot, text, pinned, source_message_id, created_at, updated_at FROM memories "
-        f"WHERE id IN ({','.join('?' * len(best))})", best)}
+    rows = store.memories_by_ids(best)
     out = []
     for mid in best:
         if mid in rows:
-            row = rows[mid]
+            row = {k: rows[mid][k] for k in _RESULT_KEYS}
             row.update(score=fused[mid], bm25=bm25.get(mid), cosine=cos.get(mid))
             out.append(row)
     return out

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -21,6 +21,7 @@ import numpy as np
 from companion.errors import StorageError
 from companion.memory import _db
 from companion.memory._db import now, storage_errors
+from companion.memory.embed import embedding_text
 from companion.memory.migrations import migrate
 from companion.persona.card import Character, card_from_dict, card_to_dict
 from companion.persona.default import default_character
@@ -73,9 +74,7 @@ class Store:
         self.path = Path(path) if path is not None else default_db_path()
         self._lock = threading.RLock()
         self._embedder = embedder
-        self._index_cache: dict[int, Any] = {}  # character id -> recall.VectorIndex
-        self._generation = 0  # bumped on every memory change; invalidates _index_cache
-        self._index_version = -1  # PRAGMA data_version the cache was built at
+        self._generation = 0  # bumped on every memory change made through this Store
         if not self.path.parent.is_dir():
             raise StorageError(f"database folder {self.path.parent} does not exist")
         self.db = _db.connect(self.path, timeout_s)
@@ -132,6 +131,13 @@ class Store:
             except ModelError:
                 self._embedder = None
         return self._embedder
+
+    def data_version(self) -> int:
+        """SQLite's PRAGMA data_version on this connection: it changes whenever *another*
+        connection commits (another Store, `companion memory forget` in a shell), never for
+        this Store's own writes (those bump `generation`)."""
+        with self._lock, storage_errors(self.path):
+            return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     def integrity_check(self) -> str:
         """'ok' when SQLite finds no corruption, else its report."""
@@ -365,16 +371,19 @@ class Store:
 
     # --- memories -----------------------------------------------------------------------
 
+    @property
+    def generation(self) -> int:
+        """Counts memory changes made through this Store (add, edit, delete, wipe, deleting a
+        character); with data_version() it tells a cache of memories when to rebuild."""
+        return self._generation
+
     def _memories_changed(self) -> None:
         self._generation += 1
-        self._index_cache.clear()
 
     def _embed(self, texts: list[str]) -> list[bytes | None]:
         emb = self.embedder()
         if emb is None:
             return [None] * len(texts)
-        from companion.memory.recall import embedding_text
-
         vecs = emb.encode([embedding_text(t) for t in texts])  # (N, 384)
         return [np.asarray(v, np.float32).tobytes() for v in vecs]
 
@@ -405,6 +414,24 @@ class Store:
         }))
         self._memories_changed()
         return mid
+
+    def add_embedded_memories(self, character_id: int, items: Sequence[tuple[str, bytes]], *, kind: str = "fact") -> int:
+        """Store many memories whose vectors are already computed (float32 blobs from this
+        store's embedder), in one transaction; returns how many. No dedupe, no re-embedding:
+        the benchmark fills a store with synthetic memories this way."""
+        ts = now()
+        model = self._embedding_model()
+        rows = []
+        for text, blob in items:
+            text = text.strip()
+            if not text:
+                raise ValueError("a memory needs some text")
+            rows.append((character_id, kind, text, ts, ts, blob, model))
+        self._write(lambda: self.db.conn.executemany(
+            "INSERT INTO memories (character_id, kind, text, created_at, updated_at, embedding, embedding_model) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
+        self._memories_changed()
+        return len(rows)
 
     def update_memory(
         self,
@@ -440,6 +467,28 @@ class Store:
         if not rows:
             raise StorageError(f"no memory {memory_id}: see `companion memory list`")
         return rows[0]
+
+    def memories_by_ids(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Memory rows (as memory() gives them) by id; an id not stored is left out."""
+        if not ids:
+            return {}
+        rows = self._read(
+            f"SELECT {_MEMORY_COLS} FROM memories WHERE id IN ({','.join('?' * len(ids))})", list(ids)
+        )
+        return {int(r["id"]): r for r in rows}
+
+    def fts_memories(self, character_id: int, match: str, limit: int) -> list[tuple[int, float]]:
+        """(memory id, bm25) of a character's memories matching an FTS5 MATCH expression, best
+        first; bm25 is negative, lower is better (SQLite's convention)."""
+        with self._lock, storage_errors(self.path):
+            rows = self.db.execute(
+                """SELECT m.id, bm25(memories_fts) AS score FROM memories_fts
+                   JOIN memories m ON m.id = memories_fts.rowid
+                   WHERE memories_fts MATCH ? AND m.character_id = ?
+                   ORDER BY score LIMIT ?""",
+                [match, character_id, limit],
+            ).fetchall()
+        return [(int(mid), float(score)) for mid, score in rows]
 
     def memories(self, character_id: int | None = None, *, slot: str | None = None) -> list[dict[str, Any]]:
         """Memories (newest first), optionally of one character / one slot."""
@@ -488,12 +537,6 @@ class Store:
             "UPDATE memories SET embedding = ?, embedding_model = ? WHERE id = ?",
             [(b, model, i) for i, b in items],
         ))
-
-    def search_memories(self, character_id: int, query: str, limit: int = 8) -> list[dict[str, Any]]:
-        """The memories most relevant to `query`, best first (hybrid BM25 + vector search)."""
-        from companion.memory.recall import recall
-
-        return recall(self, character_id, query, limit=limit)
 
 
 _MEMORY_COLS = (

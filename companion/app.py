@@ -7,9 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from companion.chat import DEFAULT_SYSTEM, ChatSession
-from companion.engine import Engine
-from companion.engines import create_engine, fallback_factory
-from companion.errors import EngineUnavailable
+from companion.engines.choice import create_engine, fallback_factory, try_page_engine
 from companion.model import load_model
 from companion.sampling import SamplingParams
 from companion.settings import Settings
@@ -51,30 +49,6 @@ def build_session(
     return session
 
 
-CPU_EMULATIONS = ("swiftshader", "llvmpipe", "lavapipe", "warp", "software")
-
-
-def try_page_engine(settings: Settings, model: Any, server: Any, report: Callable[[str], None], page_wait: float = 8.0) -> Engine | None:
-    """The browser engine on the window's page, or None (with the reason reported) when the
-    page has no WebGPU executor, fails to load, or — for `auto` — only a CPU-emulated adapter,
-    where native or the reference is faster."""
-    from companion.browser_engine import start_browser_engine
-
-    if not server.executor.wait_for_page(page_wait):
-        report("the window's page offers no WebGPU executor; using another engine")
-        return None
-    try:
-        engine = start_browser_engine(model, settings.context_length, report, server=server)
-    except EngineUnavailable as exc:
-        report(f"the window's WebGPU could not run the model ({exc}); using another engine")
-        return None
-    if settings.engine == "auto" and any(k in engine.adapter.lower() for k in CPU_EMULATIONS):
-        report(f"the window's WebGPU adapter is a CPU emulation ({engine.adapter}); using another engine")
-        engine.close()
-        return None
-    return engine
-
-
 def attach_memory(session: ChatSession, settings: Settings, conversation_id: int | None = None) -> None:
     """Persist the session's turns and build its prompts from persona + memories + summary."""
     from companion.memory import ConversationMemory, Store
@@ -94,9 +68,3 @@ def attach_memory(session: ChatSession, settings: Settings, conversation_id: int
     session.recorder = mem
     session.memory = mem
 
-
-def run_desktop_app(settings: Settings) -> None:
-    """Open the desktop window on the companion page."""
-    from companion.shell.app import run
-
-    run(settings)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from companion.engine import Engine
+from companion.engines.base import Engine
 from companion.model.gguf_model import GGUFModel
 from companion.sampling import Sampler, SamplingParams
 

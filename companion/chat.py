@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from companion.emotion import EmotionFilter, infer_emotion
-from companion.engine import Engine
+from companion.engines.base import Engine
 from companion.errors import CompanionError, EngineError
 from companion.model.gguf_model import GGUFModel
 from companion.sampling import Sampler, SamplingParams

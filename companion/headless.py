@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from companion.engine import Engine
+from companion.engines import ENGINE_NAMES
+from companion.engines.base import Engine
 from companion.errors import CompanionError, EngineUnavailable
 from companion.settings import Settings
 
-ENGINES = ("reference", "native", "browser")
+ENGINES = ENGINE_NAMES
 F32_TOLERANCE = 0.05  # largest |engine - reference| logit allowed for an f32 GPU path
 F16_TOLERANCE = 0.5  # the same for a plan with f16 inner products and an f16 KV cache
 _BUNDLED = Path(__file__).resolve().parent / "data" / "smollm2_golden.json"
@@ -98,7 +99,7 @@ EngineFactory = Callable[[str, Any, int], Engine]
 
 
 def _create(name: str, model, n_ctx: int, settings: Settings) -> Engine:
-    from companion.engines import create_engine
+    from companion.engines.choice import create_engine
 
     return create_engine(name, model, n_ctx, settings.adapter, report=lambda m: None)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from companion.engine import Engine
+from companion.engines.base import Engine
 from companion.errors import CompanionError
 from companion.model.chat_template import ChatTemplate
 from companion.model.tokenizer import Tokenizer

@@ -80,6 +80,16 @@ class Sampler:
     def __init__(self, params: SamplingParams):
         self.params = params
         self.rng = np.random.default_rng(params.seed)
+        self.gpu_draws = 0  # tokens drawn on a GPU so far: the step of its (seed, step) stream
+
+    def gpu_draw(self, history: Sequence[int], max_hist: int) -> tuple[int, int, list[int]]:
+        """(seed, step, penalty history) for one token sampled on a GPU (native or page). The
+        GPU sampler draws from a stream keyed by (seed, step): the seed is this Sampler's, the
+        step counts its GPU draws, so every GPU engine gives the same ids for the same seed."""
+        p = self.params
+        hist = [int(h) for h in history[-p.repeat_last_n :]] if p.repeat_last_n and p.repeat_penalty != 1.0 else []
+        step, self.gpu_draws = self.gpu_draws, self.gpu_draws + 1
+        return p.seed & 0xFFFFFFFF, step, hist[-max_hist:] if max_hist else []
 
     def __call__(self, logits: np.ndarray, history: Sequence[int] = ()) -> int:
         """Pick the next token id from (V,) logits given the ids so far."""

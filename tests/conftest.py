@@ -50,13 +50,13 @@ def model():
 
 @pytest.fixture(scope="session")
 def reference_weights(model):
-    from companion.reference import ReferenceModel
+    from companion.engines.reference import ReferenceModel
 
     return ReferenceModel(model)
 
 
 @pytest.fixture
 def reference_engine(reference_weights):
-    from companion.reference import ReferenceEngine
+    from companion.engines.reference import ReferenceEngine
 
     return ReferenceEngine(reference_weights, n_ctx=512)

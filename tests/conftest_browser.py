@@ -20,12 +20,13 @@ N_CTX = 256  # enough for the test prompts; keeps SwiftShader's buffers small
 
 def require_chromium() -> None:
     """Skip without Debian's Chromium, except under CI=true where it must be installed."""
-    from companion.browser_engine import CHROMIUM
+    from companion.chromium import chromium_path
 
-    if not os.access(CHROMIUM, os.X_OK):
+    chromium = chromium_path()
+    if not os.access(chromium, os.X_OK):
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the browser tests, but there is no Chromium at {CHROMIUM}")
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+            pytest.fail(f"CI must run the browser tests, but there is no Chromium at {chromium}")
+        pytest.skip(f"no Chromium at {chromium} (apt-get install chromium)")
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +41,7 @@ def chromium_required() -> None:
 @pytest.fixture(scope="session")
 def plan_assets(model):
     """The default model's plan, built once for every browser test."""
-    from companion.browser_engine import PlanAssets
+    from companion.engines.browser import PlanAssets
 
     return PlanAssets(model, N_CTX)
 
@@ -57,7 +58,7 @@ class PageEngine:
 
 def open_page_engine(chromium: Any, assets: Any, model: Any, *, init_script: str | None = None, shaders_root: Path | None = None, chat: Any = None, load: bool = True) -> PageEngine:
     """Serve the real page; load it in a new tab; attach a BrowserEngine to its executor."""
-    from companion.browser_engine import BrowserEngine
+    from companion.engines.browser import BrowserEngine
 
     server = BridgeServer(chat, plan=assets.plan_json, blobs=assets.blob, model_path=Path(model.path), shaders_root=shaders_root)
     url = server.start()

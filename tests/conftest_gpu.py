@@ -50,7 +50,7 @@ def gpu_adapter_info() -> dict:
 @pytest.fixture(scope="session")
 def gpu_adapter(gpu_adapter_info):
     """A wgpu adapter (the same kind the probe found)."""
-    from companion.gpu.native import request_adapter
+    from companion.gpu.adapters import request_adapter
 
     return request_adapter(os.environ.get("COMPANION_ADAPTER"))
 
@@ -61,7 +61,7 @@ OPTIONAL_FEATURES = ("shader-f16", "subgroups")  # what kernel variants may use
 @pytest.fixture(scope="session")
 def gpu_features(gpu_adapter) -> list[str]:
     """The optional features (WebGPU names) the adapter offers; lavapipe offers both."""
-    from companion.gpu.native import adapter_features
+    from companion.gpu.adapters import adapter_features
 
     return [f for f in adapter_features(gpu_adapter) if f in OPTIONAL_FEATURES]
 
@@ -69,7 +69,7 @@ def gpu_features(gpu_adapter) -> list[str]:
 @pytest.fixture(scope="session")
 def gpu_device(gpu_adapter, gpu_features):
     """A device with the adapter's real limits and optional features, shared by the kernel tests."""
-    from companion.gpu.native import request_device
+    from companion.gpu.adapters import request_device
 
     dev = request_device(gpu_adapter, gpu_features)
     yield dev

@@ -17,12 +17,11 @@ import pytest
 
 from companion.bridge.messages import MemoryItem
 from companion.bridge.server import BridgeServer
-from companion.browser_engine import CHROMIUM_ARGS as _APP_ARGS
+from companion.chromium import chromium_path, launch_context
 from companion.settings import Settings
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = chromium_path()
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = list(_APP_ARGS)  # the app's own headless flags (DESIGN.md)
 
 
 # --- a chat session that needs no model ------------------------------------------------------
@@ -163,14 +162,7 @@ def playwright() -> Iterator[Any]:
 
 
 def _launch(pw: Any, profile: str, **kw: Any) -> Any:
-    return pw.chromium.launch_persistent_context(
-        profile,
-        executable_path=CHROMIUM,
-        args=CHROMIUM_ARGS,
-        headless=True,
-        viewport={"width": 1180, "height": 760},
-        **kw,
-    )
+    return launch_context(pw, profile, viewport={"width": 1180, "height": 760}, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -139,7 +139,7 @@ def test_lost_device_is_reported(chromium_required, chromium, plan_assets, model
 def test_start_uses_an_attached_page(chromium_required, chromium, plan_assets, model):
     """With a server whose page has an executor (the desktop window), start_browser_engine
     runs the model there instead of launching a browser."""
-    from companion.browser_engine import start_browser_engine
+    from companion.engines.browser import start_browser_engine
 
     pe = open_page_engine(chromium, plan_assets, model, load=False)
     try:

@@ -6,7 +6,7 @@ import numpy as np
 
 from companion.chat import AvatarCue, ChatSession, EngineSwitch, ReplyDone, TextDelta
 from companion.emotion import EmotionFilter, infer_emotion
-from companion.engine import Engine
+from companion.engines.base import Engine
 from companion.errors import EngineError
 from companion.sampling import SamplingParams
 
@@ -58,7 +58,7 @@ def test_max_new_tokens_limits_reply(model, reference_engine):
 
 
 def test_seeded_sampling_is_reproducible(model, reference_weights):
-    from companion.reference import ReferenceEngine
+    from companion.engines.reference import ReferenceEngine
 
     p = SamplingParams(temperature=0.9, top_k=40, top_p=0.95, min_p=0.05, seed=42)
     a = run(ChatSession(model, ReferenceEngine(reference_weights, 256), p, max_new_tokens=16), "Tell me a fact.")[-1]
@@ -88,7 +88,7 @@ class FailingEngine(Engine):
 
 
 def test_engine_failure_falls_back_without_losing_the_turn(model, reference_weights, golden):
-    from companion.reference import ReferenceEngine
+    from companion.engines.reference import ReferenceEngine
 
     g = golden["prompts"][1]
     s = ChatSession(
@@ -105,7 +105,7 @@ def test_engine_failure_falls_back_without_losing_the_turn(model, reference_weig
 
 
 def test_engine_failure_without_fallback_is_an_error(model, reference_weights):
-    from companion.reference import ReferenceEngine
+    from companion.engines.reference import ReferenceEngine
 
     s = ChatSession(model, FailingEngine(ReferenceEngine(reference_weights, 64), 0), SamplingParams.greedy_params())
     done = run(s, "hi")[-1]
@@ -113,7 +113,7 @@ def test_engine_failure_without_fallback_is_an_error(model, reference_weights):
 
 
 def test_long_history_is_trimmed_to_fit_context(model, reference_weights):
-    from companion.reference import ReferenceEngine
+    from companion.engines.reference import ReferenceEngine
 
     s = ChatSession(model, ReferenceEngine(reference_weights, 160), SamplingParams.greedy_params(), max_new_tokens=8)
     for i in range(6):

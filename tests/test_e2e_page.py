@@ -65,7 +65,7 @@ def test_type_stream_and_stop(chromium_required, chromium, plan_assets, model):
 
 @pytest.mark.gpu
 def test_no_webgpu_native_takes_over(chromium_required, chromium, plan_assets, model, gpu_adapter_info):
-    from companion.gpu.native import NativeEngine
+    from companion.engines.native import NativeEngine
 
     pe = open_page_engine(chromium, plan_assets, model, init_script="delete Navigator.prototype.gpu;", load=False)
     try:

@@ -19,7 +19,7 @@ from companion.gpu.builder import (
     rope_table,
     uniform_block,
 )
-from companion.gpu.native import Executor
+from companion.gpu.executor import Executor
 from companion.gpu.plan import Plan, Program
 
 pytestmark = pytest.mark.gpu

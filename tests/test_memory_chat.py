@@ -8,7 +8,7 @@ from companion.sampling import SamplingParams
 
 
 def test_chat_session_persists_turns_and_remembers(model, reference_weights, embedder):
-    from companion.reference import ReferenceEngine
+    from companion.engines.reference import ReferenceEngine
 
     def count_tokens(text: str) -> int:
         return len(model.tokenizer.encode(text, parse_special=False))

@@ -42,7 +42,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def engine(gpu_adapter_info, model):
-    from companion.gpu.native import NativeEngine
+    from companion.engines.native import NativeEngine
 
     eng = NativeEngine(model, n_ctx=256, max_batch=32, features="none")  # the f32 path
     yield eng
@@ -51,13 +51,13 @@ def engine(gpu_adapter_info, model):
 
 @pytest.fixture(scope="module")
 def reference(model):
-    from companion.reference import ReferenceEngine
+    from companion.engines.reference import ReferenceEngine
 
     return ReferenceEngine(model, n_ctx=256)
 
 
 def test_adapters_listed(gpu_adapter_info):
-    from companion.gpu.native import is_cpu_adapter, list_adapters
+    from companion.gpu.adapters import is_cpu_adapter, list_adapters
 
     found = list_adapters()
     assert found and all("device" in a for a in found)
@@ -66,7 +66,7 @@ def test_adapters_listed(gpu_adapter_info):
 
 
 def test_forcing_an_unknown_adapter_fails(gpu_adapter_info):
-    from companion.gpu.native import request_adapter
+    from companion.gpu.adapters import request_adapter
 
     with pytest.raises(EngineUnavailable, match="no adapter matches"):
         request_adapter("no-such-gpu-xyz")
@@ -131,7 +131,7 @@ def test_feature_set_parity(gpu_features, model, reference_steps, golden, fs):
     """Whole-model logits of each kernel variant set at teacher-forced steps of every golden
     prompt: f32 paths within F32_TOL, f16 paths within F16_TOL and the same top-1 where the
     reference margin is >= 0.25."""
-    from companion.gpu.native import NativeEngine
+    from companion.engines.native import NativeEngine
 
     allow, feats = FEATURE_SETS[fs]
     if any(f not in gpu_features for f in feats):
@@ -209,7 +209,7 @@ def test_context_full_is_reported(engine):
 
 @pytest.mark.slow
 def test_device_loss_raises_engine_unavailable(gpu_adapter_info, model):
-    from companion.gpu.native import NativeEngine
+    from companion.engines.native import NativeEngine
 
     eng = NativeEngine(model, n_ctx=64, max_batch=8)
     eng.eval([1, 2, 3])
@@ -243,7 +243,7 @@ def test_broken_shader_names_file_and_line(gpu_device, tmp_path, monkeypatch):
 def test_splitk_layout_parity(gpu_features, model, reference_steps, golden, fs):
     """The GPU matmul layout (forced on lavapipe): whole-model logits at teacher-forced steps
     of every golden prompt within the variant's tolerance, same top-1 where the margin is clear."""
-    from companion.gpu.native import NativeEngine
+    from companion.engines.native import NativeEngine
 
     allow, feats = FEATURE_SETS[fs]
     if any(f not in gpu_features for f in feats):

@@ -172,7 +172,7 @@ def test_executor_hook_answers_the_core(page, bridge_server):
     assert ch.request(Generate(request_id=0, ids=[5, 41]), timeout=10).id == 42
     logits = ch.request(Generate(request_id=0, ids=[1], want="logits"), timeout=10)
     np.testing.assert_array_equal(logits.array(), np.array([1.5, -2, 3.25], dtype=np.float32))
-    from companion.bridge.executor import PageExecutorError
+    from companion.bridge.engine_channel import PageExecutorError
 
     with pytest.raises(PageExecutorError, match="kernel exploded"):
         ch.request(Generate(request_id=0, ids=[666]), timeout=10)

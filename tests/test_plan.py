@@ -209,7 +209,7 @@ def test_without_features_the_plan_is_f32_only(offered, allow, why, caplog):
 
 
 def test_features_follow_adapter_and_allow_list(monkeypatch):
-    from companion.gpu.builder import choose_features, parse_allowed
+    from companion.gpu.adapters import choose_features, parse_allowed
 
     assert choose_features(LAVAPIPE_FEATURES, "auto")[0] == ["shader-f16", "subgroups"]
     # headless Chromium's SwiftShader: subgroups, no shader-f16
@@ -263,7 +263,7 @@ SWIFTSHADER_INFO = {"device": "", "description": "SwiftShader Device (Subzero)",
 
 
 def test_layout_follows_adapter(monkeypatch, caplog):
-    from companion.gpu.builder import choose_layout
+    from companion.gpu.adapters import choose_layout
 
     monkeypatch.delenv("COMPANION_GPU_LAYOUT", raising=False)
     assert choose_layout(LAVAPIPE_INFO)[0] == "rows"
@@ -302,14 +302,14 @@ def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
 def test_auto_features_use_the_f32_kernels(monkeypatch):
     """auto leaves the kernel variants off on both layouts (measured slower on an H100 and on
     lavapipe, and less exact); an explicit allow list or the environment turns them on."""
-    from companion.gpu.builder import SPLITK_F32_NOTE
+    from companion.gpu.adapters import AUTO_F32_NOTE
     from companion.model import load_model
 
     monkeypatch.delenv("COMPANION_GPU_LAYOUT", raising=False)
     monkeypatch.delenv("COMPANION_GPU_FEATURES", raising=False)
     model = load_model(None)
     gpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=H100_INFO).plan
-    assert gpu.features == [] and SPLITK_F32_NOTE in gpu.notes
+    assert gpu.features == [] and AUTO_F32_NOTE in gpu.notes
     gpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="auto", adapter_info=H100_INFO).plan
     assert gpu.features == []
     forced = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="f16,subgroups", adapter_info=H100_INFO).plan
@@ -318,9 +318,9 @@ def test_auto_features_use_the_f32_kernels(monkeypatch):
     assert build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=H100_INFO).plan.features == ["subgroups"]
     monkeypatch.delenv("COMPANION_GPU_FEATURES")
     cpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=LAVAPIPE_INFO).plan
-    assert cpu.features == [] and SPLITK_F32_NOTE in cpu.notes
+    assert cpu.features == [] and AUTO_F32_NOTE in cpu.notes
     cpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="f16,subgroups", adapter_info=LAVAPIPE_INFO).plan
-    assert cpu.features == ["shader-f16", "subgroups"] and SPLITK_F32_NOTE not in cpu.notes
+    assert cpu.features == ["shader-f16", "subgroups"] and AUTO_F32_NOTE not in cpu.notes
 
 
 def test_splitk_plan_fits_swiftshader_limits():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from companion.engines.reference import ReferenceEngine, apply_rope, rope_tables
 from companion.parity import CLEAR_MARGIN, MAX_LOGIT_DIFF, check_prompt, run_parity
-from companion.reference import ReferenceEngine, apply_rope, rope_tables
 from companion.testing import write_tiny_gguf
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest_web import EngineSwitchEvent, FakeChatSession, ReplyDone, TextDelta
 
-from companion.bridge.executor import PageExecutorError
+from companion.bridge.engine_channel import PageExecutorError
 from companion.bridge.messages import EngineLoad, EngineReset, EngineStatus, Generate, Logits
 from companion.bridge.server import BridgeServer
 from companion.errors import EngineUnavailable, ModelError

@@ -6,7 +6,7 @@ import { ChatView } from "./chat.js";
 import { OrbAvatar } from "./avatar.js";
 import { SettingsDrawer } from "./settings.js";
 import { MemoryPanel } from "./memory.js";
-import { ExecutorHost, findExecutor } from "./executor.js";
+import { ExecutorHost, findExecutor } from "./engine-link.js";
 
 const $ = (id) => /** @type {any} */ (document.getElementById(id));
 

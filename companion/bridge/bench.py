@@ -22,12 +22,8 @@ from typing import Any, Literal
 
 from companion.bridge.messages import Generate, Token
 from companion.bridge.server import BridgeServer
+from companion.chromium import chromium_path, launch_context
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 # A stand-in executor: answers every generate with the last id + 1, at once.
 _ECHO_EXECUTOR = """
 window.companionExecutorFactory = async () => ({
@@ -80,9 +76,7 @@ def _chromium_round_trips(server: BridgeServer, n: int) -> list[float]:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="companion-bench-") as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
+        context = launch_context(pw, profile)
         try:
             page = context.new_page()
             page.add_init_script(_ECHO_EXECUTOR)
@@ -108,8 +102,8 @@ def round_trip(n: int = 1000, client: Literal["python", "chromium"] = "python") 
         if client == "python":
             samples = asyncio.run(_python_round_trips(server, n))
         elif client == "chromium":
-            if not os.access(CHROMIUM, os.X_OK):
-                raise RuntimeError(f"{CHROMIUM} is not installed")
+            if not os.access(chromium_path(), os.X_OK):
+                raise RuntimeError(f"{chromium_path()} is not installed")
             samples = _chromium_round_trips(server, n)
         else:
             raise ValueError(f"unknown client {client!r}: python or chromium")

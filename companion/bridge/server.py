@@ -44,7 +44,7 @@ from typing import Any, Protocol, get_args, runtime_checkable
 from aiohttp import WSMsgType, web
 
 import companion
-from companion.bridge.executor import ExecutorChannel
+from companion.bridge.engine_channel import ExecutorChannel
 from companion.bridge.messages import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,

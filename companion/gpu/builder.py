@@ -7,8 +7,7 @@ weight blobs (see shaders/_quant.wgsl for the layout) once at load.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +15,13 @@ from gguf import GGMLQuantizationType as QT
 
 from companion.errors import UnsupportedModelError
 from companion.gpu import shaders
+from companion.gpu.adapters import (
+    AUTO_F32_NOTE,
+    VARIANTS,
+    choose_features,
+    choose_layout,
+    is_auto_features,
+)
 from companion.gpu.plan import (
     BindingLayout,
     BlobSource,
@@ -75,104 +81,7 @@ MAX_HIST = 1024  # ids the repetition-penalty history buffer holds
 HEAD_RP = 4  # split-K output head: row pairs per workgroup, sharing one RMSNorm scale
 
 
-# ----------------------------------------------------------------------------- optional features
-
-# Kernel variants: WebGPU feature -> (short name users type, helper swaps, WGSL extension).
-# Every kernel's default helpers are the f32 / workgroup-memory path that needs no feature.
-VARIANTS: dict[str, tuple[str, dict[str, str], str]] = {
-    "shader-f16": ("f16", {"_prec.wgsl": "_prec_f16.wgsl"}, "f16"),
-    "subgroups": ("subgroups", {"_reduce.wgsl": "_reduce_sg.wgsl"}, "subgroups"),
-}
-_ALIASES = {"f16": "shader-f16", "shader-f16": "shader-f16", "subgroups": "subgroups", "subgroup": "subgroups"}
-FEATURES_ENV = "COMPANION_GPU_FEATURES"  # "auto" (default) | "none" | "f16" | "subgroups" | "f16,subgroups"
-
-
-def parse_allowed(text: str | None) -> set[str] | None:
-    """Features a user allows (WebGPU names) from "auto" | "none" | "f16,subgroups"; None = all."""
-    text = (text or "auto").strip().lower()
-    if text in ("auto", "all", ""):
-        return None
-    if text in ("none", "f32", "off"):
-        return set()
-    out = set()
-    for part in text.replace(" ", "").split(","):
-        if part not in _ALIASES:
-            raise ValueError(f"{FEATURES_ENV}: unknown GPU feature {part!r} (use auto, none, f16, subgroups)")
-        out.add(_ALIASES[part])
-    return out
-
-
-# Measured on an H100 (Vulkan, SmolLM2-135M shapes, split-K layout): f32 kernels 344 tok/s
-# decode and 5,456 tok/s prefill, subgroups 288 / 4,006, f16 + subgroups 273 / 3,737.
-# On lavapipe (rows layout, 2 cores): f32 9.5 tok/s decode, subgroups 7.7, f16 + subgroups 7.1.
-# The f32 kernels are also the closest to the reference (f16 adds ~0.2 to the logit error), so
-# auto uses them; the variants stay available (and tested) for adapters where they pay off.
-AUTO_F32_NOTE = (
-    "kernel variants off under auto: the f32 kernels measured fastest (H100 split-K, lavapipe rows) "
-    f"and closest to the reference; {FEATURES_ENV}=f16,subgroups turns them on"
-)
-SPLITK_F32_NOTE = AUTO_F32_NOTE  # the name earlier plans and tests used
-
-
-def _is_auto(allowed: str | Iterable[str] | None) -> bool:
-    """True where the user left the feature choice to us (auto, explicitly or by default)."""
-    if allowed is None:
-        allowed = os.environ.get(FEATURES_ENV)
-    return isinstance(allowed, str | None) and parse_allowed(allowed) is None
-
-
-def choose_features(offered: Iterable[str], allowed: str | Iterable[str] | None = None) -> tuple[list[str], list[str]]:
-    """(features the plan uses, one note per feature left out saying why). `offered`: the
-    adapter's features (WebGPU or wgpu-py names); `allowed`: a COMPANION_GPU_FEATURES-style
-    string or a list of names, None = the environment variable (default "auto")."""
-    have = {_ALIASES.get(str(f), str(f)) for f in offered}
-    if allowed is None or isinstance(allowed, str):
-        src = os.environ.get(FEATURES_ENV) if allowed is None else allowed
-        allow = parse_allowed(src)
-        how = f"{FEATURES_ENV}={src}" if allowed is None else f"allowed features {src!r}"
-    else:
-        allow = {_ALIASES.get(str(f), str(f)) for f in allowed}
-        how = f"allowed features {sorted(allow)}"
-    used, notes = [], []
-    for feat, (short, _, _) in VARIANTS.items():
-        if feat not in have:
-            notes.append(f"{short} kernels off: the adapter lacks {feat}; using the f32 path")
-        elif allow is not None and feat not in allow:
-            notes.append(f"{short} kernels off: {feat} not allowed by {how}; using the f32 path")
-        else:
-            used.append(feat)
-    return used, notes
-
-
-# ----------------------------------------------------------------------------- matmul layout
-
-# "rows": each invocation walks whole rows along K (interleaved blob): right for CPU rasterizers
-# (lavapipe, SwiftShader). "splitk": a workgroup per row pair, its invocations striding over K
-# (row-major blob, shaders/_matvec.wgsl): right for GPUs. "auto": splitk unless the adapter is
-# a CPU rasterizer (rows where the adapter is unknown).
-LAYOUTS = ("rows", "splitk")
-LAYOUT_ENV = "COMPANION_GPU_LAYOUT"  # "auto" (default) | "rows" | "splitk"
 MAX_GROUPS = 65535  # workgroups per dimension (WebGPU default limit)
-
-
-def choose_layout(adapter_info: dict | None, layout: str | None = None) -> tuple[str, str]:
-    """(layout the matmuls use, why). layout: "rows" | "splitk" | "auto"; None = the
-    COMPANION_GPU_LAYOUT environment variable (default auto)."""
-    src = os.environ.get(LAYOUT_ENV) if layout is None else layout
-    how = f"{LAYOUT_ENV}={src}" if layout is None else f"layout={src!r}"
-    choice = (src or "auto").strip().lower()
-    if choice in LAYOUTS:
-        return choice, f"matmul layout {choice}: forced by {how}"
-    if choice != "auto":
-        raise ValueError(f"{LAYOUT_ENV}: unknown matmul layout {src!r} (use auto, rows, splitk)")
-    if not adapter_info:
-        return "rows", "matmul layout rows: adapter unknown"
-    from companion.gpu.native import is_cpu_adapter
-
-    name = adapter_info.get("device") or adapter_info.get("description") or adapter_info.get("adapter_type") or "?"
-    if is_cpu_adapter(adapter_info):
-        return "rows", f"matmul layout rows: {name} is a CPU rasterizer"
-    return "splitk", f"matmul layout splitk: {name} is a GPU"
 
 
 def splitk_wg(qtype: int, K: int) -> int:
@@ -445,7 +354,7 @@ def build_plan(
     lay, lay_why = choose_layout(adapter_info, layout)
     splitk = lay == "splitk"
     gpu_why = []
-    if _is_auto(allow):
+    if is_auto_features(allow):
         allow = "none"
         gpu_why.append(AUTO_F32_NOTE)
     used, why = choose_features(features, allow)
@@ -609,4 +518,4 @@ def plan_summary(plan: Plan) -> dict[str, int | float]:
     return out
 
 
-__all__ = ["BuiltPlan", "build_plan", "choose_features", "parse_allowed", "repack", "qkv_pair_order", "rope_table"]
+__all__ = ["BuiltPlan", "build_plan", "repack", "qkv_pair_order", "rope_table"]

@@ -58,7 +58,7 @@ def _submit_read(ex, enc) -> None:
 
 def _record(cp, items) -> None:
     """Record dispatches as Executor.run does (wgpu-native's C calls where available)."""
-    from companion.gpu.native import _raw_pass_calls
+    from companion.gpu.executor import _raw_pass_calls
 
     raw = _raw_pass_calls()
     if raw is None:
@@ -123,7 +123,8 @@ def _timestamps(ex, items) -> list[float]:
 
 def profile(model, tokens: int = 32, prompt: int = 128, layout: str | None = None, features: str | None = None) -> dict[str, Any]:
     from companion.bench import bench_prompt
-    from companion.gpu.native import NativeEngine, adapter_features, request_adapter, request_device
+    from companion.engines.native import NativeEngine
+    from companion.gpu.adapters import adapter_features, request_adapter, request_device
     from companion.sampling import Sampler, SamplingParams
 
     ad = request_adapter(None)

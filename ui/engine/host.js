@@ -1,10 +1,10 @@
 // A page that is only the model executor (companion/browser_engine.py opens it in a headless
 // Chromium when no desktop window is attached): the bridge with `executor: true` and the
-// WebGPU executor behind ui/executor.js's ExecutorHost. Nothing else runs in it, so the
+// WebGPU executor behind ui/engine-link.js's ExecutorHost. Nothing else runs in it, so the
 // kernels get the CPU (SwiftShader) or the GPU to themselves.
 
 import { Bridge, loadSchema } from "../bridge.js";
-import { ExecutorHost, executorContext } from "../executor.js";
+import { ExecutorHost, executorContext } from "../engine-link.js";
 import { createExecutor } from "./webgpu-executor.js";
 
 async function main() {

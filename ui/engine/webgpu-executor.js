@@ -1,6 +1,6 @@
 // The page's model executor: runs a plan (companion/gpu/plan.py) with navigator.gpu. It
 // knows buffers, pipelines and dispatches, not transformers, and mirrors the native executor
-// (companion/gpu/native.py) step for step: the same uniform block packed by field name, the
+// (companion/gpu/executor.py) step for step: the same uniform block packed by field name, the
 // same prefill chunks of max_batch tokens, one command buffer and one submit per chunk, the
 // forward pass and GPU sampling of the last chunk in one compute pass, and a readback of only
 // the 4-byte token id (or of the last position's logits, for parity checks).
@@ -19,7 +19,7 @@ const PARALLEL_FETCHES = 4; // weight downloads in flight (loopback: more only c
 const camel = (s) => s.replace(/-([a-z])/g, (_m, c) => c.toUpperCase());
 
 /**
- * @typedef {Object} ExecutorContext  (ui/executor.js executorContext)
+ * @typedef {Object} ExecutorContext  (ui/engine-link.js executorContext)
  * @property {(url?: string) => Promise<any>} fetchPlan
  * @property {(name: string) => Promise<string>} fetchShader
  * @property {(offset: number, length: number) => Promise<ArrayBuffer>} fetchModelRange
@@ -441,7 +441,7 @@ export class WebGPUExecutor {
 }
 
 /**
- * The factory ui/executor.js looks for.
+ * The factory ui/engine-link.js looks for.
  * @param {ExecutorContext} ctx
  */
 export async function createExecutor(ctx) {

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
-from companion.engine import Engine
+from companion.engines import ENGINE_CHOICES
+from companion.engines.base import Engine
 from companion.errors import CompanionError, EngineUnavailable
+from companion.gpu.adapters import is_cpu_adapter
 from companion.model.gguf_model import GGUFModel
 
 log = logging.getLogger(__name__)
-ENGINES = ("auto", "native", "reference", "browser")
 
 
 def choose_engine(adapter: str | None = None) -> tuple[str, str]:
     """(engine, reason) for --engine auto."""
     try:
-        from companion.gpu.native import is_cpu_adapter, list_adapters
+        from companion.gpu.adapters import is_cpu_adapter, list_adapters
     except ImportError as exc:  # pragma: no cover - the GPU package ships with the app
         return "reference", f"native engine unavailable ({exc})"
     try:
@@ -55,20 +57,20 @@ def create_engine(
         name, reason = choose_engine(adapter)
         report(f"engine: {name} ({reason})")
     if name == "reference":
-        from companion.reference import ReferenceEngine
+        from companion.engines.reference import ReferenceEngine
 
         return ReferenceEngine(model, n_ctx=n_ctx)
     if name == "native":
-        from companion.gpu.native import NativeEngine
+        from companion.engines.native import NativeEngine
 
         eng = NativeEngine(model, n_ctx=n_ctx, adapter=adapter, features=features)
         report(f"engine: native on {eng.adapter}")
         return eng
     if name == "browser":
-        from companion.browser_engine import start_browser_engine
+        from companion.engines.browser import start_browser_engine
 
         return start_browser_engine(model, n_ctx=n_ctx, report=report)
-    raise CompanionError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
+    raise CompanionError(f"unknown engine {name!r}: choose one of {', '.join(ENGINE_CHOICES)}")
 
 
 def fallback_factory(
@@ -84,3 +86,24 @@ def fallback_factory(
             return create_engine("reference", model, n_ctx, adapter, report)
 
     return make
+
+
+def try_page_engine(settings: Any, model: GGUFModel, server: Any, report: Callable[[str], None], page_wait: float = 8.0) -> Engine | None:
+    """The browser engine on the desktop window's page, or None (with the reason reported)
+    when the page has no WebGPU executor, fails to load, or — for `auto` — only a CPU-emulated
+    adapter, where native or the reference is faster."""
+    from companion.engines.browser import start_browser_engine
+
+    if not server.executor.wait_for_page(page_wait):
+        report("the window's page offers no WebGPU executor; using another engine")
+        return None
+    try:
+        engine = start_browser_engine(model, settings.context_length, report, server=server)
+    except EngineUnavailable as exc:
+        report(f"the window's WebGPU could not run the model ({exc}); using another engine")
+        return None
+    if settings.engine == "auto" and is_cpu_adapter(engine.adapter):
+        report(f"the window's WebGPU adapter is a CPU emulation ({engine.adapter}); using another engine")
+        engine.close()
+        return None
+    return engine

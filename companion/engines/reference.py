@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from companion.engine import Engine
+from companion.engines.base import Engine
 from companion.model.gguf_model import GGUFModel, ModelConfig
 
 f32 = np.float32

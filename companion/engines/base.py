@@ -1,5 +1,6 @@
-"""The interface every executor implements (reference, native, browser). The core decides
-what to compute; an engine only runs the model on token ids and returns logits or ids."""
+"""The interface every engine implements (reference, native, browser), with the bookkeeping
+they share: the KV-cache room check and the GPU sampler's random stream. The core decides what
+to compute; an engine only runs the model on token ids and returns logits or ids."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from companion.sampling import Sampler, SamplingParams
+from companion.sampling import Sampler
 
 
 class Engine(ABC):
@@ -39,6 +40,13 @@ class Engine(ABC):
         simply overwrite the rows past n_keep."""
         self._n_past = max(0, min(n_keep, self._n_past))
 
+    def _check_room(self, n: int) -> None:
+        """Raise ValueError unless n more tokens fit in the KV cache."""
+        if n == 0:
+            raise ValueError("eval() needs at least one token")
+        if self._n_past + n > self._n_ctx:
+            raise ValueError(f"context full: {self._n_past} + {n} tokens > n_ctx {self._n_ctx}")
+
     @abstractmethod
     def eval(self, ids: Sequence[int]) -> np.ndarray:
         """Append ids to the sequence (prefill as one batch); return (n_vocab,) f32 logits
@@ -57,5 +65,3 @@ class Engine(ABC):
     def close(self) -> None:
         """Release device resources."""
 
-
-__all__ = ["Engine", "Sampler", "SamplingParams"]

@@ -1,108 +1,21 @@
 """The native executor: runs a plan on wgpu-py. It knows buffers, pipelines and dispatches, not
-transformers; NativeEngine at the bottom is the thin glue that builds the plan for a model and
-drives the programs through the Engine interface."""
+transformers (the plan builder does); companion.engines.native drives it as an Engine."""
 
 from __future__ import annotations
 
 import logging
-import os
 import struct
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from companion.engine import Engine
 from companion.errors import EngineUnavailable
 from companion.gpu import shaders
+from companion.gpu.adapters import import_wgpu, request_adapter, request_device, wgpu_feature_name
 from companion.gpu.plan import Buffer, Plan
-from companion.sampling import Sampler, SamplingParams
 
 log = logging.getLogger(__name__)
-
-_ADAPTER_RANK = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "Unknown": 3, "CPU": 4}
-# limits worth raising from the WebGPU defaults to what the adapter offers
-_WANTED_LIMITS = (
-    "max-storage-buffer-binding-size",
-    "max-buffer-size",
-    "max-storage-buffers-per-shader-stage",
-    "max-compute-workgroup-storage-size",
-    "max-compute-invocations-per-workgroup",
-    "max-compute-workgroup-size-x",
-    "max-compute-workgroups-per-dimension",
-)
-
-
-def _wgpu():
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # silences a harmless warning under CI
-    try:
-        import wgpu
-    except Exception as exc:  # pragma: no cover - wgpu is a hard dependency
-        raise EngineUnavailable(f"wgpu-py cannot be imported ({exc}): reinstall companion") from exc
-    return wgpu
-
-
-def is_cpu_adapter(info: dict[str, Any]) -> bool:
-    """True for software rasterizers (lavapipe/llvmpipe, SwiftShader, WARP)."""
-    kind = str(info.get("adapter_type", ""))
-    name = f"{info.get('device', '')} {info.get('description', '')} {info.get('vendor', '')}".lower()
-    return kind == "CPU" or any(s in name for s in ("llvmpipe", "lavapipe", "swiftshader", "warp"))
-
-
-def _describe(info: dict[str, Any]) -> str:
-    return f"{info.get('device') or info.get('vendor')} ({info.get('adapter_type')}, {info.get('backend_type')})"
-
-
-def list_adapters() -> list[dict[str, Any]]:
-    """Every adapter wgpu-py sees, best first, as info dicts (device, adapter_type, backend_type...)."""
-    wgpu = _wgpu()
-    found = [dict(a.info) for a in wgpu.gpu.enumerate_adapters_sync()]
-    return sorted(found, key=lambda i: (_ADAPTER_RANK.get(str(i.get("adapter_type")), 3), is_cpu_adapter(i)))
-
-
-def request_adapter(prefer: str | None = None):
-    """The adapter to use: one whose name contains `prefer` (case-insensitive), else the best
-    by kind (discrete > integrated > virtual > CPU). Raises EngineUnavailable if none fits."""
-    wgpu = _wgpu()
-    try:
-        adapters = list(wgpu.gpu.enumerate_adapters_sync())
-    except Exception as exc:
-        raise EngineUnavailable(f"no WebGPU adapter: {exc}") from exc
-    if not adapters:
-        raise EngineUnavailable("no WebGPU adapter found: install a Vulkan/Metal/D3D12 driver (or mesa-vulkan-drivers)")
-    if prefer:
-        match = [a for a in adapters if prefer.lower() in _describe(dict(a.info)).lower()]
-        if not match:
-            names = ", ".join(_describe(dict(a.info)) for a in adapters)
-            raise EngineUnavailable(f"no adapter matches {prefer!r}; available: {names}")
-        adapters = match
-    adapters.sort(key=lambda a: (_ADAPTER_RANK.get(str(a.info.get("adapter_type")), 3), is_cpu_adapter(dict(a.info))))
-    return adapters[0]
-
-
-# WebGPU feature names (as plans spell them) -> wgpu-py 0.32 names, where they differ
-_WGPU_NAMES = {"subgroups": "subgroup"}
-
-
-def adapter_features(adapter) -> list[str]:
-    """The adapter's features by WebGPU name ("subgroups", not wgpu-py's "subgroup")."""
-    back = {v: k for k, v in _WGPU_NAMES.items()}
-    return sorted(back.get(str(f), str(f)) for f in adapter.features)
-
-
-def request_device(adapter, features: Sequence[str] = ()):
-    """A device with the adapter's real limits (the defaults are WebGPU's minimums) and the
-    given features (WebGPU or wgpu-py names)."""
-    limits = {k: adapter.limits[k] for k in _WANTED_LIMITS if k in adapter.limits}
-    wanted = [_WGPU_NAMES.get(f, f) for f in features]
-    missing = [f for f in wanted if f not in adapter.features]
-    if missing:
-        raise EngineUnavailable(f"adapter {_describe(dict(adapter.info))} lacks features {missing}")
-    try:
-        return adapter.request_device_sync(required_features=wanted, required_limits=limits)
-    except Exception as exc:
-        raise EngineUnavailable(f"cannot open a device on {_describe(dict(adapter.info))}: {exc}") from exc
 
 
 _RAW: list = []
@@ -141,7 +54,7 @@ class Executor:
         adapter: str | None = None,
         progress: bool = False,
     ):
-        wgpu = self._w = _wgpu()
+        wgpu = self._w = import_wgpu()
         self.plan = plan
         if device is None:
             ad = request_adapter(adapter)
@@ -151,7 +64,7 @@ class Executor:
         self.usable = True
         self.counters = {"submits": 0, "dispatches": 0, "readback_bytes": 0}
         have = {str(f) for f in device.features}
-        lacking = [f for f in plan.features if _WGPU_NAMES.get(f, f) not in have]
+        lacking = [f for f in plan.features if wgpu_feature_name(f) not in have]
         if lacking:
             raise EngineUnavailable(f"this plan needs device features {lacking}: build it for this adapter")
         for name, need in plan.limits.items():
@@ -348,145 +261,3 @@ class Executor:
             self.device.destroy()
         except Exception:  # already gone
             pass
-
-
-class NativeEngine(Engine):
-    """The model on wgpu-py: prefill as one batch per chunk of max_batch tokens, decode and
-    sampling on the GPU with one submit and a 4-byte readback per token."""
-
-    name = "native"
-
-    def __init__(
-        self,
-        model,
-        n_ctx: int = 2048,
-        adapter: str | None = None,
-        max_batch: int = 64,
-        progress: bool | None = None,
-        device=None,
-        features: str | Sequence[str] | None = None,
-        layout: str | None = None,
-    ):
-        """features: what the plan may use, "auto" | "none" | "f16,subgroups" or a list; None =
-        COMPANION_GPU_FEATURES (default auto: whatever the adapter offers). layout: the matmul
-        layout "auto" | "rows" | "splitk"; None = COMPANION_GPU_LAYOUT (default auto: splitk on
-        GPUs, rows on CPU rasterizers)."""
-        from companion.gpu.builder import build_plan
-
-        ad = None
-        if device is None:
-            ad = request_adapter(adapter or os.environ.get("COMPANION_ADAPTER"))
-            feats = adapter_features(ad)
-            info = dict(ad.info)
-        else:  # a given device offers what it was created with
-            back = {v: k for k, v in _WGPU_NAMES.items()}
-            feats = sorted(back.get(str(f), str(f)) for f in device.features)
-            info = dict(device.adapter.info) if getattr(device, "adapter", None) else {}
-        t0 = time.perf_counter()
-        self.built = build_plan(model, n_ctx=n_ctx, max_batch=max_batch, features=feats, allow=features,
-                                layout=layout, adapter_info=info)
-        self.plan = self.built.plan
-        if device is None:
-            device = request_device(ad, self.plan.features)
-        if progress is None:  # a bar only where someone watches
-            import sys
-
-            progress = sys.stderr.isatty()
-        self.executor = Executor(self.plan, self.built.resolve, device=device, progress=progress)
-        self.load_seconds = time.perf_counter() - t0
-        self._n_ctx = int(self.plan.model["n_ctx"])
-        self._max_batch = int(self.plan.model["max_batch"])
-        self._n_vocab = int(self.plan.model["n_vocab"])
-        self._n_past = 0
-        self._rng_step = 0
-        self.stats: dict[str, float] = {"dispatches_per_token": 0, "submits_per_token": 0, "readback_bytes_per_token": 0}
-
-    @property
-    def adapter(self) -> str:
-        info = self.executor.adapter_info
-        return f"{info.get('device', '?')} ({info.get('adapter_type', '?')}, {info.get('backend_type', '?')}) via wgpu-py"
-
-    # -- internals
-    def _check_room(self, n: int) -> None:
-        if n == 0:
-            raise ValueError("eval() needs at least one token")
-        if self._n_past + n > self._n_ctx:
-            raise ValueError(f"context full: {self._n_past} + {n} tokens > n_ctx {self._n_ctx}")
-
-    def _chunks(self, ids: Sequence[int]) -> list[list[int]]:
-        ids = [int(i) for i in ids]
-        return [ids[i : i + self._max_batch] for i in range(0, len(ids), self._max_batch)]
-
-    def _feed(self, chunk: list[int], program: str, tail: Sequence[str] = (), read=None) -> bytes | None:
-        ex = self.executor
-        ex.write(self.plan.io["tokens"], np.asarray(chunk, dtype=np.uint32))
-        ex.set_uniforms(n_past=self._n_past, n_tokens=len(chunk))
-        vars = {"n_tokens": len(chunk)}
-        out = ex.run([(program, vars), *[(t, vars) for t in tail]], read=read)
-        self._n_past += len(chunk)
-        return out
-
-    def _logits_row(self, row: int = 0, n: int = 1) -> tuple[str, int, int]:
-        return (self.plan.io["logits"], row * self._n_vocab * 4, n * self._n_vocab * 4)
-
-    # -- Engine
-    def eval(self, ids: Sequence[int]) -> np.ndarray:
-        self._check_room(len(ids))
-        chunks = self._chunks(ids)
-        for c in chunks[:-1]:
-            self._feed(c, "prefill")
-        last = chunks[-1]
-        prog = "decode" if len(last) == 1 else "prefill"
-        raw = self._feed(last, prog, read=self._logits_row())
-        assert raw is not None
-        return np.frombuffer(raw, np.float32).copy()  # (V,)
-
-    def eval_all(self, ids: Sequence[int]) -> np.ndarray:
-        self._check_room(len(ids))
-        rows = []
-        for c in self._chunks(ids):
-            raw = self._feed(c, "prefill_all", read=self._logits_row(0, len(c)))
-            assert raw is not None
-            rows.append(np.frombuffer(raw, np.float32).reshape(len(c), self._n_vocab))
-        return np.concatenate(rows)  # (T, V)
-
-    def next_token(self, ids: Sequence[int], sampler: Sampler, history: Sequence[int]) -> int:
-        """Forward pass and sampling in one submit; only the 4-byte id is read back."""
-        self._check_room(len(ids))
-        p: SamplingParams = sampler.params
-        ex = self.executor
-        hist = [int(h) for h in history[-p.repeat_last_n :]] if p.repeat_last_n and p.repeat_penalty != 1.0 else []
-        hist = hist[-int(self.plan.model["max_hist"]) :]
-        if hist:
-            ex.write(self.plan.io["history"], np.asarray(hist, dtype=np.uint32))
-        # a stable per-sampler stream: the Sampler's seed, and a draw counter kept here
-        if getattr(sampler, "_gpu_seed", None) is None:
-            sampler._gpu_seed = p.seed & 0xFFFFFFFF  # type: ignore[attr-defined]
-            sampler._gpu_step = 0  # type: ignore[attr-defined]
-        ex.set_uniforms(
-            seed=sampler._gpu_seed, rng_step=sampler._gpu_step, temperature=p.temperature,  # type: ignore[attr-defined]
-            top_k=p.top_k, top_p=p.top_p, min_p=p.min_p, repeat_penalty=p.repeat_penalty, n_hist=len(hist),
-        )  # fmt: skip
-        sampler._gpu_step += 1  # type: ignore[attr-defined]
-        before = dict(ex.counters)
-        chunks = self._chunks(ids)
-        for c in chunks[:-1]:
-            self._feed(c, "prefill")
-        last = chunks[-1]
-        raw = self._feed(last, "decode" if len(last) == 1 else "prefill", tail=["sample"])
-        assert raw is not None
-        if len(ids) == 1:
-            self.stats = {
-                "dispatches_per_token": ex.counters["dispatches"] - before["dispatches"],
-                "submits_per_token": ex.counters["submits"] - before["submits"],
-                "readback_bytes_per_token": ex.counters["readback_bytes"] - before["readback_bytes"],
-            }
-        return int(np.frombuffer(raw, np.uint32)[0])
-
-    def close(self) -> None:
-        self.executor.destroy()
-
-
-def bench_counters(engine: NativeEngine) -> dict[str, float]:
-    """Per-token counters of the last decoded token (dispatches, submits, bytes read back)."""
-    return dict(engine.stats)

@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,26 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from companion.bridge.executor import ExecutorChannel, PageExecutorError
+from companion.bridge.engine_channel import ExecutorChannel, PageExecutorError
 from companion.bridge.messages import EngineLoad, EngineReset, EngineStatus, Generate, Logits, Token
-from companion.engine import Engine
+from companion.chromium import HeadlessChromium
+from companion.engines.base import Engine
 from companion.errors import EngineUnavailable
 from companion.sampling import Sampler
 
 log = logging.getLogger(__name__)
 
-CHROMIUM = os.environ.get("COMPANION_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-# Measured in DESIGN.md: WebGPU on SwiftShader in headless Chromium, nothing reaching the network.
-CHROMIUM_ARGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--enable-unsafe-webgpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 PAGE_TIMEOUT = 60.0  # s for a launched page to connect its executor
 LOAD_TIMEOUT = 900.0  # s for engine_load (compiling kernels on SwiftShader is slow)
 STEP_TIMEOUT = 600.0  # s for one generate (a long prompt prefilled on a CPU adapter)
@@ -75,9 +60,10 @@ class PlanAssets:
         """The plan for an adapter offering `features` (WebGPU names), described by
         `adapter_info` (vendor, architecture, device, description: picks the matmul layout);
         the last one is kept."""
-        from companion.gpu.builder import build_plan, choose_features, choose_layout
+        from companion.gpu.adapters import choose_features, choose_layout, page_adapter_info
+        from companion.gpu.builder import build_plan
 
-        info = _as_wgpu_info(adapter_info)
+        info = page_adapter_info(adapter_info)
         used = tuple(sorted(choose_features(features, self.allow)[0]))  # the variants it picks
         key = (used, choose_layout(info)[0])
         with self._lock:
@@ -111,20 +97,6 @@ class PlanAssets:
         if arr is None:
             return None
         return memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)
-
-
-def _as_wgpu_info(info: dict[str, str] | None) -> dict[str, str] | None:
-    """A page's GPUAdapterInfo in the shape of wgpu-py's adapter info (which the builder and
-    is_cpu_adapter read): SwiftShader names itself in `architecture`, not in `device`."""
-    if not info:
-        return None
-    arch = info.get("architecture", "")
-    return {
-        "vendor": info.get("vendor", ""),
-        "device": info.get("device") or arch,
-        "description": " ".join(x for x in (info.get("description", ""), arch) if x),
-        "adapter_type": "CPU" if "swiftshader" in f"{arch} {info.get('device', '')}".lower() else "",
-    }
 
 
 class BrowserEngine(Engine):
@@ -206,12 +178,6 @@ class BrowserEngine(Engine):
         if self._loaded:
             self._request(EngineReset(request_id=0, n_keep=self._n_past))
 
-    def _check_room(self, n: int) -> None:
-        if n == 0:
-            raise ValueError("eval() needs at least one token")
-        if self._n_past + n > self._n_ctx:
-            raise ValueError(f"context full: {self._n_past} + {n} tokens > n_ctx {self._n_ctx}")
-
     def eval(self, ids: Sequence[int]) -> np.ndarray:
         self._check_room(len(ids))
         self._ensure_loaded()
@@ -228,16 +194,9 @@ class BrowserEngine(Engine):
         """Forward pass and sampling in one submit in the page; only the id comes back."""
         self._check_room(len(ids))
         self._ensure_loaded()
-        p = sampler.params
-        hist = [int(h) for h in history[-p.repeat_last_n :]] if p.repeat_last_n and p.repeat_penalty != 1.0 else []
-        hist = hist[-self._max_hist :]
-        # the same per-sampler stream as NativeEngine: the seed, and a draw counter kept here
-        if getattr(sampler, "_gpu_seed", None) is None:
-            sampler._gpu_seed = p.seed & 0xFFFFFFFF  # type: ignore[attr-defined]
-            sampler._gpu_step = 0  # type: ignore[attr-defined]
-        params = p.model_copy(update={"seed": sampler._gpu_seed})  # type: ignore[attr-defined]
-        msg = Generate(request_id=0, ids=[int(i) for i in ids], sampling=params, step=sampler._gpu_step, history=hist, want="token")  # type: ignore[attr-defined]
-        sampler._gpu_step += 1  # type: ignore[attr-defined]
+        seed, step, hist = sampler.gpu_draw(history, self._max_hist)
+        params = sampler.params.model_copy(update={"seed": seed})
+        msg = Generate(request_id=0, ids=[int(i) for i in ids], sampling=params, step=step, history=hist, want="token")
         reply = self._request(msg)
         if not isinstance(reply, Token):
             self._fail(f"the page answered `{reply.type}` to a token request")
@@ -277,65 +236,6 @@ class BrowserEngine(Engine):
         self._n_past += n
         if page_n_past is not None and page_n_past != self._n_past:
             self._fail(f"the page's KV cache holds {page_n_past} positions, expected {self._n_past} (was the page reloaded?)")
-
-
-# ----------------------------------------------------------------------------- launching
-
-
-class HeadlessChromium:
-    """Debian's Chromium, headless, with WebGPU, on one URL. Driven by playwright when it is
-    installed (it reports page errors), else started as a plain subprocess."""
-
-    def __init__(self, url: str, chromium: str = CHROMIUM):
-        if not os.access(chromium, os.X_OK):
-            raise EngineUnavailable(f"no Chromium at {chromium}: install it (apt-get install chromium) or use --engine native")
-        self.profile = tempfile.TemporaryDirectory(prefix="companion-chromium-")
-        self.errors: list[str] = []
-        self._pw: Any = None
-        self._context: Any = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        try:
-            from playwright.sync_api import sync_playwright
-        except ImportError:
-            sync_playwright = None  # type: ignore[assignment]
-        if sync_playwright is not None:
-            try:
-                self._pw = sync_playwright().start()
-                self._context = self._pw.chromium.launch_persistent_context(
-                    self.profile.name, executable_path=chromium, args=list(CHROMIUM_ARGS), headless=True
-                )
-                page = self._context.pages[0] if self._context.pages else self._context.new_page()
-                page.on("pageerror", lambda e: self.errors.append(str(e)))
-                page.goto(url, wait_until="domcontentloaded")
-                return
-            except Exception as exc:  # noqa: BLE001 - e.g. playwright inside a running event loop
-                log.info("playwright could not start Chromium (%s); starting it directly", exc)
-                self.close()
-                self.profile = tempfile.TemporaryDirectory(prefix="companion-chromium-")
-        self._proc = subprocess.Popen(
-            [chromium, *CHROMIUM_ARGS, f"--user-data-dir={self.profile.name}", url],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def close(self) -> None:
-        for step in (
-            lambda: self._context and self._context.close(),
-            lambda: self._pw and self._pw.stop(),
-        ):
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-        self._context = self._pw = None
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-        self._proc = None
-        self.profile.cleanup()
 
 
 def start_browser_engine(
@@ -396,4 +296,4 @@ def start_browser_engine(
     return engine
 
 
-__all__ = ["BrowserEngine", "PlanAssets", "HeadlessChromium", "start_browser_engine"]
+__all__ = ["BrowserEngine", "PlanAssets", "start_browser_engine"]

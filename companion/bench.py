@@ -25,9 +25,9 @@ BENCH_TEXT = (
 def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB."""
     if sys.platform.startswith("linux"):
-        from companion.bench_peer import _vm_hwm_mb
+        from companion.bench_peer import vm_hwm_mb
 
-        return _vm_hwm_mb()
+        return vm_hwm_mb()
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(ru / (1024 * 1024) if sys.platform == "darwin" else ru / 1024, 1)
 
@@ -86,4 +86,13 @@ def bench_engine(
     stats = getattr(engine, "stats", None)
     if isinstance(stats, dict):
         out.update({k: v for k, v in stats.items() if isinstance(v, int | float | str)})
+    return out
+
+
+def with_peer(result: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    """The engine's result with the peer's (measured in the same run) and our/peer ratios."""
+    out = {**result, "peer": peer}
+    if "error" not in peer:
+        out["ratio_prefill_vs_peer"] = round(result["prefill_tok_per_s"] / peer["prefill_tok_per_s"], 3)
+        out["ratio_decode_vs_peer"] = round(result["decode_tok_per_s"] / peer["decode_tok_per_s"], 3)
     return out

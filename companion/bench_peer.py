@@ -11,7 +11,7 @@ import sys
 import time
 
 
-def _vm_hwm_mb() -> float:
+def vm_hwm_mb() -> float:
     """Peak RSS of this process (VmHWM; ru_maxrss would include the parent's across exec)."""
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -46,7 +46,7 @@ def _measure(req: dict) -> dict:
         "threads": req["threads"],
         "prefill_tok_per_s": round(len(prompt) / float(np.median(prefill)), 2),
         "decode_tok_per_s": round(req["decode_tokens"] / float(np.median(decode)), 2),
-        "peak_rss_mb": _vm_hwm_mb(),
+        "peak_rss_mb": vm_hwm_mb(),
     }
 
 

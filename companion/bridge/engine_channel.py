@@ -1,10 +1,6 @@
-"""The core's side of the page executor: send engine_load / engine_reset / generate to the page
-that said `executor: true` in its hello, and wait for the answer with the same request_id.
-
-A future `BrowserEngine(Engine)` is a thin wrapper over `ExecutorChannel.request`:
-
-    reply = channel.request(Generate(request_id=0, ids=ids, sampling=params, step=i, history=h))
-    return reply.id                 # a Token; want="logits" gives Logits -> reply.array()
+"""The core's side of the page's WebGPU executor: send engine_load / engine_reset / generate to
+the page that said `executor: true` in its hello, and wait for the answer with the same
+request_id. companion.engines.browser.BrowserEngine drives the model through it.
 
 `request` blocks the calling thread (the chat worker thread, never the server's event loop) and
 raises `PageExecutorError` -- an `EngineUnavailable`, so the core falls back to the native

@@ -509,13 +509,4 @@ def build_plan(
     return BuiltPlan(plan=plan, blobs=w.blobs, tensor_bytes=tensor_bytes)
 
 
-def plan_summary(plan: Plan) -> dict[str, int | float]:
-    """Sizes worth printing: dispatches per program, bytes of weights and of state."""
-    weights = sum(b.size for b in plan.buffers if b.source is not None)
-    state = sum(b.size for b in plan.buffers if b.source is None)
-    out: dict[str, int | float] = {f"dispatches_{k}": len(p.dispatches) for k, p in plan.programs.items()}
-    out.update(pipelines=len(plan.pipelines), weight_bytes=weights, state_bytes=state)
-    return out
-
-
 __all__ = ["BuiltPlan", "build_plan", "repack", "qkv_pair_order", "rope_table"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import jinja2
 from jinja2.exceptions import SecurityError
@@ -13,9 +12,7 @@ from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from companion.errors import TemplateError
-
-if TYPE_CHECKING:
-    from companion.model.gguf_model import GGUFModel
+from companion.model.tokenizer import Metadata, Tokenizer
 
 # Used when a GGUF carries no template (ChatML, as most instruct models).
 CHATML = (
@@ -61,18 +58,18 @@ class ChatTemplate:
             raise TemplateError(f"chat template does not compile: {exc}") from exc
 
     @classmethod
-    def from_model(cls, model: GGUFModel) -> ChatTemplate:
-        tk = model.tokenizer
-        source = model.meta("tokenizer.chat_template") or CHATML
+    def from_metadata(cls, meta: Metadata, tk: Tokenizer) -> ChatTemplate:
+        """The template a GGUF file carries (ChatML where it has none) and its end ids."""
+        source = meta("tokenizer.chat_template") or CHATML
 
         def text(key: str) -> str:
-            i = model.meta(key)
+            i = meta(key)
             return tk.tokens[int(i)] if i is not None and 0 <= int(i) < tk.n_vocab else ""
 
         eog = {
             int(i)
             for key in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id")
-            if (i := model.meta(key)) is not None and 0 <= int(i) < tk.n_vocab
+            if (i := meta(key)) is not None and 0 <= int(i) < tk.n_vocab
         }
         eog |= {i for i in tk.special_ids if tk.tokens[i] in EOG_TEXTS}
         return cls(source, text("tokenizer.ggml.bos_token_id"), text("tokenizer.ggml.eos_token_id"), eog)

@@ -15,6 +15,8 @@ from gguf import GGMLQuantizationType as QT
 from pydantic import BaseModel
 
 from companion.errors import ModelError, UnsupportedModelError
+from companion.model.chat_template import ChatTemplate
+from companion.model.tokenizer import Tokenizer
 
 # architecture -> RoPE pairing. llama's converter permutes Q/K rows so that "normal" RoPE
 # (adjacent pairs) applies; qwen2-style models keep HF's rotate-half layout ("neox").
@@ -219,18 +221,14 @@ class GGUFModel:
         return gguf.quants.dequantize(t.data, t.ggml_type).astype(np.float32).reshape(t.shape)
 
     @cached_property
-    def tokenizer(self):  # -> companion.model.tokenizer.Tokenizer
+    def tokenizer(self) -> Tokenizer:
         """The model's tokenizer, built from its vocabulary and merges."""
-        from companion.model.tokenizer import Tokenizer
-
-        return Tokenizer.from_model(self)
+        return Tokenizer.from_metadata(self.meta)
 
     @cached_property
-    def chat_template(self):  # -> companion.model.chat_template.ChatTemplate
+    def chat_template(self) -> ChatTemplate:
         """The model's chat template (sandboxed) with its end-of-generation ids."""
-        from companion.model.chat_template import ChatTemplate
-
-        return ChatTemplate.from_model(self)
+        return ChatTemplate.from_metadata(self.meta, self.tokenizer)
 
     def summary(self) -> dict[str, Any]:
         """What `companion model info` prints."""

@@ -4,17 +4,17 @@ plus an incremental detokenizer that never emits half a UTF-8 character."""
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import Any
 
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
 from companion.errors import TokenizerError
 
-if TYPE_CHECKING:
-    from companion.model.gguf_model import GGUFModel
+Metadata = Callable[..., Any]  # a GGUF metadata lookup: meta(key, default=None) -> value
+
 
 # llama.cpp token types (llama_token_type / gguf TokenType)
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
@@ -98,19 +98,20 @@ class Tokenizer:
         self._bytes_cache: dict[int, bytes] = {}
 
     @classmethod
-    def from_model(cls, model: GGUFModel) -> Tokenizer:
-        kind = model.meta("tokenizer.ggml.model")
+    def from_metadata(cls, meta: Metadata) -> Tokenizer:
+        """The tokenizer a GGUF file describes (byte-level BPE from its tokens and merges)."""
+        kind = meta("tokenizer.ggml.model")
         if kind != "gpt2":
             raise TokenizerError(
                 f"tokenizer type {kind!r} is not supported yet (only byte-level BPE, 'gpt2'); "
                 "choose another model with --model"
             )
-        tokens = list(model.meta("tokenizer.ggml.tokens") or [])
-        types = list(model.meta("tokenizer.ggml.token_type") or [TOKEN_NORMAL] * len(tokens))
-        merges = list(model.meta("tokenizer.ggml.merges") or [])
+        tokens = list(meta("tokenizer.ggml.tokens") or [])
+        types = list(meta("tokenizer.ggml.token_type") or [TOKEN_NORMAL] * len(tokens))
+        merges = list(meta("tokenizer.ggml.merges") or [])
         if len(types) != len(tokens):
             raise TokenizerError(f"tokenizer has {len(tokens)} tokens but {len(types)} token types")
-        return cls(tokens, types, merges, str(model.meta("tokenizer.ggml.pre", "default")))
+        return cls(tokens, types, merges, str(meta("tokenizer.ggml.pre", "default")))
 
     @property
     def n_vocab(self) -> int:
@@ -159,8 +160,6 @@ class IncrementalDecoder:
             return ""
         return self._dec.decode(self.tokenizer.token_bytes(token_id))
 
-    def feed_many(self, ids: Sequence[int]) -> str:
-        return "".join(self.feed(i) for i in ids)
 
     def flush(self) -> str:
         """End of stream: whatever bytes are left (an incomplete character becomes U+FFFD)."""

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from companion.errors import CompanionError
-
 
 def _store():
     from companion.memory.store import Store
@@ -25,15 +23,12 @@ def list_characters() -> None:
     """List stored characters; * marks the active one."""
     from companion.settings import Settings
 
-    try:
-        active = Settings.load().character
-        with _store() as store:
-            store.ensure_character()
-            for rec in store.characters():
-                mark = "*" if (active or "Mira").lower() == rec.name.lower() else " "
-                click.echo(f"{mark} {rec.id:>3}  {rec.name}  {', '.join(rec.card.tags)}")
-    except CompanionError as exc:
-        raise click.ClickException(str(exc)) from exc
+    active = Settings.load().character
+    with _store() as store:
+        store.ensure_character()
+        for rec in store.characters():
+            mark = "*" if (active or "Mira").lower() == rec.name.lower() else " "
+            click.echo(f"{mark} {rec.id:>3}  {rec.name}  {', '.join(rec.card.tags)}")
 
 
 @character_group.command("import")
@@ -43,12 +38,9 @@ def import_character(path: Path, replace: bool) -> None:
     """Import a character card from a .json or .png file."""
     from companion.persona.library import import_card_file
 
-    try:
-        with _store() as store:
-            cid = import_card_file(store, path, replace=replace)
-            click.echo(f"imported {store.character(cid).name} (id {cid})")
-    except CompanionError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with _store() as store:
+        cid = import_card_file(store, path, replace=replace)
+        click.echo(f"imported {store.character(cid).name} (id {cid})")
 
 
 @character_group.command("export")
@@ -60,13 +52,10 @@ def export_character(name: str, path: Path, spec: str) -> None:
     """Export character NAME to PATH (.json or .png)."""
     from companion.persona.library import export_card_file
 
-    try:
-        with _store() as store:
-            store.ensure_character()
-            export_card_file(store, name, path, spec=spec)  # type: ignore[arg-type]
-            click.echo(f"wrote {path}")
-    except CompanionError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with _store() as store:
+        store.ensure_character()
+        export_card_file(store, name, path, spec=spec)  # type: ignore[arg-type]
+        click.echo(f"wrote {path}")
 
 
 @character_group.command("use")
@@ -75,13 +64,10 @@ def use_character(name: str) -> None:
     """Make NAME the active character (saved in settings)."""
     from companion.settings import Settings
 
-    try:
-        with _store() as store:
-            store.ensure_character()
-            rec = store.character(name)
-        settings = Settings.load()
-        settings.character = rec.name
-        settings.save()
-        click.echo(f"now talking with {rec.name}")
-    except CompanionError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with _store() as store:
+        store.ensure_character()
+        rec = store.character(name)
+    settings = Settings.load()
+    settings.character = rec.name
+    settings.save()
+    click.echo(f"now talking with {rec.name}")

@@ -17,6 +17,7 @@ import pytest
 
 from companion.bridge.messages import MemoryItem
 from companion.bridge.server import BridgeServer
+from companion.chat import AvatarCue, Event, ReplyDone, TextDelta
 from companion.chromium import chromium_path, launch_context
 from companion.settings import Settings
 
@@ -25,30 +26,6 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 # --- a chat session that needs no model ------------------------------------------------------
-
-
-@dataclass
-class TextDelta:
-    text: str
-
-
-@dataclass
-class AvatarCue:
-    emotion: str
-
-
-@dataclass
-class ReplyDone:
-    status: str
-    stats: dict[str, Any]
-    error: str | None = None
-
-
-@dataclass
-class EngineSwitchEvent:
-    engine: str
-    adapter: str
-    reason: str
 
 
 @dataclass
@@ -70,7 +47,7 @@ class FakeChatSession:
         self._stop = threading.Event()
         self.started = threading.Event()  # set when the first word went out
 
-    def send(self, text: str) -> Iterator[object]:
+    def send(self, text: str) -> Iterator[Event]:
         self.received.append(text)
         self._stop.clear()
         if self.fail_with is not None:
@@ -79,12 +56,12 @@ class FakeChatSession:
         words = self.reply.split(" ")
         for i, word in enumerate(words):
             if self._stop.is_set():
-                yield ReplyDone("stopped", {"tokens": i})
+                yield ReplyDone("stopped", " ".join(words[:i]), {"tokens": i})
                 return
             yield TextDelta(word if i == 0 else " " + word)
             self.started.set()
             self._stop.wait(self.pace)
-        yield ReplyDone("done", {"tokens": len(words), "tok_per_s": 100.0})
+        yield ReplyDone("done", self.reply, {"tokens": len(words), "tok_per_s": 100.0})
 
     def stop(self) -> None:
         self._stop.set()
@@ -129,7 +106,7 @@ def bridge_server(fake_chat: FakeChatSession, model_file: Path) -> Iterator[Brid
     saved: list[Settings] = []
     server = BridgeServer(
         fake_chat,
-        plan=lambda: {"version": 1, "programs": {}},
+        plan=lambda features, adapter_info: {"version": 1, "programs": {}},
         model_path=model_file,
         settings=Settings(),
         on_settings=saved.append,

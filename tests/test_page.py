@@ -128,14 +128,14 @@ def test_memory_panel_edits_and_pins(page, bridge_server):
 def test_page_rejects_unknown_core_messages(page, bridge_server, caplog):
     open_page(page, bridge_server)
     # Junk as if the core had a bug: the page answers `error` for each and keeps going.
-    conn = next(c for c in bridge_server._connections if c.hello is not None)
+    conn = next(c for c in bridge_server.conversation.connections if c.hello is not None)
     for raw in [
         '{"type": "self_destruct"}',
         '{"type": "assistant_delta", "turn": "x", "text": 1}',
         "nope",
     ]:
         bridge_server._loop.call_soon_threadsafe(conn.queue.put_nowait, raw)
-    with caplog.at_level("WARNING", logger="companion.bridge.server"):
+    with caplog.at_level("WARNING", logger="companion.bridge.conversation"):
         page.fill("#input", "hi")
         page.keyboard.press("Enter")
         page.wait_for_selector(".msg-bot.is-done", timeout=15000)

@@ -12,11 +12,12 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from conftest_web import EngineSwitchEvent, FakeChatSession, ReplyDone, TextDelta
+from conftest_web import FakeChatSession
 
 from companion.bridge.engine_channel import PageExecutorError
 from companion.bridge.messages import EngineLoad, EngineReset, EngineStatus, Generate, Logits
 from companion.bridge.server import BridgeServer
+from companion.chat import AvatarCue, EngineSwitch, ReplyDone, TextDelta
 from companion.errors import EngineUnavailable, ModelError
 
 
@@ -155,9 +156,9 @@ def test_engine_switch_is_announced(bridge_server, page):
     class Switching(FakeChatSession):
         def send(self, text):
             yield TextDelta("Hi")
-            yield EngineSwitchEvent("native", "llvmpipe", "browser engine failed: device lost")
+            yield EngineSwitch("native", "llvmpipe", "browser engine failed: device lost")
             yield TextDelta(" there")
-            yield ReplyDone("done", {"tokens": 2})
+            yield ReplyDone("done", "Hi there", {"tokens": 2})
 
     bridge_server.set_chat(Switching())
     status, _ = page.until("engine_status")
@@ -166,6 +167,20 @@ def test_engine_switch_is_announced(bridge_server, page):
     status, _ = page.until("engine_status")
     assert status["engine"] == "native" and "device lost" in status["error"]
     assert page.until("reply_done")[0]["turn"] == 1
+
+
+def test_unknown_emotions_show_as_neutral(bridge_server, page):
+    class Furious(FakeChatSession):
+        def send(self, text):
+            yield AvatarCue("furious")
+            yield TextDelta("Grr")
+            yield ReplyDone("done", "Grr")
+
+    bridge_server.set_chat(Furious())
+    page.send(type="user_message", text="hi")
+    end, before = page.until("reply_done")
+    assert [m["emotion"] for m in before if m["type"] == "avatar_state"] == ["neutral", "neutral"]
+    assert [m["text"] for m in before if m["type"] == "assistant_delta"] == ["Grr"]
 
 
 def test_no_session_yet(bridge_server, page):

@@ -11,8 +11,10 @@ import socket
 import aiohttp
 import pytest
 
+from companion.bridge.conversation import WS_HARD_LIMIT
+from companion.bridge.http import EXECUTOR_MODULE, resolve_static
 from companion.bridge.messages import MAX_MESSAGE_BYTES
-from companion.bridge.server import EXECUTOR_MODULE, WS_HARD_LIMIT, BridgeServer, resolve_static
+from companion.bridge.server import BridgeServer
 
 
 def run_isolated(coro):
@@ -173,6 +175,18 @@ def test_plan_and_config(bridge_server):
     assert config["executor_module"] == (EXECUTOR_MODULE if has_engine else None)
     bridge_server.settings = bridge_server.settings.model_copy(update={"engine": "native"})
     assert json.loads(request(bridge_server, "/config.json")[2])["executor_module"] is None
+
+
+def test_plan_is_built_for_the_page_adapter(bridge_server):
+    asked = []
+    bridge_server.plan = lambda features, adapter_info: asked.append((features, adapter_info)) or {}
+    assert request(bridge_server, "/plan.json")[0] == 200
+    query = "features=shader-f16,subgroups,&vendor=nvidia&architecture=hopper&other=x"
+    assert request(bridge_server, f"/plan.json?{query}")[0] == 200
+    assert asked == [
+        ([], None),
+        (["shader-f16", "subgroups"], {"vendor": "nvidia", "architecture": "hopper"}),
+    ]
 
 
 def test_plan_blobs(bridge_server):

@@ -86,7 +86,7 @@ def test_desktop_window_shows_the_page(xvfb, bridge_server, fake_chat):
             pytest.fail(
                 f"the window's page never connected:\n{proc.communicate(timeout=20)[0][-4000:]}"
             )
-        page = next(c.hello for c in bridge_server._connections if c.hello is not None)
+        page = next(c.hello for c in bridge_server.conversation.connections if c.hello is not None)
         assert "QtWebEngine" in page.user_agent  # the page really runs inside the Qt window
         # The page paints shortly after its handshake; grab until the avatar orb shows (the
         # only large vivid area), twice in a row, instead of sleeping a fixed time.

@@ -7,14 +7,16 @@ exported in the bridge schema, so the page never re-types it."""
 from __future__ import annotations
 
 import struct
-from typing import get_args
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
 from companion.emotion import EMOTIONS, Emotion
 
-VISEMES = ("closed", "aa", "ee", "ih", "oh", "ou")  # mouth shapes, in uniform order
-ACTIVITIES = ("idle", "listening", "thinking", "speaking", "resting")
+Viseme = Literal["closed", "aa", "ee", "ih", "oh", "ou"]  # mouth shapes, in uniform order
+VISEMES: tuple[Viseme, ...] = get_args(Viseme)
+Activity = Literal["idle", "listening", "thinking", "speaking", "resting"]
+ACTIVITIES: tuple[Activity, ...] = get_args(Activity)
 
 # (field, number of f32 slots); the uniform block is these f32s in order, padded to 16 bytes.
 POSE_LAYOUT: tuple[tuple[str, int], ...] = (

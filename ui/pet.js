@@ -1,0 +1,24 @@
+// Pet mode (`pet.html`): the avatar alone, driven by the core's avatar_state. It joins the
+// bridge as a plain page (never the executor). Dragging and clicking are the shell's: Qt
+// reads the mouse before the page does; where the shell is not Qt (Windows, macOS) a click
+// asks pywebview's API, if the shell offers one, to show the chat.
+
+import { Bridge, loadSchema } from "./bridge.js";
+import { OrbAvatar } from "./avatar.js";
+
+async function main() {
+  const schema = await loadSchema();
+  const bridge = new Bridge(schema, { executor: false, client: "pet" });
+  const avatar = new OrbAvatar(/** @type {HTMLCanvasElement} */ (document.getElementById("avatar")),
+    /** @type {HTMLElement} */ (document.getElementById("mood")), schema);
+  bridge.addEventListener("connection", (/** @type {CustomEvent} */ e) => avatar.setConnected(e.detail.connected));
+  bridge.on("avatar_state", (m) => avatar.set(m));
+  document.addEventListener("click", () => {
+    const api = /** @type {any} */ (window).pywebview?.api;
+    if (api?.toggle_chat) api.toggle_chat();
+  });
+  bridge.connect();
+  document.body.dataset.ready = "1";
+}
+
+main().catch((e) => console.error(e));

@@ -144,5 +144,6 @@ def create_module(device, name: str, includes: dict[str, str] | None = None, ena
 
 
 def list_shaders() -> list[str]:
-    """Names of all kernel files (not the private `_*.wgsl` helpers)."""
-    return sorted(p.name for p in _shader_dir().glob("*.wgsl") if not p.name.startswith("_"))
+    """Names of all kernel files (not the private `_*.wgsl` helpers, nor the avatar's render
+    shaders `avatar*.wgsl`, which companion.avatar.render draws with)."""
+    return sorted(p.name for p in _shader_dir().glob("*.wgsl") if not p.name.startswith(("_", "avatar")))

@@ -6,12 +6,14 @@ does not compile)."""
 from __future__ import annotations
 
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest_browser import N_CTX, close_page_engine, open_page_engine
 
 from companion.errors import EngineUnavailable
+from companion.gpu.plan import PLAN_VERSION
 from companion.headless import F32_TOLERANCE
 from companion.parity import MAX_LOGIT_DIFF, check_prompt
 from companion.sampling import Sampler, SamplingParams
@@ -28,6 +30,8 @@ def test_plan_json_names_every_gguf_offset(plan_assets, model):
     blobs = [b["source"]["name"] for b in data["buffers"] if b["source"] and b["source"]["kind"] == "blob"]
     assert all(plan_assets.blob(n) is not None for n in blobs)
     assert plan_assets.blob("no-such-blob") is None
+    # the composed kernels the page compiles (tests/test_shaders.py checks their content)
+    assert {p["module"] for p in data["pipelines"]} == set(data["modules"])
 
 
 def test_logits_match_reference_and_golden(page_engine, reference_engine, model, golden):
@@ -102,9 +106,12 @@ def test_no_webgpu_is_reported(chromium_required, chromium, plan_assets, model):
         close_page_engine(pe)
 
 
-def test_compile_error_names_file_and_line(chromium_required, chromium, plan_assets, model, tmp_path):
+def test_compile_error_names_file_and_line(chromium_required, chromium, model, tmp_path, monkeypatch):
     """A kernel that does not compile is reported with its .wgsl file and line (an included
-    helper's own line, not the composed one)."""
+    helper's own line, not the composed one): the page compiles the modules the plan JSON
+    serves and maps Tint's line through the served line map."""
+    from companion.engines.browser import PlanAssets
+    from companion.gpu import shaders
     from companion.resources import shaders_dir
 
     broken = tmp_path / "shaders"
@@ -113,12 +120,33 @@ def test_compile_error_names_file_and_line(chromium_required, chromium, plan_ass
     lines = step.read_text().splitlines()
     lines.append("fn broken() -> u32 { return undeclared_name; }")
     step.write_text("\n".join(lines) + "\n")
-    pe = open_page_engine(chromium, plan_assets, model, shaders_root=broken, load=False)
+    monkeypatch.setattr(shaders, "_shader_dir", lambda: broken)  # what the plan is composed from
+    shaders.clear_cache()
+    pe = open_page_engine(chromium, PlanAssets(model, N_CTX), model, load=False)
     try:
         with pytest.raises(EngineUnavailable) as info:
             pe.engine.load()
         assert f"_step.wgsl:{len(lines)}:" in str(info.value)
         assert "undeclared_name" in str(info.value)
+    finally:
+        close_page_engine(pe)
+        shaders.clear_cache()
+
+
+def test_a_plan_without_modules_is_refused(chromium_required, chromium, plan_assets, model):
+    """A plan the page cannot run (here: no composed kernels) fails the load naming the plan's
+    version, before any device is opened."""
+
+    def plan_json(features=(), adapter_info=None):
+        data = dict(plan_assets.plan_json(features, adapter_info))
+        del data["modules"]
+        return data
+
+    assets = SimpleNamespace(plan_json=plan_json, blob=plan_assets.blob, info=plan_assets.info, plan=None)
+    pe = open_page_engine(chromium, assets, model, load=False)
+    try:
+        with pytest.raises(EngineUnavailable, match=rf"version {PLAN_VERSION}\).*no composed kernels"):
+            pe.engine.load()
     finally:
         close_page_engine(pe)
 

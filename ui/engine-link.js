@@ -3,7 +3,7 @@
 //
 // An executor module is `ui/engine/index.js` exporting
 //     export async function createExecutor(ctx) -> Executor
-// where ctx = {fetchPlan, fetchShader, fetchModelRange} (same-origin helpers below) and
+// where ctx = {fetchPlan, fetchModelRange} (same-origin helpers below) and
 //
 /**
  * @typedef {Object} Executor
@@ -35,12 +35,6 @@ export const executorContext = {
     const r = await fetch(url, { cache: "no-store" });
     if (!r.ok) throw new Error(`plan: HTTP ${r.status}`);
     return r.json();
-  },
-  /** @param {string} name file in shaders/ */
-  async fetchShader(name) {
-    const r = await fetch(`/shaders/${encodeURIComponent(name)}`, { cache: "no-store" });
-    if (!r.ok) throw new Error(`shader ${name}: HTTP ${r.status}`);
-    return r.text();
   },
   /**
    * Bytes [offset, offset + length) of the GGUF, without a second copy on disk.

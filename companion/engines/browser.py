@@ -75,7 +75,12 @@ class PlanAssets:
 
     def plan_json(self, features: Sequence[str] = (), adapter_info: dict[str, str] | None = None) -> dict[str, Any]:
         """The plan as JSON data, with `gguf_offsets`: absolute file offsets of the tensors its
-        GGUF sources name (the page fetches those byte ranges from /model/blob)."""
+        GGUF sources name (the page fetches those byte ranges from /model/blob), and the
+        composed kernels: `modules` maps each variant's companion.gpu.shaders.module_key to
+        {name, code, line_map} (or {name, error} where composing failed), and each pipeline
+        names its variant in `module`. The page compiles these as they are."""
+        from companion.gpu import shaders
+
         built = self.build(features, adapter_info)
         with self._lock:
             if self._json is None:
@@ -83,6 +88,15 @@ class PlanAssets:
                 data = plan.model_dump(mode="json")
                 names = {b.source.tensor for b in plan.buffers if b.source is not None and b.source.kind == "gguf"}
                 data["gguf_offsets"] = {n: int(self.model.tensors[n].offset) for n in sorted(names)}
+                modules: dict[str, dict[str, Any]] = {}
+                for p, pj in zip(plan.pipelines, data["pipelines"], strict=True):
+                    key = pj["module"] = shaders.module_key(p.shader, p.includes, p.enable)
+                    if key not in modules:
+                        try:  # a kernel that does not compose fails the page's load with this message
+                            modules[key] = shaders.pipeline_module(p)[1].to_json()
+                        except shaders.ShaderError as exc:
+                            modules[key] = {"name": p.shader, "error": str(exc)}
+                data["modules"] = modules
                 self._json = data
             return self._json
 

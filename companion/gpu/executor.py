@@ -117,12 +117,12 @@ class Executor:
             "storage": wgpu.BufferBindingType.storage,
         }
         self.pipelines: dict[str, tuple[Any, Any]] = {}
-        modules: dict[tuple, Any] = {}  # one module per (shader, variant)
+        modules: dict[str, tuple[Any, shaders.ShaderSource]] = {}  # one per variant, as the page's
         for p in plan.pipelines:
-            mkey = (p.shader, tuple(sorted(p.includes.items())), tuple(p.enable))
+            mkey, src = shaders.pipeline_module(p)
             if mkey not in modules:
-                modules[mkey] = shaders.create_module(dev, p.shader, p.includes, p.enable)
-            module = modules[mkey]
+                modules[mkey] = (shaders.compile_module(dev, src), src)
+            module, src = modules[mkey]
             bgl = dev.create_bind_group_layout(
                 label=p.name,
                 entries=[
@@ -138,7 +138,7 @@ class Executor:
                     compute={"module": module, "entry_point": p.entry_point, "constants": dict(p.constants)},
                 )
             except wgpu.GPUError as exc:
-                raise shaders.ShaderError(shaders.describe_error(shaders.load(p.shader, p.includes, p.enable), exc)) from exc
+                raise shaders.ShaderError(shaders.describe_error(src, exc)) from exc
             self.pipelines[p.name] = (pipe, bgl)
 
         # bind groups are static: create every dispatch's once

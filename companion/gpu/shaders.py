@@ -1,13 +1,18 @@
 """Loading the WGSL kernels shipped as `companion.shaders`, resolving their one composition rule
 (`//!include _name.wgsl`), and mapping compile errors back to the .wgsl file and line.
 
-The include rule is deliberately tiny so the browser executor can implement it in a few lines:
-a line that is exactly `//!include <file>` is replaced by that file's text; included files are
-private helpers (`_*.wgsl`) and may not include anything themselves; each is included once.
+The include rule: a line that is exactly `//!include <file>` is replaced by that file's text;
+included files are private helpers (`_*.wgsl`) and may not include anything themselves; each is
+included once.
 
 Feature variants (see companion.gpu.plan.Pipeline): a pipeline's `includes` map swaps a helper
 for its variant (`_reduce.wgsl` -> `_reduce_sg.wgsl`), and its `enable` list becomes WGSL
 `enable` directives put in front of line 1 (same line, so line numbers do not move).
+
+Composition happens here only. Both executors compile one module per variant, grouped by
+`module_key`: the native executor composes with `pipeline_module`, and the browser engine serves
+the same composed code and line map in the plan JSON (`ShaderSource.to_json`), so the page only
+compiles and maps error lines through the served line map.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from companion.errors import EngineError
 
 _INCLUDE = re.compile(r"^//!include (_[a-z0-9_]+\.wgsl)\s*$")
 _LOCATION = re.compile(r"[\w.-]*wgsl:(\d+):(\d+)")
+_ENABLE = re.compile(r"enable ([a-z0-9_]+); ")
+_ENABLES = re.compile(r"(?:enable [a-z0-9_]+; )*")  # the directives `load` puts in front of line 1
 
 
 class ShaderError(EngineError):
@@ -40,6 +48,15 @@ class ShaderSource:
         if 1 <= line <= len(self.line_map):
             return self.line_map[line - 1]
         return (self.name, line)
+
+    def to_json(self) -> dict[str, Any]:
+        """As served to the page in the plan JSON's `modules`: {name, code, line_map}, where
+        line_map[i] = [file, line] of composed line i+1."""
+        return {"name": self.name, "code": self.code, "line_map": [[f, ln] for f, ln in self.line_map]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ShaderSource:
+        return cls(str(data["name"]), str(data["code"]), tuple((str(f), int(ln)) for f, ln in data["line_map"]))
 
 
 def _shader_dir() -> Path:
@@ -112,6 +129,31 @@ def _load(name: str, swaps: tuple[tuple[str, str], ...], enable: tuple[str, ...]
     return ShaderSource(name, "\n".join(lines) + "\n", tuple(where))
 
 
+class PipelineShader(Protocol):
+    """What composition reads of a pipeline (companion.gpu.plan.Pipeline)."""
+
+    shader: str
+    includes: dict[str, str]
+    enable: list[str]
+
+
+def module_key(name: str, includes: dict[str, str] | None = None, enable: list[str] | tuple[str, ...] = ()) -> str:
+    """The name of one composed variant of kernel `name`: pipelines with equal keys share a
+    module (the native executor's and the plan JSON's `modules`). E.g. "matmul.wgsl" for the
+    f32 path, "attention.wgsl[_prec.wgsl=_prec_f16.wgsl,_reduce.wgsl=_reduce_sg.wgsl][enable f16,subgroups]"."""
+    key = name
+    if includes:
+        key += "[" + ",".join(f"{old}={new}" for old, new in sorted(includes.items())) + "]"
+    if enable:
+        key += "[enable " + ",".join(enable) + "]"
+    return key
+
+
+def pipeline_module(p: PipelineShader) -> tuple[str, ShaderSource]:
+    """(module_key, composed source) of the module pipeline `p` runs (cached)."""
+    return module_key(p.shader, p.includes, p.enable), load(p.shader, p.includes, p.enable)
+
+
 def describe_error(src: ShaderSource, exc: BaseException) -> str:
     """A compiler message rewritten so every `wgsl:LINE:COL` names the real file and line."""
     text = str(exc)
@@ -133,14 +175,28 @@ def describe_error(src: ShaderSource, exc: BaseException) -> str:
 NAGA_IMPLICIT = frozenset({"subgroups"})
 
 
+def for_naga(src: ShaderSource) -> ShaderSource:
+    """`src` without the `enable` directives of NAGA_IMPLICIT (line 1 only: the line map holds)."""
+    head = _ENABLES.match(src.code)
+    n = head.end() if head else 0
+    keep = "".join(f"enable {e}; " for e in _ENABLE.findall(src.code[:n]) if e not in NAGA_IMPLICIT)
+    return ShaderSource(src.name, keep + src.code[n:], src.line_map)
+
+
+def compile_module(device, src: ShaderSource):
+    """Compile a composed kernel on a wgpu-py `device`; raise ShaderError naming the .wgsl
+    file and line."""
+    src = for_naga(src)
+    try:
+        return device.create_shader_module(label=src.name, code=src.code)
+    except Exception as exc:  # wgpu raises GPUValidationError (and friends) for bad WGSL
+        raise ShaderError(describe_error(src, exc)) from exc
+
+
 def create_module(device, name: str, includes: dict[str, str] | None = None, enable: list[str] | tuple[str, ...] = ()):
     """Compile shader `name` (a variant of it, per includes/enable) on `device`; raise
     ShaderError naming the .wgsl file and line."""
-    src = load(name, includes, [e for e in enable if e not in NAGA_IMPLICIT])
-    try:
-        return device.create_shader_module(label=name, code=src.code)
-    except Exception as exc:  # wgpu raises GPUValidationError (and friends) for bad WGSL
-        raise ShaderError(describe_error(src, exc)) from exc
+    return compile_module(device, load(name, includes, enable))
 
 
 def list_shaders() -> list[str]:

@@ -4,10 +4,12 @@
 // same prefill chunks of max_batch tokens, one command buffer and one submit per chunk, the
 // forward pass and GPU sampling of the last chunk in one compute pass, and a readback of only
 // the 4-byte token id (or of the last position's logits, for parity checks).
+//
+// The kernels come composed in the plan (companion/gpu/shaders.py composes them, once, for
+// both executors): `plan.modules[key]` = {name, code, line_map} per variant, and each pipeline
+// names its `module`. This page only compiles them and maps error lines through the line map.
 
-import { compileShader, composeShader, relocate } from "./wgsl.js";
-
-/** Limits worth raising from the WebGPU defaults to what the adapter offers (as native.py). */
+/** Limits worth raising from the WebGPU defaults to what the adapter offers (as companion/gpu/adapters.py). */
 const WANTED_LIMITS = [
   "maxStorageBufferBindingSize", "maxBufferSize", "maxStorageBuffersPerShaderStage",
   "maxComputeWorkgroupStorageSize", "maxComputeInvocationsPerWorkgroup",
@@ -21,9 +23,72 @@ const camel = (s) => s.replace(/-([a-z])/g, (_m, c) => c.toUpperCase());
 /**
  * @typedef {Object} ExecutorContext  (ui/engine-link.js executorContext)
  * @property {(url?: string) => Promise<any>} fetchPlan
- * @property {(name: string) => Promise<string>} fetchShader
  * @property {(offset: number, length: number) => Promise<ArrayBuffer>} fetchModelRange
  */
+
+/**
+ * A composed kernel as served in the plan JSON (companion.gpu.shaders.ShaderSource.to_json),
+ * or the error composing it gave.
+ * @typedef {Object} ServedModule
+ * @property {string} name   kernel file, e.g. "matmul.wgsl"
+ * @property {string} [code] composed WGSL
+ * @property {Array<[string, number]>} [line_map] composed line i+1 -> [file, line in file]
+ * @property {string} [error] why it could not be composed
+ */
+
+/**
+ * "file.wgsl:line:col" of a 1-based line (and column) of a served module's code, through its
+ * line map: the text companion.gpu.shaders.describe_error writes for the native executor.
+ * @param {ServedModule} mod @param {number} line @param {number|string} col
+ */
+export function wgslLocation(mod, line, col) {
+  const map = mod.line_map || [];
+  const [file, ln] = line >= 1 && line <= map.length ? map[line - 1] : [mod.name, line];
+  return `${file}:${ln}:${col}`;
+}
+
+/** A pipeline-creation message with every `:LINE:COL` of the composed code mapped. */
+function relocate(mod, message) {
+  return String(message).replace(/(?:[\w.-]*wgsl)?:(\d+):(\d+)/g, (_m, line, col) => wgslLocation(mod, Number(line), col));
+}
+
+/**
+ * Compile a served module; throw an Error naming the .wgsl file and line of each error.
+ * @param {GPUDevice} device @param {ServedModule} mod
+ * @returns {Promise<GPUShaderModule>}
+ */
+async function compileModule(device, mod) {
+  if (mod.error) throw new Error(mod.error);
+  device.pushErrorScope("validation");
+  const module = device.createShaderModule({ label: mod.name, code: /** @type {string} */ (mod.code) });
+  const info = await module.getCompilationInfo();
+  const scoped = await device.popErrorScope();
+  const errors = info.messages.filter((m) => m.type === "error");
+  if (errors.length) {
+    const text = errors.slice(0, 5).map((m) => `${wgslLocation(mod, m.lineNum, m.linePos)}: ${m.message}`).join("\n");
+    throw new Error(`WGSL compile error in ${mod.name}:\n${text}`);
+  }
+  if (scoped) throw new Error(`${mod.name}: ${relocate(mod, scoped.message)}`);
+  return module;
+}
+
+/**
+ * Why this page cannot run `plan`, or null. The plan's version is the server's; what the page
+ * checks is what it relies on: the composed kernels, one for every pipeline.
+ * @param {any} plan @returns {string|null}
+ */
+function unrunnable(plan) {
+  if (!plan || typeof plan !== "object") return "it is not a JSON object";
+  for (const k of ["model", "uniform", "buffers", "pipelines", "programs"]) if (!plan[k]) return `it has no ${k}`;
+  const modules = plan.modules;
+  if (!modules || typeof modules !== "object") return "it carries no composed kernels (modules)";
+  for (const p of plan.pipelines) {
+    const mod = Object.hasOwn(modules, p.module) ? modules[p.module] : null;
+    if (!mod) return `pipeline ${p.name} names no served module (${p.module})`;
+    if (!mod.error && (typeof mod.code !== "string" || !Array.isArray(mod.line_map))) return `module ${p.module} has no code or line map`;
+  }
+  return null;
+}
 
 export class WebGPUExecutor {
   /** @param {ExecutorContext} ctx */
@@ -68,7 +133,8 @@ export class WebGPUExecutor {
     const query = new URLSearchParams({ features: offered });
     for (const k of ["vendor", "architecture", "device", "description"]) if (info[k]) query.set(k, String(info[k]));
     const plan = await this.ctx.fetchPlan(`${base}${base.includes("?") ? "&" : "?"}${query}`);
-    if (plan.version !== 1) throw new Error(`plan version ${plan.version} is not supported by this page (expected 1): reload it`);
+    const why = unrunnable(plan);
+    if (why) throw new Error(`this page cannot run the server's plan (version ${plan && plan.version}): ${why}; reload it`);
     this.plan = plan;
 
     const missing = (plan.features || []).filter((f) => !adapter.features.has(f));
@@ -114,21 +180,11 @@ export class WebGPUExecutor {
   /** @param {any} plan @param {(phase: string, f: number, detail?: string) => void} progress */
   async compile(plan, progress) {
     const device = /** @type {GPUDevice} */ (this.device);
-    const raw = new Map();
-    const read = (f) => {
-      if (!raw.has(f)) raw.set(f, this.ctx.fetchShader(f));
-      return raw.get(f);
-    };
-    // one module per (shader, variant)
-    const variant = (p) => JSON.stringify([p.shader, Object.entries(p.includes || {}).sort(), p.enable || []]);
-    const sources = new Map();
+    // one module per variant the plan's pipelines use, as the native executor
+    /** @type {Map<string, GPUShaderModule>} */
     const modules = new Map();
     for (const p of plan.pipelines) {
-      const key = variant(p);
-      if (modules.has(key)) continue;
-      const src = await composeShader(p.shader, read, p.includes || {}, p.enable || []);
-      sources.set(key, src);
-      modules.set(key, await compileShader(device, src));
+      if (!modules.has(p.module)) modules.set(p.module, await compileModule(device, plan.modules[p.module]));
     }
     const kinds = { "uniform": "uniform", "read-only-storage": "read-only-storage", "storage": "storage" };
     /** @type {Map<string, {pipeline: GPUComputePipeline, layout: GPUBindGroupLayout}>} */
@@ -149,10 +205,10 @@ export class WebGPUExecutor {
         pipeline = await device.createComputePipelineAsync({
           label: p.name,
           layout: device.createPipelineLayout({ label: p.name, bindGroupLayouts: [layout] }),
-          compute: { module: modules.get(variant(p)), entryPoint: p.entry_point || "main", constants },
+          compute: { module: /** @type {GPUShaderModule} */ (modules.get(p.module)), entryPoint: p.entry_point || "main", constants },
         });
       } catch (e) {
-        throw new Error(`kernel ${p.name} (${p.shader}) failed to build: ${relocate(sources.get(variant(p)), e.message)}`);
+        throw new Error(`kernel ${p.name} (${p.shader}) failed to build: ${relocate(plan.modules[p.module], e.message)}`);
       }
       this.pipelines.set(p.name, { pipeline, layout });
       done += 1;

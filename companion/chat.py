@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from companion.emotion import EmotionFilter, infer_emotion
+from companion.avatar.infer import ReplyEmotion, shared_reader
+from companion.emotion import Emotion, EmotionFilter
 from companion.engines.base import Engine
 from companion.errors import CompanionError, EngineError
 from companion.model.gguf_model import GGUFModel
@@ -32,9 +33,12 @@ class TextDelta:
 
 @dataclass
 class AvatarCue:
-    """The reply expressed an emotion (from a tag or its wording)."""
+    """The reply expressed an emotion: a `[tag]` the model wrote, or read from its wording
+    (companion.avatar.infer, per finished sentence) when it wrote none."""
 
-    emotion: str
+    emotion: Emotion
+    intensity: float = 0.85  # 0..1; a tag shows clearly, an inferred cue as strongly as it reads
+    source: Literal["tag", "text"] = "tag"
 
 
 @dataclass
@@ -227,6 +231,9 @@ class ChatSession:
         text_parts: list[str] = []
         decoder = self.tokenizer.incremental()
         emo = EmotionFilter()
+        reader = shared_reader()
+        reader.warm_up()  # the first reply's first sentences may be read by the lexicon alone
+        feeling = ReplyEmotion(reader)  # the wording's emotion, sentence by sentence, until a tag
         t_first: float | None = None
         status: Literal["done", "stopped", "error"] = "done"
         error: str | None = None
@@ -261,6 +268,9 @@ class ChatSession:
                         if self.recorder:
                             self.recorder.reply_checkpoint("".join(text_parts))
                         yield TextDelta(visible)
+                        if not emo.cues:
+                            for r in feeling.feed(visible):
+                                yield AvatarCue(r.emotion, r.intensity, "text")
                 break
             except EngineError as exc:
                 if self.fallback is None:
@@ -275,7 +285,9 @@ class ChatSession:
                     break
                 self._cached = []
                 yield EngineSwitch(self.engine.name, self.engine.adapter, f"{failed} engine failed: {exc}")
-        tail = emo.flush() + decoder.flush()
+        tail, cues = emo.feed(decoder.flush(), final=True)
+        for c in cues:
+            yield AvatarCue(c)
         if tail:
             text_parts.append(tail)
             if self.recorder:
@@ -285,7 +297,9 @@ class ChatSession:
             status = "stopped"
         text = "".join(text_parts)
         if not emo.cues and text:
-            yield AvatarCue(infer_emotion(text))
+            feeling.feed(tail)
+            for r in feeling.finish():
+                yield AvatarCue(r.emotion, r.intensity, "text")
         self.history.append({"role": "assistant", "content": text})
         t_end = time.perf_counter()
         n_gen = len(out_ids)

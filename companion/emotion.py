@@ -1,69 +1,89 @@
 """Emotion cues in a streamed reply: `[happy]`-style tags are removed from the text and turned
-into avatar cues; a reply without tags gets a cue from its wording."""
+into avatar cues (a reply without tags gets its cues from its wording: companion.avatar.infer).
+
+`Emotion` is the one list of emotions: the chat core's AvatarCue, the bridge's AvatarState (and
+so ui/bridge-schema.json, from which the page's avatar reads it) all use this Literal."""
 
 from __future__ import annotations
 
 import re
+from typing import Literal, get_args
 
-EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "relaxed", "thinking", "shy")
-_ALIASES = {
+Emotion = Literal[
+    "neutral", "happy", "sad", "angry", "surprised", "thinking", "embarrassed", "sleepy",
+    "relaxed", "excited",
+]  # fmt: skip
+EMOTIONS: tuple[Emotion, ...] = get_args(Emotion)
+# Other words a model writes in a tag, and the emotion each means.
+_ALIASES: dict[str, Emotion] = {
     "joy": "happy", "smile": "happy", "smiles": "happy", "laugh": "happy", "laughs": "happy",
-    "excited": "happy", "sorrow": "sad", "upset": "sad", "mad": "angry", "shocked": "surprised",
-    "wow": "surprised", "calm": "relaxed", "hmm": "thinking", "blush": "shy", "blushes": "shy",
+    "sorrow": "sad", "upset": "sad", "mad": "angry", "shocked": "surprised", "wow": "surprised",
+    "calm": "relaxed", "hmm": "thinking", "shy": "embarrassed", "blush": "embarrassed",
+    "blushes": "embarrassed",
 }  # fmt: skip
-_TAG = re.compile(r"\[(\w{2,12})\]")
-_MAX_TAG = 14  # longest possible "[word]" we wait for before releasing text
+TAG_WORDS: dict[str, Emotion] = {**{e: e for e in EMOTIONS}, **_ALIASES}  # every word a tag may hold
+# A tag: one word of 2-20 letters in brackets ("[happy]", "[ Shy ]", "[big-grin]"). Brackets
+# holding digits or several words ("[1]", "[see below]") are ordinary text and stay.
+_TAG = re.compile(r"\[\s*(?=[A-Za-z_-]{2,20}\s*\])([A-Za-z]+(?:[-_][A-Za-z]+)*)\s*\]")
+# The end of the text may be a tag still arriving ("[hap", "[happy" or a whole "[happy]" whose
+# next character, "(" for a markdown link, is not known yet): held back until it is decided.
+_OPEN_TAG = re.compile(r"\[\s*[A-Za-z_-]{0,20}\s*\]?")
+_DROPPED = "\0"  # stands for a removed tag while the spaces around it are tidied
 
-_WORDS = {
-    "happy": ("glad", "happy", "great", "love", "wonderful", "awesome", "yay", "haha", "!"),
-    "sad": ("sorry", "sad", "unfortunately", "miss you", "tough"),
-    "surprised": ("wow", "really?", "no way", "amazing"),
-    "thinking": ("hmm", "let me think", "perhaps", "i wonder"),
-}
 
-
-def emotion_name(word: str) -> str | None:
-    w = word.lower()
-    if w in EMOTIONS:
-        return w
-    return _ALIASES.get(w)
+def emotion_name(word: str) -> Emotion | None:
+    """The emotion a tag word names (an emotion or one of its aliases), else None."""
+    return TAG_WORDS.get(word.lower())
 
 
 class EmotionFilter:
-    """Feed streamed text; get (visible text, cues). Holds back a possible partial tag."""
+    """Feed streamed text; get (visible text, cues). Tags are removed even when split across
+    pieces: a known one (an emotion or alias, any case) becomes a cue, an unknown `[word]` is
+    dropped. Kept as text: brackets holding digits or several words ("[1]", "[see below]"), a
+    markdown link ("[docs](https://...)"), and an unknown word glued to the word before it
+    ("list[int]", code). The space a tag leaves is not doubled, and trailing spaces are held
+    until text follows them (a reply ending in a tag does not end in a space)."""
 
     def __init__(self) -> None:
-        self._pending = ""
-        self.cues: list[str] = []
+        self._pending = ""  # text not yet decided: a possible tag, trailing spaces
+        self._prev = ""  # the last character released ("" before any)
+        self.cues: list[Emotion] = []
 
-    def feed(self, text: str) -> tuple[str, list[str]]:
+    def feed(self, text: str, final: bool = False) -> tuple[str, list[Emotion]]:
+        """Visible text ready to show, and the cues found. `final`: no more text follows."""
         buf = self._pending + text
-        cues: list[str] = []
+        hold = len(buf)
+        if not final:
+            hold = len(buf.rstrip())
+            cut = buf.rfind("[", 0, hold)
+            if cut != -1 and _OPEN_TAG.fullmatch(buf, cut, hold):
+                hold = len(buf[:cut].rstrip())
+        ready, self._pending = buf[:hold], buf[hold:]
+        cues: list[Emotion] = []
 
         def repl(m: re.Match[str]) -> str:
             e = emotion_name(m.group(1))
-            if e is None:
-                return m.group(0)
-            cues.append(e)
-            return ""
+            start, end = m.span()
+            before = m.string[start - 1] if start else " "
+            if e is None and (before.isalnum() or before in "_])" or m.string[end : end + 1] == "("):
+                return m.group(0)  # code (list[int]) or a markdown link: text, not a tag
+            if e is not None:
+                cues.append(e)
+            return _DROPPED
 
-        buf = _TAG.sub(repl, buf)
-        cut = buf.rfind("[")
-        if cut != -1 and "]" not in buf[cut:] and len(buf) - cut < _MAX_TAG:
-            self._pending, buf = buf[cut:], buf[:cut]
-        else:
-            self._pending = ""
+        # the last released character gives the context of the first tag ("" = start: a space)
+        ctx = self._prev or " "
+        out = _TAG.sub(repl, ctx + ready)
+        if _DROPPED in out:
+            out = re.sub(rf"(\s){_DROPPED}+[ \t]*", r"\1", out).replace(_DROPPED, "")
+        out = out[1:]
+        if final:
+            out = out.rstrip()
+        if out:
+            self._prev = out[-1]
         self.cues += cues
-        return buf, cues
+        return out, cues
 
     def flush(self) -> str:
-        out, self._pending = self._pending, ""
-        return out
-
-
-def infer_emotion(text: str) -> str:
-    """A cue from the wording of a whole reply (used when the model gave no tag)."""
-    low = text.lower()
-    scores = {e: sum(low.count(w) for w in words) for e, words in _WORDS.items()}
-    best = max(scores, key=lambda e: scores[e])
-    return best if scores[best] > 0 else "neutral"
+        """The rest of the text, once the reply ended (cues found in it join `cues`)."""
+        return self.feed("", final=True)[0]

@@ -4,6 +4,7 @@
 import { Bridge, loadSchema } from "./bridge.js";
 import { ChatView } from "./chat.js";
 import { OrbAvatar } from "./avatar.js";
+import { Animator, reportTyping, trackPointer } from "./avatar/animator.js";
 import { SettingsDrawer } from "./settings.js";
 import { MemoryPanel } from "./memory.js";
 import { ExecutorHost, findExecutor } from "./engine-link.js";
@@ -26,10 +27,16 @@ async function main() {
     messages: $("messages"), empty: $("empty"), form: $("composer"), input: $("input"),
     send: $("send"), stop: $("stop"), chips: $("chips"),
   });
-  const avatar = new OrbAvatar($("avatar"), $("avatar-mood"));
+  const avatar = new OrbAvatar($("avatar"), $("avatar-mood"), schema);
+  const reduced = matchMedia("(prefers-reduced-motion: reduce)").matches;
+  const animator = new Animator(avatar, schema, { reducedMotion: reduced }); // the renderer's view replaces the orb
+  animator.start();
+  trackPointer(animator, $("avatar"));
+  reportTyping(bridge, $("input"));
   const settings = new SettingsDrawer(bridge, $("settings-form"), $("settings-note"));
   const memory = new MemoryPanel(bridge, { list: $("memory-list"), search: $("memory-search"), note: $("memory-note") });
   const drawers = new Drawers($("scrim"));
+  /** @type {any} */ (window).companion.animator = animator;
 
   $("open-settings").addEventListener("click", () => { settings.refresh(); drawers.toggle($("settings-panel")); });
   $("open-memory").addEventListener("click", () => { memory.refresh(); drawers.toggle($("memory-panel")); });
@@ -60,7 +67,9 @@ async function main() {
     showEngine(m);
     if (m.error && m.phase !== "failed") chat.notice(`Now running on the ${m.engine} engine: ${m.error}`);
   });
-  bridge.on("avatar_state", (m) => avatar.set(m));
+  bridge.on("avatar_state", (m) => { animator.state(m); avatar.set(m); });
+  bridge.on("avatar_visemes", (m) => animator.visemes(m));
+  bridge.on("reply_started", (m) => animator.replyStarted(m.turn));
   bridge.on("error", (m) => {
     if (m.code === "protocol_version") banner(m.message);
     else if (!["user_message", "settings_set"].includes(m.ref_type)) console.warn("core refused a message:", m.message);

@@ -212,7 +212,8 @@ class Reading:
 
 # --- the lexicon ------------------------------------------------------------------------------
 
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?[?!]?|[!?]")
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?[?!]?|[!?,;:.]")
+_CLAUSE_END = frozenset(",;:.!?")  # a negation reaches no further than its clause
 
 
 def _words(text: str) -> list[str]:
@@ -238,7 +239,7 @@ def lexicon_scores(text: str) -> tuple[np.ndarray, int]:
             for i in range(len(seq) - n + 1):
                 if seq[i : i + n] != parts and not (n == 1 and not punct and _stem_match(seq[i], cue)):
                     continue
-                if any(p in NEGATIONS for p in plain[max(0, i - 3) : i]) and cue not in _SELF_NEGATING:
+                if _negated(words, i) and cue not in _SELF_NEGATING:
                     continue
                 scores[i_e] += weight
     boost = sum(1 for w in plain if w in INTENSIFIERS) + text.count("!")
@@ -249,6 +250,16 @@ def lexicon_scores(text: str) -> tuple[np.ndarray, int]:
 _SELF_NEGATING = frozenset(
     c for cues in LEXICON.values() for c in cues if any(p in NEGATIONS for p in c.split(" "))
 )
+
+
+def _negated(words: list[str], i: int) -> bool:
+    """A negation among the three words before words[i], in the same clause."""
+    for w in reversed(words[max(0, i - 3) : i]):
+        if w[-1] in _CLAUSE_END:
+            return False
+        if w in NEGATIONS:
+            return True
+    return False
 
 
 def _stem_match(word: str, cue: str) -> bool:
@@ -408,7 +419,10 @@ class ReplyEmotion:
 
 
 def infer_emotion(text: str, reader: EmotionReader | None = None) -> Emotion:
-    """The emotion of a whole text: its sentences read one by one, the strongest wins."""
+    """The emotion of a whole text: its sentences read one by one, the strongest wins. Waits
+    for the encoder (unlike a streamed reply, which reads with the lexicon until it is loaded)."""
+    reader = reader or shared_reader()
+    reader.load()
     stream = ReplyEmotion(reader)
     readings = stream.feed(text) + stream.finish()
     best = max(readings, key=lambda r: r.intensity, default=None)

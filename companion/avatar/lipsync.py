@@ -347,7 +347,7 @@ class TextVisemes:
         rest, self._buf = self._buf, ""
         if stopped:
             self._cursor = now_ms
-            return [VisemeTrack(int(now_ms), ())]
+            return [VisemeTrack(round(now_ms), ())]
         return self._schedule(text_spans(rest, self.phonemizer), now_ms)
 
     def _schedule(self, spans: list[VisemeSpan], now_ms: float) -> list[VisemeTrack]:

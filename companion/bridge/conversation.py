@@ -4,8 +4,8 @@ It owns the open connections and their send queues, the hello/welcome handshake,
 validating and rejecting the page's messages, dispatching them (to the chat session, the
 memory hook, the settings and the engine channel to the page's WebGPU executor), and
 streaming a reply's events (companion.chat's TextDelta, AvatarCue, EngineSwitch, ReplyDone)
-to every page. The HTTP layer (companion.bridge.http) has checked a connection before it
-arrives here.
+to every page, with the avatar's changes (companion.avatar.director) in order among them. The
+HTTP layer (companion.bridge.http) has checked a connection before it arrives here.
 """
 
 from __future__ import annotations
@@ -17,19 +17,20 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast, get_args
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
 import companion
 from companion import chat as core
+from companion.avatar.director import AvatarDirector
+from companion.avatar.stream import FrameStream
 from companion.bridge.engine_channel import ExecutorChannel
 from companion.bridge.messages import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     AssistantDelta,
-    AvatarState,
-    Emotion,
+    AvatarFrame,
     EngineAck,
     EngineFailed,
     EngineStatus,
@@ -56,6 +57,7 @@ from companion.bridge.messages import (
     Stop,
     Token,
     UserMessage,
+    UserTyping,
     Welcome,
     decode,
     encode,
@@ -70,7 +72,6 @@ EDITABLE_SETTINGS = (
     "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
     "max_new_tokens", "seed", "memory_enabled", "engine",
 )  # fmt: skip
-_EMOTIONS = frozenset(get_args(Emotion))
 
 
 # --- what the app plugs in --------------------------------------------------------------------
@@ -133,10 +134,11 @@ class Plugged(Protocol):
 
 @dataclass(eq=False)
 class Connection:
-    """One page's WebSocket; what the core sends it goes through `queue`."""
+    """One page's WebSocket; what the core sends it goes through `queue` (text messages, and
+    binary avatar frames)."""
 
     ws: web.WebSocketResponse
-    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[str | bytes | None] = field(default_factory=asyncio.Queue)
     hello: Hello | None = None  # the page's handshake, once it sent one
 
 
@@ -152,7 +154,8 @@ class Conversation:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turn = 0
         self._busy = False
-        self._emotion: Emotion = "neutral"
+        self.avatar = AvatarDirector()
+        self._avatar_timer: asyncio.TimerHandle | None = None
         self._engine_status: EngineStatus | None = None
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="companion-chat")
 
@@ -160,6 +163,7 @@ class Conversation:
         """Serve on `loop`, the server's event loop."""
         self._loop = loop
         self.executor = ExecutorChannel(loop, self._send_to)
+        self.frames = FrameStream(self._send_frame, self._frames_failed)  # renders on first use
 
     async def close_pages(self) -> None:
         """Close every page connection (on the loop, when the server shuts down)."""
@@ -174,6 +178,8 @@ class Conversation:
     def shutdown(self) -> None:
         """Let the chat worker go (once the loop has stopped)."""
         self._worker.shutdown(wait=False, cancel_futures=True)
+        if self._loop is not None:
+            self.frames.close()
 
     # --- publishing (any thread) --------------------------------------------------------------
 
@@ -229,6 +235,7 @@ class Conversation:
         finally:
             self.connections.discard(conn)
             self.executor.detach(conn)
+            self.frames.forget(conn)
             conn.queue.put_nowait(None)
             await sender
             if not self._page_count():
@@ -239,11 +246,23 @@ class Conversation:
         return sum(1 for c in self.connections if c.hello is not None)
 
     async def _sender(self, conn: Connection) -> None:
-        while (text := await conn.queue.get()) is not None:
+        while (item := await conn.queue.get()) is not None:
             if conn.ws.closed:
                 continue
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await conn.ws.send_str(text)
+                if isinstance(item, bytes):
+                    await conn.ws.send_bytes(item)
+                else:
+                    await conn.ws.send_str(item)
+
+    def _send_frame(self, conn: Any, frame: bytes) -> None:
+        if conn in self.connections:
+            conn.queue.put_nowait(frame)
+
+    def _frames_failed(self, conn: Any, reason: str) -> None:
+        if conn in self.connections:
+            why = f"the avatar cannot be drawn here either: {reason}"
+            self._reject(conn, MessageRejected("unavailable", why[:4000], "avatar_frame"))
 
     def _reject(self, conn: Connection, exc: MessageRejected) -> None:
         log.debug("bridge: rejected a message: %s", exc)
@@ -285,6 +304,7 @@ class Conversation:
             self.page_connected.set()
             self._send_to(conn, self._welcome())
             self._send_to(conn, self._status_now())
+            self._send_to(conn, self.avatar.state)
             if message.executor:
                 self.executor.attach(conn)
         elif isinstance(message, UserMessage):
@@ -297,6 +317,8 @@ class Conversation:
             self._busy = True
             self._turn += 1
             asyncio.get_running_loop().create_task(self._reply(chat, message.text, self._turn))
+        elif isinstance(message, UserTyping):
+            self._avatar(self.avatar.typing(message.typing))
         elif isinstance(message, Stop):
             self.stop_reply()
         elif isinstance(message, Reset):
@@ -315,6 +337,8 @@ class Conversation:
                 log.debug("bridge: unexpected %s for request %s", message.type, message.request_id)
         elif isinstance(message, EngineStatus):
             self.executor.status = message
+        elif isinstance(message, AvatarFrame):  # a page without WebGPU: frames drawn here
+            self.frames.request(conn, message.seq, message.width, message.height, message.pose, self._busy)
         elif isinstance(message, Ping):
             self._send_to(conn, Pong(seq=message.seq, t=message.t))
         elif isinstance(message, Error):
@@ -409,15 +433,32 @@ class Conversation:
             await asyncio.get_running_loop().run_in_executor(None, self.app.on_settings, new)
         self._broadcast(self._settings_message())
 
+    # --- the avatar ---------------------------------------------------------------------------
+
+    def _avatar(self, messages: list[Any]) -> None:
+        """Send the avatar's changes (on the loop) and wake up for its next timed change."""
+        for message in messages:
+            self._broadcast(message)
+        if self._avatar_timer is not None:
+            self._avatar_timer.cancel()
+            self._avatar_timer = None
+        delay = self.avatar.seconds_to_deadline()
+        if delay is not None and self._loop is not None:
+            self._avatar_timer = self._loop.call_later(delay + 0.01, self._avatar_tick)
+
+    def _avatar_tick(self) -> None:
+        self._avatar_timer = None
+        self._avatar(self.avatar.poll())
+
     # --- a reply ------------------------------------------------------------------------------
 
     async def _reply(self, chat: ChatSessionLike, text: str, turn: int) -> None:
         loop = asyncio.get_running_loop()
         self._broadcast(ReplyStarted(turn=turn, text=text))
-        self._broadcast(AvatarState(emotion=self._emotion, speaking=True))
+        self._avatar(self.avatar.reply_started(turn))
         ended: list[bool] = []
 
-        def on_event(event: core.Event) -> None:
+        def on_event(event: core.Event, avatar: list[Any]) -> None:
             if isinstance(event, core.ReplyDone):
                 ended.append(True)
                 self._broadcast(_end_message(turn, event))
@@ -426,23 +467,24 @@ class Conversation:
                     engine=event.engine, adapter=event.adapter[:300], error=event.reason[:4000]
                 )
                 self._broadcast(self._engine_status)  # in order with the deltas around it
-            elif isinstance(event, core.AvatarCue):
-                self._emotion = _known_emotion(event.emotion)
-                self._broadcast(AvatarState(emotion=self._emotion, speaking=True))
             elif isinstance(event, core.TextDelta):
                 if event.text:
                     self._broadcast(AssistantDelta(turn=turn, text=event.text))
+            self._avatar(avatar)  # after the text it belongs to
+
+        def forward(event: core.Event) -> None:
+            # the avatar's share (lip sync, emotion) is worked out here, on the chat worker
+            loop.call_soon_threadsafe(on_event, event, self.avatar.on_event(event))
 
         def work() -> None:
             try:
                 for event in chat.send(text):
-                    loop.call_soon_threadsafe(on_event, event)
+                    forward(event)
             except CompanionError as exc:
-                loop.call_soon_threadsafe(on_event, core.ReplyDone("error", "", error=str(exc)))
+                forward(core.ReplyDone("error", "", error=str(exc)))
             except Exception as exc:  # noqa: BLE001 - shown to the user, logged in full
                 log.exception("chat reply failed")
-                failed = core.ReplyDone("error", "", error=f"internal error: {exc}")
-                loop.call_soon_threadsafe(on_event, failed)
+                forward(core.ReplyDone("error", "", error=f"internal error: {exc}"))
 
         try:
             await loop.run_in_executor(self._worker, work)
@@ -451,12 +493,7 @@ class Conversation:
             if not ended:
                 self._broadcast(_end_message(turn, core.ReplyDone("done", "")))
             self._busy = False
-            self._broadcast(AvatarState(emotion=self._emotion, speaking=False))
-
-
-def _known_emotion(emotion: str) -> Emotion:
-    """The cue's emotion if the page has a face for it, else neutral."""
-    return cast(Emotion, emotion) if emotion in _EMOTIONS else "neutral"
+            self._avatar(self.avatar.reply_ended())  # nothing when ReplyDone already ended it
 
 
 def _end_message(turn: int, end: core.ReplyDone) -> ReplyDone | ReplyStopped | ReplyError:

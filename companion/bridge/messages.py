@@ -24,14 +24,17 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from companion.avatar.lipsync import VisemeSpan
+from companion.avatar.pose import Activity, Pose
+from companion.emotion import Emotion
 from companion.errors import BridgeError
 from companion.sampling import SamplingParams
 
 PROTOCOL_VERSION = 1  # bump on any incompatible change; the page refuses a different version
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024  # protocol limit; bigger messages get an `error` reply
 
-Emotion = Literal["neutral", "happy", "sad", "angry", "surprised", "thinking", "shy", "excited"]
 Phase = Literal["idle", "probing", "loading", "ready", "generating", "failed"]
+GazeHint = Literal["wander", "user", "text", "down"]  # where AvatarState sends the eyes
 ErrorCode = Literal[
     "malformed",  # not JSON, or not an object
     "too_large",  # over MAX_MESSAGE_BYTES
@@ -154,15 +157,36 @@ class ReplyError(_Message):
 
 
 class AvatarState(_Message):
-    """Core → page: what the avatar shows now."""
+    """Core → page: what the avatar shows from now on, sent when it changes (never per frame).
+    The page's animator (ui/avatar/animator.js) eases into it and adds what is its own: blinks,
+    saccades, breathing and sway, the cursor. Made by companion.avatar.state."""
 
     type: Literal["avatar_state"] = "avatar_state"
-    emotion: Emotion = "neutral"
-    viseme: str = Field("rest", max_length=16)  # mouth shape: rest, A, E, I, O, U, M, F
-    gaze_x: float = Field(0.0, ge=-1.0, le=1.0)  # -1 left .. 1 right
-    gaze_y: float = Field(0.0, ge=-1.0, le=1.0)  # -1 down .. 1 up
-    blink: float = Field(0.0, ge=0.0, le=1.0)  # eyelid closure, 1 = shut
-    speaking: bool = False
+    emotion: Emotion = "neutral"  # companion.emotion.EMOTIONS; the page's avatar reads this enum
+    intensity: float = Field(0.0, ge=0.0, le=1.0)  # how strongly it shows (0 = a neutral face)
+    transition_ms: int = Field(400, ge=0, le=20_000)  # time to ease from the last face to this
+    activity: Activity = "idle"  # companion.avatar.pose.ACTIVITIES
+    gaze: GazeHint = "wander"  # where the eyes go: wander (idle saccades, the cursor when the
+    # window has it), user (the person), text (down at the chat, reading), down (resting)
+
+
+class AvatarVisemes(_Message):
+    """Core → page: the mouth's shapes from `start_ms` on, in ms since this turn's
+    reply_started. They replace whatever the page had scheduled from start_ms on; an empty list
+    closes the mouth at start_ms (the reply was stopped). Made by companion.avatar.lipsync."""
+
+    type: Literal["avatar_visemes"] = "avatar_visemes"
+    turn: int
+    start_ms: int = Field(ge=0)
+    visemes: list[VisemeSpan] = Field([], max_length=4000)  # companion.avatar.lipsync
+
+
+class UserTyping(_Message):
+    """Page → core: the user is typing in the composer (true), or stopped or sent (false); the
+    avatar listens meanwhile. Sent on the first keystroke, again every few seconds of typing."""
+
+    type: Literal["user_typing"] = "user_typing"
+    typing: bool
 
 
 # --- engine -----------------------------------------------------------------------------------
@@ -368,13 +392,29 @@ class Error(_Message):
     ref_type: str | None = Field(None, max_length=100)  # the `type` of the offending message
 
 
+# --- avatar frames ----------------------------------------------------------------------------
+
+
+class AvatarFrame(_Message):
+    """Page → core, from a page without WebGPU: draw this pose natively and answer with one binary
+    WebSocket frame (companion.avatar.stream: a 20-byte header, then width x height straight-alpha
+    RGBA), or with `error` (unavailable) when the core cannot draw it either. The page asks for
+    the next frame only once this one arrived, and no sooner than the frame's interval_ms."""
+
+    type: Literal["avatar_frame"] = "avatar_frame"
+    seq: int = Field(ge=0, le=2**32 - 1)  # echoed in the frame's header
+    width: int = Field(ge=16, le=512)  # companion.avatar.stream.MIN_SIZE .. MAX_SIZE
+    height: int = Field(ge=16, le=512)
+    pose: Pose  # companion.avatar.pose: what the page's animator made for this frame
+
+
 PAGE_MESSAGES: tuple[type[_Message], ...] = (
-    Hello, UserMessage, Stop, Reset, SettingsGet, SettingsSet, MemoryList, MemoryForget, MemoryEdit,
-    Token, Logits, EngineAck, EngineFailed, EngineStatus, Ping, Pong, Error,
+    Hello, UserMessage, UserTyping, Stop, Reset, SettingsGet, SettingsSet, MemoryList, MemoryForget, MemoryEdit,
+    AvatarFrame, Token, Logits, EngineAck, EngineFailed, EngineStatus, Ping, Pong, Error,
 )  # fmt: skip
 CORE_MESSAGES: tuple[type[_Message], ...] = (
     Welcome, ReplyStarted, AssistantDelta, ReplyDone, ReplyStopped, ReplyError, AvatarState,
-    EngineStatus, EngineLoad, EngineReset, Generate, SettingsValues, Memories, Ping, Pong, Error,
+    AvatarVisemes, EngineStatus, EngineLoad, EngineReset, Generate, SettingsValues, Memories, Ping, Pong, Error,
 )  # fmt: skip
 
 # The unions are built from the tuples above so each list is written once.

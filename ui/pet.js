@@ -1,18 +1,24 @@
-// Pet mode (`pet.html`): the avatar alone, driven by the core's avatar_state. It joins the
-// bridge as a plain page (never the executor). Dragging and clicking are the shell's: Qt
-// reads the mouse before the page does; where the shell is not Qt (Windows, macOS) a click
-// asks pywebview's API, if the shell offers one, to show the chat.
+// Pet mode (`pet.html`): the avatar alone, driven by the core's avatar messages exactly as in
+// the chat page (app.js). It joins the bridge as a plain page (never the executor). Dragging
+// and clicking are the shell's: Qt reads the mouse before the page does; where the shell is
+// not Qt (Windows, macOS) a click asks pywebview's API, if the shell offers one, to show the chat.
 
 import { Bridge, loadSchema } from "./bridge.js";
 import { OrbAvatar } from "./avatar.js";
+import { Animator } from "./avatar/animator.js";
 
 async function main() {
   const schema = await loadSchema();
   const bridge = new Bridge(schema, { executor: false, client: "pet" });
   const avatar = new OrbAvatar(/** @type {HTMLCanvasElement} */ (document.getElementById("avatar")),
     /** @type {HTMLElement} */ (document.getElementById("mood")), schema);
+  const reduced = matchMedia("(prefers-reduced-motion: reduce)").matches;
+  const animator = new Animator(avatar, schema, { reducedMotion: reduced });
+  animator.start();
   bridge.addEventListener("connection", (/** @type {CustomEvent} */ e) => avatar.setConnected(e.detail.connected));
-  bridge.on("avatar_state", (m) => avatar.set(m));
+  bridge.on("avatar_state", (m) => { animator.state(m); avatar.set(m); });
+  bridge.on("avatar_visemes", (m) => animator.visemes(m));
+  bridge.on("reply_started", (m) => animator.replyStarted(m.turn));
   document.addEventListener("click", () => {
     const api = /** @type {any} */ (window).pywebview?.api;
     if (api?.toggle_chat) api.toggle_chat();

@@ -66,7 +66,8 @@ def setup_logging(verbose: bool = False, *, console: bool = True) -> Path | None
         stream.setLevel(logging.INFO if verbose else logging.WARNING)
         _add(root, stream)
     logging.captureWarnings(True)
-    for noisy in ("asyncio", "aiohttp.access", "PIL", "urllib3", "wgpu"):
+    # not "wgpu": it installs its own Logger class and asserts nobody made its logger first
+    for noisy in ("asyncio", "aiohttp.access", "PIL", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_thread_uncaught

@@ -86,3 +86,65 @@ def test_no_webgpu_native_takes_over(chromium_required, chromium, plan_assets, m
         session.engine.close()
     finally:
         close_page_engine(pe)
+
+
+def test_avatar_follows_a_real_reply(chromium_required, chromium, model, reference_weights):
+    """The real page and the real ChatSession (reference engine, a few greedy tokens): over the
+    bridge the avatar goes thinking -> speaking -> idle, the mouth takes three or more shapes
+    while the text streams, and an emotion shows (read from the words if the model wrote no
+    tag). A screenshot of the app mid-reply goes to test-artifacts/avatar-mid-reply.png."""
+    from itertools import groupby
+
+    from conftest_web import artifact
+
+    from companion.avatar.infer import shared_reader
+    from companion.bridge.server import BridgeServer
+    from companion.engines.reference import ReferenceEngine
+    from companion.settings import Settings
+
+    assert shared_reader().load()  # the first sentence is read with the encoder, not the lexicon alone
+    session = ChatSession(
+        model, ReferenceEngine(reference_weights, n_ctx=256), SamplingParams.greedy_params(),
+        max_new_tokens=20, system_prompt="You are a warm, caring friend.",
+    )  # fmt: skip
+    server = BridgeServer(session, settings=Settings(engine="reference"))
+    page = chromium.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(server.start())
+        page.wait_for_selector("body[data-ready='1']")
+        page.evaluate(
+            "() => { window.seen = []; window.companion.bridge.on('*', (m) => {"
+            " if (['avatar_state', 'avatar_visemes', 'assistant_delta', 'reply_done'].includes(m.type))"
+            " window.seen.push({...m, at: performance.now()}); }); }"
+        )
+        _send(page, "Hello! How are you today?")
+        # mid-reply: text on screen, the mouth scheduled to move
+        page.wait_for_function(
+            "() => window.seen.some((m) => m.type === 'assistant_delta')"
+            " && window.seen.some((m) => m.type === 'avatar_visemes' && m.visemes.length)",
+            timeout=REPLY_TIMEOUT_MS,
+        )
+        page.wait_for_function("() => (window.companion.animator.pose?.talk || 0) > 0.3", timeout=REPLY_TIMEOUT_MS)
+        page.screenshot(path=str(artifact("avatar-mid-reply.png")))
+        page.wait_for_selector(".msg-bot.is-done", timeout=REPLY_TIMEOUT_MS)
+        page.wait_for_function("() => window.seen.at(-1).type === 'avatar_state' && window.seen.at(-1).activity === 'idle'")
+        seen = page.evaluate("window.seen")
+    finally:
+        page.close()
+        server.stop()
+    states = [m for m in seen if m["type"] == "avatar_state"]
+    acts = [s["activity"] for s in states]  # (listening while the message was typed)
+    assert [a for a, _ in groupby(acts[acts.index("thinking") :])] == ["thinking", "speaking", "idle"]
+    kinds = [m["type"] for m in seen]
+    first_text, done = kinds.index("assistant_delta"), kinds.index("reply_done")
+    speaking = next(i for i, m in enumerate(seen) if m.get("activity") == "speaking")
+    assert seen[speaking]["at"] <= seen[first_text]["at"] + 50  # speaking starts with the text
+    # while the text streams, the mouth takes at least three shapes (closed not counted)
+    shapes = {v["viseme"] for m in seen[:done] if m["type"] == "avatar_visemes" for v in m["visemes"]}
+    assert len(shapes - {"closed"}) >= 3, shapes
+    emotions = [s for s in states if s["emotion"] != "neutral" and s["intensity"] > 0]
+    assert emotions, states  # an emotion was set
+    assert session.history[-1]["content"] and "[" not in session.history[-1]["content"]
+    assert errors == []

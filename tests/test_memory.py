@@ -76,7 +76,7 @@ def test_memories_carry_timestamps_and_source_message(store):
     assert m["kind"] == "relationship" and m["slot"] == "user.dog.name"
 
 
-def test_rules_cover_names_places_plans_events_and_preferences():
+def test_rules_cover_names_places_plans_and_preferences():
     found = {c.text for c in rule_candidates(
         "Hey, I'm Sam. I moved to Lyon. I hate mornings but I love jazz. "
         "Tomorrow I'm going to visit my parents. I just finished my thesis! I'll call you Miri.",
@@ -84,8 +84,8 @@ def test_rules_cover_names_places_plans_events_and_preferences():
     assert found == {
         "The user's name is Sam.", "The user lives in Lyon.", "The user dislikes mornings.",
         "The user loves jazz.", "The user plans to visit their parents tomorrow (said on 2026-05-01).",
-        "On 2026-05-01 the user said they finished their thesis.", "The user calls the companion Miri.",
-    }
+        "The user calls the companion Miri.",
+    }  # "I just finished my thesis!" is left to the general path (memory.extract.candidates)
     assert rule_candidates("I like it. I think so. I'm tired.") == []
 
 

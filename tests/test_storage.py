@@ -115,7 +115,11 @@ def test_migrates_schema_1_fixture(companion_home):
         assert [m["content"] for m in s.messages(conv["id"])] == ["Hi, I'm Sam and I live in Paris.", "Nice to meet you, Sam!"]
         mems = s.memories(char.id)
         assert {m["text"] for m in mems} == {"The user's name is Sam.", "The user lives in Paris."}
-        assert [r["text"] for r in recall(s, char.id, "Paris")] == ["The user lives in Paris."]
+        # the old messages were back-filled into episodic memory: the fact first, then what was said
+        assert [(r["source"], r["text"]) for r in recall(s, char.id, "Sam")] == [
+            ("fact", "The user's name is Sam."), ("message", "Hi, I'm Sam and I live in Paris."),
+            ("message", "Nice to meet you, Sam!")]
+        assert [e["has_embedding"] for e in s.episodes(char.id)] == [0, 0]  # embedded lazily, by recall
         assert s.summary(conv["id"])["text"] == "Sam introduced himself."
         assert s.integrity_check() == "ok"
 

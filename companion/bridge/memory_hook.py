@@ -27,7 +27,7 @@ class StoreMemoryHook:
 
     def list(self, query: str) -> list[MemoryItem]:
         if query.strip():
-            rows = recall(self.store, self.character_id, query, limit=50)
+            rows = recall(self.store, self.character_id, query, limit=50, sources=("fact",))  # ids are memory ids
         else:
             rows = self.store.memories(self.character_id)[: self.limit]
         return [self._item(r) for r in rows]

@@ -9,10 +9,11 @@ the rolling summary (stored in the database) so that the next turns do not re-tr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from companion.memory.dates import describe, said_on
 from companion.memory.recall import recall
 from companion.memory.summarize import summarize
 from companion.persona.card import render
@@ -57,22 +58,34 @@ def fit_words(text: str, count_tokens: CountTokens, budget: int, keep: str = "st
     return " ".join(words[:lo]) + " …" if keep == "start" else "… " + " ".join(words[-lo:])
 
 
+def memory_line(m: dict[str, Any]) -> str:
+    """A recalled item as the prompt (and `companion memory search`) shows it: a fact as it is
+    stored, a past message as who said it when ("On 2 March 2026 the user said: "…"")."""
+    if m.get("source") != "message":
+        return m["text"]
+    who = "the user" if m["role"] == "user" else "you"
+    return f'On {describe(said_on(m["said_at"]))} {who} said: "{m["text"]}"'
+
+
 def memory_section(
     store: Store, character_id: int, query: str, *, count_tokens: CountTokens, budget: int, limit: int = 12,
+    exclude_messages: Collection[int] = (),
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Pinned memories, then the most relevant recalled ones, as whole lines within budget."""
+    """Pinned memories, then the most relevant recalled facts and past messages (not those
+    already in the prompt, nor those a newer fact replaced), as whole lines within budget."""
     if budget <= 0:
         return "", []
     pinned = sorted((m for m in store.memories(character_id) if m["pinned"]), key=lambda m: m["id"])
-    recalled = recall(store, character_id, query, limit=limit) if query.strip() else []
+    recalled = recall(store, character_id, query, limit=limit, exclude_messages=exclude_messages) if query.strip() else []
     header = "What you remember about the user:"
     used = count_tokens(header)
     lines, chosen, seen = [], [], set()
     for m in [*pinned, *recalled]:
-        if m["id"] in seen:
+        key = (m.get("source", "fact"), m["id"])
+        if key in seen or m.get("superseded"):
             continue
-        seen.add(m["id"])
-        line = f"- {m['text']}"
+        seen.add(key)
+        line = f"- {memory_line(m)}"
         cost = count_tokens(line) + 1
         if used + cost > budget:
             continue  # a smaller one further down may still fit
@@ -127,18 +140,19 @@ def build_prompt(
         history.append({"id": None, "role": "user", "content": user_text})
     query = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
 
-    # 3. memories
+    summary_row = store.summary(conversation_id)
+    summary = summary_row["text"] if summary_row else None
+    upto = summary_row["upto_message_id"] if summary_row else 0
+
+    # 3. memories (past messages that are among the turns are not recalled twice)
     mem_text, mems = "", []  # type: tuple[str, list[dict[str, Any]]]
     if memory_enabled:
         mem_text, mems = memory_section(
             store, record.id, query, count_tokens=count_tokens,
             budget=min(memory_budget, max(0, budget_tokens // 4)),
+            exclude_messages={m["id"] for m in history if m["id"] is not None and m["id"] > upto},
         )
     post = render(char.post_history_instructions, char, user_name).strip()
-
-    summary_row = store.summary(conversation_id)
-    summary = summary_row["text"] if summary_row else None
-    upto = summary_row["upto_message_id"] if summary_row else 0
 
     def system_text(summary: str | None) -> str:
         parts = [persona, mem_text]

@@ -117,7 +117,86 @@ def m002_recall(db: sqlite_utils.Database) -> None:
     )
 
 
-SCHEMA_VERSION = 2  # == number of migrations above
+@migrations()
+def m003_episodes_entities(db: sqlite_utils.Database) -> None:
+    """Episodic memory (every message, searchable by words and meaning), the people, pets and
+    places in the user's life, dated facts, and the history of every replaced value."""
+    _run(
+        db,
+        # One row per passage of a stored message (a long message has several); the message
+        # itself stays in `messages`. Forgetting removes passages, never the transcript.
+        """
+        CREATE TABLE episodes (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            character_id INTEGER NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            text TEXT NOT NULL,
+            said_at TEXT NOT NULL,         -- the message's created_at
+            embedding BLOB,                -- float32[384], L2-normalized; NULL until embedded
+            embedding_model TEXT,
+            superseded_by INTEGER REFERENCES messages(id) ON DELETE SET NULL  -- a later message changed it
+        )""",
+        "CREATE INDEX episodes_by_character ON episodes(character_id, id)",
+        "CREATE INDEX episodes_by_message ON episodes(message_id)",
+        """CREATE VIRTUAL TABLE episodes_fts USING fts5(
+            text, content='episodes', content_rowid='id', tokenize='porter unicode61')""",
+        """CREATE TRIGGER episodes_ai AFTER INSERT ON episodes BEGIN
+            INSERT INTO episodes_fts(rowid, text) VALUES (new.id, new.text);
+        END""",
+        """CREATE TRIGGER episodes_ad AFTER DELETE ON episodes BEGIN
+            INSERT INTO episodes_fts(episodes_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END""",
+        """CREATE TRIGGER episodes_au AFTER UPDATE OF text ON episodes BEGIN
+            INSERT INTO episodes_fts(episodes_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO episodes_fts(rowid, text) VALUES (new.id, new.text);
+        END""",
+        """
+        CREATE TABLE entities (
+            id INTEGER PRIMARY KEY,
+            character_id INTEGER NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,            -- person | pet
+            relation TEXT,                 -- to the user: 'sister', 'dog', "Dev's mum"; NULL if unknown
+            name TEXT,                     -- 'Oriane'; NULL until the user says it
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX entities_by_character ON entities(character_id)",
+        "ALTER TABLE memories ADD COLUMN entity_id INTEGER REFERENCES entities(id) ON DELETE SET NULL",
+        "ALTER TABLE memories ADD COLUMN happens_on TEXT",  # ISO date of a dated fact (appointment, birthday)
+        "ALTER TABLE memories ADD COLUMN origin TEXT",  # rule | classifier | request | model | user
+        """
+        CREATE TABLE memory_history (
+            id INTEGER PRIMARY KEY,
+            memory_id INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+            text TEXT NOT NULL,            -- the value that was replaced
+            source_message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,  -- who said it
+            replaced_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX memory_history_by_memory ON memory_history(memory_id)",
+        """INSERT INTO memory_history (memory_id, text, replaced_at)
+           SELECT id, previous_text, updated_at FROM memories WHERE previous_text IS NOT NULL""",
+    )
+    _backfill_episodes(db)
+    _run(db, "PRAGMA user_version = 3")
+
+
+def _backfill_episodes(db: sqlite_utils.Database) -> None:
+    """Passages of every finished message already stored; recall embeds them lazily."""
+    from companion.memory.passages import passages
+
+    rows = db.execute(
+        """SELECT m.id, c.character_id, m.role, m.content, m.created_at FROM messages m
+           JOIN conversations c ON c.id = m.conversation_id
+           WHERE m.role IN ('user', 'assistant') AND m.status != 'streaming' ORDER BY m.id"""
+    ).fetchall()
+    db.conn.executemany(
+        "INSERT INTO episodes (message_id, character_id, role, text, said_at) VALUES (?, ?, ?, ?, ?)",
+        [(mid, cid, role, p, ts) for mid, cid, role, content, ts in rows for p in passages(content)],
+    )
+
+
+SCHEMA_VERSION = 3  # == number of migrations above
 
 
 def check_version(db: sqlite_utils.Database, path: object) -> None:

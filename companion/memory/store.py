@@ -3,6 +3,12 @@
 One SQLite file (`home_dir()/companion.db`) in WAL mode, schema by `migrations.py`.
 Every public method is one short transaction, so a crash never leaves half an
 operation behind; every sqlite3 failure surfaces as a StorageError.
+
+Episodic memory: every finished user message and reply is also stored as passages
+(`episodes`, with FTS5 and an embedding) so that recall finds what was said even when no
+rule made a fact of it. Forgetting a fact removes the passages of the message it came from;
+wiping removes every passage; the transcript itself (`messages`) stays until its
+conversation is deleted.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -23,12 +29,14 @@ from companion.memory import _db
 from companion.memory._db import now, storage_errors
 from companion.memory.embed import embedding_text
 from companion.memory.migrations import migrate
+from companion.memory.passages import passages
 from companion.persona.card import Character, card_from_dict, card_to_dict
 from companion.persona.default import default_character
 
 DB_NAME = "companion.db"
 ReplyStatus = Literal["done", "stopped", "error"]
 T = TypeVar("T")
+Clock = Callable[[], str]  # an ISO timestamp, sortable as text (default: now in UTC)
 
 
 def default_db_path() -> Path:
@@ -36,6 +44,18 @@ def default_db_path() -> Path:
     from companion.settings import home_dir
 
     return home_dir() / DB_NAME
+
+
+@dataclass
+class Removed:
+    """Rows a forget took out of memory, whole (embeddings included), so Undo can put them back."""
+
+    memories: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.memories or self.episodes)
 
 
 @dataclass
@@ -66,15 +86,19 @@ class Store:
 
     `embedder` turns texts into unit vectors for memory recall (default: the shared
     all-MiniLM-L6-v2, loaded lazily on first need); pass None for full-text recall only.
+    `clock` stamps every row (the evaluation replays conversations on chosen dates).
     """
 
     def __init__(
-        self, path: Path | str | None = None, *, embedder: Any = "default", timeout_s: float = _db.BUSY_TIMEOUT_S
+        self, path: Path | str | None = None, *, embedder: Any = "default", timeout_s: float = _db.BUSY_TIMEOUT_S,
+        clock: Clock = now,
     ) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self._lock = threading.RLock()
         self._embedder = embedder
+        self.clock = clock
         self._generation = 0  # bumped on every memory change made through this Store
+        self._episode_generation = 0  # bumped on every episode change made through this Store
         if not self.path.parent.is_dir():
             raise StorageError(f"database folder {self.path.parent} does not exist")
         self.db = _db.connect(self.path, timeout_s)
@@ -173,7 +197,7 @@ class Store:
                 raise StorageError(
                     f"a character named {card.name!r} already exists: use replace to overwrite it"
                 )
-            ts = now()
+            ts = self.clock()
             if existing:
                 self.db.execute(
                     "UPDATE characters SET card = ?, avatar = ?, updated_at = ? WHERE id = ?",
@@ -214,12 +238,13 @@ class Store:
         """Delete a character with its conversations and memories."""
         self._write(lambda: self.db.execute("DELETE FROM characters WHERE id = ?", [character_id]))
         self._memories_changed()
+        self._episodes_changed()
 
     # --- conversations and messages -----------------------------------------------------
 
     def new_conversation(self, character_id: int, title: str | None = None) -> int:
         """Start a conversation with a character; returns its id."""
-        ts = now()
+        ts = self.clock()
         return self._write(lambda: self._insert(
             "conversations", {"character_id": character_id, "title": title, "created_at": ts, "updated_at": ts}
         ))
@@ -243,8 +268,9 @@ class Store:
         )
 
     def delete_conversation(self, conversation_id: int) -> None:
-        """Delete a conversation, its messages and summaries (memories stay)."""
+        """Delete a conversation, its messages (and their passages) and summaries (memories stay)."""
         self._write(lambda: self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id]))
+        self._episodes_changed()
 
     def messages(self, conversation_id: int, *, after_id: int = 0) -> list[dict[str, Any]]:
         """Messages of a conversation in order (optionally only those with id > after_id)."""
@@ -271,9 +297,16 @@ class Store:
         tokens: int | None = None,
         engine: str | None = None,
         stats: dict[str, Any] | None = None,
+        *,
+        recall_text: str | None = None,
     ) -> int:
-        """Store a complete message now (a user message is committed the moment it is sent)."""
-        ts = now()
+        """Store a complete message now (a user message is committed the moment it is sent),
+        and index it for recall: `recall_text` (default: the content; "" = not at all), e.g.
+        without the sentence that asked to forget something."""
+        ts = self.clock()
+        indexed = content if recall_text is None else recall_text
+        parts = passages(indexed) if role in ("user", "assistant") else []
+        blobs = self._embed(parts) if parts else []
 
         def op() -> int:
             mid = self._insert("messages", {
@@ -282,16 +315,33 @@ class Store:
                 "stats": json.dumps(stats) if stats else None,
             })
             self._touch(conversation_id, ts)
+            self._insert_episodes(mid, conversation_id, role, parts, blobs, ts)
             return mid
 
-        return self._write(op)
+        mid = self._write(op)
+        if parts:
+            self._episodes_changed()
+        return mid
+
+    def _insert_episodes(
+        self, message_id: int, conversation_id: int, role: str, parts: list[str], blobs: list[bytes | None], ts: str
+    ) -> None:
+        if not parts:
+            return
+        row = self.db.execute("SELECT character_id FROM conversations WHERE id = ?", [conversation_id]).fetchone()
+        model = self._embedding_model() if any(blobs) else None
+        self.db.conn.executemany(
+            "INSERT INTO episodes (message_id, character_id, role, text, said_at, embedding, embedding_model) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(message_id, row[0], role, p, ts, b, model if b else None) for p, b in zip(parts, blobs, strict=True)],
+        )
 
     def _touch(self, conversation_id: int, ts: str) -> None:
         self.db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [ts, conversation_id])
 
     def start_reply(self, conversation_id: int, engine: str | None = None) -> int:
         """Create the assistant message that is about to stream; returns its id."""
-        ts = now()
+        ts = self.clock()
 
         def op() -> int:
             mid = self._insert("messages", {
@@ -318,12 +368,17 @@ class Store:
         stats: dict[str, Any] | None = None,
         tokens: int | None = None,
         engine: str | None = None,
+        *,
+        index: bool = True,
     ) -> None:
         """Finalize a streamed reply: full text, status (done / stopped / error), stats
-        (e.g. prompt_tokens, tokens_per_s, engine details) and timing."""
+        (e.g. prompt_tokens, tokens_per_s, engine details) and timing. A reply that was shown
+        (done or stopped) is indexed for recall unless index=False."""
         if status not in ("done", "stopped", "error"):
             raise ValueError(f"status must be done, stopped or error, not {status!r}")
-        ts = now()
+        ts = self.clock()
+        parts = passages(text) if index and status in ("done", "stopped") else []
+        blobs = self._embed(parts) if parts else []
 
         def op() -> None:
             self.db.execute(
@@ -333,8 +388,14 @@ class Store:
                    WHERE id = ?""",
                 [text, status, json.dumps(stats) if stats else None, tokens, engine, ts, ts, message_id],
             )
+            row = self.db.execute("SELECT conversation_id, created_at FROM messages WHERE id = ?", [message_id]).fetchone()
+            if row is not None:
+                self.db.execute("DELETE FROM episodes WHERE message_id = ?", [message_id])
+                self._insert_episodes(message_id, row[0], "assistant", parts, blobs, row[1])
 
         self._write(op)
+        if parts:
+            self._episodes_changed()
 
     def recover_interrupted(self) -> int:
         """Mark replies whose streaming process died (crash, kill -9) as 'interrupted';
@@ -342,7 +403,7 @@ class Store:
         rows = self._read("SELECT id, writer_pid FROM messages WHERE status = 'streaming'")
         dead = [r["id"] for r in rows if not r["writer_pid"] or not _pid_alive(int(r["writer_pid"]))]
         if dead:
-            ts = now()
+            ts = self.clock()
             try:
                 self._write(lambda: self.db.execute(
                     f"UPDATE messages SET status = 'interrupted', writer_pid = NULL, finished_at = ? "
@@ -366,7 +427,7 @@ class Store:
         """Store a new rolling summary covering messages up to upto_message_id."""
         return self._write(lambda: self._insert("summaries", {
             "conversation_id": conversation_id, "upto_message_id": upto_message_id, "text": text,
-            "tokens": tokens, "created_at": now(),
+            "tokens": tokens, "created_at": self.clock(),
         }))
 
     # --- memories -----------------------------------------------------------------------
@@ -377,8 +438,16 @@ class Store:
         character); with data_version() it tells a cache of memories when to rebuild."""
         return self._generation
 
+    @property
+    def episode_generation(self) -> int:
+        """Counts episode changes made through this Store (new messages, forgetting, wiping)."""
+        return self._episode_generation
+
     def _memories_changed(self) -> None:
         self._generation += 1
+
+    def _episodes_changed(self) -> None:
+        self._episode_generation += 1
 
     def _embed(self, texts: list[str]) -> list[bytes | None]:
         emb = self.embedder()
@@ -400,17 +469,21 @@ class Store:
         slot: str | None = None,
         pinned: bool = False,
         source_message_id: int | None = None,
+        entity_id: int | None = None,
+        happens_on: str | None = None,
+        origin: str | None = None,
     ) -> int:
         """Store one memory (no dedupe: see memory.extract.remember for that)."""
         text = text.strip()
         if not text:
             raise ValueError("a memory needs some text")
         (blob,) = self._embed([text])
-        ts = now()
+        ts = self.clock()
         mid = self._write(lambda: self._insert("memories", {
             "character_id": character_id, "kind": kind, "slot": slot, "text": text, "pinned": int(pinned),
             "source_message_id": source_message_id, "created_at": ts, "updated_at": ts,
             "embedding": blob, "embedding_model": self._embedding_model() if blob else None,
+            "entity_id": entity_id, "happens_on": happens_on, "origin": origin,
         }))
         self._memories_changed()
         return mid
@@ -419,7 +492,7 @@ class Store:
         """Store many memories whose vectors are already computed (float32 blobs from this
         store's embedder), in one transaction; returns how many. No dedupe, no re-embedding:
         the benchmark fills a store with synthetic memories this way."""
-        ts = now()
+        ts = self.clock()
         model = self._embedding_model()
         rows = []
         for text, blob in items:
@@ -433,6 +506,28 @@ class Store:
         self._memories_changed()
         return len(rows)
 
+    def add_embedded_messages(self, conversation_id: int, items: Sequence[tuple[str, str, bytes]]) -> int:
+        """Store many one-passage messages (role, text, float32 blob) with their episodes, in one
+        transaction; returns how many. The benchmark fills a store with synthetic turns this way."""
+        ts = self.clock()
+        model = self._embedding_model()
+
+        def op() -> int:
+            (character_id,) = self.db.execute(
+                "SELECT character_id FROM conversations WHERE id = ?", [conversation_id]).fetchone()
+            for role, text, blob in items:
+                mid = self._insert("messages", {
+                    "conversation_id": conversation_id, "role": role, "content": text, "status": "done",
+                    "created_at": ts, "finished_at": ts})
+                self.db.execute(
+                    "INSERT INTO episodes (message_id, character_id, role, text, said_at, embedding, embedding_model) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [mid, character_id, role, text, ts, blob, model])
+            return len(items)
+
+        n = self._write(op)
+        self._episodes_changed()
+        return n
+
     def update_memory(
         self,
         memory_id: int,
@@ -441,11 +536,15 @@ class Store:
         pinned: bool | None = None,
         source_message_id: int | None = None,
         slot: str | None = None,
+        happens_on: str | None = None,
     ) -> None:
-        """Edit a memory; a new text keeps the old one in previous_text and is re-embedded."""
+        """Edit a memory; a new text keeps the old one (previous_text, and a row of
+        memory_history with who said it) and is re-embedded."""
         old = self.memory(memory_id)
-        sets: dict[str, Any] = {"updated_at": now()}
-        if text is not None and text.strip() and text.strip() != old["text"]:
+        ts = self.clock()
+        sets: dict[str, Any] = {"updated_at": ts}
+        replaced = text is not None and bool(text.strip()) and text.strip() != old["text"]
+        if text is not None and replaced:
             sets["text"] = text.strip()
             sets["previous_text"] = old["text"]
             (blob,) = self._embed([text.strip()])
@@ -457,8 +556,17 @@ class Store:
             sets["source_message_id"] = source_message_id
         if slot is not None:
             sets["slot"] = slot
+        if happens_on is not None:
+            sets["happens_on"] = happens_on
         cols = ", ".join(f"{k} = ?" for k in sets)
-        self._write(lambda: self.db.execute(f"UPDATE memories SET {cols} WHERE id = ?", [*sets.values(), memory_id]))
+
+        def op() -> None:
+            if replaced:
+                self._insert("memory_history", {"memory_id": memory_id, "text": old["text"],
+                                                "source_message_id": old["source_message_id"], "replaced_at": ts})
+            self.db.execute(f"UPDATE memories SET {cols} WHERE id = ?", [*sets.values(), memory_id])
+
+        self._write(op)
         self._memories_changed()
 
     def memory(self, memory_id: int) -> dict[str, Any]:
@@ -467,6 +575,10 @@ class Store:
         if not rows:
             raise StorageError(f"no memory {memory_id}: see `companion memory list`")
         return rows[0]
+
+    def memory_history(self, memory_id: int) -> list[dict[str, Any]]:
+        """The values a memory had before, oldest first (text, source_message_id, replaced_at)."""
+        return self._read("SELECT * FROM memory_history WHERE memory_id = ? ORDER BY id", [memory_id])
 
     def memories_by_ids(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Memory rows (as memory() gives them) by id; an id not stored is left out."""
@@ -505,21 +617,78 @@ class Store:
             f"SELECT {_MEMORY_COLS} FROM memories {clause} ORDER BY updated_at DESC, id DESC", params
         )
 
-    def delete_memory(self, memory_id: int) -> None:
-        """Forget one memory."""
+    def delete_memory(self, memory_id: int) -> Removed:
+        """Forget one memory, with the passages of the message it came from (else recall would
+        still find it there); returns what was removed (for an undo)."""
         self.memory(memory_id)
-        self._write(lambda: self.db.execute("DELETE FROM memories WHERE id = ?", [memory_id]))
+        return self.forget(memory_ids=[memory_id])
+
+    def forget(self, *, memory_ids: Sequence[int] = (), episode_ids: Sequence[int] = (),
+               message_ids: Sequence[int] = (), with_sources: bool = True) -> Removed:
+        """Remove memories (and, with_sources, the passages of the messages they came from),
+        passages, and all passages of messages, in one transaction; returns the rows, whole,
+        for restore()."""
+        def rows(table: str, col: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+            if not ids:
+                return []
+            cur = self.db.execute(f"SELECT * FROM {table} WHERE {col} IN ({','.join('?' * len(ids))})", list(ids))
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+        def op() -> Removed:
+            mems = rows("memories", "id", list(memory_ids))
+            sources = {m["source_message_id"] for m in mems if m["source_message_id"] is not None and with_sources}
+            episodes = {e["id"]: e for e in rows("episodes", "id", list(episode_ids))}
+            for e in rows("episodes", "message_id", sorted(sources | set(message_ids))):
+                episodes[e["id"]] = e
+            removed = Removed(mems, rows("memory_history", "memory_id", [m["id"] for m in mems]), list(episodes.values()))
+            for table, ids in (("memories", [m["id"] for m in mems]), ("episodes", list(episodes))):
+                if ids:
+                    self.db.execute(f"DELETE FROM {table} WHERE id IN ({','.join('?' * len(ids))})", ids)
+            return removed
+
+        removed = self._write(op)
         self._memories_changed()
+        self._episodes_changed()
+        return removed
+
+    def restore(self, removed: Removed) -> dict[int, int]:
+        """Put back what forget() removed (ids kept where still free); returns {old id: new id}
+        of the memories."""
+        def put(table: str, row: dict[str, Any]) -> int:
+            taken = self.db.execute(f"SELECT 1 FROM {table} WHERE id = ?", [row["id"]]).fetchone()
+            return self._insert(table, {k: v for k, v in row.items() if not (taken and k == "id")})
+
+        def op() -> dict[int, int]:
+            ids = {}
+            for m in removed.memories:
+                ids[m["id"]] = put("memories", m)
+            for h in removed.history:
+                if h["memory_id"] in ids:
+                    put("memory_history", {**h, "memory_id": ids[h["memory_id"]]})
+            for e in removed.episodes:
+                if self.db.execute("SELECT 1 FROM messages WHERE id = ?", [e["message_id"]]).fetchone():
+                    put("episodes", e)
+            return ids
+
+        ids = self._write(op)
+        self._memories_changed()
+        self._episodes_changed()
+        return ids
 
     def wipe_memories(self, character_id: int | None = None) -> int:
-        """Forget all memories (of one character, or everyone's); returns how many."""
+        """Forget all memories (of one character, or everyone's), with every passage of episodic
+        memory and the people and pets known; returns how many memories. Transcripts stay."""
         def op() -> int:
-            if character_id is None:
-                return self.db.execute("DELETE FROM memories").rowcount
-            return self.db.execute("DELETE FROM memories WHERE character_id = ?", [character_id]).rowcount
+            where, params = ("", []) if character_id is None else (" WHERE character_id = ?", [character_id])
+            n = self.db.execute("DELETE FROM memories" + where, params).rowcount
+            self.db.execute("DELETE FROM episodes" + where, params)
+            self.db.execute("DELETE FROM entities" + where, params)
+            return n
 
         n = self._write(op)
         self._memories_changed()
+        self._episodes_changed()
         return int(n)
 
     def iter_embeddings(self, character_id: int) -> Iterator[tuple[int, bytes | None, str]]:
@@ -538,7 +707,137 @@ class Store:
             [(b, model, i) for i, b in items],
         ))
 
+    def facts_from_messages(self, message_ids: Sequence[int]) -> list[int]:
+        """Ids of the memories extracted from these messages."""
+        if not message_ids:
+            return []
+        rows = self._read(f"SELECT id FROM memories WHERE source_message_id IN ({','.join('?' * len(message_ids))})",
+                          list(message_ids))
+        return [int(r["id"]) for r in rows]
+
+    def reply_after(self, message_id: int) -> int | None:
+        """The id of the assistant message that answered this user message, if any."""
+        rows = self._read(
+            """SELECT n.id, n.role FROM messages m JOIN messages n ON n.conversation_id = m.conversation_id
+               AND n.id > m.id WHERE m.id = ? ORDER BY n.id LIMIT 1""", [message_id])
+        return int(rows[0]["id"]) if rows and rows[0]["role"] == "assistant" else None
+
+    def superseded_messages(self, character_id: int) -> set[int]:
+        """Messages whose fact was since replaced ("my sister moved to Lima" after "...lives in
+        Valparaiso"): recall ranks their passages lower."""
+        rows = self._read(
+            """SELECT DISTINCT h.source_message_id FROM memory_history h JOIN memories m ON m.id = h.memory_id
+               WHERE m.character_id = ? AND h.source_message_id IS NOT NULL
+                 AND h.source_message_id IS NOT m.source_message_id""", [character_id])
+        return {int(r["source_message_id"]) for r in rows}
+
+    def superseded_passages(self, character_id: int) -> set[int]:
+        """Passages a later message changed ("standups moved to 10" after "standup is at 9:15")."""
+        rows = self._read("SELECT id FROM episodes WHERE character_id = ? AND superseded_by IS NOT NULL",
+                          [character_id])
+        return {int(r["id"]) for r in rows}
+
+    def supersede_passages(self, passage_ids: Sequence[int], by_message_id: int) -> None:
+        """Mark passages as changed by a later message (recall ranks them lower; nothing is lost)."""
+        self._write(lambda: self.db.conn.executemany(
+            "UPDATE episodes SET superseded_by = ? WHERE id = ?", [(by_message_id, i) for i in passage_ids]))
+
+    # --- episodes -----------------------------------------------------------------------
+
+    def episode_counts(self, character_id: int) -> tuple[int, int]:
+        """(number of passages, largest passage id) of a character: a cheap change check."""
+        with self._lock, storage_errors(self.path):
+            n, top = self.db.execute(
+                "SELECT count(*), COALESCE(max(id), 0) FROM episodes WHERE character_id = ?", [character_id]
+            ).fetchone()
+        return int(n), int(top)
+
+    def iter_episode_vectors(
+        self, character_id: int, after_id: int = 0
+    ) -> list[tuple[int, int, str, bytes | None]]:
+        """(passage id, message id, role, embedding or None) of a character's passages with id >
+        after_id, in id order, for the vector index."""
+        with self._lock, storage_errors(self.path):
+            return self.db.execute(
+                "SELECT id, message_id, role, embedding FROM episodes WHERE character_id = ? AND id > ? ORDER BY id",
+                [character_id, after_id],
+            ).fetchall()
+
+    def unembedded_episodes(self, character_id: int, limit: int) -> list[tuple[int, str]]:
+        """(passage id, text) of passages stored without a vector (from a migration, or while
+        the embedder was unavailable), oldest first."""
+        with self._lock, storage_errors(self.path):
+            return self.db.execute(
+                "SELECT id, text FROM episodes WHERE character_id = ? AND embedding IS NULL ORDER BY id LIMIT ?",
+                [character_id, limit],
+            ).fetchall()
+
+    def set_episode_embeddings(self, items: list[tuple[int, bytes]]) -> None:
+        """Store passage vectors computed lazily."""
+        model = self._embedding_model()
+        self._write(lambda: self.db.conn.executemany(
+            "UPDATE episodes SET embedding = ?, embedding_model = ? WHERE id = ?", [(b, model, i) for i, b in items]
+        ))
+
+    def fts_episodes(self, character_id: int, match: str, limit: int) -> list[tuple[int, float]]:
+        """(passage id, bm25) of a character's passages matching an FTS5 MATCH expression, best first."""
+        with self._lock, storage_errors(self.path):
+            rows = self.db.execute(
+                """SELECT e.id, bm25(episodes_fts) AS score FROM episodes_fts
+                   JOIN episodes e ON e.id = episodes_fts.rowid
+                   WHERE episodes_fts MATCH ? AND e.character_id = ?
+                   ORDER BY score LIMIT ?""",
+                [match, character_id, limit],
+            ).fetchall()
+        return [(int(eid), float(score)) for eid, score in rows]
+
+    def episodes_by_ids(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Passage rows (id, message_id, conversation_id, role, text, said_at, superseded_by) by id."""
+        if not ids:
+            return {}
+        rows = self._read(
+            f"""SELECT e.id, e.message_id, m.conversation_id, e.role, e.text, e.said_at, e.superseded_by FROM episodes e
+                JOIN messages m ON m.id = e.message_id WHERE e.id IN ({','.join('?' * len(ids))})""", list(ids))
+        return {int(r["id"]): r for r in rows}
+
+    def episodes(self, character_id: int | None = None, *, message_id: int | None = None) -> list[dict[str, Any]]:
+        """Passages (id, message_id, role, text, said_at, has_embedding), oldest first."""
+        where, params = [], []
+        if character_id is not None:
+            where.append("character_id = ?")
+            params.append(character_id)
+        if message_id is not None:
+            where.append("message_id = ?")
+            params.append(message_id)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        return self._read(
+            f"SELECT id, message_id, role, text, said_at, embedding IS NOT NULL AS has_embedding FROM episodes {clause} ORDER BY id",
+            params)
+
+    # --- people and pets ----------------------------------------------------------------
+
+    def entities(self, character_id: int) -> list[dict[str, Any]]:
+        """The people and pets in the user's life (id, kind, relation, name), oldest first."""
+        return self._read("SELECT * FROM entities WHERE character_id = ? ORDER BY id", [character_id])
+
+    def add_entity(self, character_id: int, kind: str, relation: str | None, name: str | None) -> int:
+        """Record a person or pet in the user's life; returns its id."""
+        ts = self.clock()
+        return self._write(lambda: self._insert("entities", {
+            "character_id": character_id, "kind": kind, "relation": relation, "name": name,
+            "created_at": ts, "updated_at": ts}))
+
+    def update_entity(self, entity_id: int, *, relation: str | None = None, name: str | None = None) -> None:
+        """Fill in what was learnt later: a name for "my sister", a relation for "Oriane"."""
+        sets = {k: v for k, v in {"relation": relation, "name": name}.items() if v is not None}
+        if not sets:
+            return
+        sets["updated_at"] = self.clock()
+        cols = ", ".join(f"{k} = ?" for k in sets)
+        self._write(lambda: self.db.execute(f"UPDATE entities SET {cols} WHERE id = ?", [*sets.values(), entity_id]))
+
 
 _MEMORY_COLS = (
-    "id, character_id, kind, slot, text, pinned, source_message_id, created_at, updated_at, previous_text"
+    "id, character_id, kind, slot, text, pinned, source_message_id, created_at, updated_at, previous_text, "
+    "entity_id, happens_on, origin"
 )

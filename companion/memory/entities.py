@@ -1,0 +1,192 @@
+"""The people and pets in the user's life: finding them in a sentence, and matching a mention
+to the one already known.
+
+"my sister Oriane", "Oriane, my sister,", "Oriane is my sister", "my sister is called
+Oriane", "Grandma", "Dev's mum Sunita", "a greyhound … named him Comet" are mentions; a
+mention with a relation and no name ("my sister moved to Lima") is the one sister already
+known (the latest, if several), one with a name only is the known entity of that name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from companion.memory.disclosure import PETS, RELATIONS
+
+if TYPE_CHECKING:
+    from companion.memory.store import Store
+
+_CANON = {
+    "mum": "mother", "mom": "mother", "mummy": "mother", "mama": "mother", "dad": "father", "daddy": "father",
+    "papa": "father", "grandma": "grandmother", "granny": "grandmother", "nan": "grandmother", "nana": "grandmother",
+    "grandad": "grandfather", "granddad": "grandfather", "grandpa": "grandfather", "neighbor": "neighbour",
+    "coworker": "colleague", "co-worker": "colleague", "stepmum": "stepmother", "stepmom": "stepmother",
+    "stepdad": "stepfather", "mate": "friend", "best mate": "best friend", "auntie": "aunt", "aunty": "aunt",
+    "fiance": "fiancé", "fiancee": "fiancée", "kid": "child", "manager": "boss", "flatmate": "roommate",
+    "housemate": "roommate", "bunny": "rabbit", "puppy": "dog", "kitten": "cat", "tomcat": "cat",
+}
+_NOT_NAMES = frozenset(
+    "i i'm i've the a an my our his her their he she it we they you this that there here and but so or if when "
+    "then also just oh hey hi hello yes no ok okay well anyway honestly actually monday tuesday wednesday thursday "
+    "friday saturday sunday january february march april may june july august september october november "
+    "december christmas easter is was has had".split()
+)
+_ADJ = r"(?:(?:[a-z][\w-]*)\s+){0,2}?"  # "grey", "old", "twin", "rescue", "little"
+_REL_RAW = rf"(?:{RELATIONS}|{PETS})"
+_REL = rf"{_REL_RAW}(?!'s)"
+_NAME = r"((?:(?:Mr|Mrs|Ms|Dr|Miss)\.?\s+)?[A-Z][\w'-]*[a-z][\w-]*(?:\s+[A-Z][a-z][\w-]*)?)"
+_POSS = r"(?<!')\b"
+
+_PATTERNS = [
+    # my uncle's wife Maria / Paulo is my husband's brother / my mum's sister
+    (re.compile(rf"{_NAME}\s+(?i:(?:is|was|'s)\s+(?:my|our)\s+({_REL_RAW})'s\s+({_ADJ}{_REL}))\b(?!')"), "name_rel_rel"),
+    (re.compile(rf"(?i:\b(?:my|our)\s+({_REL_RAW})'s\s+({_ADJ}{_REL}))\b(?!')(?:,?\s+(?!(?i:is|was|has|and|who|in|at|on)\b){_NAME})?"), "rel_rel_name"),
+    # my sister Oriane / our grey cat Biscotti / my dog, Pepper / my brother-in-law Kiran
+    (re.compile(rf"(?i:\b(?:my|our)\s+({_ADJ}{_REL}))\b,?\s+(?!(?i:is|was|has|and|who|in|at|on)\b){_NAME}"), "rel_name"),
+    # my mum is called Patricia / my son's name is Theo / our dog is named Rex
+    (re.compile(rf"(?i:\b(?:my|our)\s+({_ADJ}{_REL})(?:'s\s+name\s+is|\s+is\s+(?:called|named)|\s+(?:called|named)))\s+{_NAME}"), "rel_name"),
+    # Dev, my husband, / Gus, our tortoise,
+    (re.compile(rf"{_NAME},\s+(?i:(?:my|our)\s+({_ADJ}{_REL}))\b"), "name_rel"),
+    # Leah is my twin sister / Ines has been my best friend / Pepper is our border collie
+    (re.compile(rf"{_NAME}\s+(?i:(?:is|was|has\s+been|'s)\s+(?:my|our)\s+({_ADJ}{_REL}))\b"), "name_rel"),
+    # Dev's mum Sunita / Leah's wife Carmen
+    (re.compile(rf"{_NAME}'s\s+(?i:({_ADJ}{_REL}))\b,?\s+(?!(?i:is|was|has)\b){_NAME}"), "poss_rel_name"),
+    # a hamster named Nibbles / a rescue greyhound ... named him Comet
+    (re.compile(rf"(?i:\b(?:a|an|the|my|our)\s+({_ADJ}(?:{PETS})))\b[^.]*?(?i:\b(?:named|called)(?:\s+(?:him|her|it))?)\s+{_NAME}"), "rel_name"),
+    # my sister / our dog (no name)
+    (re.compile(rf"(?i:\b(?:my|our)\s+({_ADJ}{_REL}))\b"), "rel"),
+    # Grandma turned 92 / uncle Bernard keeps sheep / Mum's birthday
+    (re.compile(rf"(?:^|(?<=[,;:]\s))((?i:uncle|aunt|auntie|aunty|cousin|grandma|granny|nan|nana|grandad|grandpa|mum|mom|dad))\b(?:\s+{_NAME})?"), "kin"),
+]
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A person or pet of the user's life named in a sentence."""
+
+    kind: str  # person | pet
+    relation: str | None  # to the user: 'sister', 'dog', "Dev's mother"
+    name: str | None
+    start: int  # character offset in the sentence
+
+    def describe(self) -> str:
+        """How a fact names it: "the user's sister Oriane", "Oriane", "the user's sister"."""
+        if self.relation and "'s " in self.relation and self.relation.split("'s ")[0] not in _RELATION_WORDS:
+            return f"{self.relation} {self.name}" if self.name else self.relation
+        if self.relation:
+            return f"the user's {self.relation}" + (f" {self.name}" if self.name else "")
+        return self.name or "someone"
+
+
+_RELATION_WORDS = frozenset(RELATIONS.split("|")) | frozenset(_CANON.values())
+
+
+def _relation(phrase: str) -> tuple[str, str]:
+    """(canonical relation, kind) of "twin sister", "grey cat", "border collie"."""
+    phrase = re.sub(r"\s+", " ", phrase.lower()).strip()
+    words = phrase.split()
+    for n in (3, 2, 1):
+        tail = " ".join(words[-n:])
+        if re.fullmatch(RELATIONS, tail):
+            rel = _CANON.get(tail, tail)
+            keep = " ".join(w for w in words[:-n] if w in ("twin", "best", "older", "younger", "big", "little", "step"))
+            return (f"{keep} {rel}".strip() if keep else rel), "person"
+        if re.fullmatch(PETS, tail):
+            return _CANON.get(tail, tail), "pet"
+    return phrase, "person"
+
+
+def _name(text: str | None) -> str | None:
+    if not text:
+        return None
+    words = text.split()
+    while words and words[-1].lower().strip(".,") in _NOT_NAMES:
+        words.pop()
+    if not words or words[0].lower().strip(".") in _NOT_NAMES:
+        return None
+    return " ".join(words).rstrip("'s").strip(".,")
+
+
+def mentions(sentence: str, known: Collection[Mention] = ()) -> list[Mention]:
+    """The people and pets a sentence names, in order (overlapping forms counted once); a
+    known one may be named alone ("Anselm moved to Linz")."""
+    found: list[Mention] = []
+    taken: list[tuple[int, int]] = []
+    for pattern, form in _PATTERNS:
+        for m in pattern.finditer(sentence):
+            if any(m.start() < e and s < m.end() for s, e in taken):
+                continue
+            if form == "rel_rel_name":
+                first, _ = _relation(m.group(1))
+                second, kind = _relation(m.group(2))
+                rel, name = f"{first}'s {second}", _name(m.group(3))
+            elif form == "name_rel_rel":
+                first, _ = _relation(m.group(2))
+                second, kind = _relation(m.group(3))
+                rel, name = f"{first}'s {second}", _name(m.group(1))
+            elif form == "rel_name":
+                rel, kind = _relation(m.group(1))
+                name = _name(m.group(2))
+            elif form == "name_rel":
+                rel, kind = _relation(m.group(2))
+                name = _name(m.group(1))
+            elif form == "poss_rel_name":
+                owner = _name(m.group(1))
+                rel, kind = _relation(m.group(2))
+                rel = f"{owner}'s {rel}" if owner else rel
+                name = _name(m.group(3))
+            elif form == "kin":
+                rel, kind = _relation(m.group(1))
+                name = _name(m.group(2))
+            else:
+                rel, kind = _relation(m.group(1))
+                name = None
+            if name is None and form in ("name_rel",):
+                continue
+            found.append(Mention(kind, rel, name, m.start()))
+            taken.append((m.start(), m.end()))
+    for k in known:
+        if not k.name:
+            continue
+        for m in re.finditer(rf"(?<![\w'-]){re.escape(k.name.split()[0])}(?![\w-])", sentence):
+            if not any(m.start() < e and s < m.end() for s, e in taken):
+                found.append(Mention(k.kind, k.relation, k.name, m.start()))
+                taken.append((m.start(), m.end()))
+    return sorted(found, key=lambda x: x.start)
+
+
+def known_entities(store: Store, character_id: int) -> list[Mention]:
+    """The people and pets already known, as mentions (newest last)."""
+    return [Mention(e["kind"], e["relation"], e["name"], -1) for e in store.entities(character_id)]
+
+
+def by_name(store: Store, character_id: int, name: str) -> dict[str, Any] | None:
+    """The known entity called `name` (its first word is enough: "Oriane" for "Oriane Dupont")."""
+    low = name.lower()
+    for e in reversed(store.entities(character_id)):
+        if e["name"] and (e["name"].lower() == low or e["name"].lower().split()[0] == low):
+            return e
+    return None
+
+
+def resolve(store: Store, character_id: int, mention: Mention) -> int:
+    """The id of the entity a mention means, creating it or filling in what was missing."""
+    known = store.entities(character_id)
+    if mention.name:
+        named = by_name(store, character_id, mention.name)
+        if named is not None:
+            if mention.relation and not named["relation"]:
+                store.update_entity(named["id"], relation=mention.relation)
+            return int(named["id"])
+        unnamed = [e for e in known if e["relation"] == mention.relation and not e["name"]]
+        if mention.relation and unnamed:
+            store.update_entity(unnamed[-1]["id"], name=mention.name)
+            return int(unnamed[-1]["id"])
+        return store.add_entity(character_id, mention.kind, mention.relation, mention.name)
+    same = [e for e in known if e["relation"] == mention.relation]
+    if same:
+        return int(same[-1]["id"])
+    return store.add_entity(character_id, mention.kind, mention.relation, None)

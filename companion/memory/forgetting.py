@@ -1,0 +1,59 @@
+"""Acting on "forget …": which facts and which passages of what was said go.
+
+A topic ("my first car", "Jordan", "what I said about my job") takes the facts and messages
+recall finds for it that are close enough: every hit naming a name the topic names, and hits
+whose cosine is at least FORGET_COSINE and within FORGET_MARGIN of the best one (so "my first
+car" takes the Corsa, not the car the user drives now). "Forget that" / "that's no longer
+true" takes the user's previous message. With a message go the facts drawn from it and the
+reply that answered it (which likely repeated it); the transcript itself stays.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from companion.memory.recall import recall
+
+if TYPE_CHECKING:
+    from companion.memory.store import Removed, Store
+
+FORGET_COSINE = 0.5  # a hit this close to the topic is what the user meant
+FORGET_MARGIN = 0.12  # ... if it is also about as close as the best hit
+_FILLER = frozenset("my the a an about what i said told you that this it all everything of".split())
+
+
+def _names(topic: str) -> list[str]:
+    """Capitalised words of the topic that are not its first word or "I"."""
+    words = re.findall(r"[\w'-]+", topic)
+    return [w for i, w in enumerate(words) if w[:1].isupper() and w != "I" and (i > 0 or w.lower() not in _FILLER)]
+
+
+def forget_about(store: Store, character_id: int, topic: str, *, keep_messages: Collection[int] = ()) -> Removed:
+    """Forget the facts and passages about `topic`; returns what went (for an undo)."""
+    from companion.memory.store import Removed
+
+    hits = recall(store, character_id, topic, limit=12)
+    names = [n.lower() for n in _names(topic)]
+    best = max((h["cosine"] or 0.0 for h in hits), default=0.0)
+    facts, messages = set(), set()
+    for h in hits:
+        cos = h["cosine"] or 0.0
+        named = any(re.search(rf"(?i)(?<!\w){re.escape(n)}(?!\w)", h["text"]) for n in names)
+        if named or (cos >= FORGET_COSINE and cos >= best - FORGET_MARGIN):
+            if h["source"] == "fact":
+                facts.add(int(h["id"]))
+            elif int(h["id"]) not in keep_messages:
+                messages.add(int(h["id"]))
+    if not facts and not messages:
+        return Removed()
+    return forget_messages(store, messages, extra_facts=facts)
+
+
+def forget_messages(store: Store, message_ids: Collection[int], *, extra_facts: Collection[int] = ()) -> Removed:
+    """Forget what these messages said: their passages, the facts drawn from them and the
+    replies that answered them."""
+    replies = {r for m in message_ids if (r := store.reply_after(m)) is not None}
+    facts = set(extra_facts) | set(store.facts_from_messages(sorted(message_ids)))
+    return store.forget(memory_ids=sorted(facts), message_ids=sorted(set(message_ids) | replies))

@@ -116,71 +116,59 @@ struct Face {
   cue2: vec4f,
 }
 
+// One Face per emotion, in EMOTIONS order: 7 vec4 each, the Face fields in order. A table, not
+// a switch: the vertex shader is compiled once per layer, and a switch unrolled in the blending
+// loop made that slow on lavapipe (in fragment code the opposite holds: see bang()).
+var<private> FACES: array<vec4f, 70> = array<vec4f, 70>(
+  // neutral
+  vec4f(0.25, 0.0, 1.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.05, 0.0, 0.0, 1.0),
+  vec4f(1.0, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0),
+  // happy
+  vec4f(1.0, 0.35, 1.1, 0.0), vec4f(0.2, 0.0, 0.0, 0.0), vec4f(0.03, 0.1, 0.0, 0.0), vec4f(0.0, 0.0, 0.55, 1.0),
+  vec4f(1.05, 0.0, 0.0, 0.0), vec4f(0.45, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.04, 0.0),
+  // sad
+  vec4f(-0.7, 0.05, 0.85, 0.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.02, 0.9, 0.0, 0.0), vec4f(0.3, 0.6, 0.0, 1.0),
+  vec4f(1.05, 0.0, -0.35, 0.8), vec4f(0.1, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, -0.03, 0.0),
+  // angry
+  vec4f(-0.75, 0.22, 1.05, 0.0), vec4f(0.9, 0.0, 0.0, 0.0), vec4f(-0.04, -1.0, 0.0, 0.0), vec4f(0.25, -0.8, 0.0, 1.0),
+  vec4f(0.85, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 1.0), vec4f(0.0, 0.0, 0.0, 0.0),
+  // surprised
+  vec4f(0.0, 0.75, 0.5, 1.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.09, 0.15, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 1.15),
+  vec4f(0.7, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0),
+  // thinking
+  vec4f(-0.1, 0.0, 0.7, 0.0), vec4f(0.0, 0.0, 0.05, 0.12), vec4f(0.02, 0.0, 1.0, 0.0), vec4f(0.15, 0.0, 0.0, 1.0),
+  vec4f(1.0, 0.55, 0.6, 0.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(1.0, 0.0, 0.06, 0.0),
+  // embarrassed
+  vec4f(0.25, 0.1, 0.8, 0.0), vec4f(0.0, 1.0, 0.0, 0.0), vec4f(0.02, 0.6, 0.0, 0.0), vec4f(0.15, 0.0, 0.0, 1.0),
+  vec4f(1.0, -0.6, -0.45, 0.0), vec4f(1.0, 0.0, 1.0, 0.0), vec4f(0.0, 0.0, -0.05, 0.0),
+  // sleepy
+  vec4f(0.05, 0.15, 0.5, 0.7), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(-0.02, 0.3, 0.0, 0.0), vec4f(0.62, 0.0, 0.0, 1.0),
+  vec4f(1.0, 0.0, -0.2, 0.0), vec4f(0.1, 0.0, 0.0, 0.0), vec4f(0.0, 1.0, 0.1, 0.0),
+  // relaxed
+  vec4f(0.55, 0.0, 0.95, 0.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.0, 0.2, 0.0, 0.0), vec4f(0.4, 0.0, 0.35, 1.0),
+  vec4f(1.0, 0.0, 0.0, 0.0), vec4f(0.25, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, -0.03, 0.0),
+  // excited
+  vec4f(1.0, 0.8, 1.2, 0.1), vec4f(0.3, 0.0, 0.0, 0.0), vec4f(0.07, 0.2, 0.0, 0.0), vec4f(0.0, 0.0, 0.2, 1.08),
+  vec4f(1.1, 0.0, 0.0, 0.0), vec4f(0.5, 1.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0),
+);
+
 fn emotion_face(i: u32) -> Face {
-  switch i {
-    case 1u: {  // happy
-      return Face(vec4f(1.0, 0.35, 1.1, 0.0), vec4f(0.2, 0.0, 0.0, 0.0), vec4f(0.03, 0.1, 0.0, 0.0),
-                  vec4f(0.0, 0.0, 0.55, 1.0), vec4f(1.05, 0.0, 0.0, 0.0), vec4f(0.45, 0.0, 0.0, 0.0),
-                  vec4f(0.0, 0.0, 0.04, 0.0));
-    }
-    case 2u: {  // sad
-      return Face(vec4f(-0.7, 0.05, 0.85, 0.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.02, 0.9, 0.0, 0.0),
-                  vec4f(0.3, 0.6, 0.0, 1.0), vec4f(1.05, 0.0, -0.35, 0.8), vec4f(0.1, 0.0, 0.0, 0.0),
-                  vec4f(0.0, 0.0, -0.03, 0.0));
-    }
-    case 3u: {  // angry
-      return Face(vec4f(-0.75, 0.22, 1.05, 0.0), vec4f(0.9, 0.0, 0.0, 0.0), vec4f(-0.04, -1.0, 0.0, 0.0),
-                  vec4f(0.25, -0.8, 0.0, 1.0), vec4f(0.85, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 1.0),
-                  vec4f(0.0, 0.0, 0.0, 0.0));
-    }
-    case 4u: {  // surprised
-      return Face(vec4f(0.0, 0.75, 0.5, 1.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.09, 0.15, 0.0, 0.0),
-                  vec4f(0.0, 0.0, 0.0, 1.15), vec4f(0.7, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0),
-                  vec4f(0.0, 0.0, 0.0, 0.0));
-    }
-    case 5u: {  // thinking
-      return Face(vec4f(-0.1, 0.0, 0.7, 0.0), vec4f(0.0, 0.0, 0.05, 0.12), vec4f(0.02, 0.0, 1.0, 0.0),
-                  vec4f(0.15, 0.0, 0.0, 1.0), vec4f(1.0, 0.55, 0.6, 0.0), vec4f(0.0, 0.0, 0.0, 0.0),
-                  vec4f(1.0, 0.0, 0.06, 0.0));
-    }
-    case 6u: {  // embarrassed
-      return Face(vec4f(0.25, 0.1, 0.8, 0.0), vec4f(0.0, 1.0, 0.0, 0.0), vec4f(0.02, 0.6, 0.0, 0.0),
-                  vec4f(0.15, 0.0, 0.0, 1.0), vec4f(1.0, -0.6, -0.45, 0.0), vec4f(1.0, 0.0, 1.0, 0.0),
-                  vec4f(0.0, 0.0, -0.05, 0.0));
-    }
-    case 7u: {  // sleepy
-      return Face(vec4f(0.05, 0.15, 0.5, 0.7), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(-0.02, 0.3, 0.0, 0.0),
-                  vec4f(0.62, 0.0, 0.0, 1.0), vec4f(1.0, 0.0, -0.2, 0.0), vec4f(0.1, 0.0, 0.0, 0.0),
-                  vec4f(0.0, 1.0, 0.1, 0.0));
-    }
-    case 8u: {  // relaxed
-      return Face(vec4f(0.55, 0.0, 0.95, 0.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.0, 0.2, 0.0, 0.0),
-                  vec4f(0.4, 0.0, 0.35, 1.0), vec4f(1.0, 0.0, 0.0, 0.0), vec4f(0.25, 0.0, 0.0, 0.0),
-                  vec4f(0.0, 0.0, -0.03, 0.0));
-    }
-    case 9u: {  // excited
-      return Face(vec4f(1.0, 0.8, 1.2, 0.1), vec4f(0.3, 0.0, 0.0, 0.0), vec4f(0.07, 0.2, 0.0, 0.0),
-                  vec4f(0.0, 0.0, 0.2, 1.08), vec4f(1.1, 0.0, 0.0, 0.0), vec4f(0.5, 1.0, 0.0, 0.0),
-                  vec4f(0.0, 0.0, 0.0, 0.0));
-    }
-    default: {  // neutral
-      return Face(vec4f(0.25, 0.0, 1.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0),
-                  vec4f(0.05, 0.0, 0.0, 1.0), vec4f(1.0, 0.0, 0.0, 0.0), vec4f(0.0, 0.0, 0.0, 0.0),
-                  vec4f(0.0, 0.0, 0.0, 0.0));
-    }
-  }
+  let k = 7u * i;
+  return Face(FACES[k], FACES[k + 1u], FACES[k + 2u], FACES[k + 3u], FACES[k + 4u], FACES[k + 5u], FACES[k + 6u]);
 }
 
-// Mouth shape of one viseme: (open, wide, round, teeth).
+// Mouth shape per viseme, in VISEMES order: (open, wide, round, teeth).
+var<private> VISEME_MOUTHS: array<vec4f, 6> = array<vec4f, 6>(
+  vec4f(0.0, 0.9, 0.0, 0.0),  // closed
+  vec4f(1.0, 1.0, 0.2, 0.3),  // aa
+  vec4f(0.4, 1.35, 0.0, 1.0),  // ee
+  vec4f(0.55, 1.1, 0.0, 0.6),  // ih
+  vec4f(0.85, 0.6, 1.0, 0.0),  // oh
+  vec4f(0.5, 0.42, 1.0, 0.0),  // ou
+);
+
 fn viseme_mouth(j: u32) -> vec4f {
-  switch j {
-    case 1u: { return vec4f(1.0, 1.0, 0.2, 0.3); }    // aa
-    case 2u: { return vec4f(0.4, 1.35, 0.0, 1.0); }   // ee
-    case 3u: { return vec4f(0.55, 1.1, 0.0, 0.6); }   // ih
-    case 4u: { return vec4f(0.85, 0.6, 1.0, 0.0); }   // oh
-    case 5u: { return vec4f(0.5, 0.42, 1.0, 0.0); }   // ou
-    default: { return vec4f(0.0, 0.9, 0.0, 0.0); }    // closed
-  }
+  return VISEME_MOUTHS[j];
 }
 
 fn blended_face() -> Face {
@@ -277,7 +265,7 @@ fn smin(a: f32, b: f32, k: f32) -> f32 {
 
 // A four-pointed sparkle of radius r.
 fn sd_sparkle(p0: vec2f, r: f32) -> f32 {
-  let q = sqrt(abs(p0) / r);
+  let q = sqrt(abs(p0) / r);  // (sqrt, not pow: pow(0, y) differs between implementations)
   return (q.x + q.y - 1.0) * r * 0.5;
 }
 
@@ -487,7 +475,8 @@ fn fs_back_hair(v: Varyings) -> @location(0) vec4f {
   return inked(vec4f(0.0), d, c, HAIR_LINE, line_w(0.008));
 }
 
-// Bang strands: root x, tip y, half-width, lean (radians, + leans the tip to screen right).
+// Bang strands: root x, tip y, half-width, lean (radians, + leans the tip to screen right). A
+// switch, not a private array: lavapipe's JIT takes ~3x longer over a dynamically indexed array.
 const BANG_ROOT_Y: f32 = 0.42;
 const BANG_X0: f32 = -0.4;
 const BANG_STEP: f32 = 0.1333;
@@ -653,9 +642,9 @@ fn fs_eyes(v: Varyings) -> @location(0) vec4f {
   // lids: the upper one tilts (sad droops outward, angry slants in) and closes onto the
   // lower one, which a smile pushes up
   let tilt = f.eye.y * 0.03 * t;
-  let low = -0.072 * pow(arc, 0.8) + 0.01 * t + f.eye.z * 0.05 * pow(arc, 0.7);
+  let low = -0.072 * pow(max(arc, 1e-5), 0.8) + 0.01 * t + f.eye.z * 0.05 * pow(max(arc, 1e-5), 0.7);
   let shut = low + 0.014 * arc;
-  let top = mix(0.092 * pow(arc, 0.55) - 0.014 * t - tilt, shut, closed);
+  let top = mix(0.092 * pow(max(arc, 1e-5), 0.55) - 0.014 * t - tilt, shut, closed);
   let open_d = max(max(e.y - top, low - e.y), abs(e.x) - W) * scale;
   let visible = select(1.0, 0.0, top < low + 0.002);
   var dst = vec4f(0.0);
@@ -688,9 +677,10 @@ fn fs_eyes(v: Varyings) -> @location(0) vec4f {
   // upper lash line along the lid, heavier towards the outer corner, with a small flick
   let lt = clamp(e.x / W, -1.0, 1.08);
   let larc = sqrt(max(1.0 - lt * lt, 0.0));
-  let lash_y = mix(0.092 * pow(larc, 0.55) - 0.014 * lt - f.eye.y * 0.03 * lt, low + 0.014 * larc, closed);
+  let lash_y = mix(0.092 * pow(max(larc, 1e-5), 0.55) - 0.014 * lt - f.eye.y * 0.03 * lt, low + 0.014 * larc, closed);
   let thick = mix(0.006, 0.017, smoothstep(-1.0, 0.9, t)) * mix(1.0, 0.65, closed);
-  var lash = max(abs(e.y - lash_y - thick * 0.55) - thick, abs(e.x - 0.006) - W * 1.05);
+  // it ends short of the inner corner, where the lid turns vertical (a vertical distance is poor)
+  var lash = max(abs(e.y - lash_y - thick * 0.55) - thick, abs(e.x - 0.075 * W) - 0.975 * W);
   let flick = sd_segment(e, vec2f(W * 0.88, top + 0.008), vec2f(W * 1.2, top + 0.032 - closed * 0.045)) - 0.006;
   lash = min(lash, flick);
   dst = over(dst, INK, cover(lash * scale));
@@ -745,7 +735,7 @@ fn fs_mouth(v: Varyings) -> @location(0) vec4f {
   for (var k = 0; k < 3; k++) {
     let tk = t + e * f32(k - 1);
     let cl = smile * 0.028 * (tk * tk - 0.35) + wavy * sin(tk * 3.0 * PI);
-    let prof = pow(max(1.0 - tk * tk, 0.0), pw);
+    let prof = pow(max(1.0 - tk * tk, 1e-5), pw);
     up[k] = cl + open * (0.014 + 0.034 * round) * prof;
     lo[k] = cl - open * (0.075 + 0.014 * round) * prof;
   }

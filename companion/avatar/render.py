@@ -50,11 +50,8 @@ class AvatarRenderer:
         from companion.gpu.shaders import create_module, read_text
 
         if device is None:
-            found = request_adapter(adapter)
-            self.adapter = describe(dict(found.info))
-            device = request_device(found)
-        else:
-            self.adapter = str(getattr(device, "adapter", None) and describe(dict(device.adapter.info)))
+            device = request_device(request_adapter(adapter))
+        self.adapter = describe(dict(device.adapter.info))  # where it draws, for messages
         import wgpu
 
         self._wgpu = wgpu
@@ -155,11 +152,15 @@ class AvatarRenderer:
 
 
 def unpremultiply(rgba: np.ndarray) -> np.ndarray:
-    """(H, W, 4) premultiplied uint8 -> straight alpha uint8 (what PNG and ImageData store)."""
-    a = rgba[..., 3:4].astype(np.uint32)  # (H, W, 1)
-    rgb = (rgba[..., :3].astype(np.uint32) * 255 + a // 2) // np.maximum(a, 1)  # (H, W, 3)
-    out = np.concatenate([np.minimum(rgb, 255), a], axis=-1).astype(np.uint8)  # (H, W, 4)
-    out[..., :3][rgba[..., 3] == 0] = 0
+    """(H, W, 4) premultiplied uint8 -> straight alpha uint8 (what PNG and ImageData store).
+    Only the partly transparent pixels change (the avatar's edges), so only they are touched."""
+    out = rgba.copy()
+    a = rgba[..., 3]  # (H, W) u8
+    edge = np.nonzero((a > 0) & (a < 255))
+    ae = a[edge].astype(np.uint32)[:, None]  # (E, 1)
+    rgb = (rgba[edge][:, :3].astype(np.uint32) * 255 + ae // 2) // ae  # (E, 3)
+    out[edge[0], edge[1], :3] = np.minimum(rgb, 255).astype(np.uint8)
+    out[a == 0] = 0
     return out
 
 
@@ -171,6 +172,45 @@ def png_bytes(rgba: np.ndarray, premultiplied: bool = True) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(img), "RGBA").save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) straight-alpha uint8 -> premultiplied (how renders are compared with PNGs)."""
+    a = rgba[..., 3:4].astype(np.uint32)  # (H, W, 1)
+    rgb = (rgba[..., :3].astype(np.uint32) * a + 127) // 255  # (H, W, 3)
+    return np.concatenate([rgb, a], axis=-1).astype(np.uint8)  # (H, W, 4)
+
+
+def contact_sheet(
+    cells: dict[tuple[str, str], np.ndarray],
+    rows: list[str],
+    cols: list[str],
+    background: tuple[int, int, int] = (34, 36, 52),
+) -> np.ndarray:
+    """A labelled grid of premultiplied (S, S, 4) renders, one row per `rows` key and one column
+    per `cols` key (cells[(row, col)]), over an opaque background: (H, W, 3) uint8."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = next(iter(cells.values())).shape[0]
+    label_w, label_h, gap = 110, 22, 6
+    w = label_w + len(cols) * (size + gap)
+    h = label_h + len(rows) * (size + gap)
+    sheet = np.empty((h, w, 3), np.float32)  # (H, W, 3)
+    sheet[:] = background
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            img = cells[(r, c)].astype(np.float32)  # (S, S, 4)
+            y, x = label_h + i * (size + gap), label_w + j * (size + gap)
+            under = sheet[y : y + size, x : x + size]
+            sheet[y : y + size, x : x + size] = img[..., :3] + under * (1.0 - img[..., 3:4] / 255.0)
+    out = Image.fromarray(np.clip(sheet + 0.5, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=15)
+    for j, c in enumerate(cols):
+        draw.text((label_w + j * (size + gap) + size // 2, label_h // 2), c, fill=(220, 222, 235), font=font, anchor="mm")
+    for i, r in enumerate(rows):
+        draw.text((8, label_h + i * (size + gap) + size // 2), r, fill=(220, 222, 235), font=font, anchor="lm")
+    return np.asarray(out)
 
 
 def read_png(data: bytes | Any) -> np.ndarray:

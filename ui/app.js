@@ -4,6 +4,7 @@
 import { Bridge, loadSchema } from "./bridge.js";
 import { ChatView } from "./chat.js";
 import { OrbAvatar } from "./avatar.js";
+import { createAvatarView } from "./avatar/view.js";
 import { Animator, reportTyping, trackPointer } from "./avatar/animator.js";
 import { SettingsDrawer } from "./settings.js";
 import { MemoryPanel } from "./memory.js";
@@ -31,12 +32,21 @@ async function main() {
   const reduced = matchMedia("(prefers-reduced-motion: reduce)").matches;
   const animator = new Animator(avatar, schema, { reducedMotion: reduced }); // the renderer's view replaces the orb
   animator.start();
-  trackPointer(animator, $("avatar"));
+  trackPointer(animator, $("avatar").parentElement); // the frame: the orb canvas hides when the WGSL avatar draws
   reportTyping(bridge, $("input"));
   const settings = new SettingsDrawer(bridge, $("settings-form"), $("settings-note"));
   const memory = new MemoryPanel(bridge, { list: $("memory-list"), search: $("memory-search"), note: $("memory-note") });
   const drawers = new Drawers($("scrim"));
   /** @type {any} */ (window).companion.animator = animator;
+  // The WGSL avatar (WebGPU here, else frames the core draws) takes over from the orb once ready;
+  // the orb keeps the caption, and draws again where neither can.
+  const avatarCanvas = Object.assign(document.createElement("canvas"), { id: "avatar-gpu", className: "avatar-canvas" });
+  avatarCanvas.style.display = "none";
+  $("avatar").after(avatarCanvas);
+  createAvatarView(avatarCanvas, bridge, { fallback: avatar, fallbackCanvas: $("avatar") }).then((view) => {
+    animator.view = view;
+    /** @type {any} */ (window).companion.avatarView = view;
+  }, (e) => console.warn("avatar: staying with the orb:", e));
 
   $("open-settings").addEventListener("click", () => { settings.refresh(); drawers.toggle($("settings-panel")); });
   $("open-memory").addEventListener("click", () => { memory.refresh(); drawers.toggle($("memory-panel")); });

@@ -32,6 +32,7 @@ export class Bridge extends EventTarget {
     this.closedByUs = false;
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/bridge`;
     const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.addEventListener("open", () => {
       this.sendRaw({
@@ -98,6 +99,11 @@ export class Bridge extends EventTarget {
 
   /** @param {any} data */
   receive(data) {
+    if (data instanceof ArrayBuffer) {
+      // binary frames are avatar pixels (companion/avatar/stream.py), for whoever listens
+      this.emit("binary", data);
+      return;
+    }
     if (typeof data !== "string" || data.length > MAX_MESSAGE_CHARS) {
       this.sendRaw({ type: "error", code: typeof data === "string" ? "too_large" : "malformed", message: "unusable frame" });
       return;

@@ -356,11 +356,13 @@ def model_info(ctx: click.Context, path: Path | None, as_json: bool) -> None:
 
 
 # Commands owned by other parts of the app.
+from companion.avatar.cli import avatar_group  # noqa: E402
 from companion.memory.cli import memory_group  # noqa: E402
 from companion.persona.cli import character_group  # noqa: E402
 
 main.add_command(memory_group, "memory")
 main.add_command(character_group, "character")
+main.add_command(avatar_group, "avatar")
 
 if __name__ == "__main__":
     main()

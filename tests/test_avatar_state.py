@@ -5,6 +5,7 @@ run in headless Chromium."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 from typing import Any
 
@@ -129,6 +130,13 @@ def test_director_takes_an_audio_viseme_source():
     assert track.start_ms == 200 and track.visemes[0].viseme == "oh"
 
 
+def run_isolated(coro):
+    """asyncio.run on a thread of its own: once a browser test ran, the session's sync
+    playwright keeps an event loop on the main thread (as in test_server_security)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(120)
+
+
 # --- over the bridge ----------------------------------------------------------------------------
 
 
@@ -157,7 +165,7 @@ async def _converse(server: Any, actions: list[dict[str, Any]], until: str = "re
 
 def test_the_bridge_carries_changes_in_order(bridge_server, fake_chat):
     fake_chat.reply = "Hello there, friend! It's lovely to see you again."
-    seen = asyncio.run(_converse(bridge_server, [
+    seen = run_isolated(_converse(bridge_server, [
         {"type": "user_typing", "typing": True},
         {"type": "user_typing", "typing": False},
         {"type": "user_message", "text": "hi"},

@@ -4,6 +4,7 @@ bridge allows (and exports to ui/bridge-schema.json) and what the page's avatar 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import shutil
 import subprocess
@@ -57,6 +58,13 @@ def test_tags_reach_the_page_unchanged(tag, want):
     assert sent.emotion == want
 
 
+def run_isolated(coro):
+    """asyncio.run on a thread of its own: once a browser test ran, the session's sync
+    playwright keeps an event loop on the main thread (as in test_server_security)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(120)
+
+
 class _TaggedChat(FakeChatSession):
     """A reply with [calm] and [excited] tags, split across pieces, through the real filter."""
 
@@ -99,7 +107,7 @@ def test_server_sends_the_tagged_emotions(bridge_server):
                     await ws.close()
                     return emotions
 
-    emotions = asyncio.run(talk())
+    emotions = run_isolated(talk())  # playwright may hold this thread's loop
     cued = [e for e in dict.fromkeys(emotions) if e != "neutral"]  # a state is resent per activity
     assert cued[:2] == ["relaxed", "excited"] and set(cued) == {"relaxed", "excited"}
     assert emotions.index("relaxed") < emotions.index("excited")

@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MODE="${1:-run}"
 export DEBIAN_FRONTEND=noninteractive
 
-APT_RUN=(python3 python3-venv python3-pip mesa-vulkan-drivers libvulkan1
+APT_RUN=(python3 python3-venv python3-pip mesa-vulkan-drivers libvulkan1 espeak-ng
   libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-render-util0
   libxkbcommon-x11-0 libxcb-xinerama0 libxcb-shape0 libxcb-randr0 libxcb-xfixes0
   libegl1 libgl1 libfontconfig1 libdbus-1-3 libnss3 libxcomposite1 libxdamage1

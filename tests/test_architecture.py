@@ -119,3 +119,13 @@ def test_core_does_not_import_the_shell_or_cli(core: str):
             continue
         bad = {d for d in deps if d.startswith("companion.shell") or d == "companion.cli"}
         assert not bad, f"{mod} imports {sorted(bad)}"
+
+
+def test_every_package_ships_in_the_wheel():
+    """pyproject lists packages by hand (shaders/ and ui/ are mapped in): a new subpackage that
+    is missing there would be absent from an installed or frozen app."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(p.parent / "__init__.py") for p in ROOT.rglob("__init__.py")}
+    assert found - listed == set()

@@ -116,7 +116,7 @@ def write_tiny_gguf(
         elif t in (QT.I8, QT.I32, QT.F64):
             w.add_tensor(name, arr.astype({QT.I8: np.int8, QT.I32: np.int32, QT.F64: np.float64}[t]))
         else:
-            w.add_tensor(name, gguf.quants.quantize(arr, t), raw_dtype=t)
+            w.add_tensor(name, quantize(arr, t), raw_dtype=t)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -131,3 +131,93 @@ def smollm2_shaped(path: str | Path, seed: int = 0) -> Path:
         path, n_layer=30, n_embd=576, n_head=9, n_head_kv=3, n_ff=1536, qtype=QT.Q4_1,
         embd_qtype=QT.Q8_0, n_vocab=49152, rope_base=100000.0, seed=seed,
     )
+
+
+# ----------------------------------------------------------------------------- K-quants
+# gguf-py dequantizes every type but quantizes only the simple ones. These quantizers write
+# ggml's K-quant block formats (ggml-common.h: block_q4_K, block_q5_K, block_q6_K) with plain
+# min/max scales: not llama.cpp's optimised search, but bytes that gguf.quants.dequantize (the
+# authority the tests compare with) reads as a close copy of the input.
+
+QK_K = 256
+
+
+def _f16(a: np.ndarray) -> np.ndarray:
+    """Round to f16 and back: the scales as the file stores them."""
+    return a.astype(np.float16).astype(np.float32)
+
+
+def _pack_k_scales(sc: np.ndarray, mn: np.ndarray) -> np.ndarray:
+    """(n, 8) 6-bit scales and mins -> (n, 12) bytes (inverse of gguf.quants.Q4_K.get_scale_min)."""
+    sc, mn = sc.astype(np.uint8), mn.astype(np.uint8)  # (n, 8) each
+    d = sc[:, :4] | ((sc[:, 4:] >> 4) << 6)  # (n, 4)
+    m = mn[:, :4] | ((mn[:, 4:] >> 4) << 6)  # (n, 4)
+    md = (sc[:, 4:] & 15) | ((mn[:, 4:] & 15) << 4)  # (n, 4)
+    return np.concatenate([d, m, md], axis=-1)  # (n, 12)
+
+
+def _quantize_affine_k(x: np.ndarray, levels: int) -> tuple[np.ndarray, ...]:
+    """Sub-blocks of 32 as d*sc*q - dmin*m; returns (d, dmin, sc, m, q) of (n, 256) input."""
+    n = x.shape[0]
+    sub = x.reshape(n, 8, 32)  # (n, 8, 32)
+    lo = np.minimum(sub.min(-1), 0.0)  # (n, 8)
+    hi = sub.max(-1)  # (n, 8)
+    scale = (hi - lo) / levels  # (n, 8)
+    d = _f16(scale.max(-1) / 63)  # (n,)
+    dmin = _f16((-lo).max(-1) / 63)  # (n,)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sc = np.where(d[:, None] > 0, np.round(scale / d[:, None]), 0).clip(0, 63)  # (n, 8)
+        m = np.where(dmin[:, None] > 0, np.round(-lo / dmin[:, None]), 0).clip(0, 63)  # (n, 8)
+        step = (d[:, None] * sc)[..., None]  # (n, 8, 1)
+        off = (dmin[:, None] * m)[..., None]  # (n, 8, 1)
+        q = np.where(step > 0, np.round((sub + off) / step), 0).clip(0, levels)  # (n, 8, 32)
+    return d, dmin, sc, m, q.astype(np.uint8)
+
+
+def quantize_k(x: np.ndarray, qtype: QT) -> np.ndarray:
+    """(rows, K) float32 -> (rows, bytes per row) uint8 in Q4_K, Q5_K or Q6_K (K % 256 == 0)."""
+    rows, K = x.shape
+    if K % QK_K:
+        raise ValueError(f"K-quants need rows of a multiple of {QK_K} values, got {K}")
+    blocks = x.reshape(-1, QK_K).astype(np.float32)  # (n, 256)
+    n = blocks.shape[0]
+    if qtype in (QT.Q4_K, QT.Q5_K):
+        d, dmin, sc, m, q = _quantize_affine_k(blocks, 15 if qtype == QT.Q4_K else 31)  # q: (n, 8, 32)
+        lo = (q & 15).reshape(n, 4, 2, 32)  # (n, chunk, sub-block in chunk, 32)
+        qs = (lo[:, :, 0] | (lo[:, :, 1] << 4)).reshape(n, 128)  # (n, 128)
+        head = [d.astype(np.float16).view(np.uint8).reshape(n, 2), dmin.astype(np.float16).view(np.uint8).reshape(n, 2),
+                _pack_k_scales(sc, m)]  # fmt: skip
+        if qtype == QT.Q5_K:
+            hi = (q >> 4).astype(np.uint8)  # (n, 8, 32)
+            qh = np.zeros((n, 32), np.uint8)
+            for s in range(8):
+                qh |= hi[:, s] << s
+            head.append(qh)
+        out = np.concatenate([*head, qs], axis=-1)  # (n, 144 | 176)
+    elif qtype == QT.Q6_K:
+        sub = blocks.reshape(n, 16, 16)  # (n, 16, 16)
+        amax = np.abs(sub).max(-1)  # (n, 16)
+        scale = amax / 31  # (n, 16)
+        d = _f16(scale.max(-1) / 127)  # (n,)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sc = np.where(d[:, None] > 0, np.round(scale / d[:, None]), 0).clip(-128, 127)  # (n, 16)
+            step = (d[:, None] * sc)[..., None]  # (n, 16, 1)
+            q = np.where(step > 0, np.round(sub / step), 0).clip(-32, 31)  # (n, 16, 16)
+        u = (q + 32).astype(np.uint8).reshape(n, 2, 4, 32)  # (n, half, quarter, 32): element 128h + 32s + i
+        lo = (u & 15).reshape(n, 2, 2, 64)  # (n, half, nibble, 64): element 128h + 64k + i
+        ql = (lo[:, :, 0] | (lo[:, :, 1] << 4)).reshape(n, 128)  # (n, 128)
+        top = u >> 4  # (n, 2, 4, 32)
+        qh6 = (top[:, :, 0] | (top[:, :, 1] << 2) | (top[:, :, 2] << 4) | (top[:, :, 3] << 6)).reshape(n, 64)  # (n, 64)
+        out = np.concatenate(
+            [ql, qh6, sc.astype(np.int8).view(np.uint8), d.astype(np.float16).view(np.uint8).reshape(n, 2)], axis=-1
+        )  # (n, 210)
+    else:
+        raise ValueError(f"quantize_k does not write {qtype.name}")
+    return np.ascontiguousarray(out).reshape(rows, -1)
+
+
+def quantize(x: np.ndarray, qtype: QT) -> np.ndarray:
+    """(rows, K) float32 in any type the kernels read: gguf.quants, or quantize_k for K-quants."""
+    if qtype in (QT.Q4_K, QT.Q5_K, QT.Q6_K):
+        return quantize_k(x, qtype)
+    return gguf.quants.quantize(x, qtype)

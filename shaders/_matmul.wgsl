@@ -8,7 +8,8 @@
 // RMSNorm scale, or 1), applied before the inputs are rounded to hf: normalized inputs stay in
 // f16 range where the raw residual stream may not. Each dot of four raw quant values
 // with four inputs is taken in hf (_prec.wgsl: f32, or f16 on the shader-f16 path) and summed
-// in f32; a block's scale applies once: sum(w x) = d sum(q x) + m sum(x).
+// in f32; a block's scale applies once: sum(w x) = d sum(q x) + m sum(x) (Q6_K's two 16-element
+// halves: d sum(q x) over the first, m sum(q x) over the second; _quant.wgsl qsplit).
 
 struct Acc {
     a: vec4<f32>,  // row r0, tokens t0 .. t0+3
@@ -31,12 +32,22 @@ fn matmul_rows(r0: u32, r1: u32, t0: u32, n_tok: u32, inv: vec4<f32>) -> Acc {
         var pa = vec4<f32>(0.0);  // this block's sum of q * x, row r0, tokens t0 .. t0+3
         var pc = vec4<f32>(0.0);  // row r1
         var xs = vec4<f32>(0.0);  // this block's sum of x (for the offset m)
+        var la = vec4<f32>(0.0);  // qsplit: the first half's pa
+        var lc = vec4<f32>(0.0);  // qsplit: the first half's pc
+        let h0 = qhigh(r0, b);
+        let h1 = qhigh(r1, b);
         for (var gi = 0u; gi < ng; gi++) {
             let u0 = qload(r0, b, gi);
             let u1 = qload(r1, b, gi);
             for (var e = 0u; e < per; e++) {
-                let w0 = qv(u0, e);
-                let w1 = qv(u1, e);
+                if (qsplit() && e == 4u) {  // G = 1: e runs over the whole block
+                    la = pa;
+                    lc = pc;
+                    pa = vec4<f32>(0.0);
+                    pc = vec4<f32>(0.0);
+                }
+                let w0 = qv(u0, h0, e);
+                let w1 = qv(u1, h1, e);
                 let j = b * 8u + gi * per + e;
                 let g = in_scale(j);
                 let x0 = hf4(x[o0 + j] * (g * inv.x));
@@ -73,7 +84,10 @@ fn matmul_rows(r0: u32, r1: u32, t0: u32, n_tok: u32, inv: vec4<f32>) -> Acc {
         }
         let s0 = qscale(r0, b);
         let s1 = qscale(r1, b);
-        if (qhas_m()) {
+        if (qsplit()) {
+            a += s0.x * la + s0.y * pa;
+            c += s1.x * lc + s1.y * pc;
+        } else if (qhas_m()) {
             a += s0.x * pa + s0.y * xs;
             c += s1.x * pc + s1.y * xs;
         } else {

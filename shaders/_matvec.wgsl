@@ -6,7 +6,8 @@
 // The including file declares `x: array<vec4<f32>>` (rows of K floats), WG (a power of two
 // <= 256) and `fn in_scale(j: u32) -> vec4<f32>` as for _matmul.wgsl; `inv` is the token's
 // RMSNorm scale (or 1), applied before the inputs are rounded to hf. Each unit's dot products
-// are taken in hf and summed in f32, scaled by its block's (d, m): sum(w x) = d sum(q x) + m sum(x).
+// are taken in hf and summed in f32, scaled by its block's (d, m): sum(w x) = d sum(q x) + m sum(x)
+// (Q6_K: d and m scale the two 16-element halves, _quant.wgsl qsplit).
 // Call from uniform control flow (barriers); the result is valid in invocation 0. The kernels
 // with a fused RMSNorm take the token's scale from _rmsnorm.wgsl's inv_rms_sk.
 
@@ -22,20 +23,31 @@ fn matvec_pair(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec2<f32> {
         let gi = u % ng;
         let u0 = qload(r0, b, gi);
         let u1 = qload(r1, b, gi);
+        let h0 = qhigh(r0, b);
+        let h1 = qhigh(r1, b);
         var p = vec2<f32>(0.0);  // sum of q x, rows r0 and r1
+        var lp = vec2<f32>(0.0);  // qsplit: the first half's p
         var xs = 0.0;  // sum of x (for the offset m)
         for (var e = 0u; e < per; e++) {
+            if (qsplit() && e == 4u) {  // G = 1: e runs over the whole block
+                lp = p;
+                p = vec2<f32>(0.0);
+            }
             let j = b * 8u + gi * per + e;
             let xv = hf4(x[xo + j] * (in_scale(j) * inv));
-            p.x += f32(dot(qv(u0, e), xv));
-            p.y += f32(dot(qv(u1, e), xv));
+            p.x += f32(dot(qv(u0, h0, e), xv));
+            p.y += f32(dot(qv(u1, h1, e), xv));
             if (qhas_m()) {
                 xs += f32(dot(xv, one));
             }
         }
         let s0 = qscale(r0, b);
         let s1 = qscale(r1, b);
-        acc += vec2<f32>(s0.x, s1.x) * p;
+        if (qsplit()) {
+            acc += vec2<f32>(s0.x, s1.x) * lp + vec2<f32>(s0.y, s1.y) * p;
+        } else {
+            acc += vec2<f32>(s0.x, s1.x) * p;
+        }
         if (qhas_m()) {
             acc += vec2<f32>(s0.y, s1.y) * xs;
         }

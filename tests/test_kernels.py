@@ -21,6 +21,7 @@ from companion.gpu.builder import (
 )
 from companion.gpu.executor import Executor
 from companion.gpu.plan import Plan, Program
+from companion.testing import quantize
 
 pytestmark = pytest.mark.gpu
 
@@ -56,7 +57,7 @@ def make_weight(rng, M: int, K: int, qtype: QT) -> tuple[np.ndarray, np.ndarray]
     elif qtype == QT.F16:
         raw = w.astype(np.float16).view(np.uint8)
     else:
-        raw = quants.quantize(w, qtype)  # (M, bytes per row) uint8
+        raw = quantize(w, qtype)  # (M, bytes per row) uint8
     deq = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)  # (M, K)
     return repack(raw.reshape(M, -1), qtype, K), deq
 
@@ -362,7 +363,7 @@ def make_weight_rm(rng, M: int, K: int, qtype: QT) -> tuple[np.ndarray, np.ndarr
     elif qtype == QT.F16:
         raw = w.astype(np.float16).view(np.uint8)
     else:
-        raw = quants.quantize(w, qtype)
+        raw = quantize(w, qtype)
     deq = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)  # (M, K)
     return repack(raw.reshape(M, -1), qtype, K, rowmajor=True), deq
 
@@ -471,3 +472,124 @@ def test_dequant_embed_rowmajor(gpu_device, qtype):
         (1, 3, 1), {"n_tokens": 3}, "x",
     ).reshape(3, K)
     np.testing.assert_allclose(got, deq[ids], rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- 5- and 6-bit types
+# Q5_0 and the K-quants (Q4_K, Q5_K, Q6_K), unpacked at load into 32-element blocks with their
+# high bits apart (builder.split_blocks). K-quant rows are a multiple of 256 values. Every
+# kernel that reads weights, in both layouts and every variant; the dequantized reference is
+# gguf.quants.dequantize of the same bytes.
+
+SPLIT_QTYPES = [QT.Q5_0, QT.Q4_K, QT.Q5_K, QT.Q6_K]
+LAYOUTS = ["rows", "splitk"]
+
+
+def weight_for(rng, M, K, qtype, layout):
+    return (make_weight_rm if layout == "splitk" else make_weight)(rng, M, K, qtype)
+
+
+@pytest.mark.parametrize("qtype", SPLIT_QTYPES, ids=lambda q: q.name)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_dequant_embed_split_types(gpu_device, qtype, layout):
+    rng = np.random.default_rng(int(qtype))
+    M, K = 37, 512
+    blob, deq = weight_for(rng, M, K, qtype, layout)
+    ids = np.array([M - 1, 0, M // 2], dtype=np.uint32)
+    got = run_kernel(
+        gpu_device, "embed.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, ROWMAJOR=layout == "splitk"),
+        {"ids": ids, "wq": blob, "x": 3 * K * 4}, ["ids", "wq", "x"],
+        (1, 3, 1), {"n_tokens": 3}, "x",
+    ).reshape(3, K)
+    np.testing.assert_allclose(got, deq[ids], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("qtype", SPLIT_QTYPES, ids=lambda q: q.name)
+@pytest.mark.parametrize("M,K,T", [(7, 256, 3), (131, 768, 5)])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_split_types(gpu_device, variant, qtype, M, K, T, layout):
+    rng = np.random.default_rng(M + K + int(qtype))
+    blob, W = weight_for(rng, M, K, qtype, layout)
+    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    y0 = rng.standard_normal((T, M)).astype(np.float32)  # (T, M)
+    if layout == "splitk":
+        consts, groups = dict(WG=64, **SK), (ceil(M, 2), T, 1)
+    else:
+        consts, groups = dict(WG=64, TT=4), (ceil(ceil(M, 2), 64), ceil(T, 4), 1)
+    got = run_kernel(
+        gpu_device, "matmul.wgsl", dict(QTYPE=int(qtype), M=M, K=K, ADD=True, **consts),
+        {"wq": blob, "x": x, "y": y0}, ["wq", "x", "y"], groups, {"n_tokens": T}, "y", features=variant,
+    ).reshape(T, M)
+    close(got, x @ W.T + y0, tol_for(variant))
+
+
+@pytest.mark.parametrize("qtype", SPLIT_QTYPES, ids=lambda q: q.name)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_norm_split_types(gpu_device, variant, qtype, layout):
+    rng = np.random.default_rng(int(qtype) + 1)
+    M, K, T = 45, 512, 3
+    blob, W = weight_for(rng, M, K, qtype, layout)
+    x = rng.standard_normal((T, K)).astype(np.float32) * 3  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    if layout == "splitk":
+        consts, groups = dict(WG=64, RP=2, **SK), (ceil(ceil(M, 2), 2), T, 1)
+    else:
+        consts, groups = dict(WG=64, TT=4), (ceil(ceil(M, 2), 64), ceil(T, 4), 1)
+    got = run_kernel(
+        gpu_device, "matmul_norm.wgsl", dict(QTYPE=int(qtype), M=M, K=K, EPS=1e-5, **consts),
+        {"wq": blob, "x": x, "g": g, "y": T * M * 4}, ["wq", "x", "g", "y"], groups, {"n_tokens": T}, "y", features=variant,
+    ).reshape(T, M)
+    close(got, rms(x, g) @ W.T, tol_for(variant))
+
+
+@pytest.mark.parametrize("qtype", SPLIT_QTYPES, ids=lambda q: q.name)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_swiglu_split_types(gpu_device, variant, qtype, layout):
+    rng = np.random.default_rng(int(qtype) + 2)
+    N, K, T = 40, 256, 2
+    blob, W = weight_for(rng, 2 * N, K, qtype, layout)
+    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    if layout == "splitk":
+        consts, groups = dict(WG=64, **SK), (N, T, 1)
+    else:
+        consts, groups = dict(WG=64, TT=4), (ceil(N, 64), ceil(T, 4), 1)
+    got = run_kernel(
+        gpu_device, "matmul_swiglu.wgsl", dict(QTYPE=int(qtype), M=2 * N, K=K, EPS=1e-5, **consts),
+        {"wq": blob, "x": x, "g": g, "y": T * N * 4}, ["wq", "x", "g", "y"], groups, {"n_tokens": T}, "y", features=variant,
+    ).reshape(T, N)
+    h = rms(x, g) @ W.T  # (T, 2N)
+    a, u = np.clip(h[:, :N], -60, None), h[:, N:]
+    close(got, a / (1 + np.exp(-a)) * u, tol_for(variant))
+
+
+@pytest.mark.parametrize("qtype", SPLIT_QTYPES, ids=lambda q: q.name)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_qkv_split_types(gpu_device, variant, qtype, layout):
+    rng = np.random.default_rng(int(qtype) + 3)
+    H, KV, hd, K, T, n_past, n_ctx = 2, 1, 32, 256, 2, 3, 8
+    NQ, NK = H * hd, KV * hd
+    M = NQ + 2 * NK
+    raw = quantize(rng.standard_normal((M, K)).astype(np.float32), qtype)  # (M, row bytes)
+    W = quants.dequantize(raw, qtype).reshape(M, K)  # (M, K)
+    splitk = layout == "splitk"
+    blob = repack(raw[qkv_pair_order(H, KV, hd, True)], qtype, K, rowmajor=splitk)
+    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    consts = dict(QTYPE=int(qtype), M=M, K=K, WG=64, EPS=1e-5, NQ=NQ, NK=NK, HD=hd, NEOX=True)
+    consts |= SK if splitk else dict(TT=4)
+    groups = (M // 2, T, 1) if splitk else (ceil(M // 2, 64), ceil(T, 4), 1)
+    data = {"wq": blob, "x": x, "g": g, "rope": rope_table(n_ctx, hd, 1e4), "q": T * NQ * 4,
+            "kc": n_ctx * NK * 4, "vc": n_ctx * NK * 4}
+    args = (["wq", "x", "g", "rope", "q", "kc", "vc"], groups, {"n_tokens": T, "n_past": n_past})
+    kvt = np.float16 if "shader-f16" in variant else np.float32
+    got_q = run_kernel(gpu_device, "matmul_qkv.wgsl", consts, data, *args, "q", features=variant).reshape(T, H, hd)
+    vc = run_kernel(gpu_device, "matmul_qkv.wgsl", consts, data, *args, "vc", kvt, variant)
+    h = rms(x, g) @ W.T  # (T, M)
+    pos = np.arange(n_past, n_past + T)
+    close(got_q, rope_ref(h[:, :NQ].reshape(T, H, hd), pos, 1e4, True), tol_for(variant))
+    vc = vc[: n_ctx * NK].astype(np.float32).reshape(n_ctx, NK)  # (n_ctx, NK)
+    close(vc[n_past : n_past + T], h[:, NQ + NK :], tol_for(variant))

@@ -42,8 +42,16 @@ from companion.gpu.plan import (
 log = logging.getLogger(__name__)
 
 # Weight types the kernels read directly (after repacking); anything else is dequantized to F16.
-KERNEL_TYPES = {QT.F32: 32, QT.F16: 16, QT.Q4_0: 4, QT.Q4_1: 4, QT.Q8_0: 8}  # type -> words per block
+# type -> u32 words of quants per 32-element block in the blob (the low 4 bits for the 5- and
+# 6-bit types, whose high bits have a region of their own: HIGH_WORDS).
+KERNEL_TYPES = {
+    QT.F32: 32, QT.F16: 16, QT.Q4_0: 4, QT.Q4_1: 4, QT.Q8_0: 8,
+    QT.Q5_0: 4, QT.Q4_K: 4, QT.Q5_K: 4, QT.Q6_K: 4,
+}  # fmt: skip
 _BLOCK_BYTES = {QT.Q4_0: 18, QT.Q4_1: 20, QT.Q8_0: 34}
+HIGH_WORDS = {QT.Q5_0: 1, QT.Q5_K: 1, QT.Q6_K: 2}  # u32 of high quant bits per 32-element block
+# ggml block sizes (ggml-common.h): bytes per block of QK values
+_SPLIT_TYPES = {QT.Q5_0: (32, 22), QT.Q4_K: (256, 144), QT.Q5_K: (256, 176), QT.Q6_K: (256, 210)}
 
 # struct Step in shaders/_step.wgsl, in order
 STEP_FIELDS: list[tuple[str, str]] = [
@@ -118,6 +126,8 @@ def repack(raw: np.ndarray, qtype: QT, n_cols: int, rowmajor: bool = False) -> n
         if rowmajor:
             return words.reshape(-1).copy()
         return np.ascontiguousarray(words.transpose(1, 2, 0, 3)).reshape(-1)  # (nb, G, M, 4)
+    if qtype in _SPLIT_TYPES:
+        return _repack_split(raw, qtype, n_cols, rowmajor)
     if qtype not in _BLOCK_BYTES:
         raise UnsupportedModelError(f"no kernel reads {qtype.name} directly")
     blocks = raw.reshape(M, nb, _BLOCK_BYTES[qtype])  # (M, nb, block bytes)
@@ -138,6 +148,80 @@ def repack(raw: np.ndarray, qtype: QT, n_cols: int, rowmajor: bool = False) -> n
         quants = np.ascontiguousarray(qs.transpose(1, 2, 0, 3)).reshape(-1)  # (nb, G, M, 4) u32
     dm = np.concatenate([dm, np.zeros((-len(dm)) % 4, np.float32)])  # whole vec4s
     return np.concatenate([quants, dm.view(np.uint32)])  # (words,) u32
+
+
+def _k_scale_min(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """6-bit scales and mins of Q4_K / Q5_K super-blocks: (..., 12) bytes -> (..., 8) each
+    (ggml's get_scale_min_k4, as gguf.quants.Q4_K.get_scale_min)."""
+    d, m, md = scales[..., 0:4], scales[..., 4:8], scales[..., 8:12]  # (..., 4) each
+    sc = np.concatenate([d & 63, (md & 15) | ((d >> 2) & 48)], axis=-1)  # (..., 8)
+    mn = np.concatenate([m & 63, (md >> 4) | ((m >> 2) & 48)], axis=-1)  # (..., 8)
+    return sc, mn
+
+
+def split_blocks(raw: np.ndarray, qtype: QT) -> tuple[np.ndarray, np.ndarray]:
+    """Q5_0 and K-quant rows as 32-element blocks: (q (M, nb, 32) uint8 unsigned quants in element
+    order, s (M, nb, 2) f32). Element = q * s0 + s1 for Q4_K / Q5_K (s1 = -dmin * min), s0 * (q - 16)
+    for Q5_0 (s1 = 0), and s0 * (q - 32) for elements 0..15 and s1 * (q - 32) for 16..31 for Q6_K
+    (its two 16-element sub-blocks). The products of an f16 scale and a 6- or 8-bit integer are
+    exact in f32, so the blob holds the file's values exactly. Formats: ggml-common.h."""
+    M = raw.shape[0]
+    qk, nbytes = _SPLIT_TYPES[qtype]
+    b = np.ascontiguousarray(raw).reshape(M, -1, nbytes)  # (M, n super-blocks, bytes)
+    ns = b.shape[1]
+
+    def f16(lo: int) -> np.ndarray:
+        return np.ascontiguousarray(b[..., lo : lo + 2]).view(np.float16)[..., 0].astype(np.float32)  # (M, ns)
+
+    if qtype == QT.Q5_0:
+        d = f16(0)  # (M, ns)
+        qh = np.ascontiguousarray(b[..., 2:6]).view(np.uint32)[..., 0]  # (M, ns)
+        qs = b[..., 6:22]  # (M, ns, 16)
+        lo = np.concatenate([qs & 15, qs >> 4], axis=-1)  # (M, ns, 32)
+        hi = ((qh[..., None] >> np.arange(32, dtype=np.uint32)) & 1).astype(np.uint8)  # (M, ns, 32)
+        return lo | (hi << 4), np.stack([d, np.zeros_like(d)], axis=-1)  # (M, nb, 32), (M, nb, 2)
+    if qtype in (QT.Q4_K, QT.Q5_K):
+        d, dmin = f16(0), f16(2)  # (M, ns) each
+        sc, mn = _k_scale_min(b[..., 4:16])  # (M, ns, 8) each
+        qs = b[..., -128:].reshape(M, ns, 4, 32)  # (M, ns, chunk, 32): two sub-blocks per chunk
+        q = np.stack([qs & 15, qs >> 4], axis=3).reshape(M, ns, 8, 32)  # (M, ns, sub-block, 32)
+        if qtype == QT.Q5_K:
+            qh = b[..., 16:48]  # (M, ns, 32): bit s = high bit of sub-block s
+            q = q | (((qh[:, :, None, :] >> np.arange(8, dtype=np.uint8)[:, None]) & 1) << 4)  # (M, ns, 8, 32)
+        s = np.stack([d[..., None] * sc, -dmin[..., None] * mn], axis=-1)  # (M, ns, 8, 2)
+        return q.reshape(M, ns * 8, 32), s.reshape(M, ns * 8, 2).astype(np.float32)
+    # Q6_K: ql[128], qh[64], int8 scales[16], f16 d
+    ql = b[..., :128].reshape(M, ns, 2, 64)  # (M, ns, half, 64)
+    lo = np.stack([ql & 15, ql >> 4], axis=3).reshape(M, ns, 256)  # element 128h + 64n + i
+    qh = b[..., 128:192].reshape(M, ns, 2, 32)  # (M, ns, half, 32)
+    hi = np.stack([(qh >> (2 * k)) & 3 for k in range(4)], axis=3).reshape(M, ns, 256)  # element 128h + 32k + i
+    sc = np.ascontiguousarray(b[..., 192:208]).view(np.int8).astype(np.float32)  # (M, ns, 16)
+    s = (f16(208)[..., None] * sc).reshape(M, ns * 8, 2)  # (M, nb, 2): the two halves' scales
+    return (lo | (hi << 4)).reshape(M, ns * 8, 32), s
+
+
+def _repack_split(raw: np.ndarray, qtype: QT, n_cols: int, rowmajor: bool) -> np.ndarray:
+    """repack for Q5_0 and the K-quants: the low 4 bits as Q4_0's bytes (G = 1), the (d, m) pairs,
+    then HIGH_WORDS u32 per block (bit k, or bits 2k..2k+1 for Q6_K, of element k's high bits)
+    at [(b*M + r) * H + w] (rowmajor: [(r*nb + b) * H + w]), padded to whole vec4s."""
+    qk, _ = _SPLIT_TYPES[qtype]
+    if n_cols % qk:
+        raise UnsupportedModelError(f"{qtype.name} matrix with {n_cols} columns: expected a multiple of {qk}")
+    q, s = split_blocks(raw, qtype)  # (M, nb, 32), (M, nb, 2)
+    M, nb = q.shape[0], q.shape[1]
+    lo = q & 15  # (M, nb, 32)
+    qs = np.ascontiguousarray(lo[..., :16] | (lo[..., 16:] << 4)).view(np.uint32)  # (M, nb, 4)
+    H = HIGH_WORDS.get(qtype, 0)  # Q4_K: none
+    hi = (q >> 4).astype(np.uint64)  # (M, nb, 32)
+    packed = (hi << (np.arange(32, dtype=np.uint64) * max(H, 1))).sum(axis=-1, dtype=np.uint64)  # (M, nb)
+    qh = packed.view(np.uint32).reshape(M, nb, 2)[..., :H]  # (M, nb, H) little-endian words
+    if not rowmajor:
+        qs, s, qh = (np.ascontiguousarray(a.transpose(1, 0, 2)) for a in (qs, s, qh))  # (nb, M, ...)
+    words = [qs.reshape(-1), s.astype(np.float32).reshape(-1).view(np.uint32), qh.reshape(-1).astype(np.uint32)]
+    out = []
+    for w in words:  # each region in whole vec4s
+        out += [w, np.zeros((-len(w)) % 4, np.uint32)]
+    return np.concatenate(out)
 
 
 def qkv_pair_order(n_head: int, n_head_kv: int, head_dim: int, neox: bool) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -63,7 +64,7 @@ def gallery(size: int, out: Path) -> None:
 
     try:
         r = _renderer()
-        cells = {(e, v): r.render(Pose.still(e, v), size) for e in EMOTIONS for v in GALLERY_VISEMES}
+        cells: dict[tuple[str, str], Any] = {(e, v): r.render(Pose.still(e, v), size) for e in EMOTIONS for v in GALLERY_VISEMES}
     except CompanionError as exc:
         raise click.ClickException(str(exc)) from exc
     Image.fromarray(contact_sheet(cells, list(EMOTIONS), list(GALLERY_VISEMES))).save(out)

@@ -96,6 +96,7 @@ class FrameStream:
         self._broken: str | None = None  # why frames cannot be drawn here, once known
         self._pending: dict[Hashable, _Request] = {}
         self._running: set[Hashable] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="companion-avatar")
         self.frames = 0  # rendered so far (diagnostics)
         self.render_ms = 0.0  # the last render
@@ -108,7 +109,9 @@ class FrameStream:
         self._pending[key] = _Request(seq, width, height, pose, busy)
         if key not in self._running:
             self._running.add(key)
-            asyncio.get_running_loop().create_task(self._drain(key))
+            task = asyncio.get_running_loop().create_task(self._drain(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def forget(self, key: Hashable) -> None:
         """The page went away."""
@@ -138,6 +141,14 @@ class FrameStream:
         self.frames += 1
         self.render_ms = ms
         return encode_frame(req.seq, rgba, interval_ms(req.busy, ms), ms)
+
+    async def aclose(self) -> None:
+        """Drop pending requests and stop waiting for renders (on the loop, before it stops; a
+        render already under way finishes on its thread)."""
+        self._pending.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def close(self) -> None:
         """Stop rendering (pending requests are dropped)."""

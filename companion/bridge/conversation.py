@@ -169,6 +169,7 @@ class Conversation:
         """Close every page connection (on the loop, when the server shuts down)."""
         for conn in list(self.connections):
             await conn.ws.close(code=1001, message=b"server shutting down")
+        await self.frames.aclose()
 
     def stop_reply(self) -> None:
         """Ask the chat session to end the reply that is streaming, if one is."""

@@ -9,14 +9,15 @@ wins). Each frame says how long the page should wait before asking again: 1/30 s
 the model is decoding (the avatar shares its device), and never less than twice the last
 render, so on a CPU rasterizer the avatar takes at most about half of one core.
 
-Binary frame (little-endian): a 20-byte header, then height rows of width straight-alpha RGBA
-pixels (ImageData's layout):
+Binary frame (little-endian): a 20-byte header, then height rows of width premultiplied RGBA
+pixels, as the shader wrote them (the page turns the partly transparent ones to straight alpha
+for ImageData: cheaper there than here):
   0  magic        4 bytes  b"AVF1"
   4  seq          u32      the request's seq
   8  width        u16
   10 height       u16
   12 interval_ms  u16      ask for the next frame no sooner than this
-  14 flags        u16      bit 0: straight alpha (always set)
+  14 flags        u16      bit 0: premultiplied alpha (always set)
   16 render_ms    f32      how long the render took (diagnostics)
 """
 
@@ -34,23 +35,23 @@ from typing import Any
 import numpy as np
 
 from companion.avatar.pose import Pose
-from companion.avatar.render import AvatarRenderer, unpremultiply
+from companion.avatar.render import AvatarRenderer
 from companion.errors import EngineUnavailable
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"AVF1"
 HEADER = struct.Struct("<4sIHHHHf")  # magic, seq, width, height, interval_ms, flags, render_ms
-FLAG_STRAIGHT = 1
+FLAG_PREMULTIPLIED = 1
 TARGET_FPS = 30.0
 BUSY_FPS = 10.0  # while the model decodes on the same device
 MIN_SIZE, MAX_SIZE = 16, 512  # frame sides the page may ask for (bytes per frame <= 1 MiB)
 
 
 def encode_frame(seq: int, rgba: np.ndarray, interval_ms: float, render_ms: float) -> bytes:
-    """One binary frame: the header, then the (H, W, 4) straight-alpha pixels."""
+    """One binary frame: the header, then the (H, W, 4) premultiplied pixels."""
     h, w = rgba.shape[:2]
-    head = HEADER.pack(MAGIC, seq & 0xFFFFFFFF, w, h, min(int(round(interval_ms)), 0xFFFF), FLAG_STRAIGHT, render_ms)
+    head = HEADER.pack(MAGIC, seq & 0xFFFFFFFF, w, h, min(int(round(interval_ms)), 0xFFFF), FLAG_PREMULTIPLIED, render_ms)
     return head + np.ascontiguousarray(rgba, dtype=np.uint8).tobytes()
 
 
@@ -136,7 +137,7 @@ class FrameStream:
         if self._renderer is None:
             self._renderer = self._make()
         t0 = time.perf_counter()
-        rgba = unpremultiply(self._renderer.render(req.pose, req.width, req.height))  # (H, W, 4) u8
+        rgba = self._renderer.render(req.pose, req.width, req.height)  # (H, W, 4) u8 premultiplied
         ms = (time.perf_counter() - t0) * 1000.0
         self.frames += 1
         self.render_ms = ms

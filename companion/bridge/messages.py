@@ -397,7 +397,7 @@ class Error(_Message):
 
 class AvatarFrame(_Message):
     """Page → core, from a page without WebGPU: draw this pose natively and answer with one binary
-    WebSocket frame (companion.avatar.stream: a 20-byte header, then width x height straight-alpha
+    WebSocket frame (companion.avatar.stream: a 20-byte header, then width x height premultiplied
     RGBA), or with `error` (unavailable) when the core cannot draw it either. The page asks for
     the next frame only once this one arrived, and no sooner than the frame's interval_ms."""
 

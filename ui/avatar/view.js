@@ -250,7 +250,9 @@ class View {
     const interval = head.getUint16(12, true);
     if (data.byteLength < HEADER_BYTES + w * h * 4) return;
     if (this.canvas.width !== w || this.canvas.height !== h) { this.canvas.width = w; this.canvas.height = h; }
-    this.ctx2d.putImageData(new ImageData(new Uint8ClampedArray(data, HEADER_BYTES, w * h * 4), w, h), 0, 0);
+    const pixels = new Uint8ClampedArray(data, HEADER_BYTES, w * h * 4);
+    if (head.getUint16(14, true) & 1) unpremultiply(pixels); // ImageData holds straight alpha
+    this.ctx2d.putImageData(new ImageData(pixels, w, h), 0, 0);
     this.renderMs = head.getFloat32(16, true);
     if (seq === this.inFlight) {
       const now = performance.now();

@@ -258,7 +258,9 @@ def format_report(report: Report) -> str:
         pad = "  " * indent
         if isinstance(value, dict):
             for k, v in value.items():
-                if isinstance(v, dict | list) and v:
+                if isinstance(v, list) and all(isinstance(x, str | int | float) for x in v):
+                    lines.append(f"{pad}{k}: {', '.join(str(x) for x in v) or '-'}")
+                elif isinstance(v, dict | list) and v:
                     lines.append(f"{pad}{k}:")
                     emit(v, indent + 1)
                 else:

@@ -4,6 +4,7 @@ installed (wheel, editable install, frozen app), else the folders of a source ch
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
@@ -12,9 +13,16 @@ _REPO = Path(__file__).resolve().parents[1]  # source checkout: companion/ -> re
 
 def _package_or_folder(package: str, folder: str) -> Traversable:
     try:
-        return importlib.resources.files(package)
+        spec = importlib.util.find_spec(package)
     except ModuleNotFoundError:
-        return _REPO / folder
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        # A real folder, also where the package has no __init__.py (a wheel, the frozen app):
+        # importlib.resources.files() gives a MultiplexedPath there, which is no file path.
+        return Path(next(iter(spec.submodule_search_locations)))
+    if spec is not None:
+        return importlib.resources.files(package)
+    return _REPO / folder
 
 
 def ui_dir() -> Traversable:

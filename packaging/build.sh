@@ -3,13 +3,22 @@
 # AppImage too where `appimagetool` is on PATH: it is in neither Debian nor PyPI).
 #   usage: bash packaging/build.sh            (from a fresh clone, as root or with sudo)
 #          bash packaging/build.sh --no-setup (use .venv as it is: no apt, no pip)
+#          bash packaging/build.sh --no-setup --reuse (keep packaging/dist/companion: packages only)
 # Output: packaging/dist/companion/ (the app), packaging/dist/companion_<ver>_<arch>.deb,
 #         packaging/dist/Companion.AppDir/ (and Companion-<ver>-<arch>.AppImage if possible).
 # Then it smoke-tests the frozen app: version, doctor (reference engine), and a parity prompt
 # and a chat turn with no network at all (unshare -n) where that is allowed (root).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-if [ "${1:-}" != --no-setup ]; then
+SETUP=1; REUSE=0
+for arg in "$@"; do
+  case "$arg" in
+    --no-setup) SETUP=0 ;;
+    --reuse) REUSE=1 ;;
+    *) echo "unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+if [ "$SETUP" = 1 ]; then
   source scripts/setup.sh run
   export DEBIAN_FRONTEND=noninteractive
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -25,32 +34,38 @@ VERSION="$(.venv/bin/python -c 'import companion; print(companion.__version__)')
 ARCH="$(dpkg --print-architecture)"
 BUILD=packaging/build
 DIST=packaging/dist
-rm -rf "$BUILD" "$DIST"
-mkdir -p "$BUILD" "$DIST"
-
-t0=$(date +%s)
-echo "== icons"
-.venv/bin/python -m companion.shell.icon "$BUILD/icons" >/dev/null
-
-echo "== PyInstaller (onedir; a few minutes)"
-.venv/bin/pyinstaller --noconfirm --log-level WARN --distpath "$DIST" --workpath "$BUILD/pyinstaller" packaging/companion.spec
 APP="$DIST/companion"
-t1=$(date +%s)
-echo "bundle: $(du -sh "$APP" | cut -f1) in $((t1 - t0)) s"
+t0=$(date +%s)
+if [ "$REUSE" = 1 ] && [ -x "$APP/companion" ]; then
+  rm -rf "$BUILD/deb" "$DIST/Companion.AppDir" "$DIST"/*.deb "$DIST"/*.AppImage
+  echo "== reusing $APP"
+else
+  rm -rf "$BUILD" "$DIST"
+  mkdir -p "$BUILD" "$DIST"
+  echo "== PyInstaller (onedir; a few minutes)"
+  .venv/bin/python -m companion.shell.icon "$BUILD/icons" >/dev/null
+  .venv/bin/pyinstaller --noconfirm --log-level WARN --distpath "$DIST" --workpath "$BUILD/pyinstaller" packaging/companion.spec
+  echo "bundle: $(du -sh "$APP" | cut -f1) in $(( $(date +%s) - t0 )) s"
+fi
+[ -d "$BUILD/icons" ] || .venv/bin/python -m companion.shell.icon "$BUILD/icons" >/dev/null
 
 echo "== smoke test of the frozen app"
 SMOKE_HOME="$(mktemp -d)"
 export COMPANION_HOME="$SMOKE_HOME"
 "$APP/companion" --version
-"$APP/companion" doctor --engines reference --no-page
+OFFLINE=()
 if [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null; then
-  # no network interface at all, not even loopback: nothing can be fetched at run time
-  unshare -n "$APP/companion" --engine reference --headless >/dev/null
-  unshare -n "$APP/companion" chat --engine reference --max-tokens 16 --seed 1 "Hello!" </dev/null
-  echo "no-network run: ok"
+  OFFLINE=(unshare -n)  # no network interface at all, not even loopback
 else
-  echo "note: not root (or no user namespaces): the no-network run (unshare -n) is skipped"
+  echo "note: not root (or no user namespaces): the smoke test runs with the network present"
 fi
+# one golden parity prompt on the reference and native engines (wgpu-native and the shaders
+# from the bundle), then one chat turn: everything the app needs is inside it
+"${OFFLINE[@]}" "$APP/companion" doctor --engines reference,native --no-page > "$BUILD/doctor.txt" \
+  || { cat "$BUILD/doctor.txt"; exit 1; }
+grep -E "^  (companion|frozen):|status:|^OK" "$BUILD/doctor.txt"
+"${OFFLINE[@]}" "$APP/companion" chat --engine reference --no-memory --max-tokens 16 --seed 1 "Hello!" </dev/null
+[ ${#OFFLINE[@]} -gt 0 ] && echo "no-network run: ok"
 unset COMPANION_HOME
 rm -rf "$SMOKE_HOME"
 

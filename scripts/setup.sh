@@ -12,7 +12,7 @@ APT_RUN=(python3 python3-venv python3-pip mesa-vulkan-drivers libvulkan1 espeak-
   libxkbcommon-x11-0 libxcb-xinerama0 libxcb-shape0 libxcb-randr0 libxcb-xfixes0
   libegl1 libgl1 libfontconfig1 libdbus-1-3 libnss3 libxcomposite1 libxdamage1
   libxrandr2 libxtst6 libxkbfile1 libasound2)
-APT_TEST=(chromium xvfb)
+APT_TEST=(chromium xvfb x11-utils)  # x11-utils: xwininfo, for the desktop window tests
 
 need=()
 if command -v dpkg-query >/dev/null 2>&1; then

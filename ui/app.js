@@ -49,6 +49,13 @@ async function main() {
   }, (e) => console.warn("avatar: staying with the orb:", e));
 
   $("open-settings").addEventListener("click", () => { settings.refresh(); drawers.toggle($("settings-panel")); });
+  // The desktop shell's tray asks for the settings drawer (companion/shell/desktop.py).
+  window.addEventListener("companion-shell", (/** @type {CustomEvent} */ e) => {
+    if (e.detail?.action === "settings" && drawers.open !== $("settings-panel")) {
+      settings.refresh();
+      drawers.toggle($("settings-panel"));
+    }
+  });
   $("open-memory").addEventListener("click", () => { memory.refresh(); drawers.toggle($("memory-panel")); });
   $("new-chat").addEventListener("click", () => {
     if (chat.streaming) return;

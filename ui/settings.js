@@ -12,6 +12,8 @@ const FIELDS = [
   { key: "seed", label: "Seed", hint: "Same seed, same reply. Empty for a new one each time.", kind: "seed" },
   { key: "engine", label: "Engine", hint: "Where the model runs. Auto picks the GPU in this window when it can.", kind: "select", options: ["auto", "browser", "native", "reference"] },
   { key: "memory_enabled", label: "Long-term memory", hint: "Remember facts from conversations.", kind: "toggle" },
+  { key: "pet_mode", label: "Pet mode", hint: "Show only the avatar on the desktop; click it to chat.", kind: "toggle" },
+  { key: "muted", label: "Mute", hint: "Silence the app's sounds.", kind: "toggle" },
 ];
 
 export class SettingsDrawer {

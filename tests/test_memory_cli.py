@@ -88,6 +88,49 @@ def test_bench_reports_latency_and_throughput(monkeypatch):
     from companion.memory import bench
 
     monkeypatch.setattr(bench, "QUERIES", bench.QUERIES[:2])
-    out = bench.run_memory_bench(sizes=(200,), repeats=4)
-    assert set(out["recall"][200]) == {"p50_ms", "p95_ms", "index_build_ms"}
+    out = bench.run_memory_bench(sizes=((200, 300),), repeats=4)
+    assert set(out["recall"]["200+300"]) == {"memories", "messages", "p50_ms", "p95_ms", "index_build_ms"}
+    assert out["recall"]["200+300"]["messages"] == 300 and out["recall"]["200+300"]["p95_ms"] > 0
     assert out["embedding"]["sentences_per_s"] > 0
+
+
+def test_what_was_told_in_one_chat_is_found_from_another_process(companion_home):
+    """The issue's example, through the real CLI in separate processes."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COMPANION_HOME": str(companion_home)}
+
+    def companion(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "companion", *args], env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    told = companion("chat", "--engine", "reference", "--max-tokens", "8",
+                     "Please remember this: my sister Oriane lives in Valparaiso and keeps bees.")
+    assert told.returncode == 0, told.stderr
+    found = companion("memory", "search", "where does my sister live")
+    assert found.returncode == 0, found.stderr
+    first = found.stdout.splitlines()[0]
+    assert "Oriane lives in Valparaiso" in first and "[fact" in first
+    as_json = json.loads(companion("memory", "search", "where does my sister live", "--json").stdout)
+    assert as_json[0]["source"] == "fact" and as_json[0]["text"].startswith("The user's sister Oriane")
+
+
+def test_search_shows_where_each_hit_came_from_and_forgets_a_message(companion_home, embedder):
+    from companion.memory import ConversationMemory
+
+    with Store(embedder=embedder) as s:
+        s.clock = lambda: "2026-03-02T12:00:00.000+00:00"
+        mem = ConversationMemory(s, count_tokens=len)
+        mem.user_message("Do you think the bakery on Elm Street is any good?", 9)
+        mem.reply_started()
+        mem.reply_finished("It has great croissants!", "done", {})
+    runner = CliRunner()
+    out = runner.invoke(memory_group, ["search", "bakery Elm Street"]).output.splitlines()
+    said = next(line for line in out if "Elm Street" in line)
+    assert said.split()[0].startswith("m") and "[you said on Monday 2 March 2026]" in said
+    r = runner.invoke(memory_group, ["forget", said.split()[0]])
+    assert r.exit_code == 0, r.output
+    assert "Elm Street" not in runner.invoke(memory_group, ["search", "bakery Elm Street"]).output
+    assert runner.invoke(memory_group, ["forget", "x1"]).exit_code == 1

@@ -1,9 +1,12 @@
-"""Memory benchmark: recall latency at 1k and 10k memories, and embedding throughput.
+"""Memory benchmark: recall latency at 1k and 10k memories, and at 10k memories plus 50k
+past messages (episodic memory), and embedding throughput.
 
-Stored memories are synthetic sentences with random unit vectors (embedding 10k real
-sentences would take minutes and measures the encoder, which the throughput figure
-already covers); each timed recall embeds its query with the real model and runs the
-full hybrid search (FTS5 BM25 + vectors + fusion + row fetch).
+Stored memories and messages are synthetic sentences with random unit vectors (embedding
+60k real sentences would take an hour on a laptop and measures the encoder, which the
+throughput figure already covers); each timed recall embeds its query with the real model
+and runs the full hybrid search over facts and passages (FTS5 BM25 + vectors + fusion + row
+fetch), exactly what `companion memory search` and the prompt use. `--eval` runs the quality
+evaluation instead (memory.evaluation).
 """
 
 from __future__ import annotations
@@ -34,6 +37,26 @@ QUERIES = [
 ]
 
 
+_SAID = [
+    "I went to the {a} with my {b} yesterday.", "Do you think {a} is better than {b}?", "My {a} loves {b}.",
+    "We talked about {a} and {b} for hours.", "I'm not sure about the {a}, maybe {b} instead.",
+]
+
+
+def _fill_messages(store: Any, character_id: int, n: int, seed: int = 1) -> None:
+    """n messages (alternating user / assistant), one passage each, in conversations of 100."""
+    rng = random.Random(seed)
+    vecs = np.random.default_rng(seed).standard_normal((n, store.embedder().dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)  # (n, 384) unit vectors
+    for start in range(0, n, 100):
+        conv = store.new_conversation(character_id)
+        store.add_embedded_messages(conv, [
+            ("user" if i % 2 == 0 else "assistant",
+             rng.choice(_SAID).format(a=rng.choice(_WORDS), b=rng.choice(_WORDS)), vecs[i].tobytes())
+            for i in range(start, min(n, start + 100))
+        ])
+
+
 def _fill(store: Any, character_id: int, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     vecs = np.random.default_rng(seed).standard_normal((n, store.embedder().dim)).astype(np.float32)
@@ -59,8 +82,12 @@ def _loadavg() -> float | None:
         return None
 
 
-def run_memory_bench(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 100) -> dict[str, Any]:
-    """{'recall': {n: {p50_ms, p95_ms}}, 'embedding': {...}, 'query_embedding_ms', 'sqlite'}."""
+SIZES = ((1000, 0), (10000, 0), (10000, 50000))  # (memories, messages)
+
+
+def run_memory_bench(sizes: tuple[tuple[int, int], ...] = SIZES, repeats: int = 100) -> dict[str, Any]:
+    """{'recall': {"<memories>+<messages>": {p50_ms, p95_ms, index_build_ms}}, 'embedding': {...},
+    'query_embedding_ms', 'sqlite', 'load_average'}."""
     from companion.memory.embed import get_embedder
     from companion.memory.recall import recall
     from companion.memory.store import Store
@@ -84,12 +111,13 @@ def run_memory_bench(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 100)
     result["query_embedding_ms"] = _percentiles(q_ms)
 
     with tempfile.TemporaryDirectory() as tmp:
-        for n in sizes:
-            with Store(Path(tmp) / f"bench{n}.db", embedder=emb) as store:
+        for n, m in sizes:
+            with Store(Path(tmp) / f"bench{n}_{m}.db", embedder=emb) as store:
                 cid = store.ensure_character()
                 _fill(store, cid, n)
+                _fill_messages(store, cid, m)
                 t0 = time.perf_counter()
-                recall(store, cid, "cold start")  # builds the vector index once
+                recall(store, cid, "cold start")  # builds the vector indexes once
                 build_ms = (time.perf_counter() - t0) * 1000
                 samples = []
                 for i in range(repeats):
@@ -98,7 +126,9 @@ def run_memory_bench(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 100)
                     hits = recall(store, cid, q, limit=8)
                     samples.append((time.perf_counter() - t0) * 1000)
                     assert hits is not None
-                result["recall"][n] = {**_percentiles(samples), "index_build_ms": round(build_ms, 1)}
+                result["recall"][f"{n}+{m}"] = {"memories": n, "messages": m, **_percentiles(samples),
+                                                 "index_build_ms": round(build_ms, 1)}
+    result["load_average_after"] = _loadavg()
     return result
 
 

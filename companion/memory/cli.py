@@ -36,8 +36,16 @@ def _echo_memories(rows: list[dict], as_json: bool) -> None:
     if not rows:
         click.echo("no memories")
     for m in rows:
+        if m.get("source") == "message":  # a past message found by recall: who said it, when
+            from companion.memory.dates import describe, said_on
+
+            who = "you said" if m["role"] == "user" else "the companion said"
+            note = ", since changed" if m.get("superseded") else ""
+            click.echo(f"{'m' + str(m['id']):>6}    \"{m['text']}\"  [{who} on {describe(said_on(m['said_at']))}{note}]")
+            continue
         pin = "📌" if m.get("pinned") else "  "
-        click.echo(f"{m['id']:>5} {pin} {m['text']}  [{m.get('kind', '')}, {str(m.get('updated_at', ''))[:10]}]")
+        what = f"fact · {m.get('kind', '')}" if m.get("source") == "fact" else m.get("kind", "")
+        click.echo(f"{m['id']:>6} {pin} {m['text']}  [{what}, {str(m.get('updated_at', ''))[:10]}]")
 
 
 @click.group(name="memory")
@@ -65,7 +73,8 @@ def list_cmd(character: str | None, as_json: bool) -> None:
 @click.option("--limit", default=10, show_default=True, help="How many results.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def search_cmd(query: str, character: str | None, limit: int, as_json: bool) -> None:
-    """Search memories (full text + meaning) for QUERY."""
+    """Search what Companion remembers (facts and everything said, by words and meaning) for
+    QUERY: the same recall that reminds the companion. Past messages show as m<id>."""
     from companion.memory import manage
     from companion.memory.store import Store
 
@@ -77,16 +86,22 @@ def search_cmd(query: str, character: str | None, limit: int, as_json: bool) -> 
 
 
 @memory_group.command("forget")
-@click.argument("ids", nargs=-1, type=int, required=True)
-def forget_cmd(ids: tuple[int, ...]) -> None:
-    """Forget the memories with these IDS (see `memory list`)."""
+@click.argument("ids", nargs=-1, required=True)
+def forget_cmd(ids: tuple[str, ...]) -> None:
+    """Forget the memories with these IDS (see `memory list`), with what was said where they
+    came from; m<id> (from `memory search`) forgets a past message (its transcript stays)."""
     from companion.memory import manage
 
     try:
         with _store() as store:
-            for i in ids:
-                manage.delete_memory(store, i)
-                click.echo(f"forgot {i}")
+            for ref in ids:
+                if ref.lower().startswith("m") and ref[1:].isdigit():
+                    manage.forget_message(store, int(ref[1:]))
+                elif ref.isdigit():
+                    manage.delete_memory(store, int(ref))
+                else:
+                    raise CompanionError(f"{ref!r} is not a memory id: use the numbers `memory list` or `memory search` show")
+                click.echo(f"forgot {ref}")
     except CompanionError as exc:
         raise _fail(exc) from exc
 
@@ -104,7 +119,23 @@ def wipe_cmd(character: str | None, yes: bool) -> None:
     try:
         with _store() as store:
             n = manage.wipe_memories(store, _ref(character))
-        click.echo(f"forgot {n} memories")
+        click.echo(f"forgot {n} memories and everything said (the transcripts stay: `memory conversations`)")
+    except CompanionError as exc:
+        raise _fail(exc) from exc
+
+
+@memory_group.command("reindex")
+@character_option
+def reindex_cmd(character: str | None) -> None:
+    """Embed now every past message still waiting for a vector (a database from an older
+    Companion; recall otherwise does a few at a time)."""
+    from companion.memory import manage
+    from companion.memory.store import Store
+
+    try:
+        with Store() as store:
+            n = manage.reindex(store, _ref(character), progress=lambda done: click.echo(f"embedded {done}", err=True))
+        click.echo(f"embedded {n} passages")
     except CompanionError as exc:
         raise _fail(exc) from exc
 

@@ -54,8 +54,13 @@ _PATTERNS: list[tuple[str, str]] = [
     (r"\bon\s+the\s+(\d{1,2})(?:st|nd|rd|th)\b(?!\s+of)", "day_of_month"),
 ]
 _COMPILED = [(re.compile(p, re.IGNORECASE), kind) for p, kind in _PATTERNS]
-_RECURRING_BEFORE = re.compile(r"(?i)\b(?:every|each|other|most|all|some|on\s+a)\s+$")
-_RECURRING_AFTER = re.compile(r"(?i)\s+(?:mornings|afternoons|evenings|nights)\b")
+_RECURRING_BEFORE = re.compile(
+    rf"(?i)\b(?:every|each|other|most|all|some|on\s+a|usually|normally|always|the\s+(?:first|last|second|third|fourth)|"
+    rf"(?:{_WD})\s+(?:to|till|until|through|and|or|-|–))\s+$")
+_RECURRING_AFTER = re.compile(
+    rf"(?i)\s*(?:s\b|\s+(?:mornings|afternoons|evenings|nights)\b|\s+of\s+(?:the|each|every)\s+month|"
+    rf"\s*(?:to|till|until|through|-|–)\s+(?:{_WD}))")
+_HABIT = re.compile(r"(?i)\b(?:usually|normally|always|every|each|generally|typically)\b")
 
 
 @dataclass
@@ -159,9 +164,9 @@ def find_dates(text: str, today: dt.date) -> list[DateMention]:
         for m in pattern.finditer(text):
             if any(m.start() < e and s < m.end() for s, e in taken):
                 continue
-            if kind.endswith("weekday") and (_RECURRING_BEFORE.search(text[:m.start()])
+            if kind.endswith("weekday") and (_RECURRING_BEFORE.search(text[:m.start()]) or _HABIT.search(text)
                                              or _RECURRING_AFTER.match(text[m.end():])):
-                continue  # "every other Wednesday", "Sunday mornings": a habit, not a date
+                continue  # "every other Wednesday", "Sunday mornings", "usually Wednesday to Sunday": habits
             day, relative = _resolve(m, kind, today)
             if day is None:
                 continue

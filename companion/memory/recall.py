@@ -32,6 +32,7 @@ import numpy as np
 
 from companion.memory._blas import one_blas_thread
 from companion.memory.embed import embedding_text
+from companion.memory.entities import known_entities, named_in_query
 from companion.memory.facts import covers
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ BM25_WEIGHT = 0.5  # the keyword ranker counts half: a shared common word ("name
 #                    evidence next to meaning, but it still lifts an exact name or number
 SUPERSEDED = 0.15  # weight factor of a message whose fact was replaced since (it stays findable)
 QUESTION = 0.5  # weight factor of a question the user asked: it tells nothing
-COSINE_GAP = 0.2  # an item this far below the best cosine is off topic, whatever its keywords...
+COSINE_GAP = 0.15  # an item this far below the best cosine is off topic, whatever its keywords...
 OFF_TOPIC = 0.3  # ... and weighs this much
 LAZY_EMBED = 32  # passages without a vector embedded per recall (an old database fills in)
 SOURCES = ("fact", "message")
@@ -152,6 +153,7 @@ class _IndexCache:
     key: tuple[int, int] | None = None
     indexes: dict[int, VectorIndex] = field(default_factory=dict)
     episodes: dict[int, EpisodeIndex] = field(default_factory=dict)
+    stale: dict[int, tuple[tuple[int, int, int], set[int]]] = field(default_factory=dict)  # superseded messages
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -322,7 +324,9 @@ def _recall(
 ) -> list[dict[str, Any]]:
     if not query.strip():
         return []
-    match = fts_query(query)
+    named = named_in_query(query, known_entities(store, character_id))
+    # "my manager" in a question is "Helen" in what the user said: search for both
+    match = fts_query(" ".join([query, *(name for _, name in named)]))
     use_facts, use_messages = "fact" in sources, "message" in sources
     bm25: dict[Key, float] = {}
     if match is not None:
@@ -334,21 +338,27 @@ def _recall(
     emb = store.embedder()
     facts = vector_index(store, character_id) if use_facts else None
     episodes = episode_index(store, character_id) if use_messages else None
-    queries = emb.encode(query_parts(query)) if emb is not None else None  # (P, 384)
+    parts = query_parts(query)
+    for phrase, name in named:
+        parts.append(query.replace(phrase, name))
+    queries = emb.encode(parts) if emb is not None else None  # (P, 384)
     if queries is not None and ((facts is not None and len(facts.ids)) or (episodes is not None and episodes.n)):
-        for q in queries:
+        # one pass over each matrix for all query parts: the matrices, not the flops, cost
+        f_sims = facts.mat @ queries.T if facts is not None and len(facts.ids) else None  # (F, P)
+        e_sims = episodes.mat @ queries.T if episodes is not None and episodes.n else None  # (E, P)
+        for j in range(len(queries)):
             hits: list[tuple[Key, float]] = []
-            if facts is not None:
-                hits += [(("f", i), c) for i, c in _top(facts.ids, facts.mat @ q, CANDIDATES)]
-            if episodes is not None:
-                hits += [(("e", i), c) for i, c in _top(episodes.ids, episodes.mat @ q, CANDIDATES)]
+            if f_sims is not None and facts is not None:
+                hits += [(("f", i), c) for i, c in _top(facts.ids, f_sims[:, j], CANDIDATES)]
+            if e_sims is not None and episodes is not None:
+                hits += [(("e", i), c) for i, c in _top(episodes.ids, e_sims[:, j], CANDIDATES)]
             hits.sort(key=lambda h: -h[1])
             rankings.append((1.0, [k for k, _ in hits[:CANDIDATES]]))
     candidates = {k for _, r in rankings for k in r}
     cos = _cosines(candidates, queries, facts, episodes)
     rows = store.memories_by_ids([i for s, i in candidates if s == "f"])
     passages = store.episodes_by_ids([i for s, i in candidates if s == "e"])
-    stale = store.superseded_messages(character_id) if passages else set()
+    stale = _superseded(store, character_id) if passages else set()
 
     def weight(k: Key) -> float:
         if k[0] == "f":
@@ -391,6 +401,20 @@ def _recall(
         if len(out) >= limit:
             break
     return out
+
+
+def _superseded(store: Store, character_id: int) -> set[int]:
+    """store.superseded_messages, cached until memories or messages change."""
+    key = (store.generation, store.episode_generation, store.data_version())
+    cache = _cache_of(store)
+    with cache.lock:
+        hit = cache.stale.get(character_id)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    found = store.superseded_messages(character_id)
+    with cache.lock:
+        cache.stale[character_id] = (key, found)
+    return found
 
 
 def _cosines(

@@ -34,6 +34,10 @@ from companion.persona.card import Character, card_from_dict, card_to_dict
 from companion.persona.default import default_character
 
 DB_NAME = "companion.db"
+# Keyword search ranks the newest FTS_SCAN matches of a query, not all of them: bm25() costs a
+# row read per match, and a common word in 50k messages matched ~2,000 rows and took 30-160 ms
+# on a busy 2-core laptop (5 ms with this cap). Older matches are still found by meaning.
+FTS_SCAN = 1000
 ReplyStatus = Literal["done", "stopped", "error"]
 T = TypeVar("T")
 Clock = Callable[[], str]  # an ISO timestamp, sortable as text (default: now in UTC)
@@ -306,7 +310,7 @@ class Store:
         ts = self.clock()
         indexed = content if recall_text is None else recall_text
         parts = passages(indexed) if role in ("user", "assistant") else []
-        blobs = self._embed(parts) if parts else []
+        blobs = self._embed(parts, said=True) if parts else []
 
         def op() -> int:
             mid = self._insert("messages", {
@@ -378,7 +382,7 @@ class Store:
             raise ValueError(f"status must be done, stopped or error, not {status!r}")
         ts = self.clock()
         parts = passages(text) if index and status in ("done", "stopped") else []
-        blobs = self._embed(parts) if parts else []
+        blobs = self._embed(parts, said=True) if parts else []
 
         def op() -> None:
             self.db.execute(
@@ -449,11 +453,13 @@ class Store:
     def _episodes_changed(self) -> None:
         self._episode_generation += 1
 
-    def _embed(self, texts: list[str]) -> list[bytes | None]:
+    def _embed(self, texts: list[str], *, said: bool = False) -> list[bytes | None]:
+        """Vectors of memories (as the user would say them: memory.embed.embedding_text) or,
+        said=True, of passages of messages (as they were said)."""
         emb = self.embedder()
         if emb is None:
             return [None] * len(texts)
-        vecs = emb.encode([embedding_text(t) for t in texts])  # (N, 384)
+        vecs = emb.encode(texts if said else [embedding_text(t) for t in texts])  # (N, 384)
         return [np.asarray(v, np.float32).tobytes() for v in vecs]
 
     def _embedding_model(self) -> str | None:
@@ -591,16 +597,19 @@ class Store:
 
     def fts_memories(self, character_id: int, match: str, limit: int) -> list[tuple[int, float]]:
         """(memory id, bm25) of a character's memories matching an FTS5 MATCH expression, best
-        first; bm25 is negative, lower is better (SQLite's convention)."""
+        first; bm25 is negative, lower is better (SQLite's convention). Ranked among the
+        FTS_SCAN newest matches (see FTS_SCAN)."""
+        return self._fts("memories", character_id, match, limit)
+
+    def _fts(self, table: str, character_id: int, match: str, limit: int) -> list[tuple[int, float]]:
         with self._lock, storage_errors(self.path):
             rows = self.db.execute(
-                """SELECT m.id, bm25(memories_fts) AS score FROM memories_fts
-                   JOIN memories m ON m.id = memories_fts.rowid
-                   WHERE memories_fts MATCH ? AND m.character_id = ?
-                   ORDER BY score LIMIT ?""",
-                [match, character_id, limit],
+                f"""SELECT t.id, s FROM (SELECT rowid AS r, bm25({table}_fts) AS s FROM {table}_fts
+                        WHERE {table}_fts MATCH ? ORDER BY rowid DESC LIMIT ?)
+                    JOIN {table} t ON t.id = r WHERE t.character_id = ? ORDER BY s LIMIT ?""",
+                [match, FTS_SCAN, character_id, limit],
             ).fetchall()
-        return [(int(mid), float(score)) for mid, score in rows]
+        return [(int(i), float(score)) for i, score in rows]
 
     def memories(self, character_id: int | None = None, *, slot: str | None = None) -> list[dict[str, Any]]:
         """Memories (newest first), optionally of one character / one slot."""
@@ -780,16 +789,9 @@ class Store:
         ))
 
     def fts_episodes(self, character_id: int, match: str, limit: int) -> list[tuple[int, float]]:
-        """(passage id, bm25) of a character's passages matching an FTS5 MATCH expression, best first."""
-        with self._lock, storage_errors(self.path):
-            rows = self.db.execute(
-                """SELECT e.id, bm25(episodes_fts) AS score FROM episodes_fts
-                   JOIN episodes e ON e.id = episodes_fts.rowid
-                   WHERE episodes_fts MATCH ? AND e.character_id = ?
-                   ORDER BY score LIMIT ?""",
-                [match, character_id, limit],
-            ).fetchall()
-        return [(int(eid), float(score)) for eid, score in rows]
+        """(passage id, bm25) of a character's passages matching an FTS5 MATCH expression, best
+        first, ranked among the FTS_SCAN newest matches."""
+        return self._fts("episodes", character_id, match, limit)
 
     def episodes_by_ids(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Passage rows (id, message_id, conversation_id, role, text, said_at, superseded_by) by id."""

@@ -1,0 +1,128 @@
+"""Extraction beyond the rules: dates resolved, people and pets as entities, the user's words
+made facts, the self-disclosure classifier, and what must never become a fact."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from companion.memory import disclosure
+from companion.memory.dates import absolute
+from companion.memory.entities import mentions
+from companion.memory.extract import candidates, extract_and_store_memories, model_candidates
+from companion.memory.grammar import third_person
+
+MONDAY = dt.date(2026, 3, 2)
+
+
+@pytest.mark.parametrize("said, written, day", [
+    ("I have an interview tomorrow at 10.", "I have an interview on Tuesday 3 March 2026 at 10.", "2026-03-03"),
+    ("The plumber comes in two weeks.", "The plumber comes on Monday 16 March 2026.", "2026-03-16"),
+    ("Our flight is the day after tomorrow.", "Our flight is on Wednesday 4 March 2026.", "2026-03-04"),
+    ("The school play is this Friday.", "The school play is on Friday 6 March 2026.", "2026-03-06"),
+    ("The school play is next Friday.", "The school play is on Friday 13 March 2026.", "2026-03-13"),
+    ("My review is on Monday.", "My review is on Monday 9 March 2026.", "2026-03-09"),  # said on a Monday
+    ("Rent is due on the 1st.", "Rent is due on Wednesday 1 April 2026.", "2026-04-01"),
+    ("Her birthday is on the 3rd of May.", "Her birthday is on the 3rd of May.", "2026-05-03"),
+    ("C'est le 12 février.", "C'est le 12 février.", "2027-02-12"),
+])
+def test_relative_dates_are_resolved_against_the_day_they_were_said(said, written, day):
+    text, date = absolute(said, MONDAY)
+    assert (text, date.isoformat()) == (written, day)
+
+
+@pytest.mark.parametrize("said", ["I swim every other Wednesday.", "We do pizza on Fridays.",
+                                  "My shifts are usually Tuesday to Saturday.", "Payday is the last Friday of the month."])
+def test_habits_are_not_dates(said):
+    assert absolute(said, MONDAY) == (said, None)
+
+
+@pytest.mark.parametrize("said, fact", [
+    ("I work night shifts as a nurse at Saint Anne", "The user works night shifts as a nurse at Saint Anne."),
+    ("my sister keeps bees", "The user's sister keeps bees."),
+    ("Dev and I are saving for a van", "Dev and the user are saving for a van."),
+    ("My dad fixes bikes and I help him", "The user's dad fixes bikes and the user helps him."),
+    ("I don't eat pork", "The user doesn't eat pork."),
+])
+def test_third_person(said, fact):
+    assert third_person(said) == fact
+
+
+def test_people_and_pets_are_found_with_their_relation_and_name():
+    found = {(m.kind, m.relation, m.name) for s in [
+        "My sister Oriane lives in Valparaiso.", "Tariq is my closest friend.", "Martina, my neighbour, waters my plants.",
+        "We have a ginger tomcat called Marmalade.", "My uncle's wife Maria is a nurse.", "Grandad fought in the war.",
+    ] for m in mentions(s)}
+    assert found == {("person", "sister", "Oriane"), ("person", "friend", "Tariq"), ("person", "neighbour", "Martina"),
+                     ("pet", "cat", "Marmalade"), ("person", "uncle's wife", "Maria"), ("person", "grandfather", None)}
+
+
+@pytest.mark.parametrize("said", [
+    "My friend said she hates cats.", "I watched a film about a man who lives in Oslo.",
+    "If I lived in Spain I'd learn to surf.", "Can you recommend a thriller?", "What's the capital of Peru?",
+    "It's so hot today!", "In the game my character is an elf.", "The guy on the podcast says he wakes at 4.",
+])
+def test_what_is_not_about_the_users_life_never_becomes_a_fact(said, embedder):
+    assert candidates(said, today=MONDAY, embedder=embedder) == []
+
+
+def test_statements_no_rule_knows_become_facts_in_the_users_words(embedder):
+    found = candidates("I work night shifts as a nurse at Saint Anne. I'm so tired. "
+                       "My grandmother taught me to knit when I was six.", today=MONDAY, embedder=embedder)
+    texts = {c.text for c in found}
+    assert "The user works night shifts as a nurse at Saint Anne." in texts
+    assert "The user's grandmother taught the user to knit when the user was six." in texts
+    assert not any("tired" in t for t in texts)  # a passing state
+
+
+def test_facts_about_other_people_are_theirs_and_updates_keep_history(store):
+    cid = store.ensure_character()
+    extract_and_store_memories(store, cid, "My brother Kiran lives in Bristol.", today=MONDAY)
+    (change,) = extract_and_store_memories(store, cid, "Kiran has moved to Edinburgh.", today=MONDAY)
+    assert change.action == "update" and "Bristol" in change.previous
+    (kiran,) = store.entities(cid)
+    (fact,) = store.memories(cid)
+    assert fact["entity_id"] == kiran["id"] and fact["slot"] == f"entity.{kiran['id']}.location"
+    assert [h["text"] for h in store.memory_history(fact["id"])] == ["The user's brother Kiran lives in Bristol."]
+    assert not any(m["slot"] == "user.location" for m in store.memories(cid))  # not the user's home
+
+
+def test_a_change_replaces_the_fact_it_changes_and_nothing_else(store):
+    cid = store.ensure_character()
+    extract_and_store_memories(store, cid, "My phone contract is with Vodafone.", today=MONDAY)
+    extract_and_store_memories(store, cid, "I like jazz.", today=MONDAY)
+    (change,) = extract_and_store_memories(store, cid, "I switched my contract to Giffgaff.", today=MONDAY)
+    assert change.action == "update" and "Vodafone" in change.previous
+    extract_and_store_memories(store, cid, "I now like rock music too.", today=MONDAY)
+    assert any(m["text"] == "The user likes jazz." for m in store.memories(cid))
+
+
+def test_the_classifier_ships_trained_on_its_own_file(embedder):
+    texts, labels = disclosure.load_training()
+    assert len(texts) >= 300 and 0.35 < labels.mean() < 0.65
+    p = disclosure.classifier().probabilities(embedder.encode(texts))
+    assert ((p >= disclosure.THRESHOLD) == (labels > 0)).mean() >= 0.95
+    told = ["I've been a firefighter for eleven years.", "My wife is an architect.", "I'm allergic to wasps.",
+            "My son plays rugby on Saturdays."]
+    chat = ["Nice, thanks!", "What time does the shop close?", "lol same", "Good night!", "I'm a bit sleepy now."]
+    p_told = disclosure.classifier().probabilities(embedder.encode(told))
+    p_chat = disclosure.classifier().probabilities(embedder.encode(chat))
+    assert p_told.min() >= disclosure.THRESHOLD and p_told.min() > p_chat.max()
+
+
+def test_training_is_deterministic_and_separates_toy_data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+    a, b = disclosure.train(x, y, steps=300), disclosure.train(x, y, steps=300)
+    assert np.array_equal(a.w, b.w) and ((a.probabilities(x) >= 0.5) == (y > 0)).mean() == 1.0
+
+
+def test_model_facts_need_one_supporting_sentence_of_the_user():
+    def model(messages):
+        return "- The user keeps bees\n- The user hates cats\n- The user is an astronaut"
+
+    text = "My friend said she hates cats. I keep bees on the roof."
+    assert [c.text for c in model_candidates(text, model)] == ["The user keeps bees."]

@@ -11,6 +11,7 @@ import tempfile
 from typing import Any
 
 from companion.errors import EngineUnavailable
+from companion.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,9 @@ CHROMIUM_ARGS = (
 
 
 def chromium_path() -> str:
-    """The Chromium binary: COMPANION_CHROMIUM, else `chromium` on PATH, else Debian's path."""
-    return os.environ.get("COMPANION_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    """The Chromium binary: the chromium setting (COMPANION_CHROMIUM), else `chromium` on PATH,
+    else Debian's path."""
+    return Settings.load().chromium or shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def launch_context(pw: Any, profile: str, chromium: str | None = None, **options: Any) -> Any:

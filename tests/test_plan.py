@@ -263,6 +263,7 @@ SWIFTSHADER_INFO = {"device": "", "description": "SwiftShader Device (Subzero)",
 
 
 def test_layout_follows_adapter(monkeypatch, caplog):
+    from companion.errors import CompanionError
     from companion.gpu.adapters import choose_layout
 
     monkeypatch.delenv("COMPANION_GPU_LAYOUT", raising=False)
@@ -276,8 +277,10 @@ def test_layout_follows_adapter(monkeypatch, caplog):
     layout, why = choose_layout(H100_INFO)
     assert layout == "rows" and "COMPANION_GPU_LAYOUT=rows" in why
     monkeypatch.setenv("COMPANION_GPU_LAYOUT", "diagonal")
+    with pytest.raises(CompanionError, match="COMPANION_GPU_LAYOUT='diagonal' is not valid"):
+        choose_layout(H100_INFO)  # the setting is checked where it is read (companion.settings)
     with pytest.raises(ValueError, match="unknown matmul layout"):
-        choose_layout(H100_INFO)
+        choose_layout(H100_INFO, "diagonal")
 
 
 @pytest.mark.parametrize("info,want", [(LAVAPIPE_INFO, "rows"), (H100_INFO, "splitk")])

@@ -52,7 +52,8 @@ def create_engine(
     features: str | None = None,
 ) -> Engine:
     """An engine by name; `auto` decides and reports its choice. `features` limits the
-    optional GPU features the native kernels may use (None: COMPANION_GPU_FEATURES / auto)."""
+    optional GPU features the native kernels may use (None: the gpu_features setting, i.e.
+    settings.json or COMPANION_GPU_FEATURES, default auto)."""
     if name == "auto":
         name, reason = choose_engine(adapter)
         report(f"engine: {name} ({reason})")

@@ -4,7 +4,6 @@ Engine interface."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 
@@ -14,6 +13,7 @@ from companion.engines.base import Engine
 from companion.gpu.adapters import adapter_features, request_adapter, request_device
 from companion.gpu.executor import Executor
 from companion.sampling import Sampler, SamplingParams
+from companion.settings import Settings
 
 
 class NativeEngine(Engine):
@@ -33,15 +33,17 @@ class NativeEngine(Engine):
         features: str | Sequence[str] | None = None,
         layout: str | None = None,
     ):
-        """features: what the plan may use, "auto" | "none" | "f16,subgroups" or a list; None =
-        COMPANION_GPU_FEATURES (default auto: whatever the adapter offers). layout: the matmul
-        layout "auto" | "rows" | "splitk"; None = COMPANION_GPU_LAYOUT (default auto: splitk on
+        """adapter: substring of the adapter's name; None = the adapter setting
+        (COMPANION_ADAPTER, default the best adapter). features: what the plan may use, "auto" |
+        "none" | "f16,subgroups" or a list; None = the gpu_features setting
+        (COMPANION_GPU_FEATURES, default auto). layout: the matmul layout "auto" | "rows" |
+        "splitk"; None = the gpu_layout setting (COMPANION_GPU_LAYOUT, default auto: splitk on
         GPUs, rows on CPU rasterizers)."""
         from companion.gpu.builder import build_plan
 
         ad = None
         if device is None:
-            ad = request_adapter(adapter or os.environ.get("COMPANION_ADAPTER"))
+            ad = request_adapter(adapter or Settings.load().adapter)
             feats = adapter_features(ad)
             info = dict(ad.info)
         else:  # a given device offers what it was created with

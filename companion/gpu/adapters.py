@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, get_args
 
 from companion.errors import EngineUnavailable
+from companion.gpu import FEATURE_ALIASES as _ALIASES
+from companion.gpu import FEATURES_ENV, LAYOUTS, GpuLayout, parse_allowed
+from companion.settings import Settings
 
 
 def import_wgpu():
@@ -135,23 +138,8 @@ VARIANTS: dict[str, tuple[str, dict[str, str], str]] = {
     "shader-f16": ("f16", {"_prec.wgsl": "_prec_f16.wgsl"}, "f16"),
     "subgroups": ("subgroups", {"_reduce.wgsl": "_reduce_sg.wgsl"}, "subgroups"),
 }
-_ALIASES = {"f16": "shader-f16", "shader-f16": "shader-f16", "subgroups": "subgroups", "subgroup": "subgroups"}
-FEATURES_ENV = "COMPANION_GPU_FEATURES"  # "auto" (default) | "none" | "f16" | "subgroups" | "f16,subgroups"
-
-
-def parse_allowed(text: str | None) -> set[str] | None:
-    """Features a user allows (WebGPU names) from "auto" | "none" | "f16,subgroups"; None = all."""
-    text = (text or "auto").strip().lower()
-    if text in ("auto", "all", ""):
-        return None
-    if text in ("none", "f32", "off"):
-        return set()
-    out = set()
-    for part in text.replace(" ", "").split(","):
-        if part not in _ALIASES:
-            raise ValueError(f"{FEATURES_ENV}: unknown GPU feature {part!r} (use auto, none, f16, subgroups)")
-        out.add(_ALIASES[part])
-    return out
+# The words users type (auto, none, f16, subgroups: companion.gpu) and parse_allowed live in
+# companion.gpu, below companion.settings, which validates gpu_features with them.
 
 
 # Measured on an H100 (Vulkan, SmolLM2-135M shapes, split-K layout): f32 kernels 344 tok/s
@@ -166,19 +154,21 @@ AUTO_F32_NOTE = (
 
 
 def is_auto_features(allowed: str | Iterable[str] | None) -> bool:
-    """True where the user left the feature choice to us (auto, explicitly or by default)."""
+    """True where the user left the feature choice to us (auto, explicitly or by default);
+    None = the gpu_features setting (COMPANION_GPU_FEATURES)."""
     if allowed is None:
-        allowed = os.environ.get(FEATURES_ENV)
+        allowed = Settings.load().gpu_features
     return isinstance(allowed, str | None) and parse_allowed(allowed) is None
 
 
 def choose_features(offered: Iterable[str], allowed: str | Iterable[str] | None = None) -> tuple[list[str], list[str]]:
     """(features the plan uses, one note per feature left out saying why). `offered`: the
     adapter's features (WebGPU or wgpu-py names); `allowed`: a COMPANION_GPU_FEATURES-style
-    string or a list of names, None = the environment variable (default "auto")."""
+    string or a list of names, None = the gpu_features setting (settings.json or
+    COMPANION_GPU_FEATURES, default "auto")."""
     have = {_ALIASES.get(str(f), str(f)) for f in offered}
     if allowed is None or isinstance(allowed, str):
-        src = os.environ.get(FEATURES_ENV) if allowed is None else allowed
+        src = Settings.load().gpu_features if allowed is None else allowed
         allow = parse_allowed(src)
         how = f"{FEATURES_ENV}={src}" if allowed is None else f"allowed features {src!r}"
     else:
@@ -201,20 +191,20 @@ def choose_features(offered: Iterable[str], allowed: str | Iterable[str] | None 
 # (lavapipe, SwiftShader). "splitk": a workgroup per row pair, its invocations striding over K
 # (row-major blob, shaders/_matvec.wgsl): right for GPUs. "auto": splitk unless the adapter is
 # a CPU rasterizer (rows where the adapter is unknown).
-LAYOUTS = ("rows", "splitk")
-LAYOUT_ENV = "COMPANION_GPU_LAYOUT"  # "auto" (default) | "rows" | "splitk"
+# The choices (GpuLayout, LAYOUTS) are defined in companion.gpu.
+LAYOUT_ENV = "COMPANION_GPU_LAYOUT"  # Settings.gpu_layout
 
 
 def choose_layout(adapter_info: dict | None, layout: str | None = None) -> tuple[str, str]:
     """(layout the matmuls use, why). layout: "rows" | "splitk" | "auto"; None = the
-    COMPANION_GPU_LAYOUT environment variable (default auto)."""
-    src = os.environ.get(LAYOUT_ENV) if layout is None else layout
+    gpu_layout setting (settings.json or COMPANION_GPU_LAYOUT, default auto)."""
+    src = Settings.load().gpu_layout if layout is None else layout
     how = f"{LAYOUT_ENV}={src}" if layout is None else f"layout={src!r}"
     choice = (src or "auto").strip().lower()
     if choice in LAYOUTS:
         return choice, f"matmul layout {choice}: forced by {how}"
     if choice != "auto":
-        raise ValueError(f"{LAYOUT_ENV}: unknown matmul layout {src!r} (use auto, rows, splitk)")
+        raise ValueError(f"{LAYOUT_ENV}: unknown matmul layout {src!r} (use {', '.join(get_args(GpuLayout))})")
     if not adapter_info:
         return "rows", "matmul layout rows: adapter unknown"
     name = adapter_info.get("device") or adapter_info.get("description") or adapter_info.get("adapter_type") or "?"

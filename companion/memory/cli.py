@@ -8,9 +8,17 @@ from pathlib import Path
 import click
 
 from companion.errors import CompanionError
+from companion.settings import Settings
+
+
+def _character_from_environment() -> str | None:
+    """The default of --character: COMPANION_CHARACTER, read through Settings. Not the saved
+    active character: with neither option nor variable these commands cover every character."""
+    return Settings.from_environment("character")
+
 
 character_option = click.option(
-    "--character", "-c", envvar="COMPANION_CHARACTER", default=None,
+    "--character", "-c", default=_character_from_environment,
     help="Character name or id (default: all characters, or the default one for search).",
 )
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from companion.errors import CompanionError
+from companion.settings import Settings
 
 # Chromium switches asking for WebGPU (also where the GPU is on a blocklist).
 WEBGPU_FLAGS = ("--enable-unsafe-webgpu", "--enable-features=Vulkan", "--ignore-gpu-blocklist")
@@ -46,18 +47,21 @@ def _add_flags(var: str, flags: tuple[str, ...]) -> None:
     os.environ[var] = " ".join(current + [f for f in flags if f not in current])
 
 
-def configure_webview_environment() -> str | None:
-    """Set the environment the platform's webview reads at start; return pywebview's gui name."""
+def configure_webview_environment(settings: Settings | None = None) -> str | None:
+    """Set the environment the platform's webview reads at start; return pywebview's gui name.
+    settings: the app's (xvfb, software_rendering); None = Settings.load()."""
     if sys.platform.startswith("linux"):
+        if settings is None:
+            settings = Settings.load()
         _add_flags("QTWEBENGINE_CHROMIUM_FLAGS", WEBGPU_FLAGS)
         # Chromium's sandbox refuses to run as root, and under Xvfb (CI, containers) it
         # cannot set up its namespaces; a desktop session keeps it.
-        if os.environ.get("COMPANION_XVFB") or (hasattr(os, "geteuid") and os.geteuid() == 0):
+        if settings.xvfb or (hasattr(os, "geteuid") and os.geteuid() == 0):
             os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
         # On Mesa's software rasterizer (Xvfb, GPU-less VMs) Qt's GL scene graph shows a blank
         # page ("Compositor returned null texture"); its software backend paints correctly
         # and leaves Chromium's own GPU process (WebGPU) alone.
-        if os.environ.get("COMPANION_XVFB") or os.environ.get("COMPANION_SOFTWARE_RENDERING"):
+        if settings.xvfb or settings.software_rendering:
             os.environ.setdefault("QT_QUICK_BACKEND", "software")
         os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "wayland")
         return "qt"

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 from companion.errors import CompanionError
+from companion.settings import env_name
 
 
 class Xvfb:
@@ -65,7 +66,8 @@ class Xvfb:
 
     def __enter__(self) -> str:
         display = self.start()
-        for key, value in (("DISPLAY", display), ("COMPANION_XVFB", "1")):
+        # Settings.xvfb, for this process and the ones it starts (the desktop window)
+        for key, value in (("DISPLAY", display), (env_name("xvfb"), "1")):
             self._saved[key] = os.environ.get(key)
             os.environ[key] = value
         self._saved.setdefault("WAYLAND_DISPLAY", os.environ.pop("WAYLAND_DISPLAY", None))

@@ -9,8 +9,9 @@
 //           `avatar_frame` request with one binary frame, put into a 2D canvas;
 //   fallback  the core cannot draw either: the poses go to `options.fallback` (the 2D orb).
 // Frames are paced: at most `fps` a second (30), `busyFps` (10) while a reply streams (the model
-// decodes on the same device), never more than one in flight, and for native frames no sooner
-// than the core's interval (it slows down when its renders are slow).
+// decodes on the same device), never more than one in flight, and never sooner than twice the
+// last frame's time after it started (on a CPU rasterizer the avatar takes at most about half a
+// core; native frames carry the core's interval, which follows the same rule).
 
 import { openRenderer, unpremultiply } from "./renderer.js";
 
@@ -193,9 +194,10 @@ class View {
     this.sentAt = now;
     const gpu = this.gpu;
     const done = () => {
+      const ms = performance.now() - now;
       this.inFlight = 0;
-      this.drawn(performance.now() - now);
-      this.nextAt = now + this.interval();
+      this.drawn(ms);
+      this.nextAt = now + Math.max(this.interval(), 2 * ms); // a CPU rasterizer: at most ~half a core
     };
     const failed = (/** @type {Error} */ e) => {
       this.inFlight = 0;

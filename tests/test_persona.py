@@ -190,26 +190,26 @@ def test_hostile_cards_are_rejected_and_nothing_is_stored(plain_store, tmp_path)
 
 
 def test_character_cli(tmp_path):
-    from companion.persona.cli import character_group
+    from companion.cli import main
 
     card = tmp_path / "io.json"
     card.write_text(json.dumps(V3_CARD))
     runner = CliRunner()
-    r = runner.invoke(character_group, ["import", str(card)])
+    r = runner.invoke(main, ["character", "import", str(card)])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(character_group, ["list"])
+    r = runner.invoke(main, ["character", "list"])
     assert "Archivist Io" in r.output and "* " in r.output and "Mira" in r.output
-    r = runner.invoke(character_group, ["use", "archivist io"])
+    r = runner.invoke(main, ["character", "use", "archivist io"])
     assert r.exit_code == 0 and "Archivist Io" in r.output
     from companion.settings import Settings
 
     assert Settings.load().character == "Archivist Io"
     out = tmp_path / "io.png"
-    assert runner.invoke(character_group, ["export", "Archivist Io", str(out)]).exit_code == 0
+    assert runner.invoke(main, ["character", "export", "Archivist Io", str(out)]).exit_code == 0
     assert read_png_card(out.read_bytes())[0].name == "Archivist Io"
     bad = tmp_path / "bad.json"
     bad.write_text('{"spec": "chara_card_v2", "data": {"name": 3}}')
-    r = runner.invoke(character_group, ["import", str(bad)])
+    r = runner.invoke(main, ["character", "import", str(bad)])
     assert r.exit_code == 1 and "invalid card" in r.output and "Traceback" not in r.output
 
 

@@ -258,7 +258,7 @@ def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool) -> None
     model = _load_model(settings)
     eng = _engine(settings, model, engine, quiet=as_json)
     try:
-        report = run_parity(eng, model.tokenizer, golden, model.chat_template)
+        report = run_parity(eng, model.tokenizer, golden, model.chat_template_or_none)
     finally:
         eng.close()
     if as_json:
@@ -355,7 +355,8 @@ def model_info(ctx: click.Context, path: Path | None, as_json: bool) -> None:
     click.echo(f"rope:          base {c.rope_base:g} · {'neox' if c.rope_neox else 'normal'} · rms eps {c.rms_eps:g}")
     click.echo(f"context:       {c.n_ctx_train} tokens")
     click.echo("tensor types:  " + ", ".join(f"{k}×{v}" for k, v in sorted(info["tensor_types"].items())))
-    click.echo(f"end of generation ids: {sorted(m.chat_template.eog_ids)}")
+    if m.can_chat:
+        click.echo(f"end of generation ids: {sorted(m.chat_template.eog_ids)}")
     click.echo("chat template:\n" + info["chat_template"])
 
 

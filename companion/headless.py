@@ -142,7 +142,7 @@ def run_engines(
         rec = _Recorder(eng)
         progress(f"{name}: running the golden prompts on {eng.adapter}")
         try:
-            report = run_parity(rec, model.tokenizer, golden_path, model.chat_template)
+            report = run_parity(rec, model.tokenizer, golden_path, model.chat_template_or_none, f16="shader-f16" in feats)
         except CompanionError as exc:
             results.append(EngineResult(engine=name, status="error", adapter=eng.adapter, load_s=round(load_s, 2), reason=str(exc), required=required))
             continue

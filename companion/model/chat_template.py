@@ -33,6 +33,19 @@ MAX_TEMPLATE_CHARS = 64 * 1024  # a real template is a few KB; larger ones are h
 MAX_OUTPUT_CHARS = 4 * 1024 * 1024
 
 
+def has_chatml_tokens(tk: Tokenizer) -> bool:
+    """True when the vocabulary has ChatML's control tokens (the fallback template fits)."""
+    return {"<|im_start|>", "<|im_end|>"} <= {tk.tokens[i] for i in tk.special_ids}
+
+
+def base_model_message(name: str) -> str:
+    """The one-line message for a model that cannot chat."""
+    return (
+        f"{name} has no chat template (a base model): it can complete raw text "
+        "(companion --headless, parity) but not chat; choose an instruct model with --model"
+    )
+
+
 def _raise(message: str) -> None:
     raise TemplateError(f"chat template refused the conversation: {message}")
 
@@ -59,8 +72,13 @@ class ChatTemplate:
 
     @classmethod
     def from_metadata(cls, meta: Metadata, tk: Tokenizer) -> ChatTemplate:
-        """The template a GGUF file carries (ChatML where it has none) and its end ids."""
-        source = meta("tokenizer.chat_template") or CHATML
+        """The template a GGUF file carries (ChatML where it has none but its vocabulary has
+        ChatML's tokens) and its end ids; TemplateError for a base model without one."""
+        source = meta("tokenizer.chat_template")
+        if not source:
+            if not has_chatml_tokens(tk):
+                raise TemplateError(base_model_message(str(meta("general.name", "this model"))))
+            source = CHATML
 
         def text(key: str) -> str:
             i = meta(key)

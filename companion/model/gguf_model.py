@@ -1,6 +1,8 @@
 """A GGUF model file: typed config from metadata, a memory-mapped tensor table, and the
-tokenizer / chat-template metadata. Parsing is the `gguf` package's; this module turns its
-output into checked, typed data and into errors a user can act on."""
+tokenizer / chat-template metadata. The header is read by _gguf_file (gguf.GGUFReader
+takes tens of seconds on a 262k-token vocabulary); quant types and dequantization are the
+`gguf` package's. This module turns the file into checked, typed data and into errors a user
+can act on."""
 
 from __future__ import annotations
 
@@ -15,12 +17,20 @@ from gguf import GGMLQuantizationType as QT
 from pydantic import BaseModel
 
 from companion.errors import ModelError, UnsupportedModelError
-from companion.model.chat_template import ChatTemplate
+from companion.model._gguf_file import GGUFFile
+from companion.model.chat_template import ChatTemplate, has_chatml_tokens
 from companion.model.tokenizer import Tokenizer
 
-# architecture -> RoPE pairing. llama's converter permutes Q/K rows so that "normal" RoPE
-# (adjacent pairs) applies; qwen2-style models keep HF's rotate-half layout ("neox").
-ARCHITECTURES: dict[str, bool] = {"llama": False, "mistral": False, "qwen2": True}
+# architecture -> RoPE pairing (llama.cpp's llama_model_rope_type). llama's converter permutes
+# Q/K rows so that "normal" RoPE (adjacent pairs) applies; qwen2 and gemma3 keep HF's
+# rotate-half layout ("neox").
+ARCHITECTURES: dict[str, bool] = {"llama": False, "mistral": False, "qwen2": True, "gemma3": True}
+
+# Gemma 3: every 6th layer is global, the others slide (llama.cpp gemma3 load_swa_pattern(6)),
+# and the sliding layers' RoPE base is 10000 unless the file says otherwise
+# (llama_hparams::rope_freq_base_train_swa).
+GEMMA3_SWA_PATTERN = 6
+DEFAULT_ROPE_BASE_SWA = 10000.0
 
 # Tensor types the reference can dequantize (gguf.quants) and the GPU kernels may run.
 SUPPORTED_TYPES = {
@@ -51,6 +61,26 @@ class ModelConfig(BaseModel):
     tied_output: bool  # no output.weight: the output head reuses token_embd
     has_qkv_bias: bool  # attn_q/k/v carry biases (qwen2)
     file_type: str  # dominant quantization of the block matrices, e.g. "Q4_1"
+    ffn_act: str = "silu"  # gated FFN activation: "silu" (SwiGLU) or "gelu_tanh" (GeGLU, gemma)
+    embd_scale: float = 1.0  # token embeddings times this (gemma: sqrt(n_embd))
+    attn_scale: float = 0.0  # scores = q.k * attn_scale; 0 = 1 / sqrt(head_dim)
+    qk_norm: bool = False  # RMSNorm over each q and k head (attn_q_norm, attn_k_norm), gemma3
+    post_norms: bool = False  # RMSNorm of attention and FFN outputs before the residual add (gemma)
+    sliding_window: int = 0  # {arch}.attention.sliding_window: keys a sliding layer sees (0 = none)
+    swa_layers: list[bool] = []  # per layer: True = sliding-window attention (gemma3: 5 of every 6)
+    rope_base_swa: float = DEFAULT_ROPE_BASE_SWA  # {arch}.rope.freq_base_swa: sliding layers' RoPE base
+    rope_freq_scale: float = 1.0  # 1 / {arch}.rope.scaling.factor (linear scaling); 1 = none
+    rope_freqs: bool = False  # rope_freqs.weight divides each pair's frequency (Llama 3 scaling)
+    logit_softcap: float = 0.0  # {arch}.final_logit_softcapping: logits = c tanh(logits / c); 0 = off
+
+    @property
+    def q_scale(self) -> float:
+        """The factor on q.k before the softmax."""
+        return self.attn_scale or 1.0 / float(self.head_dim) ** 0.5
+
+    def is_swa(self, layer: int) -> bool:
+        """True where layer `layer` attends through the sliding window."""
+        return bool(self.sliding_window) and bool(self.swa_layers) and self.swa_layers[layer]
 
 
 @dataclass(frozen=True)
@@ -66,13 +96,6 @@ class TensorInfo:
     data: np.ndarray  # gguf's typed view: f32/f16 values, or (rows, bytes per row) uint8
 
 
-def _field(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:
-    f = reader.fields.get(key)
-    if f is None:
-        return default
-    return f.contents()
-
-
 class GGUFModel:
     """A loaded (memory-mapped) GGUF model."""
 
@@ -80,8 +103,8 @@ class GGUFModel:
         self.path = Path(path)
         self.size = _check_file(self.path)
         try:
-            self.reader = gguf.GGUFReader(self.path, "r")
-        except Exception as exc:  # gguf raises ValueError/IndexError/struct errors alike
+            self.file = GGUFFile(self.path)
+        except Exception as exc:  # ValueError/IndexError/struct errors alike
             raise ModelError(
                 f"model file {self.path} is corrupt or truncated ({self.size} bytes): "
                 f"{exc.__class__.__name__}: {exc}. Re-download or re-convert it."
@@ -94,35 +117,26 @@ class GGUFModel:
 
     def meta(self, key: str, default: Any = None) -> Any:
         """A metadata value by GGUF key (e.g. "tokenizer.chat_template")."""
-        return _field(self.reader, key, default)
+        return self.file.metadata.get(key, default)
 
     @cached_property
     def metadata(self) -> dict[str, Any]:
         """All scalar metadata, for display (large arrays are summarised)."""
         out: dict[str, Any] = {}
-        for key, f in self.reader.fields.items():
-            if key.startswith("GGUF."):
-                continue
-            if len(f.data) > 16:
-                out[key] = f"[{len(f.data)} items]"
-            else:
-                out[key] = f.contents()
+        for key, v in self.file.metadata.items():
+            out[key] = f"[{len(v)} items]" if isinstance(v, list) and len(v) > 16 else v
         return out
 
     def _read_tensors(self) -> dict[str, TensorInfo]:
         tensors: dict[str, TensorInfo] = {}
-        for t in self.reader.tensors:
-            qtype = QT(int(t.tensor_type))
-            shape = tuple(int(x) for x in reversed([int(n) for n in t.shape]))
-            offset = int(t.data_offset)
-            n_bytes = int(t.n_bytes)
-            if offset + n_bytes > self.size:
+        for t in self.file.tensors:
+            if t.offset + t.n_bytes > self.size:
                 raise ModelError(
                     f"model file is truncated: tensor {t.name} needs bytes up to "
-                    f"{offset + n_bytes}, file has {self.size} ({self.path}). Re-download it."
+                    f"{t.offset + t.n_bytes}, file has {self.size} ({self.path}). Re-download it."
                 )
-            raw = self.reader.data[offset : offset + n_bytes]
-            tensors[t.name] = TensorInfo(t.name, qtype, shape, offset, n_bytes, raw, t.data)
+            raw = self.file.data[t.offset : t.offset + t.n_bytes]
+            tensors[t.name] = TensorInfo(t.name, t.ggml_type, t.shape, t.offset, t.n_bytes, raw, self.file.typed(t))
         return tensors
 
     def _read_config(self) -> ModelConfig:
@@ -149,6 +163,31 @@ class GGUFModel:
         if embd is None:
             raise ModelError(f"model is missing tensor token_embd.weight ({self.path})")
         block_types = [t.ggml_type.name for n, t in self.tensors.items() if n.endswith("attn_q.weight")]
+        n_layer = int(need("block_count"))
+        gemma = arch == "gemma3"
+        window = int(self.meta(f"{arch}.attention.sliding_window", 0) or 0)
+        swa: list[bool] = []
+        if window and gemma:
+            pattern = self.meta(f"{arch}.attention.sliding_window_pattern", GEMMA3_SWA_PATTERN)
+            if isinstance(pattern, list):  # one flag per layer
+                swa = [bool(v) for v in pattern][:n_layer]
+            else:  # every n-th layer is global (llama_hparams::set_swa_pattern)
+                n = int(pattern)
+                swa = [n == 0 or i % n < n - 1 for i in range(n_layer)]
+        elif window:
+            raise UnsupportedModelError(
+                f"sliding-window attention in {arch!r} models is not supported; choose another model with --model"
+            )
+        scaling = self.meta(f"{arch}.rope.scaling.type")
+        factor = float(self.meta(f"{arch}.rope.scaling.factor", 0.0) or 0.0)
+        if scaling not in (None, "none", "linear") and factor not in (0.0, 1.0):
+            raise UnsupportedModelError(
+                f"RoPE scaling {scaling!r} is not supported (linear and Llama 3 frequency factors are); "
+                "choose another model with --model"
+            )
+        # gemma3 27B scales queries by 1 / sqrt(n_embd / n_head), the others by 1 / sqrt(head_dim)
+        # (llama.cpp gemma3 f_attention_scale)
+        attn_scale = 1.0 / (n_embd / n_head) ** 0.5 if gemma and n_layer == 62 else 0.0
         return ModelConfig(
             arch=arch,
             name=str(self.meta("general.name", self.path.stem)),
@@ -167,6 +206,17 @@ class GGUFModel:
             tied_output="output.weight" not in self.tensors,
             has_qkv_bias="blk.0.attn_q.bias" in self.tensors,
             file_type=max(set(block_types), key=block_types.count) if block_types else "?",
+            ffn_act="gelu_tanh" if gemma else "silu",
+            embd_scale=float(n_embd) ** 0.5 if gemma else 1.0,
+            attn_scale=attn_scale,
+            qk_norm=gemma,
+            post_norms=gemma,
+            sliding_window=window if swa else 0,
+            swa_layers=swa,
+            rope_base_swa=float(self.meta(f"{arch}.rope.freq_base_swa", DEFAULT_ROPE_BASE_SWA)),
+            rope_freq_scale=1.0 / factor if factor else 1.0,
+            rope_freqs="rope_freqs.weight" in self.tensors,
+            logit_softcap=float(self.meta(f"{arch}.final_logit_softcapping", 0.0) or 0.0),
         )
 
     def _check_tensors(self) -> None:
@@ -190,6 +240,12 @@ class GGUFModel:
             }
             if c.has_qkv_bias:
                 expect |= {b + "attn_q.bias": (q,), b + "attn_k.bias": (kv,), b + "attn_v.bias": (kv,)}
+            if c.qk_norm:
+                expect |= {b + "attn_q_norm.weight": (c.head_dim,), b + "attn_k_norm.weight": (c.head_dim,)}
+            if c.post_norms:
+                expect |= {b + "post_attention_norm.weight": (d,), b + "post_ffw_norm.weight": (d,)}
+        if c.rope_freqs:
+            expect["rope_freqs.weight"] = (c.rope_dim // 2,)
         for name, shape in expect.items():
             t = self.tensors.get(name)
             if t is None:
@@ -227,8 +283,19 @@ class GGUFModel:
 
     @cached_property
     def chat_template(self) -> ChatTemplate:
-        """The model's chat template (sandboxed) with its end-of-generation ids."""
+        """The model's chat template (sandboxed) with its end-of-generation ids; TemplateError
+        with a one-line explanation for a base model without one."""
         return ChatTemplate.from_metadata(self.meta, self.tokenizer)
+
+    @property
+    def can_chat(self) -> bool:
+        """False for a base model: no chat template, and no ChatML tokens to fall back on."""
+        return bool(self.meta("tokenizer.chat_template")) or has_chatml_tokens(self.tokenizer)
+
+    @property
+    def chat_template_or_none(self) -> ChatTemplate | None:
+        """The chat template, or None for a base model (raw completion: parity, headless)."""
+        return self.chat_template if self.can_chat else None
 
     def summary(self) -> dict[str, Any]:
         """What `companion model info` prints."""
@@ -237,6 +304,8 @@ class GGUFModel:
             types[t.ggml_type.name] = types.get(t.ggml_type.name, 0) + 1
         n_params = sum(int(np.prod(t.shape)) for t in self.tensors.values())
         tmpl = self.meta("tokenizer.chat_template")
+        if not tmpl:
+            tmpl = "(none: ChatML fallback)" if self.can_chat else "(none: a base model, raw completion only)"
         return {
             "path": str(self.path),
             "size_bytes": self.size,
@@ -246,7 +315,7 @@ class GGUFModel:
             "tensor_types": types,
             "context_length": self.config.n_ctx_train,
             "config": self.config.model_dump(),
-            "chat_template": tmpl if tmpl else "(none: ChatML fallback)",
+            "chat_template": tmpl,
         }
 
 

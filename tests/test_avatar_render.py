@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,23 @@ def test_premultiplied_alpha_round_trip():
 # --- the frame stream's pacing (a stand-in renderer, no GPU) ----------------------------------
 
 
+def _run(coro_fn) -> None:
+    """asyncio.run on a thread of its own (the session's sync playwright holds this thread's loop)."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro_fn())
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+
+
 class _SlowRenderer:
     def __init__(self, fail: bool = False) -> None:
         self.calls: list[tuple[int, int, float]] = []
@@ -162,7 +180,7 @@ def test_frame_stream_answers_once_and_keeps_only_the_newest_request():
                 break
         stream.close()
 
-    asyncio.run(run())
+    _run(run)
     assert not failed
     seqs = [decode_frame(f)[0]["seq"] for _, f in sent]
     assert seqs[-1] == 4 and len(seqs) <= 2 and seqs == sorted(seqs)  # the newest wins
@@ -179,7 +197,7 @@ def test_frame_stream_reports_a_renderer_that_cannot_draw():
         stream.request("b", 1, 32, 32, Pose(), busy=False)  # known broken: refused at once
         stream.close()
 
-    asyncio.run(run())
+    _run(run)
     assert [k for k, _ in failed] == ["a", "b"] and "no adapter here" in failed[0][1]
 
 

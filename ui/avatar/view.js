@@ -135,10 +135,11 @@ class View {
   // --- WebGPU -------------------------------------------------------------------------------
 
   /**
-   * @param {"canvas" | "copy"} present draw into the canvas, or offscreen and copy the pixels
+   * @param {"canvas" | "copy" | ""} present draw into the canvas, or offscreen and copy the
+   *   pixels; "" picks by the adapter
    * @returns {Promise<boolean>} drawing with WebGPU
    */
-  async startWebGPU(present = "canvas") {
+  async startWebGPU(present = /** @type {"canvas" | "copy" | ""} */ ("")) {
     let opened = await openRenderer();
     // right after an instance was lost the adapter comes back only after a moment
     for (let i = 0; !opened && present === "copy" && i < 5; i++) {
@@ -151,6 +152,9 @@ class View {
     this.adapter = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ");
     const cpu = /swiftshader|llvmpipe|lavapipe|warp|software/i.test(this.adapter);
     this.maxSide = this.options.gpuMaxSide || (cpu ? 320 : 640);
+    // a CPU rasterizer copies its frames (reading back costs next to nothing there, and headless
+    // Chromium's SwiftShader loses the device presenting a WebGPU canvas); a GPU presents
+    present = present || (cpu ? "copy" : "canvas");
     let context = null, format = "rgba8unorm";
     if (present === "canvas") {
       context = this.canvas.getContext("webgpu");

@@ -18,6 +18,7 @@ from companion.avatar.infer import ReplyEmotion, shared_reader
 from companion.emotion import Emotion, EmotionFilter
 from companion.engines.base import Engine
 from companion.errors import CompanionError, EngineError
+from companion.memory.notes import MemoryNote
 from companion.model.gguf_model import GGUFModel
 from companion.sampling import Sampler, SamplingParams
 
@@ -60,7 +61,8 @@ class ReplyDone:
     error: str | None = None
 
 
-Event = TextDelta | AvatarCue | EngineSwitch | ReplyDone
+Event = TextDelta | AvatarCue | EngineSwitch | MemoryNote | ReplyDone  # MemoryNote: an explicit
+#   "remember…" / "forget…" was acted on (from the recorder, before the reply streams)
 
 
 class PromptBuilder(Protocol):
@@ -72,7 +74,10 @@ class PromptBuilder(Protocol):
 class ReplyRecorder(Protocol):
     """Persists a turn: user message at send, reply checkpoints while streaming, final reply."""
 
-    def user_message(self, text: str, n_tokens: int) -> None: ...
+    def user_message(self, text: str, n_tokens: int) -> Sequence[MemoryNote] | None:
+        """Store the message; returns a note for each explicit memory request it acted on."""
+        ...
+
     def reply_started(self) -> None: ...
     def reply_checkpoint(self, text: str) -> None: ...
     def reply_finished(self, text: str, status: str, stats: dict) -> None: ...
@@ -144,6 +149,10 @@ class ChatSession:
             self.history.clear()
             if self.memory is not None:
                 self.memory.new_conversation()
+
+    def undo_memory(self, undo_id: int) -> MemoryNote | None:
+        """Revert what an explicit memory request changed (a note's Undo); None if unknown."""
+        return self.memory.undo(undo_id) if self.memory is not None else None
 
     def set_system(self, text: str) -> None:
         """Use this system prompt instead of the character's persona (and memory) from now on."""
@@ -220,10 +229,12 @@ class ChatSession:
         if len(prompt_ids) >= self.engine.n_ctx:
             yield ReplyDone("error", "", error=f"prompt of {len(prompt_ids)} tokens does not fit the {self.engine.n_ctx}-token context")
             return
+        notes: Sequence[MemoryNote] = ()
         if self.recorder:
-            self.recorder.user_message(user_text, self.count_tokens(user_text))
+            notes = self.recorder.user_message(user_text, self.count_tokens(user_text)) or ()
             self.recorder.reply_started()
         self.history.append({"role": "user", "content": user_text})
+        yield from notes  # shown whatever the model replies: it need not obey anything
 
         sampler = Sampler(params)
         eog = self.template.eog_ids

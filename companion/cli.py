@@ -140,8 +140,8 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _stream_reply(session, text: str, out=None) -> Any:
-    from companion.chat import EngineSwitch, ReplyDone, TextDelta
+def _stream_reply(session, text: str, out=None, notes: list | None = None) -> Any:
+    from companion.chat import EngineSwitch, MemoryNote, ReplyDone, TextDelta
 
     out = out or sys.stdout
     done = None
@@ -152,6 +152,10 @@ def _stream_reply(session, text: str, out=None) -> Any:
                 out.flush()
             elif isinstance(ev, EngineSwitch):
                 _err(f"\n[{ev.reason}; continuing on {ev.engine} ({ev.adapter})]")
+            elif isinstance(ev, MemoryNote):  # "[remembered: …]", whatever the model then says
+                _err(ev.line() + (" (/undo reverts it)" if ev.undo_id and notes is not None else ""))
+                if notes is not None and ev.undo_id:
+                    notes.append(ev)
             elif isinstance(ev, ReplyDone):
                 done = ev
     out.write("\n")
@@ -194,6 +198,7 @@ def chat(ctx: click.Context, prompt: str | None, engine: str | None = None, seed
         greeting = session.memory.greet()
         if greeting:
             click.echo(f"companion> {greeting}")
+    notes: list = []  # memory notes that /undo can revert, newest last
     while True:
         try:
             line = input("you> ")
@@ -216,12 +221,15 @@ def chat(ctx: click.Context, prompt: str | None, engine: str | None = None, seed
                 _err("[system prompt set; conversation reset]" if arg else "[system prompt cleared]")
             elif cmd == "/engine":
                 _err(f"[engine {session.engine_name} on {session.adapter}]")
+            elif cmd == "/undo":
+                undone = session.undo_memory(notes.pop().undo_id) if notes else None
+                _err(undone.line() if undone else "[nothing to undo]")
             else:
-                _err("/reset  start a new conversation\n/system TEXT  use this system prompt instead of the character\n/engine  show the engine\n/quit  leave (Ctrl-C stops a reply)")
+                _err("/reset  start a new conversation\n/system TEXT  use this system prompt instead of the character\n/engine  show the engine\n/undo  revert the last thing remembered or forgotten on request\n/quit  leave (Ctrl-C stops a reply)")
             continue
         click.echo("companion> ", nl=False)
         try:
-            done = _stream_reply(session, text)
+            done = _stream_reply(session, text, notes=notes)
         except CompanionError as exc:
             _err(f"error: {exc}")
             continue
@@ -316,11 +324,19 @@ def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, de
 
 @bench.command("memory")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_memory(as_json: bool) -> None:
-    """Measure memory recall latency (1k, 10k memories) and embedding throughput."""
-    from companion.memory.bench import run_memory_bench
+@click.option("--eval", "evaluate", is_flag=True,
+              help="Run the memory evaluation instead: recall@1/@3 per category, false facts from distractors, latency.")
+def bench_memory(as_json: bool, evaluate: bool) -> None:
+    """Measure memory recall latency (1k and 10k memories, 10k memories + 50k messages) and
+    embedding throughput; with --eval, how often what the user said is found again."""
+    if evaluate:
+        from companion.memory.evaluation import run_evaluation
 
-    result = run_memory_bench()
+        result = run_evaluation()
+    else:
+        from companion.memory.bench import run_memory_bench
+
+        result = run_memory_bench()
     click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 

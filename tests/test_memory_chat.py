@@ -34,3 +34,23 @@ def test_chat_session_persists_turns_and_remembers(model, reference_weights, emb
         assert prompt.tokens == count_messages(prompt.messages) <= 512 - 6
         assert "The user lives in Porto." in prompt.messages[0]["content"]
         assert prompt.messages[-1] == {"role": "user", "content": "Where do I live?"}
+
+
+def test_an_explicit_request_is_acknowledged_before_the_reply(model, reference_weights, embedder):
+    from companion.engines.reference import ReferenceEngine
+    from companion.memory.notes import MemoryNote
+
+    def count_tokens(text: str) -> int:
+        return len(model.tokenizer.encode(text, parse_special=False))
+
+    with Store(embedder=embedder) as store:
+        mem = ConversationMemory(store, count_tokens=count_tokens)
+        chat = ChatSession(model, ReferenceEngine(reference_weights, 512), SamplingParams.greedy_params(),
+                           max_new_tokens=4, prompt_builder=mem, recorder=mem)
+        chat.memory = mem  # as companion.app.attach_memory does
+        events = list(chat.send("Oh and please remember my passport number ends in 4417"))
+        notes = [e for e in events if isinstance(e, MemoryNote)]
+        assert [n.action for n in notes] == ["remembered"] and "4417" in notes[0].text
+        assert events.index(notes[0]) < min(i for i, e in enumerate(events) if not isinstance(e, MemoryNote))
+        assert chat.undo_memory(notes[0].undo_id).action == "undone"
+        assert not any("4417" in m["text"] for m in store.memories(mem.character_id))

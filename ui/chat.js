@@ -36,6 +36,7 @@ export class ChatView {
     bridge.on("reply_done", (m) => this.finished(m, "done"));
     bridge.on("reply_stopped", (m) => this.finished(m, "stopped"));
     bridge.on("reply_error", (m) => this.finished(m, "error"));
+    bridge.on("memory_note", (m) => this.memoryNote(m));
     bridge.on("error", (m) => {
       if (m.ref_type === "user_message") { this.notice(m.message); this.setStreaming(false); }
     });
@@ -170,6 +171,36 @@ export class ChatView {
       row.append(who, body, meta);
       this.el.messages.append(row);
     }
+    this.scroll(true);
+  }
+
+  /**
+   * A small "remembered: …" / "forgot: …" marker after the user's message (before the reply
+   * of its turn), with an Undo button that sends memory_undo; "undone: …" after an undo.
+   * @param {{turn: number, action: string, text: string, undo_id: number}} m
+   */
+  memoryNote(m) {
+    this.hideEmpty();
+    const row = div(`memory-note is-${m.action}`);
+    const label = document.createElement("span");
+    label.textContent = `${m.action}: ${m.text}`;
+    row.append(label);
+    if (m.undo_id > 0) {
+      const undo = document.createElement("button");
+      undo.type = "button";
+      undo.className = "link-btn";
+      undo.textContent = "Undo";
+      undo.addEventListener("click", () => {
+        if (this.bridge.send({ type: "memory_undo", undo_id: m.undo_id })) {
+          undo.disabled = true;
+          row.classList.add("is-reverted");
+        }
+      });
+      row.append(undo);
+    }
+    const reply = this.replies.get(m.turn);
+    if (reply) reply.row.before(row);
+    else this.el.messages.append(row);
     this.scroll(true);
   }
 

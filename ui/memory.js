@@ -12,6 +12,7 @@ export class MemoryPanel {
     this.el = el;
     this.timer = 0;
     bridge.on("memories", (m) => this.render(m.items, m.enabled));
+    bridge.on("memory_note", () => this.refresh()); // a fact remembered or forgotten in the chat
     el.search.addEventListener("input", () => {
       clearTimeout(this.timer);
       this.timer = setTimeout(() => this.refresh(), 200);

@@ -43,6 +43,8 @@ from companion.bridge.messages import (
     MemoryForget,
     MemoryItem,
     MemoryList,
+    MemoryNoted,
+    MemoryUndo,
     MessageRejected,
     Ping,
     Pong,
@@ -63,6 +65,7 @@ from companion.bridge.messages import (
     encode,
 )
 from companion.errors import CompanionError
+from companion.memory.notes import MemoryNote
 from companion.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,7 +73,7 @@ log = logging.getLogger(__name__)
 WS_HARD_LIMIT = 4 * MAX_MESSAGE_BYTES  # frames above this close the socket (1009); below: `error`
 EDITABLE_SETTINGS = (
     "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
-    "max_new_tokens", "seed", "memory_enabled", "engine",
+    "max_new_tokens", "seed", "memory_enabled", "engine", "pet_mode", "muted",
 )  # fmt: skip
 
 
@@ -102,6 +105,11 @@ class ChatSessionLike(Protocol):
 
     def reset(self) -> None:
         """Start a new conversation (never called while a reply streams)."""
+        ...
+
+    def undo_memory(self, undo_id: int) -> MemoryNote | None:
+        """Revert what an explicit memory request changed (a memory_note's Undo); None if
+        there is nothing to undo under that id."""
         ...
 
 
@@ -333,6 +341,8 @@ class Conversation:
             await self._set_settings(message.values)
         elif isinstance(message, MemoryList | MemoryForget | MemoryEdit):
             await self._memory(conn, message)
+        elif isinstance(message, MemoryUndo):
+            await self._undo(message)
         elif isinstance(message, Token | Logits | EngineAck | EngineFailed | Pong):
             if not self.executor.resolve(message) and not isinstance(message, Pong):
                 log.debug("bridge: unexpected %s for request %s", message.type, message.request_id)
@@ -409,6 +419,23 @@ class Conversation:
         items = await loop.run_in_executor(None, memory.list, "")
         self._send_to(conn, Memories(items=items))
 
+    async def _undo(self, message: MemoryUndo) -> None:
+        """Revert a remembered / forgotten note (on the chat worker, in turn with replies), then
+        tell every page: an `undone` note and the panel's new list."""
+        chat = self.app.chat
+        if chat is None:
+            raise MessageRejected("unavailable", "the model is still loading", message.type)
+        loop = asyncio.get_running_loop()
+        note = await loop.run_in_executor(self._worker, chat.undo_memory, message.undo_id)
+        if note is None:
+            raise MessageRejected(
+                "invalid", f"nothing to undo under {message.undo_id}: already undone, or from an earlier session",
+                message.type,
+            )
+        self._broadcast(MemoryNoted(turn=0, action=note.action, text=note.text[:4000]))
+        if self.app.memory is not None:
+            self._broadcast(Memories(items=await loop.run_in_executor(None, self.app.memory.list, "")))
+
     def _settings_message(self) -> SettingsValues:
         if self.app.settings is None:
             return SettingsValues(values={}, editable=[])
@@ -471,6 +498,9 @@ class Conversation:
             elif isinstance(event, core.TextDelta):
                 if event.text:
                     self._broadcast(AssistantDelta(turn=turn, text=event.text))
+            elif isinstance(event, MemoryNote):  # shown beside the user's message, with Undo
+                self._broadcast(MemoryNoted(turn=turn, action=event.action, text=event.text[:4000],
+                                            undo_id=event.undo_id))
             self._avatar(avatar)  # after the text it belongs to
 
         def forward(event: core.Event) -> None:

@@ -345,6 +345,24 @@ class MemoryEdit(_Message):
     pinned: bool | None = None
 
 
+class MemoryUndo(_Message):
+    """Page → core: revert what the request behind a memory_note changed (its Undo button)."""
+
+    type: Literal["memory_undo"] = "memory_undo"
+    undo_id: int
+
+
+class MemoryNoted(_Message):
+    """Core → page: memory acted on an explicit request in the user's message ("remember…",
+    "forget…"), or an undo of one; the chat shows a small marker, with Undo when undo_id > 0."""
+
+    type: Literal["memory_note"] = "memory_note"
+    turn: int  # the reply it belongs to (0: an undo, outside any reply)
+    action: Literal["remembered", "forgot", "undone"]
+    text: str = Field(max_length=4000)  # what was remembered or forgotten, as stored
+    undo_id: int = 0
+
+
 class MemoryItem(BaseModel):
     """One long-term memory as the panel shows it."""
 
@@ -410,11 +428,12 @@ class AvatarFrame(_Message):
 
 PAGE_MESSAGES: tuple[type[_Message], ...] = (
     Hello, UserMessage, UserTyping, Stop, Reset, SettingsGet, SettingsSet, MemoryList, MemoryForget, MemoryEdit,
-    AvatarFrame, Token, Logits, EngineAck, EngineFailed, EngineStatus, Ping, Pong, Error,
+    MemoryUndo, AvatarFrame, Token, Logits, EngineAck, EngineFailed, EngineStatus, Ping, Pong, Error,
 )  # fmt: skip
 CORE_MESSAGES: tuple[type[_Message], ...] = (
     Welcome, ReplyStarted, AssistantDelta, ReplyDone, ReplyStopped, ReplyError, AvatarState,
-    AvatarVisemes, EngineStatus, EngineLoad, EngineReset, Generate, SettingsValues, Memories, Ping, Pong, Error,
+    AvatarVisemes, EngineStatus, EngineLoad, EngineReset, Generate, SettingsValues, Memories, MemoryNoted, Ping,
+    Pong, Error,
 )  # fmt: skip
 
 # The unions are built from the tuples above so each list is written once.

@@ -590,7 +590,8 @@ fn fs_body(v: Varyings) -> @location(0) vec4f {
   let ribbon = min(min(wing, tail), sd_circle(rb, 0.028));
   dst = inked(dst, ribbon, RIBBON, INK, lw);
   dst = over(dst, RIBBON * 0.8, cover(sd_circle(rb, 0.018)));
-  return dst;
+  // the bust fades out towards the bottom of the frame instead of being cut by it
+  return dst * smoothstep(-0.86, -0.7, b.y);
 }
 
 // --- face -----------------------------------------------------------------------------------

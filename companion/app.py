@@ -52,6 +52,7 @@ def build_session(
 def attach_memory(session: ChatSession, settings: Settings, conversation_id: int | None = None) -> None:
     """Persist the session's turns and build its prompts from persona + memories + summary."""
     from companion.memory import ConversationMemory, Store
+    from companion.memory.session import wants_model_extraction
 
     tmpl, tk = session.template, session.tokenizer
     mem = ConversationMemory(
@@ -63,6 +64,8 @@ def attach_memory(session: ChatSession, settings: Settings, conversation_id: int
         count_messages=lambda msgs: len(tk.encode(tmpl.render(msgs, add_generation_prompt=True))),
         memory_enabled=settings.memory_enabled,
         memory_budget=settings.memory_token_budget,
+        extract_with_model=wants_model_extraction(settings.memory_model_extraction,
+                                                  session.model.summary()["parameters"]),
     )
     session.prompt_builder = mem
     session.recorder = mem

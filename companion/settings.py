@@ -69,6 +69,7 @@ class Settings(BaseModel):
     character: str | None = None  # name of the active character (None = the default one)
     memory_enabled: bool = True  # extract and recall long-term memories
     memory_token_budget: int = Field(256, ge=0)  # prompt tokens given to recalled memories
+    memory_model_extraction: Literal["auto", "on", "off"] = "auto"  # also ask the chat model for facts (kept only where the user's own words support them): auto = on for models of 1B parameters or more (the 135M default invents too much)
     chromium: str | None = None  # the Chromium binary (browser engine, bench, page tests); None = `chromium` on PATH, else /usr/bin/chromium
     peer_python: Path | None = None  # `companion bench`: a Python with llama-cpp-python to measure llama.cpp beside us
     software_rendering: bool = False  # desktop window: Qt's software scene graph (GPU-less machines where GL paints blank)

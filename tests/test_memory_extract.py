@@ -126,3 +126,36 @@ def test_model_facts_need_one_supporting_sentence_of_the_user():
 
     text = "My friend said she hates cats. I keep bees on the roof."
     assert [c.text for c in model_candidates(text, model)] == ["The user keeps bees."]
+
+
+def test_model_extraction_is_asked_for_large_models_only():
+    from companion.memory.session import wants_model_extraction
+    from companion.settings import Settings
+
+    assert Settings().memory_model_extraction == "auto"
+    assert not wants_model_extraction("auto", 134_515_008)  # SmolLM2-135M, the default
+    assert wants_model_extraction("auto", 1_700_000_000)
+    assert wants_model_extraction("on", 134_515_008) and not wants_model_extraction("off", 8_000_000_000)
+
+
+def test_a_capable_model_adds_facts_after_the_reply_only_where_the_user_said_them(store):
+    from conftest_memory import count_words
+
+    from companion.memory import ConversationMemory
+
+    asked = []
+
+    def model(messages):
+        asked.append(messages[-1]["content"])
+        return "- The user restores old motorbikes in a shed\n- The user is a famous astronaut"
+
+    mem = ConversationMemory(store, count_tokens=count_words, generate=model, extract_with_model=True)
+    text = "Weekends are for the shed: I restore old motorbikes in there."
+    mem.user_message(text, count_words(text))
+    mem.reply_started()
+    assert asked == []  # the model is busy replying: it is asked afterwards
+    mem.reply_finished("Nice!", "done", {})
+    assert asked == [text]
+    facts = {m["text"]: m["origin"] for m in store.memories(mem.character_id)}
+    assert facts.get("The user restores old motorbikes in a shed.") == "model"
+    assert not any("astronaut" in t for t in facts)

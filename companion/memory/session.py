@@ -30,10 +30,18 @@ from companion.memory.store import Removed, ReplyStatus, Store
 from companion.persona.prompt import greetings
 
 NOTE_CHARS = 160  # a note longer than this is cut (the full facts are in the memory panel)
+MODEL_EXTRACTION_PARAMETERS = 1_000_000_000  # "auto" asks the chat model for facts from this size on
 _undo_ids = itertools.count(1)
 
 CountTokens = Callable[[str], int]
 Generate = Callable[[list[dict[str, str]]], str]
+
+
+def wants_model_extraction(setting: str, parameters: int) -> bool:
+    """Settings.memory_model_extraction ("auto" | "on" | "off") for a model of this size: the
+    135M default proposes facts the user never said often enough that the guard alone is not
+    worth its cost; a 1B+ model is asked (its facts still need the user's words behind them)."""
+    return setting == "on" or (setting == "auto" and parameters >= MODEL_EXTRACTION_PARAMETERS)
 
 
 class ConversationMemory:

@@ -411,6 +411,12 @@ fn vs(@builtin(vertex_index) v: u32, @builtin(instance_index) inst: u32) -> Vary
   return out;
 }
 
+// Parallax when the head turns: the features slide by the yaw/pitch (feature space), the fringe
+// about half as far, the hair behind the head a little the other way.
+fn parallax(v: Varyings, k: f32) -> vec2f {
+  return v.hf.xy + (v.hf.zw - v.hf.xy) * k;
+}
+
 fn face_of(v: Varyings) -> Face {
   return Face(v.mouth, v.mouth2, v.brow, v.eye, v.eye2, v.cue, v.cue2);
 }
@@ -463,7 +469,7 @@ fn hair_color(h: vec2f) -> vec3f {
 
 @fragment
 fn fs_back_hair(v: Varyings) -> @location(0) vec4f {
-  let h = v.hf.xy;
+  let h = parallax(v, -0.25);
   let q = swing(h, 0.0, 0.1, v.misc.y);
   let crown = sd_circle(q - HAIR_C, 0.535);
   let fall = sd_box(q - vec2f(0.0, -0.24), vec2f(0.545, 0.4), 0.16);
@@ -521,7 +527,7 @@ fn bangs(h: vec2f, sw: f32) -> Hair {
 
 @fragment
 fn fs_bangs(v: Varyings) -> @location(0) vec4f {
-  let h = v.hf.xy;
+  let h = parallax(v, 0.5);
   let lw = line_w(0.008);
   let hair = bangs(h, v.misc.y);
   var dst = inked(vec4f(0.0), hair.d, hair_color(h), HAIR_LINE, lw);
@@ -538,7 +544,7 @@ fn fs_bangs(v: Varyings) -> @location(0) vec4f {
 // The lock framing the face on this quad's side, curling in towards the chin at its tip.
 @fragment
 fn fs_locks(v: Varyings) -> @location(0) vec4f {
-  let h = v.hf.xy;
+  let h = parallax(v, 0.3);
   let s = v.misc.z;
   let q0 = swing(h, 0.2, 0.3, v.misc.y);
   var q = vec2f(q0.x * s, q0.y) - vec2f(0.43, -0.12);
@@ -605,7 +611,7 @@ fn fs_face(v: Varyings) -> @location(0) vec4f {
   // skin in shadow away from the light (upper left) and under the fringe
   let lit = smoothstep(-0.02, 0.02, sd_head(h + vec2f(0.05, 0.02)) + 0.02);
   var skin = mix(SKIN, SKIN_SHADE, 0.7 * (1.0 - lit));
-  let fringe = bangs(h + vec2f(0.0, 0.045), v.misc.y).d;
+  let fringe = bangs(parallax(v, 0.5) + vec2f(0.0, 0.045), v.misc.y).d;
   skin = mix(skin, SKIN_SHADE, 0.85 * cover(fringe));
   var dst = inked(vec4f(0.0), head, skin, SKIN_LINE, line_w(0.008));
   // blush, with hatching when strong

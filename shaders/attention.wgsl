@@ -9,7 +9,8 @@
 // 2        kc    storage read  array<kv4>      (n_ctx, NKV * HD)     roped keys  (kv: _prec.wgsl, f32 or f16)
 // 3        vc    storage read  array<kv>       (n_ctx, NKV * HD)
 // 4        o     storage rw    array<f32>      (n_tokens, NH * HD)
-// overrides: NH, NKV, HD (multiple of 4, <= 256), WG (power of two <= 256)
+// overrides: NH, NKV, HD (multiple of 4, <= 256), WINDOW (sliding window: query p sees keys
+//            p - WINDOW + 1 ..= p; 0 = all), SCALE (factor on q.k; 0 = 1 / sqrt(HD)), WG (power of two <= 256)
 // dispatch: (NH, n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
@@ -18,6 +19,8 @@ override NH: u32;
 override NKV: u32;
 override HD: u32;
 override WG: u32 = 64u;
+override WINDOW: u32 = 0u;  // sliding window in keys (llama.cpp: masked when p - p_key >= n_swa); 0 = off
+override SCALE: f32 = 0.0;  // factor on q.k; 0 = 1 / sqrt(HD)
 
 const CH: u32 = 256u;  // keys per chunk
 
@@ -40,7 +43,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let nk = NKV * HD;
     let kvh = h / (NH / NKV);
     let n_kv = step.n_past + t + 1u;
-    let scale = inverseSqrt(f32(HD));
+    var k0 = 0u;  // first visible key
+    if (WINDOW > 0u && n_kv > WINDOW) {
+        k0 = n_kv - WINDOW;
+    }
+    let scale = select(inverseSqrt(f32(HD)), SCALE, SCALE > 0.0);
     for (var d = lid; d < HD / 4u; d += WG) {
         let b = t * nq + h * HD + 4u * d;
         qs[d] = vec4<f32>(q[b], q[b + 1u], q[b + 2u], q[b + 3u]) * scale;
@@ -49,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var m = -3.0e38;  // running max
     var l = 0.0;      // running sum of exp(score - m)
     var acc: array<f32, 4>;  // dims lid + i * WG
-    for (var c0 = 0u; c0 < n_kv; c0 += CH) {
+    for (var c0 = k0; c0 < n_kv; c0 += CH) {
         let cn = min(CH, n_kv - c0);
         var lmax = -3.0e38;
         for (var j = lid; j < cn; j += WG) {

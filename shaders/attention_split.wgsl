@@ -11,7 +11,8 @@
 // 2        kc    storage read  array<kv4>      (n_ctx, NKV * HD)     roped keys  (kv: _prec.wgsl, f32 or f16)
 // 3        vc    storage read  array<kv4>      (n_ctx, NKV * HD)
 // 4        o     storage rw    array<f32>      (n_tokens, NH * HD)
-// overrides: NH, NKV, HD (multiple of 4, <= 256), WG (power of two, 64..256, >= HD / 4)
+// overrides: NH, NKV, HD (multiple of 4, <= 256), WINDOW (sliding window: query p sees keys
+//            p - WINDOW + 1 ..= p; 0 = all), SCALE (factor on q.k; 0 = 1 / sqrt(HD)), WG (power of two, 64..256, >= HD / 4)
 // dispatch: (NH, n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
@@ -20,6 +21,8 @@ override NH: u32;
 override NKV: u32;
 override HD: u32;
 override WG: u32 = 256u;
+override WINDOW: u32 = 0u;  // sliding window in keys (llama.cpp: masked when p - p_key >= n_swa); 0 = off
+override SCALE: f32 = 0.0;  // factor on q.k; 0 = 1 / sqrt(HD)
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -42,7 +45,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let nk4 = NKV * d4;
     let kvh = h / (NH / NKV);
     let n_kv = step.n_past + t + 1u;
-    let scale = inverseSqrt(f32(HD));
+    var k0 = 0u;  // first visible key
+    if (WINDOW > 0u && n_kv > WINDOW) {
+        k0 = n_kv - WINDOW;
+    }
+    let scale = select(inverseSqrt(f32(HD)), SCALE, SCALE > 0.0);
     if (lid < d4) {
         let b = t * nq + h * HD + 4u * lid;
         qs[lid] = vec4<f32>(q[b], q[b + 1u], q[b + 2u], q[b + 3u]) * scale;
@@ -54,7 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var m = -3.0e38;  // running max
     var l = 0.0;      // running sum of exp(score - m)
     var acc = vec4<f32>(0.0);  // dims 4 lane .. of keys grp, grp + ng, ...
-    for (var c0 = 0u; c0 < n_kv; c0 += WG) {
+    for (var c0 = k0; c0 < n_kv; c0 += WG) {
         let cn = min(WG, n_kv - c0);
         var s = -3.0e38;
         if (lid < cn) {

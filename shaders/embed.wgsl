@@ -1,12 +1,14 @@
 // x[t] = table[ids[t]] * SCALE: token embedding lookup from a quantized table (dequantized on
-// the fly, one 32-element block per invocation).
+// the fly, one 32-element block per invocation). A table too big for one binding comes in row
+// chunks, one dispatch each: this one holds rows ROW0 .. ROW0 + M - 1 and writes only the
+// tokens whose ids fall there (ROW0 0 and M = n_vocab: the whole table, every token).
 //
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_tokens
 // 1        ids   storage read  array<u32>      (n_tokens,) token ids
-// 2        wq    storage read  array<vec4u32> blob of the table (M = n_vocab, K = n_embd)  (_quant.wgsl)
+// 2        wq    storage read  array<vec4u32> blob of the table rows ROW0.. (M rows, K = n_embd)  (_quant.wgsl)
 // 3        x     storage rw    array<vec4f32>  (n_tokens, K)
-// overrides: QTYPE, M, K, SCALE, WG
+// overrides: QTYPE, M, K, SCALE, ROW0, CHUNKED (ids outside the chunk are skipped, not clamped), WG
 // dispatch: (ceil(K / 32 / WG), n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
@@ -14,6 +16,8 @@
 
 override WG: u32 = 64u;
 override SCALE: f32 = 1.0;
+override ROW0: u32 = 0u;  // first table row this blob holds
+override CHUNKED: bool = false;  // the table is split: skip ids outside ROW0 .. ROW0 + M - 1
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
@@ -27,7 +31,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (b >= K / 32u || t >= step.n_tokens) {
         return;
     }
-    let id = min(ids[t], M - 1u);
+    var id = min(ids[t], M - 1u);
+    if (CHUNKED) {
+        if (ids[t] < ROW0 || ids[t] >= ROW0 + M) {
+            return;
+        }
+        id = ids[t] - ROW0;
+    }
     for (var i = 0u; i < 8u; i++) {
         x[t * (K / 4u) + b * 8u + i] = dq4(id, b, i) * SCALE;
     }

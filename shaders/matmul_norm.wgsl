@@ -1,14 +1,18 @@
 // y = W rmsnorm(x) * g for a batch of token rows (RMSNorm fused into the matmul input): the
 // output head, or any projection that follows a norm. With LAST_ONLY only the last token row
-// is computed and written to y row 0 (prefill logits).
+// is computed and written to y row 0 (prefill logits). Row t of y starts at t * YS and this
+// W's rows land at YO.. (YS = 0: M), so several dispatches can fill one output: the row chunks
+// of a head too big for one binding, or q, k, v stored in different types. CAP > 0 soft-caps
+// every output: CAP tanh(y / CAP) (final logit soft-capping).
 //
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_tokens
 // 1        wq    storage read  array<vec4u32> blob of W (M, K)   (layout in _quant.wgsl)
 // 2        x     storage read  array<vec4f32>  (n_tokens, K)
 // 3        g     storage read  array<vec4f32>  (K,) norm weight
-// 4        y     storage rw    array<f32>      (n_tokens or 1, M)
+// 4        y     storage rw    array<f32>      (n_tokens or 1, YS) (YS = 0: M)
 // overrides: QTYPE, M, K, EPS, WG (power of two <= 256), TT (1..4; 1 with LAST_ONLY), LAST_ONLY,
+//            YS, YO (output row stride and column offset), CAP (soft-capping, 0 = off),
 //            SPLITK (GPUs, with ROWMAJOR and TT 1: workgroup (i, t) computes rows i, i + ceil(M/2)
 //            of token t, _matvec.wgsl), RP (SPLITK: workgroup (i, t) computes row pairs
 //            i RP .. i RP + RP - 1 with one RMSNorm scale)
@@ -27,6 +31,23 @@ override TT: u32 = 1u;
 override LAST_ONLY: bool = false;
 override SPLITK: bool = false;
 override RP: u32 = 1u;  // SPLITK: row pairs per workgroup
+override YS: u32 = 0u;  // output row stride (0: M)
+override YO: u32 = 0u;  // column of y where row 0 of W lands
+override CAP: f32 = 0.0;  // soft-capping: y = CAP tanh(y / CAP); 0 = off
+
+fn out_row(t: u32) -> u32 {
+    if (LAST_ONLY) {
+        return YO;
+    }
+    return t * select(M, YS, YS > 0u) + YO;
+}
+
+fn capped(v: f32) -> f32 {
+    if (CAP > 0.0) {
+        return CAP * tanh(v / CAP);
+    }
+    return v;
+}
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
@@ -61,13 +82,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
             let pc = min(p, half - 1u);  // every invocation joins the barriers
             let v = matvec_pair(pc, min(pc + half, M - 1u), t0, inv, lid);
             if (lid == 0u && p < half) {
-                var o = t0 * M;
-                if (LAST_ONLY) {
-                    o = 0u;
-                }
-                y[o + p] = v.x;
+                let o = out_row(t0);
+                y[o + p] = capped(v.x);
                 if (p + half < M) {
-                    y[o + p + half] = v.y;
+                    y[o + p + half] = capped(v.y);
                 }
             }
         }
@@ -81,13 +99,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         nt = min(TT, step.n_tokens - t0);
     }
     for (var t = 0u; t < nt; t++) {
-        var o = (t0 + t) * M;
-        if (LAST_ONLY) {
-            o = 0u;
-        }
-        y[o + r0] = acc.a[t];
+        let o = out_row(t0 + t);
+        y[o + r0] = capped(acc.a[t]);
         if (r0 + half < M) {
-            y[o + r0 + half] = acc.b[t];
+            y[o + r0 + half] = capped(acc.b[t]);
         }
     }
 }

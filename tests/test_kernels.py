@@ -593,3 +593,157 @@ def test_matmul_qkv_split_types(gpu_device, variant, qtype, layout):
     close(got_q, rope_ref(h[:, :NQ].reshape(T, H, hd), pos, 1e4, True), tol_for(variant))
     vc = vc[: n_ctx * NK].astype(np.float32).reshape(n_ctx, NK)  # (n_ctx, NK)
     close(vc[n_past : n_past + T], h[:, NQ + NK :], tol_for(variant))
+
+
+# ----------------------------------------------------------------------------- architectures
+# What qwen2 and gemma3 add: q/k/v biases and per-head q/k RMSNorm before RoPE (qkv_rope.wgsl),
+# post-norms added to the residual (add_norm.wgsl), GeGLU (matmul_swiglu ACT 1), sliding-window
+# attention and a query scale (attention WINDOW, SCALE), soft-capped logits written at an
+# offset of a wider output (matmul_norm CAP, YS, YO: row chunks of a big head), and row chunks
+# of the embedding table (embed ROW0, CHUNKED).
+
+
+@pytest.mark.parametrize("neox", [False, True])
+@pytest.mark.parametrize("bias,qk_norm", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_qkv_rope(gpu_device, variant, neox, bias, qk_norm):
+    rng = np.random.default_rng(7 + bias + 2 * qk_norm)
+    H, KV, hd, T, n_past, n_ctx, base, eps = 4, 2, 32, 3, 5, 12, 1e4, 1e-6
+    NQ, NK = H * hd, KV * hd
+    qkv = rng.standard_normal((T, NQ + 2 * NK)).astype(np.float32) * 2  # (T, NQ + 2NK)
+    b = rng.standard_normal(NQ + 2 * NK).astype(np.float32)  # (NQ + 2NK,)
+    qn, kn = (rng.standard_normal(hd).astype(np.float32) for _ in range(2))  # (hd,) each
+    aux = np.concatenate(([b] if bias else []) + ([qn, kn] if qk_norm else []) + [np.zeros(4, np.float32)])
+    data = {"qkv": qkv, "aux": aux, "rope": rope_table(n_ctx, hd, base), "q": T * NQ * 4,
+            "kc": n_ctx * NK * 4, "vc": n_ctx * NK * 4}
+    consts = dict(NQ=NQ, NK=NK, HD=hd, NEOX=neox, HAS_BIAS=bias, QK_NORM=qk_norm, EPS=eps, WG=64)
+    args = (["qkv", "aux", "rope", "q", "kc", "vc"], (H + 2 * KV, T, 1), {"n_tokens": T, "n_past": n_past})
+    kvt = np.float16 if "shader-f16" in variant else np.float32
+    got_q = run_kernel(gpu_device, "qkv_rope.wgsl", consts, data, *args, "q", features=variant).reshape(T, H, hd)
+    kc = run_kernel(gpu_device, "qkv_rope.wgsl", consts, data, *args, "kc", kvt, variant)
+    vc = run_kernel(gpu_device, "qkv_rope.wgsl", consts, data, *args, "vc", kvt, variant)
+    h = qkv + (b if bias else 0)  # (T, NQ + 2NK)
+    q = h[:, :NQ].reshape(T, H, hd)  # (T, H, hd)
+    k = h[:, NQ : NQ + NK].reshape(T, KV, hd)  # (T, KV, hd)
+    if qk_norm:
+        q, k = rms(q, qn, eps), rms(k, kn, eps)
+    pos = np.arange(n_past, n_past + T)
+    tol = 2e-3 if "shader-f16" in variant else 2e-4  # the f16 KV cache rounds k and v
+    close(got_q, rope_ref(q, pos, base, neox), 2e-4)
+    kc = kc[: n_ctx * NK].astype(np.float32).reshape(n_ctx, KV, hd)  # (n_ctx, KV, hd)
+    vc = vc[: n_ctx * NK].astype(np.float32).reshape(n_ctx, NK)  # (n_ctx, NK)
+    close(kc[n_past : n_past + T], rope_ref(k, pos, base, neox), tol)
+    close(vc[n_past : n_past + T], h[:, NQ + NK :], tol)
+    assert not kc[:n_past].any() and not vc[n_past + T :].any()
+
+
+@pytest.mark.parametrize("K,T", [(64, 1), (640, 3)])
+@pytest.mark.parametrize("variant", SG, indirect=True)
+def test_add_norm(gpu_device, variant, K, T):
+    rng = np.random.default_rng(K + T)
+    x = rng.standard_normal((T, K)).astype(np.float32) * 5  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    res = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    got = run_kernel(
+        gpu_device, "add_norm.wgsl", dict(K=K, EPS=1e-6, WG=64), {"x": x, "g": g, "res": res},
+        ["x", "g", "res"], (1, T, 1), {"n_tokens": T}, "res", features=variant,
+    ).reshape(T, K)
+    close(got, res + rms(x, g, 1e-6))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_matmul_geglu(gpu_device, variant, layout):
+    rng = np.random.default_rng(21)
+    N, K, T = 70, 256, 3
+    blob, W = weight_for(rng, 2 * N, K, QT.Q5_0, layout)
+    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    if layout == "splitk":
+        consts, groups = dict(WG=64, **SK), (N, T, 1)
+    else:
+        consts, groups = dict(WG=64, TT=4), (ceil(N, 64), ceil(T, 4), 1)
+    got = run_kernel(
+        gpu_device, "matmul_swiglu.wgsl", dict(QTYPE=int(QT.Q5_0), M=2 * N, K=K, EPS=1e-5, ACT=1, **consts),
+        {"wq": blob, "x": x, "g": g, "y": T * N * 4}, ["wq", "x", "g", "y"], groups, {"n_tokens": T}, "y", features=variant,
+    ).reshape(T, N)
+    h = rms(x, g) @ W.T  # (T, 2N)
+    a, u = h[:, :N], h[:, N:]  # (T, N) each
+    gelu = 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a**3)))  # (T, N)
+    close(got, gelu * u, tol_for(variant))
+
+
+@pytest.mark.parametrize("shader,wg", [("attention.wgsl", 64), ("attention_split.wgsl", 256)])
+@pytest.mark.parametrize("window,T,n_past", [(4, 3, 6), (512, 2, 600), (8, 5, 0)])
+@pytest.mark.parametrize("variant", ALL, indirect=True)
+def test_attention_window_and_scale(gpu_device, variant, shader, wg, window, T, n_past):
+    rng = np.random.default_rng(window + T)
+    H, KV, hd, scale = 4, 1, 256, 0.0625
+    n_ctx = n_past + T + 2
+    q = rng.standard_normal((T, H, hd)).astype(np.float32)  # (T, H, hd)
+    kc = rng.standard_normal((n_ctx, KV, hd)).astype(np.float32)  # (n_ctx, KV, hd)
+    vc = rng.standard_normal((n_ctx, KV, hd)).astype(np.float32)  # (n_ctx, KV, hd)
+    if "shader-f16" in variant:
+        kc, vc = kc.astype(np.float16), vc.astype(np.float16)
+    got = run_kernel(
+        gpu_device, shader, dict(NH=H, NKV=KV, HD=hd, WG=wg, WINDOW=window, SCALE=scale),
+        {"q": q, "kc": kc, "vc": vc, "o": T * H * hd * 4}, ["q", "kc", "vc", "o"],
+        (H, T, 1), {"n_tokens": T, "n_past": n_past}, "o", features=variant,
+    ).reshape(T, H, hd)
+    kc, vc = kc.astype(np.float32), vc.astype(np.float32)
+    want = np.zeros_like(q)
+    for t in range(T):
+        p = n_past + t
+        lo = max(0, p - window + 1)  # llama.cpp: key masked when p - p_key >= window
+        for h in range(H):
+            s = kc[lo : p + 1, 0] @ q[t, h] * scale  # (S,)
+            e = np.exp(s - s.max())
+            want[t, h] = (e / e.sum()) @ vc[lo : p + 1, 0]  # (hd,)
+    close(got, want, 1e-4)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("variant", ["f32", "f16+subgroups"], indirect=True)
+def test_matmul_norm_chunks_write_one_capped_output(gpu_device, variant, layout):
+    """A head split in two row chunks fills one (T, V) output through YS / YO, soft-capped."""
+    rng = np.random.default_rng(31)
+    V, K, T, cap = 90, 256, 2, 3.0
+    x = rng.standard_normal((T, K)).astype(np.float32) * 2  # (T, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    parts, Ws = [], []
+    for rows in (56, 34):
+        blob, W = weight_for(rng, rows, K, QT.Q8_0, layout)
+        parts.append((blob, rows))
+        Ws.append(W)
+    y = np.zeros((T, V), np.float32)
+    o = 0
+    for blob, rows in parts:
+        if layout == "splitk":
+            consts, groups = dict(WG=64, **SK), (ceil(rows, 2), T, 1)
+        else:
+            consts, groups = dict(WG=64, TT=4), (ceil(ceil(rows, 2), 64), ceil(T, 4), 1)
+        y = run_kernel(
+            gpu_device, "matmul_norm.wgsl", dict(QTYPE=int(QT.Q8_0), M=rows, K=K, EPS=1e-5, YS=V, YO=o, CAP=cap, **consts),
+            {"wq": blob, "x": x, "g": g, "y": y}, ["wq", "x", "g", "y"], groups, {"n_tokens": T}, "y", features=variant,
+        ).reshape(T, V)
+        o += rows
+    want = cap * np.tanh(rms(x, g) @ np.concatenate(Ws).T / cap)  # (T, V)
+    close(y, want, tol_for(variant))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_embed_row_chunks(gpu_device, layout):
+    rng = np.random.default_rng(41)
+    K, scale = 64, 8.0
+    ids = np.array([0, 49, 50, 99, 7], dtype=np.uint32)
+    x = np.full((len(ids), K), -1.0, np.float32)
+    full = []
+    for row0, rows in ((0, 50), (50, 50)):
+        blob, deq = weight_for(rng, rows, K, QT.Q8_0, layout)
+        full.append(deq)
+        x = run_kernel(
+            gpu_device, "embed.wgsl", dict(QTYPE=int(QT.Q8_0), M=rows, K=K, WG=64, ROWMAJOR=layout == "splitk",
+                                           SCALE=scale, ROW0=row0, CHUNKED=True),
+            {"ids": ids, "wq": blob, "x": x}, ["ids", "wq", "x"], (1, len(ids), 1), {"n_tokens": len(ids)}, "x",
+        ).reshape(len(ids), K)
+    np.testing.assert_allclose(x, np.concatenate(full)[ids] * scale, rtol=1e-6, atol=1e-6)

@@ -81,9 +81,16 @@ SHADER_BINDINGS: dict[str, list[str]] = {
     "attention.wgsl": [U, R, R, R, W],
     "attention_split.wgsl": [U, R, R, R, W],
     "sample.wgsl": [U, W, R, W],
+    "qkv_rope.wgsl": [U, R, R, R, W, W, W],
+    "add_norm.wgsl": [U, R, R, W],
 }
 
 WG = 64  # invocations per workgroup of the matmul-style kernels (<= 256 everywhere)
+# Largest blob one binding may hold: WebGPU's default maxStorageBufferBindingSize (128 MiB),
+# which every adapter offers (lavapipe's maximum too). Bigger tables (embeddings and output
+# heads of large vocabularies) are split into row chunks, one dispatch each.
+MAX_BINDING = 128 << 20
+ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3")
 TT_PREFILL = 4  # token rows per invocation in batched matmuls (1..4)
 MAX_HIST = 1024  # ids the repetition-penalty history buffer holds
 HEAD_RP = 4  # split-K output head: row pairs per workgroup, sharing one RMSNorm scale
@@ -244,12 +251,27 @@ def qkv_pair_order(n_head: int, n_head_kv: int, head_dim: int, neox: bool) -> np
     return np.array(first + second, dtype=np.int64)
 
 
-def rope_table(n_ctx: int, head_dim: int, base: float) -> np.ndarray:
-    """(n_ctx, head_dim/2, 2) f32 cos, sin of pos * base^(-2j/head_dim), as the reference."""
+def rope_table(
+    n_ctx: int, head_dim: int, base: float, freq_scale: float = 1.0, freq_factors: np.ndarray | None = None
+) -> np.ndarray:
+    """(n_ctx, head_dim/2, 2) f32 cos, sin of pos * freq_scale * base^(-2j/head_dim) / freq_factors[j],
+    as the reference (companion.engines.reference.rope_tables)."""
     j = np.arange(head_dim // 2, dtype=np.float32)  # (hd/2,)
     inv_freq = np.float32(base) ** (-2.0 * j / np.float32(head_dim))  # (hd/2,)
+    inv_freq = inv_freq * np.float32(freq_scale)  # (hd/2,)
+    if freq_factors is not None:
+        inv_freq = (inv_freq / freq_factors.astype(np.float32)).astype(np.float32)  # (hd/2,)
     angle = np.arange(n_ctx, dtype=np.float32)[:, None] * inv_freq[None, :].astype(np.float32)  # (n_ctx, hd/2)
     return np.stack([np.cos(angle), np.sin(angle)], axis=-1).astype(np.float32)  # (n_ctx, hd/2, 2)
+
+
+def blob_row_bytes(qtype: QT, K: int) -> int:
+    """Bytes one row of a K-column matrix takes in a repacked blob (quants, scales, high bits)."""
+    nb = K // 32
+    words = KERNEL_TYPES[qtype] + HIGH_WORDS.get(qtype, 0)
+    if qtype not in (QT.F32, QT.F16):
+        words += 2  # the (d, m) pair
+    return nb * words * 4
 
 
 # ----------------------------------------------------------------------------- plan assembly
@@ -298,11 +320,12 @@ class _Weight:
     qtype: int  # GGML type id the kernels read
     M: int  # rows
     K: int  # cols
+    order: bool = False  # rows in rotation-pair order (the fused qkv blob)
 
 
 @dataclass
 class _Layer:
-    qkv: _Weight
+    qkv: list[_Weight]  # one fused blob (matmul_qkv), or row groups of one type (matmul_norm + qkv_rope)
     wo: _Weight
     gu: _Weight
     down: _Weight
@@ -310,6 +333,21 @@ class _Layer:
     ffn_norm: str
     k: str  # (n_ctx, NK) key cache, f32 (f16 on the shader-f16 path)
     v: str  # (n_ctx, NK) value cache, likewise
+    rope: str  # this layer's rope table (sliding-window layers have their own base)
+    window: int  # sliding window (0 = global attention)
+    aux: str | None = None  # qkv_rope's f32 biases and q/k norm weights, if any
+    post_attn_norm: str | None = None  # gemma3's post-norms (add_norm.wgsl), if any
+    post_ffn_norm: str | None = None
+
+    @property
+    def fused_qkv(self) -> bool:
+        return self.aux is None and len(self.qkv) == 1 and self.qkv[0].order
+
+
+@dataclass
+class _Chunk:
+    weight: _Weight
+    row0: int  # first row of the whole matrix this chunk holds
 
 
 def _ceil(a: int, b: int) -> int:
@@ -425,10 +463,8 @@ def build_plan(
     "rows" | "splitk" | "auto" (splitk on GPUs, rows on CPU rasterizers, judged from
     adapter_info, the adapter's info dict), None = COMPANION_GPU_LAYOUT (default auto)."""
     cfg = model.config
-    if cfg.arch not in ("llama", "qwen2", "mistral", "smollm"):
+    if cfg.arch not in ARCHITECTURES:
         raise UnsupportedModelError(f"architecture {cfg.arch!r} has no GPU plan yet")
-    if cfg.has_qkv_bias:
-        raise UnsupportedModelError("attention biases (qwen2) are not in the GPU plan yet; use the reference engine")
     if cfg.rope_dim != cfg.head_dim:
         raise UnsupportedModelError(f"partial RoPE (rope_dim {cfg.rope_dim} < head_dim {cfg.head_dim}) is not supported")
     if cfg.head_dim % 4 or cfg.head_dim > 256 or cfg.n_head % cfg.n_head_kv:
@@ -462,9 +498,12 @@ def build_plan(
         rows = t.shape[0]
         return t.raw.reshape(rows, -1), t.ggml_type
 
-    def weight(blob_name: str, names: Sequence[str], order: np.ndarray | None = None) -> _Weight:
-        """Repacked blob of the row-concatenation of `names`; (buffer, qtype, M, K)."""
+    def weight(blob_name: str, names: Sequence[str], order: np.ndarray | None = None, rows: slice | None = None) -> _Weight:
+        """Repacked blob of the row-concatenation of `names` (rows: only those of one name);
+        (buffer, qtype, M, K)."""
         parts = [raw_rows(n) for n in names]
+        if rows is not None:
+            parts = [(r[rows], q) for r, q in parts]
         qtypes = {q for _, q in parts}
         K = tensors[names[0]].shape[1]
         if len(qtypes) == 1 and next(iter(qtypes)) in KERNEL_TYPES:
@@ -481,10 +520,30 @@ def build_plan(
         if order is not None:
             raw = raw[order]
             recipe += "; rows in rotation-pair order"
+        if rows is not None:
+            recipe += f"; rows {rows.start}..{rows.stop - 1}"
         blob = repack(raw, qtype, K, rowmajor=splitk)
         if splitk:
             recipe += "; row-major (split-K)"
-        return _Weight(w.blob(blob_name, blob, recipe), int(qtype), raw.shape[0], K)
+        if blob.nbytes > MAX_BINDING:
+            raise UnsupportedModelError(
+                f"{blob_name} takes {blob.nbytes:,} bytes, more than one GPU binding holds ({MAX_BINDING:,}); "
+                "only embedding tables and output heads are split"
+            )
+        return _Weight(w.blob(blob_name, blob, recipe), int(qtype), raw.shape[0], K, order is not None)
+
+    def chunks(blob_name: str, name: str) -> list[_Chunk]:
+        """A big table as row chunks of at most MAX_BINDING bytes each."""
+        t = tensors[name]
+        M, K = t.shape
+        qtype = t.ggml_type if t.ggml_type in KERNEL_TYPES else QT.F16
+        per = max(2, (MAX_BINDING - 4096) // blob_row_bytes(qtype, K) // 2 * 2)  # rows per chunk (even)
+        if M <= per:
+            return [_Chunk(weight(blob_name, [name]), 0)]
+        return [
+            _Chunk(weight(f"{blob_name}.{i}", [name], rows=slice(r0, min(M, r0 + per))), r0)
+            for i, r0 in enumerate(range(0, M, per))
+        ]
 
     def f32_vector(name: str) -> str:
         t = tensors[name]
@@ -492,31 +551,69 @@ def build_plan(
             return w.buffer(name, t.n_bytes, GgufSource(tensor=name, size=t.n_bytes))
         return w.blob(name, model.dequantize(name).astype(np.float32).reshape(-1), f"f32({name})")
 
+    def aux_vector(i: int) -> str | None:
+        """qkv_rope's aux blob of layer i: q|k|v biases, then q and k norm weights (f32)."""
+        p = f"blk.{i}."
+        parts = []
+        if cfg.has_qkv_bias:
+            parts += [model.dequantize(p + f"attn_{n}.bias").reshape(-1) for n in "qkv"]
+        if cfg.qk_norm:
+            parts += [model.dequantize(p + f"attn_{n}_norm.weight").reshape(-1) for n in "qk"]
+        if not parts:
+            return None
+        data = np.concatenate(parts).astype(np.float32)  # ((NQ + 2 NK) + 2 hd,) at most
+        return w.blob(p + "attn_aux", data, f"f32({'bias q|k|v, ' if cfg.has_qkv_bias else ''}{'q_norm, k_norm' if cfg.qk_norm else ''})")
+
     # --- weights
-    embw = weight("token_embd", ["token_embd.weight"])
-    emb, emb_q, n_vocab_rows, emb_K = embw.buffer, embw.qtype, embw.M, embw.K
+    emb_chunks = chunks("token_embd", "token_embd.weight")
+    if len(emb_chunks) > 1:
+        w.notes.append(f"token_embd: {len(emb_chunks)} row chunks (each within one {MAX_BINDING >> 20} MiB binding)")
     out_name = model.output_name
-    outw = embw if out_name == "token_embd.weight" else weight("output", [out_name])
-    out, out_q = outw.buffer, outw.qtype
+    out_chunks = emb_chunks if out_name == "token_embd.weight" else chunks("output", out_name)
     out_norm = f32_vector("output_norm.weight")
     order = qkv_pair_order(H, KV, hd, cfg.rope_neox)
+    freq_factors = model.dequantize("rope_freqs.weight").reshape(-1) if cfg.rope_freqs else None
+    recipe = f"rope_table(n_ctx={n_ctx}, head_dim={hd}, base={{}}, freq_scale={cfg.rope_freq_scale}{', rope_freqs' if cfg.rope_freqs else ''})"
+    rope = w.blob("rope", rope_table(n_ctx, hd, cfg.rope_base, cfg.rope_freq_scale, freq_factors), recipe.format(cfg.rope_base))
+    rope_swa = rope
+    if cfg.sliding_window:
+        rope_swa = w.blob("rope_swa", rope_table(n_ctx, hd, cfg.rope_base_swa, 1.0, freq_factors), recipe.format(cfg.rope_base_swa))
     layers: list[_Layer] = []
     for i in range(cfg.n_layer):
         p = f"blk.{i}."
-        qkv = weight(p + "attn_qkv", [p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"], order)
-        wo = weight(p + "attn_output", [p + "attn_output.weight"])
-        gu = weight(p + "ffn_gate_up", [p + "ffn_gate.weight", p + "ffn_up.weight"])
-        down = weight(p + "ffn_down", [p + "ffn_down.weight"])
+        names = [p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"]
+        aux = aux_vector(i)
+        qtypes = [tensors[n].ggml_type for n in names]
+        if aux is None and len(set(qtypes)) == 1:  # one fused dispatch: norm + q|k|v + RoPE + KV store
+            qkv = [weight(p + "attn_qkv", names, order)]
+        else:  # runs of one type through matmul_norm, then qkv_rope.wgsl
+            qkv, start = [], 0
+            while start < 3:
+                end = start + 1
+                while end < 3 and qtypes[end] == qtypes[start]:
+                    end += 1
+                qkv.append(weight(p + "attn_" + "".join("qkv"[start:end]), names[start:end]))
+                start = end
+        swa = cfg.is_swa(i)
         layers.append(
             _Layer(
-                qkv=qkv, wo=wo, gu=gu, down=down,
+                qkv=qkv,
+                wo=weight(p + "attn_output", [p + "attn_output.weight"]),
+                gu=weight(p + "ffn_gate_up", [p + "ffn_gate.weight", p + "ffn_up.weight"]),
+                down=weight(p + "ffn_down", [p + "ffn_down.weight"]),
                 attn_norm=f32_vector(p + "attn_norm.weight"),
                 ffn_norm=f32_vector(p + "ffn_norm.weight"),
                 k=w.buffer(p + "k_cache", n_ctx * NK * kv_bytes),
                 v=w.buffer(p + "v_cache", n_ctx * NK * kv_bytes),
+                rope=rope_swa if swa else rope,
+                window=cfg.sliding_window if swa else 0,
+                aux=aux,
+                post_attn_norm=f32_vector(p + "post_attention_norm.weight") if cfg.post_norms else None,
+                post_ffn_norm=f32_vector(p + "post_ffw_norm.weight") if cfg.post_norms else None,
             )
-        )  # fmt: skip
-    rope = w.blob("rope", rope_table(n_ctx, hd, cfg.rope_base), f"rope_table(n_ctx={n_ctx}, head_dim={hd}, base={cfg.rope_base})")
+        )
+    if any(not L.fused_qkv for L in layers):
+        w.notes.append("attention inputs: matmul_norm + qkv_rope (biases, q/k norms or mixed quant types)")
 
     # --- activations and io
     B = max_batch
@@ -529,33 +626,79 @@ def build_plan(
     w.buffer("att", B * NQ * 4)  # (B, NQ) attention output
     w.buffer("ff", B * ff * 4)  # (B, ff) swiglu output
     w.buffer("logits", B * V * 4)  # (B, V) logits (row 0 only unless prefill_all)
+    if any(not L.fused_qkv for L in layers):
+        w.buffer("qkv", B * (NQ + 2 * NK) * 4)  # (B, NQ + 2 NK) unroped q | k | v
+    if cfg.post_norms:
+        w.buffer("tmp", B * d * 4)  # (B, d) a block's output before its post-norm
+    act = 1 if cfg.ffn_act == "gelu_tanh" else 0
+    att_consts: dict[str, float | int | bool] = {"SCALE": cfg.q_scale} if cfg.attn_scale else {}
 
     def forward(n_tokens: int | None, all_logits: bool) -> list[Dispatch]:
         T: Dim = Count(var="n_tokens") if n_tokens is None else n_tokens
-        nb = emb_K // 32
-        pl = w.pipeline("embed.wgsl", QTYPE=emb_q, M=n_vocab_rows, K=emb_K, WG=WG, **({"ROWMAJOR": True} if splitk else {}))
-        ds = [w.dispatch(pl, ["step", "ids", emb, "x"], (_ceil(nb, WG), T, 1), "embed")]
-        if splitk:  # GPUs: keys spread over the workgroup's invocations
-            att = w.pipeline("attention_split.wgsl", NH=H, NKV=KV, HD=hd, WG=256)
-        else:  # CPU rasterizers: an invocation per head dimension walks the keys
-            att = w.pipeline("attention.wgsl", NH=H, NKV=KV, HD=hd, WG=64)
+        ds = []
+        many = len(emb_chunks) > 1
+        for c in emb_chunks:
+            E = c.weight
+            extra: dict[str, float | int | bool] = {"ROWMAJOR": True} if splitk else {}
+            if many:
+                extra |= {"ROW0": c.row0, "CHUNKED": True}
+            if cfg.embd_scale != 1.0:
+                extra["SCALE"] = cfg.embd_scale
+            pl = w.pipeline("embed.wgsl", QTYPE=E.qtype, M=E.M, K=E.K, WG=WG, **extra)
+            ds.append(w.dispatch(pl, ["step", "ids", E.buffer, "x"], (_ceil(E.K // 32, WG), T, 1), "embed" + (f" rows {c.row0}.." if many else "")))
         for i, L in enumerate(layers):
-            Q = L.qkv
-            ds.append(matmul_dispatch(
-                w, "matmul_qkv.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.attn_norm, rope, "q", L.k, L.v],
-                n_tokens, f"blk.{i} norm+qkv+rope+kv", lay, NQ=NQ, NK=NK, HD=hd, NEOX=cfg.rope_neox, EPS=cfg.rms_eps,
-            ))  # fmt: skip
-            ds.append(w.dispatch(att, ["step", "q", L.k, L.v, "att"], (H, T, 1), f"blk.{i} attention"))
+            if splitk:  # GPUs: keys spread over the workgroup's invocations
+                att = w.pipeline("attention_split.wgsl", NH=H, NKV=KV, HD=hd, WG=256, **att_consts, **({"WINDOW": L.window} if L.window else {}))
+            else:  # CPU rasterizers: an invocation per head dimension walks the keys
+                att = w.pipeline("attention.wgsl", NH=H, NKV=KV, HD=hd, WG=64, **att_consts, **({"WINDOW": L.window} if L.window else {}))
+            if L.fused_qkv:
+                Q = L.qkv[0]
+                ds.append(matmul_dispatch(
+                    w, "matmul_qkv.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.attn_norm, L.rope, "q", L.k, L.v],
+                    n_tokens, f"blk.{i} norm+qkv+rope+kv", lay, NQ=NQ, NK=NK, HD=hd, NEOX=cfg.rope_neox, EPS=cfg.rms_eps,
+                ))  # fmt: skip
+            else:
+                o = 0
+                for Q in L.qkv:
+                    ds.append(matmul_dispatch(
+                        w, "matmul_norm.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.attn_norm, "qkv"], n_tokens,
+                        f"blk.{i} norm+{Q.buffer.rsplit('_', 1)[-1]}", lay, EPS=cfg.rms_eps, YS=NQ + 2 * NK, YO=o,
+                    ))  # fmt: skip
+                    o += Q.M
+                pl = w.pipeline(
+                    "qkv_rope.wgsl", NQ=NQ, NK=NK, HD=hd, NEOX=cfg.rope_neox, HAS_BIAS=cfg.has_qkv_bias,
+                    QK_NORM=cfg.qk_norm, EPS=cfg.rms_eps, WG=64,
+                )  # fmt: skip
+                ds.append(w.dispatch(pl, ["step", "qkv", L.aux or "qkv", L.rope, "q", L.k, L.v], (H + 2 * KV, T, 1), f"blk.{i} {'bias+' if cfg.has_qkv_bias else ''}{'qk_norm+' if cfg.qk_norm else ''}rope+kv"))
+            ds.append(w.dispatch(att, ["step", "q", L.k, L.v, "att"], (H, T, 1), f"blk.{i} attention" + (f" (window {L.window})" if L.window else "")))
+            add_pl = w.pipeline("add_norm.wgsl", K=d, EPS=cfg.rms_eps, WG=64) if cfg.post_norms else ""
             Q = L.wo
-            ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["att", "x"], n_tokens, f"blk.{i} attn_output+residual", lay, ADD=True))
+            if L.post_attn_norm is not None:
+                ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["att", "tmp"], n_tokens, f"blk.{i} attn_output", lay))
+                ds.append(w.dispatch(add_pl, ["step", "tmp", L.post_attn_norm, "x"], (1, T, 1), f"blk.{i} post_attention_norm+residual"))
+            else:
+                ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["att", "x"], n_tokens, f"blk.{i} attn_output+residual", lay, ADD=True))
             Q = L.gu
-            ds.append(matmul_dispatch(w, "matmul_swiglu.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.ffn_norm, "ff"], n_tokens, f"blk.{i} norm+gate+up+swiglu", lay, EPS=cfg.rms_eps))
+            ds.append(matmul_dispatch(
+                w, "matmul_swiglu.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.ffn_norm, "ff"], n_tokens,
+                f"blk.{i} norm+gate+up+{'geglu' if act else 'swiglu'}", lay, EPS=cfg.rms_eps, **({"ACT": act} if act else {}),
+            ))  # fmt: skip
             Q = L.down
-            ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["ff", "x"], n_tokens, f"blk.{i} ffn_down+residual", lay, ADD=True))
-        ds.append(matmul_dispatch(
-            w, "matmul_norm.wgsl", out, out_q, V, d, ["x", out_norm, "logits"], n_tokens,
-            "output_norm+output", lay, EPS=cfg.rms_eps, LAST_ONLY=not all_logits, RP=HEAD_RP,
-        ))  # fmt: skip
+            if L.post_ffn_norm is not None:
+                ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["ff", "tmp"], n_tokens, f"blk.{i} ffn_down", lay))
+                ds.append(w.dispatch(add_pl, ["step", "tmp", L.post_ffn_norm, "x"], (1, T, 1), f"blk.{i} post_ffw_norm+residual"))
+            else:
+                ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["ff", "x"], n_tokens, f"blk.{i} ffn_down+residual", lay, ADD=True))
+        head: dict[str, float | int | bool] = {"CAP": cfg.logit_softcap} if cfg.logit_softcap else {}
+        for c in out_chunks:
+            Q = c.weight
+            if len(out_chunks) > 1:
+                head |= {"YS": V, "YO": c.row0}
+            ds.append(matmul_dispatch(
+                w, "matmul_norm.wgsl", Q.buffer, Q.qtype, Q.M, d, ["x", out_norm, "logits"], n_tokens,
+                "output_norm+output" + (f" rows {c.row0}.." if len(out_chunks) > 1 else ""), lay, EPS=cfg.rms_eps,
+                LAST_ONLY=not all_logits, RP=HEAD_RP, **head,
+            ))  # fmt: skip
         return ds
 
     sample_pl = w.pipeline("sample.wgsl", V=V)

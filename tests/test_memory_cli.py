@@ -89,7 +89,7 @@ def test_bench_reports_latency_and_throughput(monkeypatch):
 
     monkeypatch.setattr(bench, "QUERIES", bench.QUERIES[:2])
     out = bench.run_memory_bench(sizes=((200, 300),), repeats=4)
-    assert set(out["recall"]["200+300"]) == {"memories", "messages", "p50_ms", "p95_ms", "index_build_ms"}
+    assert set(out["recall"]["200+300"]) == {"memories", "messages", "p50_ms", "p95_ms", "cpu", "index_build_ms"}
     assert out["recall"]["200+300"]["messages"] == 300 and out["recall"]["200+300"]["p95_ms"] > 0
     assert out["embedding"]["sentences_per_s"] > 0
 
@@ -109,6 +109,7 @@ def test_what_was_told_in_one_chat_is_found_from_another_process(companion_home)
     told = companion("chat", "--engine", "reference", "--max-tokens", "8",
                      "Please remember this: my sister Oriane lives in Valparaiso and keeps bees.")
     assert told.returncode == 0, told.stderr
+    assert "[remembered: The user's sister Oriane lives in Valparaiso and keeps bees.]" in told.stderr
     found = companion("memory", "search", "where does my sister live")
     assert found.returncode == 0, found.stderr
     first = found.stdout.splitlines()[0]

@@ -102,8 +102,13 @@ def test_a_change_replaces_the_fact_it_changes_and_nothing_else(store):
 def test_the_classifier_ships_trained_on_its_own_file(embedder):
     texts, labels = disclosure.load_training()
     assert len(texts) >= 300 and 0.35 < labels.mean() < 0.65
-    p = disclosure.classifier().probabilities(embedder.encode(texts))
+    vectors = embedder.encode(texts)  # (N, 384)
+    p = disclosure.classifier().probabilities(vectors)
     assert ((p >= disclosure.THRESHOLD) == (labels > 0)).mean() >= 0.95
+    # the shipped weights are what training on the shipped file gives (retrain after editing it:
+    # python -m companion.memory.train_disclosure)
+    retrained = disclosure.train(vectors, labels)
+    np.testing.assert_allclose(retrained.w, disclosure.classifier().w, atol=1e-4)
     told = ["I've been a firefighter for eleven years.", "My wife is an architect.", "I'm allergic to wasps.",
             "My son plays rugby on Saturdays."]
     chat = ["Nice, thanks!", "What time does the shop close?", "lol same", "Good night!", "I'm a bit sleepy now."]

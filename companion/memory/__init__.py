@@ -7,11 +7,31 @@ summaries. A user message is committed when sent; a reply is created by start_re
 checkpointed while it streams and finalized by finish_reply, so a crash loses nothing that
 was checkpointed; reopening marks a reply whose process died as 'interrupted'.
 
-Recall (`recall.py`): hybrid FTS5 BM25 + cosine similarity over all-MiniLM-L6-v2 vectors
-(`embed.py`, numpy port: mean pooling + L2 normalize), merged by reciprocal rank fusion.
-Vectors live as float32 BLOBs and are searched by an in-process numpy matrix per character;
-sqlite-vec is not used because Python builds without `enable_load_extension` cannot load it
-(this one included), and exact search over 10k vectors takes about a millisecond.
+Episodic memory: every finished user message and reply is also stored as passages
+(`episodes`, `passages.py`) with an embedding and an FTS5 index, so what was said can be found
+again even when no rule made a fact of it. Forgetting a fact removes the passages of the
+message it came from; wiping removes every passage; transcripts stay.
+
+Recall (`recall.py`): facts and passages together, hybrid FTS5 BM25 + cosine similarity over
+all-MiniLM-L6-v2 vectors (`embed.py`, numpy port: mean pooling + L2 normalize), merged by
+weighted reciprocal rank fusion (the user's words and facts count fully, the companion's
+replies 0.3, values replaced since 0.15). `companion memory search` and the prompt use the same
+call. Vectors live as float32 BLOBs and are searched by in-process numpy matrices per
+character; sqlite-vec is not used because Python builds without `enable_load_extension`
+cannot load it (this one included), and exact search is a few milliseconds of matmul.
+
+Extraction (`extract.py`): explicit requests first (`requests.py`: "remember…", "forget…",
+acted on in `session.py` with an undo, `forgetting.py`), then per sentence: what cannot be a
+fact about the user's life is left out (`disclosure.gate`: questions, hypotheticals, fiction,
+hearsay), precise rules (`rules.py`) give slotted facts, and the rest becomes a fact in the
+user's words (`grammar.py`) when the MiniLM self-disclosure classifier (`disclosure.py`,
+trained on data/disclosure_train.tsv) says so, when it carries a date (`dates.py`: resolved
+against the day it was said) or gives a person or pet (`entities.py`) an attribute. A change
+("I drive a Skoda now", "my sister moved to Lima") replaces the old value, kept in
+memory_history. The chat model may propose more facts when Settings.memory_model_extraction
+allows (model_candidates: each must be supported by one of the user's sentences).
+
+Evaluation (`evaluation.py`, data/eval_set.jsonl): `companion bench memory --eval`.
 
 The chat core's calls:
 
@@ -25,8 +45,9 @@ The chat core's calls:
 
   with Settings: character=settings.character, memory_enabled=settings.memory_enabled,
   memory_budget=settings.memory_token_budget. count_messages (exact templated count) makes
-  the fit exact; without it a per-message overhead of 6 tokens is assumed. reply_finished
-  runs rule-based extraction (plus the model when extract_with_model=True).
+  the fit exact; without it a per-message overhead of 6 tokens is assumed. user_message
+  indexes the message, acts on its requests (returning MemoryNotes: "remembered: …") and
+  extracts facts; reply_finished asks the model for more when extract_with_model=True.
 
 or, without the adapter:
 

@@ -7,7 +7,7 @@ says…"), a request to the companion, or no one from the user's life in it at a
 logistic-regression classifier over the sentence's all-MiniLM-L6-v2 embedding, trained on the
 labelled sentences in data/disclosure_train.tsv (written for it, never from the evaluation
 set); its weights are data/disclosure_model.json, rebuilt with
-`python -m companion.memory.disclosure`.
+`python -m companion.memory.train_disclosure`.
 """
 
 from __future__ import annotations
@@ -144,22 +144,6 @@ def classifier() -> Classifier:
 def save(model: Classifier, path: Path = MODEL_FILE, **info: Any) -> None:
     """Write the weights as JSON (rounded: 6 decimals are plenty for a decision at 0.5)."""
     data = {"about": "logistic regression over all-MiniLM-L6-v2 sentence embeddings; "
-                     "`python -m companion.memory.disclosure` rebuilds it from disclosure_train.tsv",
+                     "`python -m companion.memory.train_disclosure` rebuilds it from disclosure_train.tsv",
             **info, "b": round(model.b, 6), "w": [round(float(v), 6) for v in model.w]}
     path.write_text(json.dumps(data) + "\n")
-
-
-def main() -> None:
-    """Train on data/disclosure_train.tsv and write data/disclosure_model.json."""
-    from companion.memory.embed import get_embedder
-
-    texts, labels = load_training()
-    vectors = get_embedder().encode(texts)  # (N, 384)
-    model = train(vectors, labels)
-    accuracy = float(((model.probabilities(vectors) >= THRESHOLD) == (labels > 0)).mean())
-    save(model, sentences=len(texts), training_accuracy=round(accuracy, 4))
-    print(f"{len(texts)} sentences, training accuracy {accuracy:.3f} -> {MODEL_FILE}")
-
-
-if __name__ == "__main__":
-    main()

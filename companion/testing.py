@@ -46,11 +46,23 @@ def write_tiny_gguf(
     embd_qtype: QT | None = None,
     rope_base: float = 10000.0,
     edit: Callable[[gguf.GGUFWriter], None] | None = None,
+    head_dim: int | None = None,
+    rms_eps: float = 1e-5,
+    context_length: int = 256,
+    sliding_window: int = 0,
+    swa_pattern: int | None = None,
+    rope_freqs: np.ndarray | None = None,
+    logit_softcap: float = 0.0,
+    weight_scale: float = 1.0,
+    name: str = "tiny-test",
 ) -> Path:
-    """Write a random llama-shaped GGUF. `drop` omits a tensor; `shape_override` writes a
-    tensor with another (numpy-order) shape; `type_override` stores a tensor in another type.
-    With real dimensions (see `smollm2_shaped`) it stands in for a model that is too big to
-    ship, e.g. for speed measurements on another machine."""
+    """Write a random GGUF of architecture `arch` (llama, qwen2: with q/k/v biases, gemma3: with
+    q/k head norms, post-norms and `sliding_window` / `swa_pattern`). `drop` omits a tensor;
+    `shape_override` writes a tensor with another (numpy-order) shape; `type_override` stores a
+    tensor in another type; `rope_freqs` writes Llama 3's frequency factors; `weight_scale`
+    multiplies the matrices (a larger spread of logits). With real dimensions (see
+    `smollm2_shaped`, `llama32_1b_shaped`) it stands in for a model that is too big to ship,
+    e.g. for speed measurements on another machine. The bytes depend only on the arguments."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     tokens, types, merges = tiny_vocab()
@@ -58,18 +70,28 @@ def write_tiny_gguf(
         tokens = tokens + [f"<pad_{i}>" for i in range(n_vocab - len(tokens))]
         types = types + [1] * (n_vocab - len(types))
     n_vocab = len(tokens)
-    head_dim = n_embd // n_head
+    custom_hd = head_dim is not None
+    head_dim = head_dim or n_embd // n_head
     w = gguf.GGUFWriter(str(path), arch)
-    w.add_name("tiny-test")
+    w.add_name(name)
     w.add_block_count(n_layer)
-    w.add_context_length(256)
+    w.add_context_length(context_length)
     w.add_embedding_length(n_embd)
     w.add_feed_forward_length(n_ff)
     w.add_head_count(n_head)
     w.add_head_count_kv(n_head_kv)
     w.add_rope_freq_base(rope_base)
     w.add_rope_dimension_count(head_dim)
-    w.add_layer_norm_rms_eps(1e-5)
+    w.add_layer_norm_rms_eps(rms_eps)
+    if custom_hd or arch == "gemma3":
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+    if sliding_window:
+        w.add_sliding_window(sliding_window)
+    if swa_pattern is not None:
+        w.add_uint32(f"{arch}.attention.sliding_window_pattern", swa_pattern)
+    if logit_softcap:
+        w.add_final_logit_softcapping(logit_softcap)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("smollm")
     w.add_token_list(tokens)
@@ -99,15 +121,24 @@ def write_tiny_gguf(
             b + "ffn_up.weight": (n_ff, n_embd),
             b + "ffn_down.weight": (n_embd, n_ff),
         }
+        if arch == "qwen2":
+            shapes |= {b + "attn_q.bias": (n_head * head_dim,), b + "attn_k.bias": (n_head_kv * head_dim,),
+                       b + "attn_v.bias": (n_head_kv * head_dim,)}  # fmt: skip
+        if arch == "gemma3":
+            shapes |= {b + "attn_q_norm.weight": (head_dim,), b + "attn_k_norm.weight": (head_dim,),
+                       b + "post_attention_norm.weight": (n_embd,), b + "post_ffw_norm.weight": (n_embd,)}  # fmt: skip
     shapes |= shape_override or {}
     for name, shape in shapes.items():
         if name == drop:
             continue
         if len(shape) == 1:
-            arr = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)  # norm weights near 1
+            if name.endswith(".bias"):
+                arr = (0.5 * rng.standard_normal(shape)).astype(np.float32)
+            else:
+                arr = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)  # norm weights near 1
             w.add_tensor(name, arr)
             continue
-        arr = (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
+        arr = (rng.standard_normal(shape) * (weight_scale / np.sqrt(shape[-1]))).astype(np.float32)
         t = (type_override or {}).get(name, embd_qtype if name == "token_embd.weight" and embd_qtype else qtype)
         if t == QT.F32:
             w.add_tensor(name, arr)
@@ -117,6 +148,8 @@ def write_tiny_gguf(
             w.add_tensor(name, arr.astype({QT.I8: np.int8, QT.I32: np.int32, QT.F64: np.float64}[t]))
         else:
             w.add_tensor(name, quantize(arr, t), raw_dtype=t)
+    if rope_freqs is not None and drop != "rope_freqs.weight":
+        w.add_tensor("rope_freqs.weight", np.asarray(rope_freqs, np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -131,6 +164,66 @@ def smollm2_shaped(path: str | Path, seed: int = 0) -> Path:
         path, n_layer=30, n_embd=576, n_head=9, n_head_kv=3, n_ff=1536, qtype=QT.Q4_1,
         embd_qtype=QT.Q8_0, n_vocab=49152, rope_base=100000.0, seed=seed,
     )
+
+
+def llama3_rope_freqs(head_dim: int, base: float, factor: float = 8.0, low: float = 1.0, high: float = 4.0,
+                      original_ctx: int = 8192) -> np.ndarray:
+    """Llama 3's RoPE frequency factors (what llama.cpp's converter writes as rope_freqs.weight
+    from rope_scaling: factor, low_freq_factor, high_freq_factor, original_max_position)."""
+    freqs = 1.0 / base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)  # (hd/2,)
+    low_wavelen, high_wavelen = original_ctx / low, original_ctx / high
+    out = []
+    for f in freqs:
+        wavelen = 2 * np.pi / f
+        if wavelen < high_wavelen:
+            out.append(1.0)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (original_ctx / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, np.float32)  # (hd/2,)
+
+
+# Small random models of each architecture, for parity tests against llama.cpp golden files
+# (tests/golden/, made once by scripts/make_golden.py). Written from a fixed seed: the same
+# bytes on every machine (the golden files record their sha256).
+TINY_ARCHS: dict[str, dict] = {
+    "llama3": dict(arch="llama", n_layer=2, n_embd=128, n_head=4, n_head_kv=2, n_ff=256, qtype=QT.F32,
+                   rope_base=500000.0, rope_freqs=llama3_rope_freqs(32, 500000.0, original_ctx=64),
+                   weight_scale=2.0, tied=False, name="tiny-llama3"),
+    "qwen2": dict(arch="qwen2", n_layer=2, n_embd=128, n_head=4, n_head_kv=2, n_ff=256, qtype=QT.F32,
+                  rope_base=1000000.0, rms_eps=1e-6, weight_scale=2.0, name="tiny-qwen2"),
+    "gemma3": dict(arch="gemma3", n_layer=4, n_embd=128, n_head=4, n_head_kv=1, head_dim=64, n_ff=256,
+                   qtype=QT.F32, rope_base=1000000.0, rms_eps=1e-6, sliding_window=8, swa_pattern=2,
+                   weight_scale=2.0, name="tiny-gemma3"),
+    # Gemma 3 270M's mix of quant types (Q5_0 q/k/gate/up, Q8_0 v and embeddings, Q4_K
+    # attn_output, Q6_K ffn_down) at K-quant-sized widths
+    "gemma3-q": dict(arch="gemma3", n_layer=4, n_embd=256, n_head=4, n_head_kv=1, head_dim=64, n_ff=512,
+                     qtype=QT.Q5_0, embd_qtype=QT.Q8_0, rope_base=1000000.0, rms_eps=1e-6, sliding_window=8,
+                     swa_pattern=2, weight_scale=2.0, name="tiny-gemma3-q",
+                     type_override={f"blk.{i}.{n}": t for i in range(4) for n, t in
+                                    (("attn_v.weight", QT.Q8_0), ("attn_output.weight", QT.Q4_K),
+                                     ("ffn_down.weight", QT.Q6_K))}),
+}  # fmt: skip
+
+
+def write_tiny_arch(path: str | Path, kind: str) -> Path:
+    """The TINY_ARCHS model `kind` ("llama3", "qwen2", "gemma3", "gemma3-q"), without a chat template."""
+    return write_tiny_gguf(path, chat_template=None, seed=12, **TINY_ARCHS[kind])
+
+
+def llama32_1b_shaped(path: str | Path, seed: int = 0) -> Path:
+    """A random model with Llama 3.2 1B's shapes in Q4_K_M's types (Q4_K blocks, Q6_K attn_v,
+    ffn_down and the tied embedding of 128,256 rows, which is over one 128 MiB binding once
+    repacked): the loading and speed of a 1B-class model, different answers. ~0.8 GB."""
+    layers = 16
+    over = {f"blk.{i}.{n}": QT.Q6_K for i in range(layers) for n in ("attn_v.weight", "ffn_down.weight")}
+    return write_tiny_gguf(
+        path, n_layer=layers, n_embd=2048, n_head=32, n_head_kv=8, n_ff=8192, qtype=QT.Q4_K, embd_qtype=QT.Q6_K,
+        n_vocab=128256, rope_base=500000.0, rope_freqs=llama3_rope_freqs(64, 500000.0), type_override=over,
+        context_length=131072, seed=seed, name="llama-3.2-1b-shaped",
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- K-quants

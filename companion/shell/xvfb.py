@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 
+from companion._proc import stop_process
 from companion.errors import CompanionError
 from companion.settings import env_name
 
@@ -55,13 +56,7 @@ class Xvfb:
         return self.display
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(10)
+        stop_process(self._proc)
         self._proc = None
 
     def __enter__(self) -> str:

@@ -86,7 +86,8 @@ def _tok_per_s(engine: Any, model: Any, seconds: float, render: tuple[AvatarRend
     stop, counts = threading.Event(), [0]
     worker = threading.Thread(target=_decode, args=(engine, model, stop, counts), daemon=True)
     worker.start()
-    time.sleep(1.0)  # past the prompt
+    while counts[0] == 0 and worker.is_alive():  # past the prompt: time decoding only
+        time.sleep(0.05)
     n0, t0 = counts[0], time.perf_counter()
     frames = None
     if render is None:

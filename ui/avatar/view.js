@@ -147,7 +147,7 @@ class View {
       await new Promise((r) => setTimeout(r, 200));
       opened = await openRenderer();
     }
-    if (!opened) { this.reason = "no WebGPU adapter"; return false; }
+    if (!opened) { this.reason = navigator.gpu ? "no WebGPU adapter" : "no navigator.gpu"; return false; }
     const { device, adapter, renderer } = opened;
     const info = adapter.info || {};
     this.adapter = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ");

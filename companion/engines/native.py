@@ -5,15 +5,44 @@ Engine interface."""
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from companion.engines.base import Engine
 from companion.gpu.adapters import adapter_features, request_adapter, request_device
-from companion.gpu.executor import Executor
+from companion.gpu.executor import Copy, Executor, Pending, Step
 from companion.sampling import Sampler, SamplingParams
 from companion.settings import Settings
+
+AHEAD = 4  # decode steps per command buffer when the engine runs ahead of the caller
+
+
+@dataclass
+class _Chain:
+    """Decode steps the GPU runs ahead of the caller: each step feeds the id the previous one
+    sampled (it never leaves the GPU), AHEAD steps per submit, one submit in flight while the
+    host waits for the one before. The caller is handed the ids one by one; any call that is
+    not "the id you just gave me, same sampler" ends the chain (the positions written past
+    the caller's are simply overwritten later)."""
+
+    sampler: Sampler
+    params: SamplingParams
+    last: int  # the id the caller was given last (the input of the next step)
+    draws: int  # sampler.gpu_draws the next call must find
+    n_past: int  # the engine's n_past the next call must find
+    hist_len: int  # len(history) the next call must find (with the repetition penalty)
+    gpu_past: int  # positions fed once every submitted step has run
+    rng: int  # rng_step of the next step to record
+    n_spec: int = 0  # ids sampled by submitted steps (their index in the penalty buffer)
+    hist_n: int = 0  # penalty window (0: no penalty)
+    hist_l: int = 0  # ids of the caller's history at the chain's start in the penalty buffer
+    ready: deque = field(default_factory=deque)  # ids read back, not handed out yet
+    inflight: deque = field(default_factory=deque)  # (Pending, steps) submitted, not read back
+    stopped: bool = False  # an end-of-generation id was read back: submit no more
+    slot: int = 0  # which half of the step-uniform scratch buffer the next submit writes
 
 
 class NativeEngine(Engine):
@@ -32,13 +61,16 @@ class NativeEngine(Engine):
         device=None,
         features: str | Sequence[str] | None = None,
         layout: str | None = None,
+        ahead: int | None = None,
     ):
         """adapter: substring of the adapter's name; None = the adapter setting
         (COMPANION_ADAPTER, default the best adapter). features: what the plan may use, "auto" |
         "none" | "f16,subgroups" or a list; None = the gpu_features setting
         (COMPANION_GPU_FEATURES, default auto). layout: the matmul layout "auto" | "rows" |
         "splitk"; None = the gpu_layout setting (COMPANION_GPU_LAYOUT, default auto: splitk on
-        GPUs, rows on CPU rasterizers)."""
+        GPUs, rows on CPU rasterizers). ahead: decode steps recorded per submit when the caller
+        keeps feeding back the ids it is given (1 = one submit and wait per token, as a plain
+        loop; default AHEAD)."""
         from companion.gpu.builder import build_plan
 
         ad = None
@@ -65,7 +97,12 @@ class NativeEngine(Engine):
         self._max_batch = int(self.plan.model["max_batch"])
         self._n_vocab = int(self.plan.model["n_vocab"])
         self._n_past = 0
-        self.stats: dict[str, float] = {"dispatches_per_token": 0, "submits_per_token": 0, "readback_bytes_per_token": 0}
+        self.ahead = max(1, int(ahead if ahead is not None else AHEAD))
+        tmpl = getattr(model, "chat_template", None)
+        self.eog_ids: frozenset[int] = frozenset(getattr(tmpl, "eog_ids", ()) or ())  # no steps past these
+        self._chain: _Chain | None = None
+        self.stats: dict[str, float] = {"dispatches_per_token": 0, "submits_per_token": 0, "readback_bytes_per_token": 0,
+                                        "encode_ms_per_token": 0.0}
 
     @property
     def adapter(self) -> str:
@@ -90,7 +127,12 @@ class NativeEngine(Engine):
         return (self.plan.io["logits"], row * self._n_vocab * 4, n * self._n_vocab * 4)
 
     # -- Engine
+    def reset(self, n_keep: int = 0) -> None:
+        self._end_chain()
+        super().reset(n_keep)
+
     def eval(self, ids: Sequence[int]) -> np.ndarray:
+        self._end_chain()
         self._check_room(len(ids))
         chunks = self._chunks(ids)
         for c in chunks[:-1]:
@@ -102,6 +144,7 @@ class NativeEngine(Engine):
         return np.frombuffer(raw, np.float32).copy()  # (V,)
 
     def eval_all(self, ids: Sequence[int]) -> np.ndarray:
+        self._end_chain()
         self._check_room(len(ids))
         rows = []
         for c in self._chunks(ids):
@@ -111,7 +154,13 @@ class NativeEngine(Engine):
         return np.concatenate(rows)  # (T, V)
 
     def next_token(self, ids: Sequence[int], sampler: Sampler, history: Sequence[int]) -> int:
-        """Forward pass and sampling in one submit; only the 4-byte id is read back."""
+        """Forward pass and sampling in one submit; only the 4-byte id is read back. When the
+        caller feeds back the id it was just given (a decode loop), the GPU runs `ahead` steps
+        per submit ahead of it (see _Chain) and the ids come from there."""
+        ch = self._chain
+        if ch is not None and self._continues(ch, ids, sampler, history):
+            return self._chain_next(ch, sampler, history)
+        self._end_chain()
         self._check_room(len(ids))
         p: SamplingParams = sampler.params
         ex = self.executor
@@ -130,17 +179,114 @@ class NativeEngine(Engine):
         raw = self._feed(last, "decode" if len(last) == 1 else "prefill", tail=["sample"])
         assert raw is not None
         if len(ids) == 1:
-            self.stats = {
-                "dispatches_per_token": ex.counters["dispatches"] - before["dispatches"],
-                "submits_per_token": ex.counters["submits"] - before["submits"],
-                "readback_bytes_per_token": ex.counters["readback_bytes"] - before["readback_bytes"],
-            }
-        return int(np.frombuffer(raw, np.uint32)[0])
+            self._set_stats(before, 1)
+        tok = int(np.frombuffer(raw, np.uint32)[0])
+        if self.ahead > 1 and tok not in self.eog_ids:
+            n_hist = min(p.repeat_last_n, int(self.plan.model["max_hist"])) if p.repeat_last_n and p.repeat_penalty != 1.0 else 0
+            self._chain = _Chain(
+                sampler=sampler, params=p.model_copy(), last=tok, draws=sampler.gpu_draws, n_past=self._n_past,
+                hist_len=len(history) + 1, gpu_past=self._n_past, rng=sampler.gpu_draws, hist_n=n_hist,
+            )  # fmt: skip
+        return tok
+
+    def _set_stats(self, before: dict[str, float], n_tokens: int) -> None:
+        c = self.executor.counters
+        self.stats = {
+            "dispatches_per_token": (c["dispatches"] - before["dispatches"]) / n_tokens,
+            "submits_per_token": (c["submits"] - before["submits"]) / n_tokens,
+            "readback_bytes_per_token": (c["readback_bytes"] - before["readback_bytes"]) / n_tokens,
+            "encode_ms_per_token": round(1e3 * (c["encode_s"] - before["encode_s"]) / n_tokens, 4),
+        }
+
+    # -- running ahead (_Chain)
+    def _continues(self, ch: _Chain, ids: Sequence[int], sampler: Sampler, history: Sequence[int]) -> bool:
+        """Is this call the chain's next step: the last id back, same sampler, nothing between?"""
+        if len(ids) != 1 or int(ids[0]) != ch.last or sampler is not ch.sampler or sampler.params != ch.params:
+            return False
+        if sampler.gpu_draws != ch.draws or self._n_past != ch.n_past or not self.executor.usable:
+            return False
+        return not ch.hist_n or (len(history) == ch.hist_len and int(history[-1]) == ch.last)
+
+    def _chain_next(self, ch: _Chain, sampler: Sampler, history: Sequence[int]) -> int:
+        if ch.last in self.eog_ids:
+            ch.stopped = False  # the caller goes on past an end-of-generation id (a benchmark)
+        if not ch.ready:
+            if not ch.inflight and not self._submit(ch, history):
+                self._end_chain()  # no room left: the plain path reports a full context
+                return self.next_token([ch.last], sampler, history)
+            if len(ch.inflight) < 2 and not ch.stopped:
+                self._submit(ch, history)  # recorded while the GPU runs the previous submit
+            pend, n = ch.inflight.popleft()
+            got = [int(t) for t in np.frombuffer(pend.result(), np.uint32)[:n]]
+            ch.ready.extend(got)
+            if any(t in self.eog_ids for t in got):
+                ch.stopped = True
+        tok = ch.ready.popleft()
+        self._n_past += 1
+        sampler.gpu_draws += 1
+        ch.last, ch.draws, ch.n_past, ch.hist_len = tok, sampler.gpu_draws, self._n_past, ch.hist_len + 1
+        return tok
+
+    def _submit(self, ch: _Chain, history: Sequence[int]) -> bool:
+        """Record and submit up to `ahead` decode steps continuing the chain; False if no room."""
+        k = min(self.ahead, self._n_ctx - ch.gpu_past)
+        if k <= 0:
+            return False
+        ex, io = self.executor, self.plan.io
+        size = self.plan.uniform.size
+        before = dict(ex.counters)
+        first = ch.n_spec == 0
+        steps_buf = ex.scratch("chain_steps", 2 * self.ahead * size)
+        ring = ex.scratch("chain_ids", self.ahead * 4)
+        hist_buf = ex.scratch("chain_hist", 4 * (ch.hist_n + self._n_ctx)) if ch.hist_n else ""
+        if first:
+            ex.write(io["tokens"], np.asarray([ch.last], dtype=np.uint32))
+            if ch.hist_n:
+                base = [int(h) for h in history[-ch.hist_n :]]
+                ch.hist_l = len(base)
+                if base:
+                    ex.write(hist_buf, np.asarray(base, dtype=np.uint32))
+        p = ch.params
+        blocks, steps = [], []
+        s0 = ch.slot * self.ahead * size
+        for j in range(k):
+            g = ch.n_spec + j
+            n_hist = min(ch.hist_l + g, ch.hist_n)
+            blocks.append(ex.uniform_bytes(
+                n_past=ch.gpu_past + j, n_tokens=1, seed=p.seed & 0xFFFFFFFF, rng_step=ch.rng + j,
+                temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p,
+                repeat_penalty=p.repeat_penalty, n_hist=n_hist,
+            ))  # fmt: skip
+            pre = [Copy(steps_buf, s0 + j * size, self.plan.uniform.buffer, 0, size)]
+            if not (first and j == 0):  # the previous step's id, where it was sampled
+                pre.append(Copy(io["token_out"], 0, io["tokens"], 0, 4))
+            if n_hist:
+                pre.append(Copy(hist_buf, 4 * (ch.hist_l + g - n_hist), io["history"], 0, 4 * n_hist))
+            post = [Copy(io["token_out"], 0, ring, 4 * j, 4)]
+            if ch.hist_n:
+                post.append(Copy(io["token_out"], 0, hist_buf, 4 * (ch.hist_l + g), 4))
+            steps.append(Step([("decode", {}), ("sample", {})], pre, post))
+        ex.write(steps_buf, b"".join(blocks), offset=s0)
+        pend: Pending = ex.submit_steps(steps, [Copy(ring, 0, "", 0, 4 * k)])
+        ch.inflight.append((pend, k))
+        ch.n_spec += k
+        ch.gpu_past += k
+        ch.rng += k
+        ch.slot ^= 1
+        self._set_stats(before, k)
+        self.stats["readback_bytes_per_token"] = 4.0  # one 4k-byte readback per k tokens
+        return True
+
+    def _end_chain(self) -> None:
+        """Stop running ahead: wait for submitted steps (their ids are dropped)."""
+        ch, self._chain = self._chain, None
+        if ch is not None and self.executor.usable:
+            for pend, _ in ch.inflight:
+                try:
+                    pend.result()
+                except Exception:  # a lost device shows on the next call
+                    break
 
     def close(self) -> None:
+        self._chain = None
         self.executor.destroy()
-
-
-def bench_counters(engine: NativeEngine) -> dict[str, float]:
-    """Per-token counters of the last decoded token (dispatches, submits, bytes read back)."""
-    return dict(engine.stats)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,48 @@ def _lost(exc: BaseException) -> EngineUnavailable:
     return EngineUnavailable(f"the GPU device was lost or failed ({str(exc).strip().splitlines()[-1]}); switch engine or restart")
 
 
+@dataclass(frozen=True)
+class Copy:
+    """A buffer-to-buffer copy recorded between compute passes (sizes and offsets: multiples of 4)."""
+
+    src: str
+    src_offset: int
+    dst: str
+    dst_offset: int
+    size: int
+
+
+@dataclass
+class Step:
+    """One step of Executor.submit_steps: copies, then programs in one compute pass, then copies."""
+
+    programs: list[tuple[str, dict[str, int]]]
+    before: list[Copy] = field(default_factory=list)
+    after: list[Copy] = field(default_factory=list)
+
+
+class Pending:
+    """A submitted command buffer's readback: result() waits for the GPU and returns the bytes."""
+
+    def __init__(self, ex: Executor, staging, size: int):
+        self._ex, self._staging, self.size = ex, staging, size
+        self._out: bytes | None = None if staging is not None else b""
+
+    def result(self) -> bytes:
+        if self._out is None:
+            ex, wgpu = self._ex, self._ex._w
+            try:
+                self._staging.map_sync(wgpu.MapMode.READ, 0, self.size)
+                self._out = bytes(self._staging.read_mapped(0, self.size))
+                self._staging.unmap()
+            except (wgpu.GPUError, RuntimeError) as exc:
+                ex.usable = False
+                raise _lost(exc) from exc
+            ex.counters["readback_bytes"] += self.size
+            ex._stagings.append(self._staging)
+        return self._out
+
+
 class Executor:
     """Runs a plan's programs. One call of run() = one command buffer, one compute pass, one
     submit, and (optionally) one mapped readback."""
@@ -62,7 +106,7 @@ class Executor:
         self.device = device
         self.adapter_info = dict(device.adapter.info) if getattr(device, "adapter", None) else {}
         self.usable = True
-        self.counters = {"submits": 0, "dispatches": 0, "readback_bytes": 0}
+        self.counters: dict[str, float] = {"submits": 0, "dispatches": 0, "readback_bytes": 0, "encode_s": 0.0}
         have = {str(f) for f in device.features}
         lacking = [f for f in plan.features if wgpu_feature_name(f) not in have]
         if lacking:
@@ -154,9 +198,11 @@ class Executor:
                     entries.append({"binding": bb.binding, "resource": {"buffer": buf, "offset": bb.offset, "size": size}})
                 groups.append(dev.create_bind_group(label=d.label or d.pipeline, layout=bgl, entries=entries))
             self.bind_groups[name] = groups
-        self._fast: dict[str, list[tuple[Any, Any, Any]]] = {}
+        self._fast: dict[tuple, list[tuple[Any, Any, tuple[int, int, int]]]] = {}
+        self._fast_raw: dict[tuple, list[tuple[Any, Any, int, int, int]]] = {}  # C handles
         self._uniform = bytearray(plan.uniform.size)
         self._fields = {f.name: f for f in plan.uniform.fields}
+        self._stagings: list[Any] = []  # free mappable buffers for submit_steps' readbacks
 
     # -- per step
     def _check(self) -> None:
@@ -165,9 +211,29 @@ class Executor:
 
     def set_uniforms(self, **values: float | int) -> None:
         """Pack named fields into the uniform block (written with the next run)."""
+        self._pack(self._uniform, values)
+
+    def _pack(self, block: bytearray, values: dict[str, float | int]) -> None:
         for k, v in values.items():
             f = self._fields[k]
-            struct.pack_into("<I" if f.type == "u32" else "<f", self._uniform, f.offset, int(v) if f.type == "u32" else float(v))
+            struct.pack_into("<I" if f.type == "u32" else "<f", block, f.offset, int(v) if f.type == "u32" else float(v))
+
+    def uniform_bytes(self, **values: float | int) -> bytes:
+        """The uniform block as set_uniforms left it, with `values` changed in this copy only
+        (one step's block for submit_steps)."""
+        block = bytearray(self._uniform)
+        self._pack(block, values)
+        return bytes(block)
+
+    def scratch(self, name: str, size: int) -> str:
+        """A buffer of the executor's own (not in the plan) that copies may read and write,
+        created on first use with at least `size` bytes; returns its name for write() and
+        Copy."""
+        buf = self.buffers.get(name)
+        if buf is None or buf.size < size:
+            BU = self._w.BufferUsage
+            self.buffers[name] = self.device.create_buffer(label=name, size=max(256, -(-size // 256) * 256), usage=BU.COPY_DST | BU.COPY_SRC)
+        return name
 
     def write(self, buffer: str, data: np.ndarray | bytes, offset: int = 0) -> None:
         """Queue a write of host data into a buffer (no submit)."""
@@ -186,6 +252,7 @@ class Executor:
         wgpu, dev = self._w, self.device
         try:
             dev.queue.write_buffer(self.buffers[self.plan.uniform.buffer], 0, bytes(self._uniform))
+            t0 = time.perf_counter()
             enc = dev.create_command_encoder()
             cp = enc.begin_compute_pass()
             n = 0
@@ -201,7 +268,9 @@ class Executor:
                 buf, off, size = read
                 staging = self.readback if size <= self.readback.size else dev.create_buffer(size=size, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
                 enc.copy_buffer_to_buffer(self.buffers[buf], off, staging, 0, size)
-            dev.queue.submit([enc.finish()])
+            cb = enc.finish()
+            self.counters["encode_s"] += time.perf_counter() - t0
+            dev.queue.submit([cb])
             self.counters["submits"] += 1
             self.counters["dispatches"] += n
             if staging is None:
@@ -219,37 +288,82 @@ class Executor:
             self.usable = False
             raise _lost(exc) from exc
 
+    def submit_steps(self, steps: Sequence[Step], read: Sequence[Copy]) -> Pending:
+        """Record several steps into one command buffer and submit it without waiting: each
+        step's copies, its programs in one compute pass, its copies after. `read` lists copies
+        (destination offsets ignored) packed in order into one mappable buffer, returned by
+        Pending.result(), the only wait. Steps depend on each other only through buffers, so
+        a step's inputs can be what the previous one wrote (a sampled id feeding the next
+        token's embedding): the host learns the ids of k tokens with one submit and one map,
+        and encodes the next command buffer while the GPU runs this one."""
+        self._check()
+        wgpu, dev = self._w, self.device
+        t0 = time.perf_counter()
+        try:
+            enc = dev.create_command_encoder()
+            n = 0
+            for st in steps:
+                for c in st.before:
+                    enc.copy_buffer_to_buffer(self.buffers[c.src], c.src_offset, self.buffers[c.dst], c.dst_offset, c.size)
+                cp = enc.begin_compute_pass()
+                for name, vars in st.programs:
+                    n += self._record(cp, name, vars)
+                cp.end()
+                for c in st.after:
+                    enc.copy_buffer_to_buffer(self.buffers[c.src], c.src_offset, self.buffers[c.dst], c.dst_offset, c.size)
+            size = sum(c.size for c in read)
+            staging = None
+            if size:
+                staging = self._take_staging(size)
+                o = 0
+                for c in read:
+                    enc.copy_buffer_to_buffer(self.buffers[c.src], c.src_offset, staging, o, c.size)
+                    o += c.size
+            cb = enc.finish()
+            self.counters["encode_s"] += time.perf_counter() - t0
+            dev.queue.submit([cb])
+        except wgpu.GPUError as exc:
+            self.usable = False
+            raise _lost(exc) from exc
+        self.counters["submits"] += 1
+        self.counters["dispatches"] += n
+        return Pending(self, staging, size)
+
+    def _take_staging(self, size: int):
+        for i, b in enumerate(self._stagings):
+            if b.size >= size:
+                return self._stagings.pop(i)
+        BU = self._w.BufferUsage
+        return self.device.create_buffer(label="readback", size=max(256, -(-size // 256) * 256), usage=BU.MAP_READ | BU.COPY_DST)
+
     def _record(self, cp, name: str, vars: dict[str, int]) -> int:
         """Record one program's dispatches into the pass; returns how many were recorded."""
-        prog = self.plan.programs[name]
-        fast = self._fast.get(name)
-        if fast is None:  # per-dispatch handles, resolved once per program
-            fast = self._fast[name] = [
-                (self.pipelines[d.pipeline][0], bg, d) for d, bg in zip(prog.dispatches, self.bind_groups[name], strict=True)
+        key = (name, *sorted(vars.items()))
+        fast = self._fast.get(key)
+        if fast is None:  # per-dispatch handles and counts, resolved once per (program, vars)
+            prog = self.plan.programs[name]
+            fast = self._fast[key] = [
+                (self.pipelines[d.pipeline][0], bg, d.counts(vars))
+                for d, bg in zip(prog.dispatches, self.bind_groups[name], strict=True)
+                if d.counts(vars)[0] * d.counts(vars)[1] * d.counts(vars)[2]
             ]
-        n = 0
         raw = _raw_pass_calls()
         if raw is not None:  # wgpu-native's C entry points: no per-call argument handling
             set_pipeline, set_bind_group, dispatch, null = raw
             c = cp._internal
-            for pipe, bg, d in fast:
-                x, y, z = d.counts(vars)
-                if x * y * z == 0:
-                    continue
-                set_pipeline(c, pipe._internal)
-                set_bind_group(c, 0, bg._internal, 0, null)
+            raws = self._fast_raw.get(key)
+            if raws is None:
+                raws = self._fast_raw[key] = [(p._internal, b._internal, x, y, z) for p, b, (x, y, z) in fast]
+            for pi, bi, x, y, z in raws:
+                set_pipeline(c, pi)
+                set_bind_group(c, 0, bi, 0, null)
                 dispatch(c, x, y, z)
-                n += 1
-            return n
-        for pipe, bg, d in fast:
-            x, y, z = d.counts(vars)
-            if x * y * z == 0:
-                continue
+            return len(raws)
+        for pipe, bg, (x, y, z) in fast:
             cp.set_pipeline(pipe)
             cp.set_bind_group(0, bg)
             cp.dispatch_workgroups(x, y, z)
-            n += 1
-        return n
+        return len(fast)
 
     def wait(self) -> None:
         """Block until submitted work is done (maps a tiny buffer)."""

@@ -1,0 +1,137 @@
+"""The native engine running decode steps ahead of the caller (NativeEngine(ahead=k)): the same
+ids as one submit per token, for greedy and seeded sampling with the repetition penalty, one
+submit per k tokens, nothing visible past an end-of-generation id, and every other call
+(a new prompt, reset, eval) ending the run-ahead cleanly."""
+
+from __future__ import annotations
+
+import pytest
+
+from companion.sampling import Sampler, SamplingParams
+
+pytestmark = pytest.mark.gpu
+
+SAMPLED = SamplingParams(temperature=1.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.3, repeat_last_n=6, seed=7)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from companion.model import load_model
+    from companion.testing import write_tiny_gguf
+
+    path = write_tiny_gguf(tmp_path_factory.mktemp("ahead") / "tiny.gguf", n_layer=2, weight_scale=4.0, context_length=512)
+    return load_model(str(path))
+
+
+def _engine(model, ahead: int, layout: str = "rows"):
+    from companion.engines.native import NativeEngine
+
+    return NativeEngine(model, n_ctx=256, max_batch=16, features="none", layout=layout, ahead=ahead, progress=False)
+
+
+def _decode(eng, params: SamplingParams, prompt: list[int], n: int) -> list[int]:
+    """A decode loop as the chat's generate_ids writes it (history grows with each id)."""
+    eng.reset()
+    sampler = Sampler(params)
+    history = list(prompt)
+    tok = eng.next_token(prompt, sampler, history)
+    out = [tok]
+    for _ in range(n - 1):
+        history.append(tok)
+        tok = eng.next_token([tok], sampler, history)
+        out.append(tok)
+    return out
+
+
+@pytest.mark.parametrize("params", [SamplingParams.greedy_params(), SAMPLED], ids=["greedy", "sampled+penalty"])
+def test_same_ids_as_one_submit_per_token(gpu_adapter_info, tiny, params):
+    prompt = [5, 9, 40, 41, 7]
+    one = _engine(tiny, 1)
+    ahead = _engine(tiny, 4)
+    try:
+        ahead.eog_ids = frozenset()  # run through the whole sequence
+        a = _decode(one, params, prompt, 19)
+        b = _decode(ahead, params, prompt, 19)
+        assert a == b
+        assert ahead.n_past == one.n_past == len(prompt) + 18
+        assert ahead.stats["submits_per_token"] == pytest.approx(0.25)
+        assert ahead.stats["readback_bytes_per_token"] == 4
+        assert one.stats["submits_per_token"] == 1
+        if params.repeat_penalty != 1.0:  # the penalty really acted: without it the ids differ
+            plain = _decode(one, params.model_copy(update={"repeat_penalty": 1.0}), prompt, 19)
+            assert plain != a
+    finally:
+        one.close()
+        ahead.close()
+
+
+def test_other_calls_end_the_run_ahead(gpu_adapter_info, tiny):
+    """A new prompt mid-run, reset and eval see exactly the caller's positions."""
+    prompt = [5, 9, 40, 41, 7]
+    one = _engine(tiny, 1)
+    eng = _engine(tiny, 3)
+    try:
+        eng.eog_ids = frozenset()
+        greedy = SamplingParams.greedy_params()
+        ref = _decode(one, greedy, prompt, 8)
+        got = _decode(eng, greedy, prompt, 5)  # stops inside the second submit
+        assert got == ref[:5]
+        assert eng.n_past == len(prompt) + 4
+        # continue with a different id than the one handed out: the chain ends, positions follow
+        s = Sampler(greedy)
+        t = eng.next_token([ref[4]], s, prompt + ref[:5])
+        assert t == ref[5] and eng.n_past == len(prompt) + 5
+        logits_a = eng.eval([3])
+        eng.reset(len(prompt) + 5)
+        logits_b = eng.eval([3])
+        assert abs(logits_a - logits_b).max() < 1e-4
+        assert eng.n_past == len(prompt) + 6
+    finally:
+        one.close()
+        eng.close()
+
+
+def test_stops_running_ahead_at_end_of_generation(gpu_adapter_info, tiny):
+    prompt = [5, 9, 40, 41, 7]
+    eng = _engine(tiny, 2)
+    try:
+        eng.eog_ids = frozenset()
+        ids = _decode(eng, SamplingParams.greedy_params(), prompt, 12)
+        stop = ids[5]  # pretend the sixth id ends the reply
+        eng.eog_ids = frozenset({stop})
+        first = ids.index(stop)
+        submits = eng.executor.counters["submits"]
+        again = _decode(eng, SamplingParams.greedy_params(), prompt, first + 1)
+        assert again == ids[: first + 1]
+        # the prompt, then submits of 2 steps: none after the one that read the stop id back,
+        # beyond the one already in flight
+        assert eng.executor.counters["submits"] - submits <= 1 + first // 2 + 2
+    finally:
+        eng.close()
+
+
+def test_context_limit_while_running_ahead(gpu_adapter_info, tiny):
+    from companion.engines.native import NativeEngine
+
+    eng = NativeEngine(tiny, n_ctx=16, max_batch=8, features="none", layout="rows", ahead=4, progress=False)
+    try:
+        eng.eog_ids = frozenset()
+        prompt = [5, 9, 40, 41, 7]
+        out = _decode(eng, SamplingParams.greedy_params(), prompt, 12)  # fills the 16 positions
+        assert len(out) == 12 and eng.n_past == 16
+        with pytest.raises(ValueError, match="context full"):
+            eng.next_token([out[-1]], Sampler(SamplingParams.greedy_params()), prompt + out)
+    finally:
+        eng.close()
+
+
+@pytest.mark.slow
+def test_splitk_layout_runs_ahead(gpu_adapter_info, tiny):
+    one = _engine(tiny, 1, "splitk")
+    eng = _engine(tiny, 4, "splitk")
+    try:
+        eng.eog_ids = frozenset()
+        assert _decode(one, SAMPLED, [5, 9, 40], 10) == _decode(eng, SAMPLED, [5, 9, 40], 10)
+    finally:
+        one.close()
+        eng.close()

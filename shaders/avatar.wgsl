@@ -13,7 +13,8 @@
 // the eyes cost the same behind an `if` that is never taken). Instead each group of features is
 // its own draw over a quad that bounds it (rasterization does skip pixels), and the vertex
 // shader computes what is the same for every pixel of a frame (the rig, the blended face, the
-// mouth shape) once per vertex, passed on as flat varyings. A renderer draws, in this order,
+// mouth shape) once per vertex, passed on as flat varyings (lavapipe, 256 px: ~33 ms of CPU a
+// frame as one full-screen shader, ~8.5 ms as these layers). A renderer draws, in this order,
 // for each `// layer <fragment entry> <quads>` line: draw(6, quads, 0, 8 * index), with vs as
 // the vertex entry and premultiplied-over blending. A quad of an absent feature collapses.
 // layer fs_back_hair 1

@@ -4,7 +4,6 @@ into a one-line message (no traceback) at the edge."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
@@ -68,16 +67,19 @@ def _sampling(settings: Settings, seed: int | None):
 @click.option("--headless", is_flag=True, help="Parity mode: run every engine on the golden prompts, print a table, exit non-zero on a mismatch.")
 @click.option("--golden", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Golden file for --headless (default: the bundled one or ../shared/golden).")
 @click.option("--json", "as_json", is_flag=True, help="With --headless: print the results as JSON.")
-@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@click.option("--pet", is_flag=True, help="Desktop: show the avatar alone on the desktop (pet mode); a running Companion switches to it.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens (the log file is in the user log folder; `companion doctor` names it).")
 @click.pass_context
-def main(ctx: click.Context, model_path: Path | None, engine: str | None, adapter: str | None, headless: bool, golden: Path | None, as_json: bool, verbose: bool) -> None:
+def main(ctx: click.Context, model_path: Path | None, engine: str | None, adapter: str | None, headless: bool, golden: Path | None, as_json: bool, pet: bool, verbose: bool) -> None:
     """Companion: a desktop AI companion whose model runs on your own GPU.
 
     With no command it opens the desktop window where one can open, the terminal chat
     where none can, and answers one greeting and exits when no terminal is attached."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    from companion.logs import setup_logging
+
+    setup_logging(verbose)
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    settings = Settings.load()
+    settings = Settings.load(recover=ctx.invoked_subcommand is None and not headless)
     updates: dict[str, Any] = {}
     if model_path:
         updates["model_path"] = model_path
@@ -85,6 +87,8 @@ def main(ctx: click.Context, model_path: Path | None, engine: str | None, adapte
         updates["engine"] = engine
     if adapter:
         updates["adapter"] = adapter
+    if pet:
+        updates["pet_mode"] = True
     ctx.obj = {"settings": settings.model_copy(update=updates)}
     if ctx.invoked_subcommand is not None:
         return
@@ -108,8 +112,7 @@ def _launch(ctx: click.Context) -> None:
     if _can_open_window():
         from companion.shell.app import run
 
-        run(settings)
-        return
+        sys.exit(run(settings))
     if sys.stdin is not None and sys.stdin.isatty():
         _err("No display here: starting the terminal chat (type /help).")
         ctx.invoke(chat, prompt=None)
@@ -374,6 +377,32 @@ def model_info(ctx: click.Context, path: Path | None, as_json: bool) -> None:
     if m.can_chat:
         click.echo(f"end of generation ids: {sorted(m.chat_template.eog_ids)}")
     click.echo("chat template:\n" + info["chat_template"])
+
+
+# -- doctor -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--engines", default="reference,native,browser", show_default=True, help="Engines for the self-test (comma list; empty: no self-test).")
+@click.option("--no-page", is_flag=True, help="Skip probing the desktop window's webview.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool, engines: str, no_page: bool) -> None:
+    """Versions, paths, adapters (native and the window's page), the model and its check, and
+    a one-prompt parity self-test on each engine; exits 1 naming each problem found."""
+    from companion.doctor import format_report, run_doctor
+
+    names = [e.strip() for e in engines.split(",") if e.strip()]
+    bad = [e for e in names if e not in ENGINE_CHOICES or e == "auto"]
+    if bad:
+        raise click.BadParameter(f"unknown engine(s) {', '.join(bad)}", param_hint="--engines")
+    report = run_doctor(_settings(ctx), engines=names, page=not no_page, progress=(lambda m: None) if as_json else _err)
+    if as_json:
+        click.echo(json.dumps({**report.sections, "problems": report.problems, "ok": report.ok}, default=str))
+    else:
+        click.echo(format_report(report))
+    if not report.ok:
+        sys.exit(1)
 
 
 # Commands owned by other parts of the app.

@@ -12,7 +12,9 @@ A bad value, in the file or the environment, is a one-line SettingsError naming 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -72,7 +74,9 @@ class Settings(BaseModel):
     memory_model_extraction: Literal["auto", "on", "off"] = "auto"  # also ask the chat model for facts (kept only where the user's own words support them): auto = on for models of 1B parameters or more (the 135M default invents too much)
     chromium: str | None = None  # the Chromium binary (browser engine, bench, page tests); None = `chromium` on PATH, else /usr/bin/chromium
     peer_python: Path | None = None  # `companion bench`: a Python with llama-cpp-python to measure llama.cpp beside us
-    software_rendering: bool = False  # desktop window: Qt's software scene graph (GPU-less machines where GL paints blank)
+    software_rendering: bool | None = None  # desktop window compositing: None = software where OpenGL is a CPU emulation (else blank), true = always software, false = always GPU
+    pet_mode: bool = False  # desktop: show the avatar alone on the desktop instead of the chat window
+    muted: bool = False  # desktop: silence the windows' audio
     # Set by companion.shell.xvfb.Xvfb for the processes it starts: the display is a private Xvfb
     # (Chromium's sandbox off, Qt software rendering). Never saved: it describes this process.
     xvfb: bool = Field(False, exclude=True)
@@ -84,16 +88,33 @@ class Settings(BaseModel):
         return value
 
     @classmethod
-    def load(cls) -> Settings:
+    def load(cls, recover: bool = False) -> Settings:
         """Settings from COMPANION_HOME/settings.json, then COMPANION_* environment variables
-        (an empty variable counts as unset). Raises SettingsError on a bad value."""
+        (an empty variable counts as unset). Raises SettingsError on a bad value; with recover
+        (the desktop app), a settings file that cannot be used is moved aside to
+        settings.json.invalid-<time>, reported in the log, and the defaults are used instead."""
         path = _home_path() / SETTINGS_FILE
-        data = _read_file(path) if path.exists() else {}
         env = _environment()
         try:
+            data = _read_file(path) if path.exists() else {}
             return cls.model_validate({**data, **env})
+        except SettingsError:
+            if not recover:
+                raise
         except ValidationError as exc:
-            raise SettingsError(_explain(exc, env, path)) from None
+            problem = _explain(exc, env, path)
+            if not recover or not any(str(e["loc"][0]) not in env for e in exc.errors() if e["loc"]):
+                raise SettingsError(problem) from None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = path.with_name(f"{SETTINGS_FILE}.invalid-{stamp}")
+        n = 1
+        while aside.exists():  # two in one second: keep both
+            aside, n = path.with_name(f"{SETTINGS_FILE}.invalid-{stamp}-{n}"), n + 1
+        os.replace(path, aside)
+        logging.getLogger(__name__).warning(
+            "settings file %s could not be used: kept as %s; starting with the default settings", path, aside
+        )
+        return cls.load()
 
     @classmethod
     def from_environment(cls, name: str) -> Any:

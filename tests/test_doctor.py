@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+
+import pytest
 
 from companion.doctor import format_report, one_prompt_golden, run_doctor
 from companion.settings import Settings
@@ -40,3 +45,49 @@ def test_doctor_fails_naming_a_damaged_model(companion_home, tmp_path):
     text = format_report(report)
     assert "FAIL" in text and "✗ model:" in text
 
+
+def test_page_probe_reports_the_webview(companion_home):
+    """The probe subprocess answers with the webview's view of WebGPU (offscreen, no display)."""
+    pytest.importorskip("PyQt6.QtWebEngineCore")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "companion.doctor", "--probe-page"], env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["webview"].startswith("Qt WebEngine (Chromium ")
+    assert "webgpu" in result, result  # the page answered: an adapter, or why there is none
+    assert "adapter" in result or "error" in result
+
+
+def _can_unshare_net() -> bool:
+    import shutil
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_net(), reason="needs root and network namespaces (unshare -n)")
+def test_no_network_parity_prompt_and_chat_turn(companion_home):
+    """Inside a network namespace with no interfaces at all (not even loopback), the installed
+    app checks its model, passes a golden parity prompt and answers a chat turn: nothing it
+    needs is fetched at run time."""
+    env = dict(os.environ, COMPANION_HOME=str(companion_home))
+    doctor = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "companion", "doctor", "--engines", "reference", "--no-page", "--json"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert doctor.returncode == 0, doctor.stdout[-2000:] + doctor.stderr[-2000:]
+    report = json.loads(doctor.stdout.strip().splitlines()[-1])
+    assert report["ok"] and report["self-test"][0]["status"] == "pass"
+    chat = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "companion", "chat", "--engine", "reference",
+         "--max-tokens", "8", "--seed", "1", "Hello!"],
+        env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    assert chat.stdout.strip()  # some words came back
+    ip = subprocess.run(["unshare", "-n", "cat", "/proc/net/dev"], capture_output=True, text=True).stdout
+    assert "eth" not in ip and "ens" not in ip  # really no network interface there

@@ -1,17 +1,24 @@
-"""The desktop app: bridge server + chat session (loaded in the background) + window."""
+"""The desktop app: one instance per user, the bridge server, the chat session (loaded in the
+background while the window already shows progress), the windows and the tray; and a clean
+stop: the reply is stopped, the engine closed and the memory database closed."""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from companion.bridge.messages import EngineStatus
 from companion.bridge.server import BridgeServer
 from companion.errors import CompanionError
-from companion.settings import Settings
-from companion.shell.window import run_desktop, screenshot
+from companion.settings import Settings, env_name, home_dir
+from companion.shell.desktop import Desktop, ShellHooks
+from companion.shell.instance import SingleInstance
+from companion.shell.window import screenshot
 
 log = logging.getLogger(__name__)
 
@@ -28,68 +35,230 @@ def apply_settings(chat: Any, settings: Settings) -> None:
         chat.max_new_tokens = settings.max_new_tokens
 
 
-def run(settings: Settings, *, screenshot_path: Path | None = None, debug: bool = False) -> None:
-    """Serve the page, open the window, load the model meanwhile; return when it closes.
-    With screenshot_path, save the screen once the page is connected and close (smoke test)."""
-    from companion.app import build_session
+class App(ShellHooks):
+    """The bridge server and the chat session behind the windows."""
 
-    server = BridgeServer(None, settings=settings, model_path=settings.model_path)
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+        self.server = BridgeServer(None, settings=settings, model_path=settings.model_path)
+        self.server.on_settings = self.save_settings
+        self.desktop: Desktop | None = None  # set by run(): pet mode and mute follow the settings
+        self._switch = threading.Lock()
 
-    def on_settings(new: Settings) -> None:
+    # --- ShellHooks ---------------------------------------------------------------------------
+
+    def settings(self) -> Settings:
+        return self.current
+
+    def save_settings(self, new: Settings) -> None:
+        """A change from the page's settings drawer or the tray: save it and apply it."""
+        old, self.current = self.current, new
+        self.server.settings = new
         new.save()
-        apply_settings(server.chat, new)
+        apply_settings(self.server.chat, new)
+        if new.engine != old.engine and self.server.chat is not None:
+            self._reload_engine()
+        desktop = self.desktop
+        if desktop is not None:  # the drawer may switch pet mode and mute too
+            pet_mode, muted = getattr(new, "pet_mode", False), getattr(new, "muted", False)
+            if pet_mode != desktop.pet_mode():
+                desktop.set_pet_mode(pet_mode)
+            if muted != desktop.muted():
+                desktop.set_muted(muted)
 
-    server.on_settings = on_settings
-    url = server.start()
+    def characters(self) -> list[str]:
+        mem = getattr(self.server.chat, "memory", None)
+        if mem is None:
+            return [self.current.character] if self.current.character else []
+        return [c.name for c in mem.store.characters()]
 
-    def load() -> None:
-        def report(text: str) -> None:
-            server.publish(
-                EngineStatus(engine="none", phase="loading", progress=0.0, detail=text[:300])
-            )
+    def set_character(self, name: str) -> None:
+        """Talk with another character: a fresh conversation with its persona and memories."""
+        from companion.app import attach_memory
 
-        report("Loading model")
+        chat: Any = self.server.chat
+        self.save_settings(self.current.model_copy(update={"character": name}))
+        if chat is None or getattr(chat, "memory", None) is None:
+            return
+        with self._switch:
+            old_store = chat.memory.store
+            attach_memory(chat, self.current)
+            chat.history.clear()
+            self._wire_memory(chat)
+            old_store.close()
+        self.server.set_chat(chat)
+        log.info("now talking with %s", name)
+
+    def set_engine(self, name: str) -> None:
+        self.save_settings(self.current.model_copy(update={"engine": name}))
+
+    # --- loading --------------------------------------------------------------------------------
+
+    def report(self, text: str, progress: float = 0.0) -> None:
+        self.server.publish(EngineStatus(engine="none", phase="loading", progress=progress, detail=text[:300]))
+
+    def load(self) -> None:
+        """Build the chat session (model check, engine, memory) and hand it to the pages."""
+        from companion.app import build_session
+
+        aside = _settings_set_aside()
+        if aside is not None:
+            self.report(f"Your settings file could not be read: kept as {aside.name}; using the defaults", 0.02)
+            threading.Event().wait(3.0)  # long enough to be read
+        self.report("Checking the model", 0.05)
         try:
-            chat = build_session(settings, report=report, page_server=server)
+            chat = build_session(self.current, report=self._report_step, page_server=self.server)
         except CompanionError as exc:
-            server.publish(
-                EngineStatus(engine="none", phase="failed", progress=0.0, error=str(exc))
-            )
+            log.error("loading the model failed: %s", exc)
+            self.server.publish(EngineStatus(engine="none", phase="failed", progress=0.0, error=str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - shown in the window, logged in full
             log.exception("loading the model failed")
-            server.publish(
-                EngineStatus(
-                    engine="none", phase="failed", progress=0.0, error=f"internal error: {exc}"
-                )
+            self.server.publish(
+                EngineStatus(engine="none", phase="failed", progress=0.0, error=f"internal error: {exc}")
             )
             return
-        apply_settings(chat, settings)
+        apply_settings(chat, self.current)
+        if getattr(chat, "memory", None) is not None:
+            chat.memory.greet()
+            self._wire_memory(chat)
+        self.server.set_chat(chat)
+        log.info("ready: engine %s on %s", chat.engine_name, chat.adapter)
+
+    def _report_step(self, text: str) -> None:
+        """The engines' progress lines, placed on the bar by what they say."""
+        log.info("%s", text)
+        lower = text.lower()
+        step = 0.15
+        for words, value in (
+            (("adapter", "gpu", "probing"), 0.2), (("shader", "compil", "pipeline"), 0.45),
+            (("upload", "weights", "tensor"), 0.7), (("memory", "embedding"), 0.9),
+        ):  # fmt: skip
+            if any(w in lower for w in words):
+                step = value
+        self.report(text, step)
+
+    def _wire_memory(self, chat: Any) -> None:
+        from companion.bridge.memory_hook import StoreMemoryHook
+
+        mem = chat.memory
+        self.server.memory = StoreMemoryHook(mem.store, mem.character_id)
+        self.server.history = mem.history
+        self.server.character = mem.store.character(mem.character_id).name
+
+    def _reload_engine(self) -> None:
+        """Run the same conversation on the engine the settings now name."""
+        threading.Thread(target=self._swap_engine, name="companion-engine", daemon=True).start()
+
+    def _swap_engine(self) -> None:
+        from companion.app import attach_memory, build_session
+
+        with self._switch:
+            old = self.server.chat
+            self.report(f"Switching to the {self.current.engine} engine", 0.1)
+            try:
+                new = build_session(self.current, report=self._report_step, page_server=self.server, memory=False)
+            except CompanionError as exc:
+                log.error("switching engine failed: %s", exc)
+                self.server.publish(EngineStatus(engine="none", phase="failed", progress=0.0, error=str(exc)))
+                self.server.set_chat(old)
+                return
+            mem = getattr(old, "memory", None)
+            if mem is not None:
+                attach_memory(new, self.current, conversation_id=mem.conversation_id)
+                mem.store.close()
+                self._wire_memory(new)
+            apply_settings(new, self.current)
+            self.server.set_chat(new)
+            _close_engine(old)
+            log.info("engine switched to %s on %s", new.engine_name, new.adapter)
+
+    # --- stopping -------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop the reply (its text so far is stored), stop serving, close engine and database."""
+        chat = self.server.chat
+        if chat is not None:
+            chat.stop()
+        self.server.stop()
+        for t in threading.enumerate():  # the bridge's chat worker finishing its turn
+            if t.name.startswith("companion-chat") and t is not threading.current_thread():
+                t.join(30)
+        _close_engine(chat)
         mem = getattr(chat, "memory", None)
         if mem is not None:
-            from companion.bridge.memory_hook import StoreMemoryHook
+            mem.store.close()
+        log.info("stopped cleanly")
 
-            mem.greet()
-            server.memory = StoreMemoryHook(mem.store, mem.character_id)
-            server.history = mem.history
-            server.character = mem.store.character(mem.character_id).name
-        server.set_chat(chat)
 
-    threading.Thread(target=load, name="companion-load", daemon=True).start()
+def _settings_set_aside() -> Path | None:
+    """The settings file Settings.load(recover=True) moved aside at this start, if it did."""
+    started = time.time() - 120
+    found = sorted(home_dir().glob("settings.json.invalid-*"), key=lambda p: p.stat().st_ctime)
+    return found[-1] if found and found[-1].stat().st_ctime >= started else None
+
+
+def _close_engine(chat: Any) -> None:
+    engine = getattr(chat, "engine", None)
+    if engine is not None:
+        try:
+            engine.close()
+        except Exception:  # noqa: BLE001 - closing is best effort at exit
+            log.debug("closing the engine failed", exc_info=True)
+
+
+def run(settings: Settings, *, screenshot_path: Path | None = None, debug: bool = False) -> int:
+    """The desktop app; returns the exit status. A second launch brings the first one's window
+    forward and returns at once. With screenshot_path, save the screen once the page is
+    connected and quit (smoke test)."""
+    instance = SingleInstance(home_dir())
+    if not instance.acquire():
+        instance.send("pet" if "--pet" in sys.argv[1:] else "show", sys.argv[1:])
+        log.warning("Companion is already running: brought its window to the front")
+        return 0
+    app = App(settings)
+    app.server.start()
+    log.info("bridge on %s", app.server.origin)
+    threading.Thread(target=app.load, name="companion-load", daemon=True).start()
 
     def shoot(window: Any) -> None:
         try:
             threading.Event().wait(1.0)  # let the page paint its first frames
             screenshot(screenshot_path)  # type: ignore[arg-type]
         finally:
-            window.destroy()
+            desktop.quit()
 
+    desktop = app.desktop = Desktop(
+        app.server.launch_url, settings, app, debug=debug,
+        on_page_ready=shoot if screenshot_path is not None else None, ready=app.server.page_connected,
+    )  # fmt: skip
+
+    def on_instance(command: str, argv: list[str]) -> None:
+        if command == "show":
+            desktop.show_chat()
+        elif command == "pet":
+            desktop.set_pet_mode(True)
+        elif command == "quit":
+            desktop.quit()
+
+    instance.serve(on_instance)
     try:
-        run_desktop(
-            url,
-            debug=debug,
-            ready=server.page_connected,
-            on_ready=shoot if screenshot_path is not None else None,
-        )
+        desktop.run()
     finally:
-        server.stop()
+        app.shutdown()
+        instance.release()
+    if desktop.restart_software:
+        _restart_in_software()
+    return 0
+
+
+def _restart_in_software() -> None:
+    """Start this program again with software compositing (the GPU's failed)."""
+    env = dict(os.environ, **{env_name("software_rendering"): "1"})
+    if getattr(sys, "frozen", False):
+        argv = [sys.executable, *sys.argv[1:]]
+    else:
+        argv = [sys.executable, "-m", "companion", *sys.argv[1:]]
+    log.warning("starting again: %s", " ".join(argv))
+    logging.shutdown()
+    os.execve(argv[0], argv, env)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = "instance.lock"
 INFO_FILE = "instance.json"
-COMMANDS = ("show", "quit", "ping")  # what a later launch may ask of the running one
+COMMANDS = ("show", "pet", "quit", "ping")  # what a later launch may ask of the running one
 _MAX_MESSAGE = 64 * 1024
 
 

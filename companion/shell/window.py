@@ -6,6 +6,10 @@ WebEngine and WebView2 are Chromium and take command-line flags through environm
 variables. Whether an adapter really appears is probed by the page at run time (Qt WebEngine
 without a real GPU gives none) and the core falls back to its native engine.
 
+On Linux the shell creates Qt's application object itself, before pywebview does, so it can
+choose GPU or software compositing from the GL renderer first (companion.shell.rendering: a
+blank window otherwise on software GL) and own the tray icon.
+
 `python -m companion.shell.window URL` opens a window on any URL (tests, debugging).
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import sys
 import threading
@@ -22,6 +27,9 @@ from typing import Any
 
 from companion.errors import CompanionError
 from companion.settings import Settings
+from companion.shell import rendering
+
+log = logging.getLogger(__name__)
 
 # Chromium switches asking for WebGPU (also where the GPU is on a blocklist).
 WEBGPU_FLAGS = ("--enable-unsafe-webgpu", "--enable-features=Vulkan", "--ignore-gpu-blocklist")
@@ -42,9 +50,23 @@ def can_open_window() -> bool:
         return False
 
 
+def uses_qt() -> bool:
+    """The window is Qt's (Linux): the shell may use Qt directly (tray, pet mask, GL probe)."""
+    return sys.platform.startswith("linux")
+
+
 def _add_flags(var: str, flags: tuple[str, ...]) -> None:
     current = os.environ.get(var, "").split()
     os.environ[var] = " ".join(current + [f for f in flags if f not in current])
+
+
+def software_setting(settings: Settings) -> bool | None:
+    """Settings.software_rendering where the user set it (file or environment), else None:
+    decide from the GL renderer."""
+    value = settings.software_rendering
+    if value is None or "software_rendering" not in settings.model_fields_set:
+        return None
+    return bool(value)
 
 
 def configure_webview_environment(settings: Settings | None = None) -> str | None:
@@ -58,17 +80,35 @@ def configure_webview_environment(settings: Settings | None = None) -> str | Non
         # cannot set up its namespaces; a desktop session keeps it.
         if settings.xvfb or (hasattr(os, "geteuid") and os.geteuid() == 0):
             os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
-        # On Mesa's software rasterizer (Xvfb, GPU-less VMs) Qt's GL scene graph shows a blank
-        # page ("Compositor returned null texture"); its software backend paints correctly
-        # and leaves Chromium's own GPU process (WebGPU) alone.
-        if settings.xvfb or settings.software_rendering:
-            os.environ.setdefault("QT_QUICK_BACKEND", "software")
+        # Software compositing where it is asked for, or the display is a private Xvfb (always
+        # llvmpipe); elsewhere start_qt() decides from the GL renderer.
+        if settings.xvfb or software_setting(settings):
+            rendering.apply(rendering.Compositing(True, "software compositing: asked for"))
         os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "wayland")
         return "qt"
     if sys.platform == "win32":
         _add_flags("WEBVIEW2_ADDITIONAL_BROWSER_ARGUMENTS", WEBGPU_FLAGS)
         return "edgechromium"
     return None  # macOS: WKWebView, WebGPU as Safari ships it
+
+
+def start_qt(settings: Settings) -> tuple[Any, rendering.Compositing]:
+    """Linux: create the QApplication pywebview will use, and choose (and apply) GPU or
+    software compositing before any window exists. Call on the main thread, after
+    configure_webview_environment()."""
+    import PyQt6.QtWebEngineWidgets  # noqa: F401 - must load before the QApplication exists
+    from PyQt6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0] or "companion"])
+    app.setApplicationName("Companion")
+    app.setDesktopFileName("companion")  # type: ignore[attr-defined]  # match companion.desktop
+    if settings.xvfb and software_setting(settings) is None:
+        choice = rendering.Compositing(True, "software compositing: the display is a private Xvfb")
+    else:
+        choice = rendering.choose(software_setting(settings))
+    rendering.apply(choice)
+    log.info("%s", choice.reason)
+    return app, choice
 
 
 def run_desktop(
@@ -80,8 +120,9 @@ def run_desktop(
     debug: bool = False,
     ready: threading.Event | None = None,
     on_ready: Callable[[Any], None] | None = None,
+    settings: Settings | None = None,
 ) -> None:
-    """Open the window on app_url and run the GUI loop on this (the main) thread until it
+    """Open one window on app_url and run the GUI loop on this (the main) thread until it
     closes. on_ready(window) runs on a helper thread once the page loaded and, when given,
     `ready` is set (BridgeServer.page_connected: the page finished its handshake)."""
     if not can_open_window():
@@ -89,7 +130,11 @@ def run_desktop(
             "cannot open a window here: no display, or pywebview is missing "
             "(pip install 'companion[desktop]')"
         )
-    gui = configure_webview_environment()
+    settings = settings if settings is not None else Settings.load()
+    gui = configure_webview_environment(settings)
+    if uses_qt():
+        rendering.CompositorWatch().install()
+        start_qt(settings)
     import webview
 
     window = webview.create_window(
@@ -133,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=780)
     parser.add_argument("--debug", action="store_true", help="open the web inspector")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     run_desktop(args.url, width=args.width, height=args.height, debug=args.debug)
     return 0
 

@@ -164,3 +164,23 @@ def test_a_capable_model_adds_facts_after_the_reply_only_where_the_user_said_the
     facts = {m["text"]: m["origin"] for m in store.memories(mem.character_id)}
     assert facts.get("The user restores old motorbikes in a shed.") == "model"
     assert not any("astronaut" in t for t in facts)
+
+
+def test_without_the_classifier_file_rules_and_dates_still_make_facts(monkeypatch, embedder, tmp_path, caplog):
+    disclosure.classifier.cache_clear()
+    monkeypatch.setattr(disclosure, "MODEL_FILE", tmp_path / "missing.json")
+    try:
+        found = candidates("I live in Oslo. I have a dentist appointment tomorrow. I keep bees on the roof.",
+                           today=MONDAY, embedder=embedder)
+    finally:
+        disclosure.classifier.cache_clear()
+    assert {c.text for c in found} == {"The user lives in Oslo.",
+                                       "The user has a dentist appointment on Tuesday 3 March 2026."}
+    assert "cannot be read" in caplog.text
+
+
+def test_the_data_ships_inside_the_package():
+    from companion.memory import evaluation
+
+    for path in (disclosure.MODEL_FILE, disclosure.TRAIN_FILE, evaluation.EVAL_FILE):
+        assert path.is_file() and path.parent.parts[-2:] == ("data", "memory")  # companion/data/** ships

@@ -25,13 +25,13 @@ acted on in `session.py` with an undo, `forgetting.py`), then per sentence: what
 fact about the user's life is left out (`disclosure.gate`: questions, hypotheticals, fiction,
 hearsay), precise rules (`rules.py`) give slotted facts, and the rest becomes a fact in the
 user's words (`grammar.py`) when the MiniLM self-disclosure classifier (`disclosure.py`,
-trained on data/disclosure_train.tsv) says so, when it carries a date (`dates.py`: resolved
+trained on companion/data/memory/disclosure_train.tsv) says so, when it carries a date (`dates.py`: resolved
 against the day it was said) or gives a person or pet (`entities.py`) an attribute. A change
 ("I drive a Skoda now", "my sister moved to Lima") replaces the old value, kept in
 memory_history. The chat model may propose more facts when Settings.memory_model_extraction
 allows (model_candidates: each must be supported by one of the user's sentences).
 
-Evaluation (`evaluation.py`, data/eval_set.jsonl): `companion bench memory --eval`.
+Evaluation (`evaluation.py`, companion/data/memory/eval_set.jsonl): `companion bench memory --eval`.
 
 The chat core's calls:
 

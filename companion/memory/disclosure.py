@@ -5,8 +5,8 @@ hypothetical ("if I lived in Spain…", "imagine…", "I wish…"), fiction ("a 
 who…", "my character in the game…"), hearsay ("my friend said she…", "the guy in the podcast
 says…"), a request to the companion, or no one from the user's life in it at all. Then a small
 logistic-regression classifier over the sentence's all-MiniLM-L6-v2 embedding, trained on the
-labelled sentences in data/disclosure_train.tsv (written for it, never from the evaluation
-set); its weights are data/disclosure_model.json, rebuilt with
+labelled sentences in companion/data/memory/disclosure_train.tsv (written for it, never from the evaluation
+set); its weights are disclosure_model.json beside it, rebuilt with
 `python -m companion.memory.train_disclosure`.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "data" / "memory"  # companion/data/memory: ships with the package
 TRAIN_FILE = DATA / "disclosure_train.tsv"
 MODEL_FILE = DATA / "disclosure_model.json"
 THRESHOLD = 0.5  # P(disclosure) at which a sentence becomes a fact
@@ -136,7 +136,7 @@ def train(vectors: np.ndarray, labels: np.ndarray, l2: float = L2, steps: int = 
 
 @functools.cache
 def classifier() -> Classifier:
-    """The shipped classifier (data/disclosure_model.json)."""
+    """The shipped classifier (companion/data/memory/disclosure_model.json)."""
     data = json.loads(MODEL_FILE.read_text())
     return Classifier(np.asarray(data["w"], np.float32), float(data["b"]))
 

@@ -1,6 +1,6 @@
 """The memory evaluation: does what the user tells the companion come back when asked later?
 
-data/eval_set.jsonl (written before the code it measures, never tuned against item by item)
+companion/data/memory/eval_set.jsonl (written before the code it measures, never tuned against item by item)
 holds statements in 14 categories, each with a later question and the keywords a right answer
 contains, plus distractors that must not become facts. Protocol, one fresh store:
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-EVAL_FILE = Path(__file__).parent / "data" / "eval_set.jsonl"
+EVAL_FILE = Path(__file__).resolve().parent.parent / "data" / "memory" / "eval_set.jsonl"
 BASE_TIME = dt.datetime(2026, 1, 5, 10, 0)  # when the first item without a date is said
 STEP = dt.timedelta(hours=6)  # between items without a date
 DEFAULT_REPLY = "Okay."

@@ -18,6 +18,7 @@ memory_history.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Candidate", "Change", "candidates", "extract_and_store_memories", "model_candidates", "remember",
            "rule_candidates", "supersede_said"]
 
+log = logging.getLogger(__name__)
 Generate = Callable[[list[dict[str, str]]], str]
 DUPLICATE_COSINE = 0.9  # a free fact this close to a stored one is the same fact
 # A sentence worded as a change ("now", "switched", "sold") replaces the closest stored fact if
@@ -211,7 +213,13 @@ def _disclosure_probabilities(texts: list[str], embedder: Any) -> np.ndarray:
             embedder = get_embedder()
         except ModelError:
             return np.zeros(len(texts))  # without the encoder only the rules and dates speak
-    return disclosure.classifier().probabilities(embedder.encode(texts))  # (N,)
+    try:
+        model = disclosure.classifier()
+    except (OSError, ValueError, KeyError) as exc:  # a broken install: remember by rules, say why
+        log.warning("memory: the self-disclosure classifier %s cannot be read (%s): reinstall Companion; "
+                    "until then only rules and dates make facts", disclosure.MODEL_FILE, exc)
+        return np.zeros(len(texts))
+    return model.probabilities(embedder.encode(texts))  # (N,)
 
 
 # --- the model --------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Train the self-disclosure classifier on data/disclosure_train.tsv and write
-data/disclosure_model.json: `python -m companion.memory.train_disclosure`."""
+"""Train the self-disclosure classifier on companion/data/memory/disclosure_train.tsv and
+write disclosure_model.json beside it: `python -m companion.memory.train_disclosure`."""
 
 from __future__ import annotations
 

@@ -305,7 +305,7 @@ class Desktop:
             "Companion (pet)", self.launch_url("/pet.html"), width=pet.SIZE, height=pet.SIZE,
             x=x, y=y, resizable=False, frameless=True, transparent=True, on_top=True,
             focus=False, hidden=uses_qt(), easy_drag=not uses_qt(),
-            background_color="#000000",
+            background_color="#000000", js_api=None if uses_qt() else _PetApi(self),
         )  # fmt: skip
         if uses_qt():
 
@@ -464,6 +464,16 @@ class Desktop:
             self.gui(exit_loop)
         if sys.platform != "linux" and self.tray is not None:
             self.tray.hide()
+
+
+class _PetApi:
+    """What the pet page may call through pywebview where the shell is not Qt (a click)."""
+
+    def __init__(self, desktop: Desktop) -> None:
+        self._desktop = desktop
+
+    def toggle_chat(self) -> None:
+        self._desktop.toggle_chat()
 
 
 def _inside(obj: Any, window: Any) -> bool:

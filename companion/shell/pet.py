@@ -2,12 +2,11 @@
 it is, and which of its pixels take clicks.
 
 The pet is a frameless, transparent, always-on-top window showing only the page's avatar
-(`/?view=pet`). Clicks on its empty corners fall through to the desktop below: the window's
+(ui/pet.html). Clicks on its empty corners fall through to the desktop below: the window's
 input region is the avatar's disc. On X11 that is the SHAPE extension's input shape (drawing
-stays whole: the halo is still painted), set here through libXext; on Wayland Qt's mask
-becomes the surface's input region; on Windows a window region (SetWindowRgn); on macOS
-the window server already passes clicks through fully transparent pixels of a non-opaque
-window.
+stays whole: the halo is still painted), set here through libXext; elsewhere under Qt (Wayland)
+Qt's mask, which becomes the surface's input region. Windows and macOS (pywebview without Qt)
+get the frameless, transparent, on-top window and pywebview's drag, but no input region yet.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ SIZE_KB="$(du -sk --exclude=DEBIAN "$DEB" | cut -f1)"
 sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE_KB@/$SIZE_KB/" packaging/linux/control.in > "$DEB/DEBIAN/control"
 install -m 755 packaging/linux/postinst packaging/linux/postrm "$DEB/DEBIAN/"
 DEBFILE="$DIST/companion_${VERSION}_${ARCH}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$DEB" "$DEBFILE" >/dev/null
+dpkg-deb --root-owner-group -Zgzip --build "$DEB" "$DEBFILE" >/dev/null
 echo "deb: $DEBFILE ($(du -h "$DEBFILE" | cut -f1))"
 
 echo "== AppDir"

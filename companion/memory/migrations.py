@@ -21,6 +21,26 @@ def _run(db: sqlite_utils.Database, *statements: str) -> None:
         db.execute(sql)
 
 
+def _external_fts(table: str) -> list[str]:
+    """An external-content FTS5 index over `table`.text, kept in sync by triggers (the layout
+    sqlite-utils' enable_fts makes, written out because enable_fts would COMMIT)."""
+    fts = f"{table}_fts"
+    return [
+        f"""CREATE VIRTUAL TABLE {fts} USING fts5(
+            text, content='{table}', content_rowid='id', tokenize='porter unicode61')""",
+        f"""CREATE TRIGGER {table}_ai AFTER INSERT ON {table} BEGIN
+            INSERT INTO {fts}(rowid, text) VALUES (new.id, new.text);
+        END""",
+        f"""CREATE TRIGGER {table}_ad AFTER DELETE ON {table} BEGIN
+            INSERT INTO {fts}({fts}, rowid, text) VALUES ('delete', old.id, old.text);
+        END""",
+        f"""CREATE TRIGGER {table}_au AFTER UPDATE OF text ON {table} BEGIN
+            INSERT INTO {fts}({fts}, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO {fts}(rowid, text) VALUES (new.id, new.text);
+        END""",
+    ]
+
+
 @migrations()
 def m001_initial(db: sqlite_utils.Database) -> None:
     """Characters, conversations, messages, memories and rolling summaries."""
@@ -98,20 +118,7 @@ def m002_recall(db: sqlite_utils.Database) -> None:
         "ALTER TABLE memories ADD COLUMN embedding_model TEXT",
         "ALTER TABLE memories ADD COLUMN previous_text TEXT",  # what an update replaced
         "ALTER TABLE messages ADD COLUMN stats TEXT",  # JSON: prompt_tokens, tokens_per_s...
-        # External-content FTS5 over memories.text, kept in sync by triggers (the layout
-        # sqlite-utils' enable_fts makes, written out because enable_fts would COMMIT).
-        """CREATE VIRTUAL TABLE memories_fts USING fts5(
-            text, content='memories', content_rowid='id', tokenize='porter unicode61')""",
-        """CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
-            INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
-        END""",
-        """CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
-            INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
-        END""",
-        """CREATE TRIGGER memories_au AFTER UPDATE OF text ON memories BEGIN
-            INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
-            INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
-        END""",
+        *_external_fts("memories"),
         "INSERT INTO memories_fts(memories_fts) VALUES ('rebuild')",
         "PRAGMA user_version = 2",
     )
@@ -139,18 +146,7 @@ def m003_episodes_entities(db: sqlite_utils.Database) -> None:
         )""",
         "CREATE INDEX episodes_by_character ON episodes(character_id, id)",
         "CREATE INDEX episodes_by_message ON episodes(message_id)",
-        """CREATE VIRTUAL TABLE episodes_fts USING fts5(
-            text, content='episodes', content_rowid='id', tokenize='porter unicode61')""",
-        """CREATE TRIGGER episodes_ai AFTER INSERT ON episodes BEGIN
-            INSERT INTO episodes_fts(rowid, text) VALUES (new.id, new.text);
-        END""",
-        """CREATE TRIGGER episodes_ad AFTER DELETE ON episodes BEGIN
-            INSERT INTO episodes_fts(episodes_fts, rowid, text) VALUES ('delete', old.id, old.text);
-        END""",
-        """CREATE TRIGGER episodes_au AFTER UPDATE OF text ON episodes BEGIN
-            INSERT INTO episodes_fts(episodes_fts, rowid, text) VALUES ('delete', old.id, old.text);
-            INSERT INTO episodes_fts(rowid, text) VALUES (new.id, new.text);
-        END""",
+        *_external_fts("episodes"),
         """
         CREATE TABLE entities (
             id INTEGER PRIMARY KEY,

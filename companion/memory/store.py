@@ -613,15 +613,7 @@ class Store:
 
     def memories(self, character_id: int | None = None, *, slot: str | None = None) -> list[dict[str, Any]]:
         """Memories (newest first), optionally of one character / one slot."""
-        where: list[str] = []
-        params: list[Any] = []
-        if character_id is not None:
-            where.append("character_id = ?")
-            params.append(character_id)
-        if slot is not None:
-            where.append("slot = ?")
-            params.append(slot)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        clause, params = _where(character_id=character_id, slot=slot)
         return self._read(
             f"SELECT {_MEMORY_COLS} FROM memories {clause} ORDER BY updated_at DESC, id DESC", params
         )
@@ -804,14 +796,7 @@ class Store:
 
     def episodes(self, character_id: int | None = None, *, message_id: int | None = None) -> list[dict[str, Any]]:
         """Passages (id, message_id, role, text, said_at, has_embedding), oldest first."""
-        where, params = [], []
-        if character_id is not None:
-            where.append("character_id = ?")
-            params.append(character_id)
-        if message_id is not None:
-            where.append("message_id = ?")
-            params.append(message_id)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        clause, params = _where(character_id=character_id, message_id=message_id)
         return self._read(
             f"SELECT id, message_id, role, text, said_at, embedding IS NOT NULL AS has_embedding FROM episodes {clause} ORDER BY id",
             params)
@@ -843,3 +828,10 @@ _MEMORY_COLS = (
     "id, character_id, kind, slot, text, pinned, source_message_id, created_at, updated_at, previous_text, "
     "entity_id, happens_on, origin"
 )
+
+
+def _where(**equal: Any) -> tuple[str, list[Any]]:
+    """A WHERE clause requiring each column to equal its value (None: no condition)."""
+    given = {col: v for col, v in equal.items() if v is not None}
+    clause = ("WHERE " + " AND ".join(f"{col} = ?" for col in given)) if given else ""
+    return clause, list(given.values())

@@ -348,7 +348,81 @@ def bench_memory(as_json: bool, evaluate: bool) -> None:
 
 @main.group(cls=_Group)
 def model() -> None:
-    """Inspect model files."""
+    """Inspect, add, remove and choose model files."""
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):,.0f} MiB"
+
+
+@model.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def model_list(ctx: click.Context, as_json: bool) -> None:
+    """The models Companion knows (built in, and added with `companion model add`), the one
+    in use, and the GPU memory each takes at the configured context length."""
+    from dataclasses import asdict
+
+    from companion.gpu.builder import MAX_BINDING, estimate_gpu_bytes
+    from companion.model import GGUFModel
+    from companion.model.registry import list_models
+
+    settings = _settings(ctx)
+    rows = []
+    for e in list_models():
+        est = estimate_gpu_bytes(GGUFModel(e.path), settings.context_length)
+        in_use = (settings.model_path is None and e.name == "smollm2-135m") or (
+            settings.model_path is not None and Path(settings.model_path).resolve() == Path(e.path).resolve()
+        )
+        rows.append({**asdict(e), "in_use": in_use, "gpu_bytes": est})
+    if as_json:
+        click.echo(json.dumps({"models": rows, "max_binding_bytes": MAX_BINDING}))
+        return
+    for r in rows:
+        est = r["gpu_bytes"]
+        mark = "*" if r["in_use"] else " "
+        kind = "chat" if r["can_chat"] else "base (raw completion)"
+        click.echo(f"{mark} {r['name']:<20} {r['arch']:<8} {r['file_type']:<5} {r['parameters'] / 1e6:7.0f}M  {kind}")
+        click.echo(f"    {r['path']}")
+        click.echo(f"    GPU ≈ {_mib(est['total'])} (weights {_mib(est['weights'])}, KV cache {_mib(est['kv_cache'])} at "
+                   f"{settings.context_length} tokens); largest binding {_mib(est['largest_binding'])} of {_mib(MAX_BINDING)}")
+
+
+@model.command("add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Short name (default: from the file name).")
+def model_add(path: Path, name: str | None) -> None:
+    """Check that Companion can run a GGUF and add it to the list (the file stays where it is)."""
+    from companion.model.registry import add_model
+
+    e = add_model(path, name)
+    click.echo(f"added {e.name}: {e.arch} {e.file_type}, {e.parameters / 1e6:.0f}M parameters"
+               + ("" if e.can_chat else " (a base model: raw completion only)"))
+
+
+@model.command("remove")
+@click.argument("name")
+def model_remove(name: str) -> None:
+    """Forget an added model (its file is not deleted)."""
+    from companion.model.registry import remove_model
+
+    e = remove_model(name)
+    click.echo(f"removed {e.name} ({e.path} is untouched)")
+
+
+@model.command("use")
+@click.argument("name")
+def model_use(name: str) -> None:
+    """Make a listed model the one Companion runs (saved as the model_path setting)."""
+    from companion.model.registry import DEFAULT_NAME, resolve
+
+    path = resolve(name)
+    if path is None:
+        raise CompanionError(f"no model named {name!r}: see `companion model list`")
+    s = Settings.load()
+    s.model_path = None if name == DEFAULT_NAME else path
+    s.save()
+    click.echo(f"using {name} ({path})")
 
 
 @model.command("info")

@@ -14,7 +14,9 @@ import numpy as np
 from gguf import GGMLQuantizationType as QT
 
 from companion.errors import UnsupportedModelError
-from companion.gpu import shaders
+from companion.gpu import _flash, _tiled, shaders
+from companion.gpu._flash import flash_dispatches, flash_fits, part_bytes
+from companion.gpu._tiled import TILED, tiled_dispatch
 from companion.gpu.adapters import (
     AUTO_F32_NOTE,
     VARIANTS,
@@ -83,6 +85,11 @@ SHADER_BINDINGS: dict[str, list[str]] = {
     "sample.wgsl": [U, W, R, W],
     "qkv_rope.wgsl": [U, R, R, R, W, W, W],
     "add_norm.wgsl": [U, R, R, W],
+    "attention_flash.wgsl": [U, R, R, R, W],
+    "matmul_attn.wgsl": [U, R, R, W],
+    "matmul_tiled.wgsl": [U, R, R, W],
+    "matmul_swiglu_tiled.wgsl": [U, R, R, R, W],
+    "matmul_qkv_tiled.wgsl": [U, R, R, R, R, W, W, W],
 }
 
 WG = 64  # invocations per workgroup of the matmul-style kernels (<= 256 everywhere)
@@ -420,6 +427,8 @@ def matmul_dispatch(
     rp = int(constants.pop("RP", 1))  # split-K row pairs per workgroup (matmul_norm.wgsl only)
     if layout == "splitk" and _ceil(pairs, rp) > MAX_GROUPS:
         layout = "rowmajor"  # more row pairs than one grid dimension holds: the rows kernels
+    if layout == "splitk" and n_tokens is None and shader in TILED and _tiled.ENABLED:  # prefill: tiles
+        return tiled_dispatch(w, shader, weight, qtype, M, K, buffers, label, **constants)
     if layout == "splitk":
         wg = splitk_wg(qtype, K)
         if rp > 1:
@@ -445,6 +454,51 @@ def matmul_dispatch(
     return w.dispatch(pl, ["step", weight, *buffers], (x, y, 1), label)
 
 
+def check_plannable(model) -> None:
+    """UnsupportedModelError unless build_plan can describe this model (architecture, head
+    layout, matrices that fit a binding: only embedding tables and heads are split)."""
+    cfg = model.config
+    if cfg.arch not in ARCHITECTURES:
+        raise UnsupportedModelError(f"architecture {cfg.arch!r} has no GPU plan yet")
+    if cfg.rope_dim != cfg.head_dim:
+        raise UnsupportedModelError(f"partial RoPE (rope_dim {cfg.rope_dim} < head_dim {cfg.head_dim}) is not supported")
+    if cfg.head_dim % 4 or cfg.head_dim > 256 or cfg.n_head % cfg.n_head_kv:
+        raise UnsupportedModelError(f"head layout {cfg.n_head}/{cfg.n_head_kv}x{cfg.head_dim} is not supported")
+    big = {"token_embd.weight", "output.weight"}
+    for name, t in model.tensors.items():
+        if len(t.shape) == 2 and name not in big:
+            q = t.ggml_type if t.ggml_type in KERNEL_TYPES else QT.F16
+            n = t.shape[0] * blob_row_bytes(q, t.shape[1])
+            if name.endswith(("ffn_gate.weight", "ffn_up.weight")):
+                n *= 2  # gate and up share one blob
+            if n > MAX_BINDING:
+                raise UnsupportedModelError(f"{name} needs {n:,} bytes in one GPU binding (at most {MAX_BINDING:,})")
+
+
+def estimate_gpu_bytes(model, n_ctx: int = 2048, max_batch: int = 64, f16_kv: bool = False) -> dict[str, int]:
+    """GPU memory a plan for `model` takes (bytes): repacked weights, KV cache, activations,
+    and the largest single binding (embedding tables and heads are split at MAX_BINDING)."""
+    cfg = model.config
+    n_ctx = min(n_ctx, cfg.n_ctx_train) if cfg.n_ctx_train else n_ctx
+    weights = largest = 0
+    for name, t in model.tensors.items():
+        if name == "output.weight" and cfg.tied_output:
+            continue
+        if len(t.shape) != 2:
+            weights += 4 * int(np.prod(t.shape))
+            continue
+        q = t.ggml_type if t.ggml_type in KERNEL_TYPES else QT.F16
+        n = t.shape[0] * blob_row_bytes(q, t.shape[1])
+        weights += n
+        largest = max(largest, min(n, MAX_BINDING) if name in ("token_embd.weight", "output.weight") else n)
+    NQ, NK = cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim
+    kv = 2 * cfg.n_layer * n_ctx * NK * (2 if f16_kv else 4)
+    act = max_batch * 4 * (3 * cfg.n_embd + 2 * NQ + (NQ + 2 * NK) + cfg.n_ff + cfg.n_vocab)
+    rope = n_ctx * cfg.head_dim * 4 * (2 if cfg.sliding_window else 1)
+    return {"weights": weights, "kv_cache": kv, "activations": act + rope,
+            "total": weights + kv + act + rope, "largest_binding": max(largest, act // 2)}  # fmt: skip
+
+
 def build_plan(
     model,
     n_ctx: int = 2048,
@@ -463,12 +517,7 @@ def build_plan(
     "rows" | "splitk" | "auto" (splitk on GPUs, rows on CPU rasterizers, judged from
     adapter_info, the adapter's info dict), None = COMPANION_GPU_LAYOUT (default auto)."""
     cfg = model.config
-    if cfg.arch not in ARCHITECTURES:
-        raise UnsupportedModelError(f"architecture {cfg.arch!r} has no GPU plan yet")
-    if cfg.rope_dim != cfg.head_dim:
-        raise UnsupportedModelError(f"partial RoPE (rope_dim {cfg.rope_dim} < head_dim {cfg.head_dim}) is not supported")
-    if cfg.head_dim % 4 or cfg.head_dim > 256 or cfg.n_head % cfg.n_head_kv:
-        raise UnsupportedModelError(f"head layout {cfg.n_head}/{cfg.n_head_kv}x{cfg.head_dim} is not supported")
+    check_plannable(model)
     n_ctx = min(n_ctx, cfg.n_ctx_train) if cfg.n_ctx_train else n_ctx
 
     lay, lay_why = choose_layout(adapter_info, layout)
@@ -624,6 +673,9 @@ def build_plan(
     w.buffer("x", B * d * 4)  # (B, d) residual stream
     w.buffer("q", B * NQ * 4)  # (B, NQ) roped queries
     w.buffer("att", B * NQ * 4)  # (B, NQ) attention output
+    flash = splitk and _flash.ENABLED and flash_fits(H, hd)  # decode attention split over workgroups (gpu/_flash.py)
+    if flash:
+        w.buffer("attn_part", part_bytes(H, hd))  # (H, FLASH_S, hd / 4 + 1) vec4 partials
     w.buffer("ff", B * ff * 4)  # (B, ff) swiglu output
     w.buffer("logits", B * V * 4)  # (B, V) logits (row 0 only unless prefill_all)
     if any(not L.fused_qkv for L in layers):
@@ -670,10 +722,19 @@ def build_plan(
                     QK_NORM=cfg.qk_norm, EPS=cfg.rms_eps, WG=64,
                 )  # fmt: skip
                 ds.append(w.dispatch(pl, ["step", "qkv", L.aux or "qkv", L.rope, "q", L.k, L.v], (H + 2 * KV, T, 1), f"blk.{i} {'bias+' if cfg.has_qkv_bias else ''}{'qk_norm+' if cfg.qk_norm else ''}rope+kv"))
-            ds.append(w.dispatch(att, ["step", "q", L.k, L.v, "att"], (H, T, 1), f"blk.{i} attention" + (f" (window {L.window})" if L.window else "")))
+            Q = L.wo
+            if flash and n_tokens == 1 and L.post_attn_norm is None and _ceil(Q.M, 2) <= MAX_GROUPS:
+                ds += flash_dispatches(
+                    w, layer=f"blk.{i}", n_head=H, n_head_kv=KV, head_dim=hd, k_cache=L.k, v_cache=L.v, part="attn_part",
+                    wo=Q.buffer, wo_qtype=Q.qtype, wo_rows=Q.M, wo_wg=splitk_wg(Q.qtype, Q.K), window=L.window, att_consts=att_consts,
+                )  # fmt: skip
+            else:
+                ds.append(w.dispatch(att, ["step", "q", L.k, L.v, "att"], (H, T, 1), f"blk.{i} attention" + (f" (window {L.window})" if L.window else "")))
             add_pl = w.pipeline("add_norm.wgsl", K=d, EPS=cfg.rms_eps, WG=64) if cfg.post_norms else ""
             Q = L.wo
-            if L.post_attn_norm is not None:
+            if ds[-1].pipeline.startswith("matmul_attn"):
+                pass  # flash: the output projection merged the partials above
+            elif L.post_attn_norm is not None:
                 ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["att", "tmp"], n_tokens, f"blk.{i} attn_output", lay))
                 ds.append(w.dispatch(add_pl, ["step", "tmp", L.post_attn_norm, "x"], (1, T, 1), f"blk.{i} post_attention_norm+residual"))
             else:

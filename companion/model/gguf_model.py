@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from companion.errors import ModelError, UnsupportedModelError
 from companion.model._gguf_file import GGUFFile
 from companion.model.chat_template import ChatTemplate, has_chatml_tokens
-from companion.model.tokenizer import Tokenizer
+from companion.model.tokenizer import TOKEN_CONTROL, TOKEN_USER_DEFINED, Tokenizer
 
 # architecture -> RoPE pairing (llama.cpp's llama_model_rope_type). llama's converter permutes
 # Q/K rows so that "normal" RoPE (adjacent pairs) applies; qwen2 and gemma3 keep HF's
@@ -287,10 +287,17 @@ class GGUFModel:
         with a one-line explanation for a base model without one."""
         return ChatTemplate.from_metadata(self.meta, self.tokenizer)
 
-    @property
+    @cached_property
     def can_chat(self) -> bool:
-        """False for a base model: no chat template, and no ChatML tokens to fall back on."""
-        return bool(self.meta("tokenizer.chat_template")) or has_chatml_tokens(self.tokenizer)
+        """False for a base model: no chat template, and no ChatML control tokens to fall back
+        on (read from the vocabulary, without building the tokenizer)."""
+        if self.meta("tokenizer.chat_template"):
+            return True
+        if "tokenizer" in self.__dict__:
+            return has_chatml_tokens(self.tokenizer)
+        tokens, types = self.meta("tokenizer.ggml.tokens") or [], self.meta("tokenizer.ggml.token_type") or []
+        control = {t for t, ty in zip(tokens, types, strict=False) if ty in (TOKEN_CONTROL, TOKEN_USER_DEFINED)}
+        return {"<|im_start|>", "<|im_end|>"} <= control
 
     @property
     def chat_template_or_none(self) -> ChatTemplate | None:

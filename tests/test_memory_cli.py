@@ -7,6 +7,7 @@ import sqlite3
 
 from click.testing import CliRunner
 
+from companion.cli import main
 from companion.memory import manage
 from companion.memory.cli import memory_group
 from companion.memory.store import Store
@@ -27,20 +28,20 @@ def _seed() -> tuple[int, int]:
 def test_list_search_forget_wipe(companion_home):
     _seed()
     runner = CliRunner()
-    r = runner.invoke(memory_group, ["list", "--json"])
+    r = runner.invoke(main, ["memory", "list", "--json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.output)
     assert {m["text"] for m in rows} == {"The user lives in Lyon.", "The user likes tea."}
-    r = runner.invoke(memory_group, ["search", "Lyon"])
+    r = runner.invoke(main, ["memory", "search", "Lyon"])
     assert r.exit_code == 0 and "lives in Lyon" in r.output.splitlines()[0]
     tea = next(m["id"] for m in rows if "tea" in m["text"])
-    assert runner.invoke(memory_group, ["forget", str(tea)]).exit_code == 0
-    r = runner.invoke(memory_group, ["forget", "9999"])
+    assert runner.invoke(main, ["memory", "forget", str(tea)]).exit_code == 0
+    r = runner.invoke(main, ["memory", "forget", "9999"])
     assert r.exit_code == 1 and "no memory 9999" in r.output
-    assert runner.invoke(memory_group, ["wipe"], input="n\n").exit_code == 1  # asks first
-    r = runner.invoke(memory_group, ["wipe", "--character", "Mira", "--yes"])
+    assert runner.invoke(main, ["memory", "wipe"], input="n\n").exit_code == 1  # asks first
+    r = runner.invoke(main, ["memory", "wipe", "--character", "Mira", "--yes"])
     assert r.exit_code == 0 and "forgot 1 memories" in r.output
-    assert "no memories" in runner.invoke(memory_group, ["list"]).output
+    assert "no memories" in runner.invoke(main, ["memory", "list"]).output
 
 
 def test_exports(companion_home, tmp_path):
@@ -49,7 +50,7 @@ def test_exports(companion_home, tmp_path):
     md, js, db = tmp_path / "c.md", tmp_path / "c.json", tmp_path / "all.db"
     for args in (["export", str(md), "--conversation", str(conv)], ["export", str(js), "--conversation", str(conv)],
                  ["export", str(db)]):
-        r = runner.invoke(memory_group, args)
+        r = runner.invoke(main, ["memory", *args])
         assert r.exit_code == 0, r.output
     text = md.read_text()
     assert text.startswith("# Conversation with Mira") and "I live in Lyon." in text and "_(stopped)_" in text
@@ -59,9 +60,9 @@ def test_exports(companion_home, tmp_path):
     assert raw.execute("SELECT count(*) FROM memories").fetchone()[0] == 2
     assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     raw.close()
-    r = runner.invoke(memory_group, ["export", str(db)])
+    r = runner.invoke(main, ["memory", "export", str(db)])
     assert r.exit_code == 1 and "already exists" in r.output
-    assert "Mira" in runner.invoke(memory_group, ["conversations"]).output
+    assert "Mira" in runner.invoke(main, ["memory", "conversations"]).output
 
 
 def test_bridge_functions(companion_home):
@@ -128,10 +129,10 @@ def test_search_shows_where_each_hit_came_from_and_forgets_a_message(companion_h
         mem.reply_started()
         mem.reply_finished("It has great croissants!", "done", {})
     runner = CliRunner()
-    out = runner.invoke(memory_group, ["search", "bakery Elm Street"]).output.splitlines()
+    out = runner.invoke(main, ["memory", "search", "bakery Elm Street"]).output.splitlines()
     said = next(line for line in out if "Elm Street" in line)
     assert said.split()[0].startswith("m") and "[you said on Monday 2 March 2026]" in said
-    r = runner.invoke(memory_group, ["forget", said.split()[0]])
+    r = runner.invoke(main, ["memory", "forget", said.split()[0]])
     assert r.exit_code == 0, r.output
-    assert "Elm Street" not in runner.invoke(memory_group, ["search", "bakery Elm Street"]).output
-    assert runner.invoke(memory_group, ["forget", "x1"]).exit_code == 1
+    assert "Elm Street" not in runner.invoke(main, ["memory", "search", "bakery Elm Street"]).output
+    assert runner.invoke(main, ["memory", "forget", "x1"]).exit_code == 1

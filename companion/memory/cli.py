@@ -29,10 +29,6 @@ def _store():
     return Store(embedder=None)
 
 
-def _fail(exc: CompanionError) -> click.ClickException:
-    return click.ClickException(str(exc))
-
-
 def _ref(character: str | None) -> int | str | None:
     return int(character) if character and character.isdigit() else character
 
@@ -68,11 +64,8 @@ def list_cmd(character: str | None, as_json: bool) -> None:
     """List remembered facts, newest first."""
     from companion.memory import manage
 
-    try:
-        with _store() as store:
-            _echo_memories(manage.list_memories(store, _ref(character)), as_json)
-    except CompanionError as exc:
-        raise _fail(exc) from exc
+    with _store() as store:
+        _echo_memories(manage.list_memories(store, _ref(character)), as_json)
 
 
 @memory_group.command("search")
@@ -86,11 +79,8 @@ def search_cmd(query: str, character: str | None, limit: int, as_json: bool) -> 
     from companion.memory import manage
     from companion.memory.store import Store
 
-    try:
-        with Store() as store:  # with embeddings, when the model is installed
-            _echo_memories(manage.search_memories(store, query, _ref(character), limit), as_json)
-    except CompanionError as exc:
-        raise _fail(exc) from exc
+    with Store() as store:  # with embeddings, when the model is installed
+        _echo_memories(manage.search_memories(store, query, _ref(character), limit), as_json)
 
 
 @memory_group.command("forget")
@@ -100,18 +90,15 @@ def forget_cmd(ids: tuple[str, ...]) -> None:
     came from; m<id> (from `memory search`) forgets a past message (its transcript stays)."""
     from companion.memory import manage
 
-    try:
-        with _store() as store:
-            for ref in ids:
-                if ref.lower().startswith("m") and ref[1:].isdigit():
-                    manage.forget_message(store, int(ref[1:]))
-                elif ref.isdigit():
-                    manage.delete_memory(store, int(ref))
-                else:
-                    raise CompanionError(f"{ref!r} is not a memory id: use the numbers `memory list` or `memory search` show")
-                click.echo(f"forgot {ref}")
-    except CompanionError as exc:
-        raise _fail(exc) from exc
+    with _store() as store:
+        for ref in ids:
+            if ref.lower().startswith("m") and ref[1:].isdigit():
+                manage.forget_message(store, int(ref[1:]))
+            elif ref.isdigit():
+                manage.delete_memory(store, int(ref))
+            else:
+                raise CompanionError(f"{ref!r} is not a memory id: use the numbers `memory list` or `memory search` show")
+            click.echo(f"forgot {ref}")
 
 
 @memory_group.command("wipe")
@@ -124,12 +111,9 @@ def wipe_cmd(character: str | None, yes: bool) -> None:
     who = f"of {character}" if character else "of every character"
     if not yes:
         click.confirm(f"Forget all memories {who}?", abort=True)
-    try:
-        with _store() as store:
-            n = manage.wipe_memories(store, _ref(character))
-        click.echo(f"forgot {n} memories and everything said (the transcripts stay: `memory conversations`)")
-    except CompanionError as exc:
-        raise _fail(exc) from exc
+    with _store() as store:
+        n = manage.wipe_memories(store, _ref(character))
+    click.echo(f"forgot {n} memories and everything said (the transcripts stay: `memory conversations`)")
 
 
 @memory_group.command("reindex")
@@ -140,12 +124,9 @@ def reindex_cmd(character: str | None) -> None:
     from companion.memory import manage
     from companion.memory.store import Store
 
-    try:
-        with Store() as store:
-            n = manage.reindex(store, _ref(character), progress=lambda done: click.echo(f"embedded {done}", err=True))
-        click.echo(f"embedded {n} passages")
-    except CompanionError as exc:
-        raise _fail(exc) from exc
+    with Store() as store:
+        n = manage.reindex(store, _ref(character), progress=lambda done: click.echo(f"embedded {done}", err=True))
+    click.echo(f"embedded {n} passages")
 
 
 @memory_group.command("export")
@@ -156,25 +137,19 @@ def export_cmd(path: Path, conversation_id: int | None) -> None:
     """Export a conversation as Markdown/JSON, or everything as one SQLite file."""
     from companion.memory import manage
 
-    try:
-        with _store() as store:
-            if conversation_id is None:
-                manage.export_store(store, path)
-            else:
-                manage.export_conversation(store, conversation_id, path)
-        click.echo(f"wrote {path}")
-    except CompanionError as exc:
-        raise _fail(exc) from exc
+    with _store() as store:
+        if conversation_id is None:
+            manage.export_store(store, path)
+        else:
+            manage.export_conversation(store, conversation_id, path)
+    click.echo(f"wrote {path}")
 
 
 @memory_group.command("conversations")
 @character_option
 def conversations_cmd(character: str | None) -> None:
     """List conversations (ids for `memory export --conversation`)."""
-    try:
-        with _store() as store:
-            cid = store.character(_ref(character)).id if character else None
-            for c in store.conversations(cid):
-                click.echo(f"{c['id']:>5}  {c['character_name']}  {c['message_count']} messages  {c['updated_at'][:16]}")
-    except CompanionError as exc:
-        raise _fail(exc) from exc
+    with _store() as store:
+        cid = store.character(_ref(character)).id if character else None
+        for c in store.conversations(cid):
+            click.echo(f"{c['id']:>5}  {c['character_name']}  {c['message_count']} messages  {c['updated_at'][:16]}")

@@ -1,5 +1,6 @@
-"""The model on the GPU: WGSL kernels (shaders/), the plan that wires them (plan, builder) and
-the native wgpu-py executor (native). The browser executor runs the same plan and shaders.
+"""The model on the GPU: WGSL kernels (shaders/, composed by shaders.py), the plan that wires
+them (plan.py, builder.py), the adapters they run on (adapters.py) and the wgpu-py executor
+(executor.py). The page's executor (ui/engine/) runs the same plan and composed shaders.
 
 The words a user may choose the GPU options with are defined here, once: settings validates
 with them and adapters.py acts on them (as companion.engines does for engine names)."""

@@ -18,6 +18,20 @@ from companion.sampling import Sampler, SamplingParams
 from companion.settings import Settings
 
 AHEAD = 4  # decode steps per command buffer when the engine runs ahead of the caller
+GPU_BATCH = 256  # prompt tokens per prefill submit on GPUs: the tiled matmuls fill the GPU from ~200 on
+CPU_BATCH = 64  # on CPU rasterizers (the rows layout), where a bigger batch gains nothing
+
+
+def default_max_batch(model, adapter_info: dict | None, layout: str | None) -> int:
+    """Prompt tokens per prefill submit: GPU_BATCH where the plan uses the split-K layout (its
+    batched matmuls are tiled), else CPU_BATCH; at most what keeps the (batch, n_vocab) f32
+    logits of eval_all within one 128 MiB binding."""
+    from companion.gpu.adapters import choose_layout
+    from companion.gpu.builder import MAX_BINDING
+
+    lay, _ = choose_layout(adapter_info, layout)
+    want = GPU_BATCH if lay == "splitk" else CPU_BATCH
+    return max(8, min(want, MAX_BINDING // (4 * int(model.config.n_vocab))))
 
 
 @dataclass
@@ -56,7 +70,7 @@ class NativeEngine(Engine):
         model,
         n_ctx: int = 2048,
         adapter: str | None = None,
-        max_batch: int = 64,
+        max_batch: int | None = None,
         progress: bool | None = None,
         device=None,
         features: str | Sequence[str] | None = None,
@@ -81,6 +95,8 @@ class NativeEngine(Engine):
         else:  # a given device offers what it was created with
             feats = adapter_features(device)
             info = dict(device.adapter.info) if getattr(device, "adapter", None) else {}
+        if max_batch is None:
+            max_batch = default_max_batch(model, info, layout)
         t0 = time.perf_counter()
         self.built = build_plan(model, n_ctx=n_ctx, max_batch=max_batch, features=feats, allow=features,
                                 layout=layout, adapter_info=info)

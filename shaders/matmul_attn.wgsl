@@ -1,0 +1,83 @@
+// y += Wo att for the one new token of a decode step, where att is merged here from
+// attention_flash.wgsl's partials: the flash-decoding merge fused into the output projection,
+// so splitting the keys costs no dispatch. Every workgroup (a row pair, as split-K matmul.wgsl)
+// first rebuilds the whole (NH * HD,) attention output in workgroup memory: per head,
+// m* = max_s m_s, w_s = exp(m_s - m*) / sum_s l_s exp(m_s - m*), att = sum_s w_s o_s (a few
+// thousand floats from L2, the same for every workgroup), then runs _matvec.wgsl's split-K
+// inner loop on it.
+//
+// binding  name  type                          shape
+// 0        step  uniform Step                  n_past (the token's position)
+// 1        wq    storage read  array<vec4u32> blob of Wo (M, K = NH * HD), ROWMAJOR   (_quant.wgsl)
+// 2        part  storage read  array<vec4f32>  (NH, S, HD / 4 + 1)  attention_flash.wgsl's partials
+// 3        y     storage rw    array<f32>      (M,)  the residual stream, y += Wo att
+// overrides: QTYPE, M, K (= NH * HD, <= 1024), NH, HD, WG (power of two <= 256), S, WINDOW,
+//            FLASH_WG (as attention_flash.wgsl's, _flash.wgsl)
+// dispatch: (ceil(M / 2), 1, 1)
+//!include _step.wgsl
+//!include _prec.wgsl
+//!include _quant.wgsl
+//!include _flash.wgsl
+//!include _reduce.wgsl
+//!include _matvec.wgsl
+
+override WG: u32 = 64u;
+override NH: u32;
+override HD: u32;
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> part: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+var<workgroup> x: array<vec4<f32>, 256>;  // (K / 4,) the merged attention output: _matvec's input
+var<workgroup> wts: array<f32, 1024>;     // (NH, S) merge weights of the partials
+
+fn in_scale(j: u32) -> vec4<f32> {
+    return vec4<f32>(1.0);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let half = (M + 1u) / 2u;
+    let r = wid.x;
+    if (r >= half) {
+        return;
+    }
+    let d4 = HD / 4u;
+    let sp = flash_span(step.n_past + 1u);
+    for (var h = lid; h < NH; h += WG) {
+        var mx = -3.0e38;
+        for (var s = 0u; s < sp.used; s++) {
+            mx = max(mx, part[(h * S + s) * (d4 + 1u) + d4].x);
+        }
+        var l = 0.0;
+        for (var s = 0u; s < sp.used; s++) {
+            let ml = part[(h * S + s) * (d4 + 1u) + d4].xy;
+            let e = exp(ml.x - mx);
+            wts[h * S + s] = e;
+            l += ml.y * e;
+        }
+        for (var s = 0u; s < sp.used; s++) {
+            wts[h * S + s] /= l;
+        }
+    }
+    workgroupBarrier();
+    for (var i = lid; i < K / 4u; i += WG) {
+        let h = i / d4;
+        let lane = i % d4;
+        var a = vec4<f32>(0.0);
+        for (var s = 0u; s < sp.used; s++) {
+            a += wts[h * S + s] * part[(h * S + s) * (d4 + 1u) + lane];
+        }
+        x[i] = a;
+    }
+    workgroupBarrier();
+    let v = matvec_pair(r, min(r + half, M - 1u), 0u, 1.0, lid);
+    if (lid == 0u) {
+        y[r] += v.x;
+        if (r + half < M) {
+            y[r + half] += v.y;
+        }
+    }
+}

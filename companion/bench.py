@@ -1,5 +1,8 @@
 """`companion bench`: prefill and decode speed, time to first token and peak memory of an
-engine, as JSON, with the engine's own counters (dispatches/submits/readback) when it has them."""
+engine, as JSON, with the engine's own counters (dispatches/submits/readback/encode time per
+token) when it has them, decode at several context lengths, and the rate a user sees through
+the chat loop. Optionally a llama.cpp peer measured in the same run (companion.bench_peer) and a
+PNG plot of both."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +24,9 @@ BENCH_TEXT = (
     "It remembers what matters, speaks with a persona the user chooses, and never sends a "
     "word over the network. "
 )
+CHAT_PROMPT = "Write a long story about a robot who learns to paint, in at least five paragraphs."
+CONTEXTS = (0, 512, 2048)  # decode is measured after a prompt of this many tokens (0: one token)
+PREFILL_SIZES = (128, 512)
 
 
 def peak_rss_mb() -> float:
@@ -40,34 +47,78 @@ def bench_prompt(model: GGUFModel, n_tokens: int) -> list[int]:
     return ids[:n_tokens]
 
 
+def _med(xs: Sequence[float]) -> float:
+    return float(np.median(xs))
+
+
+def _decode(engine: Engine, prompt: list[int], n: int) -> tuple[float, float]:
+    """(seconds to the first id, seconds for n more) of a greedy decode loop after prompt."""
+    engine.reset()
+    sampler = Sampler(SamplingParams.greedy_params())
+    history = list(prompt)
+    t0 = time.perf_counter()
+    tok = engine.next_token(prompt, sampler, history)
+    t1 = time.perf_counter()
+    for _ in range(n):
+        history.append(tok)
+        tok = engine.next_token([tok], sampler, history)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def bench_chat(engine: Engine, model: GGUFModel, decode_tokens: int, repeats: int) -> dict[str, Any]:
+    """The reply rate through the chat loop (ChatSession: template, detokenizer, emotion tags
+    and the per-sentence emotion reading), greedy, a fresh conversation each run; medians of the
+    session's own stats after one warm-up."""
+    from companion.chat import ChatSession
+
+    rates, ttfts, counts = [], [], []
+    for r in range(repeats + 1):
+        session = ChatSession(model, engine, sampling=SamplingParams.greedy_params(), max_new_tokens=decode_tokens)
+        done = None
+        for ev in session.send(CHAT_PROMPT):
+            done = ev
+        stats = getattr(done, "stats", {}) or {}
+        if r > 0 and stats.get("generated_tokens", 0) > 1:
+            rates.append(float(stats["decode_tok_per_s"]))
+            ttfts.append(float(stats["time_to_first_token_s"]))
+            counts.append(int(stats["generated_tokens"]))
+    if not rates:
+        return {"error": "the chat replies ended before a second token"}
+    return {
+        "decode_tok_per_s": round(_med(rates), 2),
+        "time_to_first_token_s": round(_med(ttfts), 4),
+        "generated_tokens": int(_med(counts)),
+        "prompt": CHAT_PROMPT,
+    }
+
+
 def bench_engine(
-    engine: Engine, model: GGUFModel, prompt_tokens: int = 128, decode_tokens: int = 128, repeats: int = 3
+    engine: Engine,
+    model: GGUFModel,
+    prompt_tokens: int = 128,
+    decode_tokens: int = 128,
+    repeats: int = 3,
+    contexts: Sequence[int] = (),
+    prefill_sizes: Sequence[int] = (),
+    chat: bool = False,
 ) -> dict[str, Any]:
-    """Measure one engine; each figure is the median of `repeats` runs after one warm-up."""
+    """Measure one engine; each figure is the median of `repeats` runs after one warm-up.
+    Top level: prefill at prompt_tokens, decode after that prompt, time to first token (the
+    prompt through sampling, one id back). `contexts`: decode after prompts of these lengths
+    ("decode"); `prefill_sizes`: prefill and time to first token at these lengths ("prefill");
+    `chat`: the same decode through ChatSession ("chat")."""
     prompt = bench_prompt(model, prompt_tokens)
-    greedy = SamplingParams.greedy_params()
     prefill_s, ttft_s, decode_s = [], [], []
     for r in range(repeats + 1):
         engine.reset()
         t0 = time.perf_counter()
         engine.eval(prompt)
         t1 = time.perf_counter()
-        engine.reset()
-        sampler = Sampler(greedy)
-        history = list(prompt)
-        t2 = time.perf_counter()
-        tok = engine.next_token(prompt, sampler, history)
-        t3 = time.perf_counter()
-        history.append(tok)
-        for _ in range(decode_tokens):
-            tok = engine.next_token([tok], sampler, history)
-            history.append(tok)
-        t4 = time.perf_counter()
+        ttft, dec = _decode(engine, prompt, decode_tokens)
         if r > 0:  # the first run warms caches and compiles pipelines
             prefill_s.append(t1 - t0)
-            ttft_s.append(t3 - t2)
-            decode_s.append(t4 - t3)
-    med = lambda xs: float(np.median(xs))  # noqa: E731
+            ttft_s.append(ttft)
+            decode_s.append(dec)
     out: dict[str, Any] = {
         "engine": engine.name,
         "adapter": engine.adapter,
@@ -76,23 +127,94 @@ def bench_engine(
         "prompt_tokens": prompt_tokens,
         "decode_tokens": decode_tokens,
         "repeats": repeats,
-        "prefill_tok_per_s": round(prompt_tokens / med(prefill_s), 2),
-        "decode_tok_per_s": round(decode_tokens / med(decode_s), 2),
-        "decode_ms_per_token": round(1000 * med(decode_s) / decode_tokens, 3),
-        "time_to_first_token_s": round(med(ttft_s), 4),
-        "peak_rss_mb": peak_rss_mb(),
-        "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(), "platform": platform.platform()},
+        "prefill_tok_per_s": round(prompt_tokens / _med(prefill_s), 2),
+        "decode_tok_per_s": round(decode_tokens / _med(decode_s), 2),
+        "decode_ms_per_token": round(1000 * _med(decode_s) / decode_tokens, 3),
+        "time_to_first_token_s": round(_med(ttft_s), 4),
     }
     stats = getattr(engine, "stats", None)
-    if isinstance(stats, dict):
+    if isinstance(stats, dict):  # the engine's counters of its last decoded token(s)
         out.update({k: v for k, v in stats.items() if isinstance(v, int | float | str)})
+    if prefill_sizes:
+        out["prefill"] = {}
+        for n in prefill_sizes:
+            if n + 1 > engine.n_ctx:
+                continue
+            p = bench_prompt(model, n)
+            evals, firsts = [], []
+            for r in range(repeats + 1):
+                engine.reset()
+                t0 = time.perf_counter()
+                engine.eval(p)
+                t1 = time.perf_counter()
+                first, _ = _decode(engine, p, 0)
+                if r > 0:
+                    evals.append(t1 - t0)
+                    firsts.append(first)
+            out["prefill"][str(n)] = {"tok_per_s": round(n / _med(evals), 1), "ms": round(1000 * _med(evals), 2),
+                                      "time_to_first_token_ms": round(1000 * _med(firsts), 2)}  # fmt: skip
+    if contexts:
+        out["decode"] = {}
+        for c in contexts:
+            if max(1, c) + decode_tokens + 1 > engine.n_ctx:
+                continue
+            p = bench_prompt(model, max(1, c))
+            runs = [_decode(engine, p, decode_tokens)[1] for _ in range(repeats + 1)][1:]
+            out["decode"][str(c)] = {"tok_per_s": round(decode_tokens / _med(runs), 2),
+                                     "ms_per_token": round(1000 * _med(runs) / decode_tokens, 3)}  # fmt: skip
+        longest = max((int(c) for c in out["decode"]), default=0)
+        if "0" in out["decode"] and longest > 0:  # decode at the longest measured context / at 0
+            out["decode_long_vs_short"] = round(out["decode"][str(longest)]["tok_per_s"] / out["decode"]["0"]["tok_per_s"], 3)
+    if chat:
+        out["chat"] = bench_chat(engine, model, decode_tokens, repeats)
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["machine"] = {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(), "platform": platform.platform(),
+                      "date": time.strftime("%Y-%m-%d")}  # fmt: skip
     return out
 
 
 def with_peer(result: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     """The engine's result with the peer's (measured in the same run) and our/peer ratios."""
     out = {**result, "peer": peer}
-    if "error" not in peer:
-        out["ratio_prefill_vs_peer"] = round(result["prefill_tok_per_s"] / peer["prefill_tok_per_s"], 3)
-        out["ratio_decode_vs_peer"] = round(result["decode_tok_per_s"] / peer["decode_tok_per_s"], 3)
+    if "error" in peer:
+        return out
+    out["ratio_prefill_vs_peer"] = round(result["prefill_tok_per_s"] / peer["prefill_tok_per_s"], 3)
+    out["ratio_decode_vs_peer"] = round(result["decode_tok_per_s"] / peer["decode_tok_per_s"], 3)
+    for part in ("prefill", "decode"):  # per size / context, where both measured it
+        mine, theirs = result.get(part) or {}, peer.get(part) or {}
+        both = {k: round(mine[k]["tok_per_s"] / theirs[k], 3) for k in mine if theirs.get(k)}
+        if both:
+            out[f"ratio_{part}_vs_peer_by_size" if part == "prefill" else "ratio_decode_vs_peer_by_context"] = both
     return out
+
+
+def plot(result: dict[str, Any], path: str) -> str | None:
+    """A PNG of decode tok/s by context and prefill tok/s by prompt length, the peer's beside
+    ours when measured; None (nothing written) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    peer = result.get("peer") or {}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, part, title, xlabel in ((axes[0], "decode", "decode", "context (tokens)"), (axes[1], "prefill", "prefill", "prompt (tokens)")):
+        mine = result.get(part) or {}
+        keys = list(mine)
+        xs = np.arange(len(keys))
+        ax.bar(xs - 0.2, [mine[k]["tok_per_s"] for k in keys], 0.4, label=f"companion {result.get('engine', '')}")
+        theirs = peer.get(part) or {}
+        if theirs:
+            ax.bar(xs + 0.2, [theirs.get(k, 0) for k in keys], 0.4, label=peer.get("peer", "peer"))
+        ax.set_xticks(xs, keys)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("tokens / s")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{result.get('model', '')} on {result.get('adapter', '')} ({result.get('machine', {}).get('date', '')})", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

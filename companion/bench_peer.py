@@ -1,6 +1,8 @@
-"""Peer measurement for `companion bench --peer-python PY`: llama.cpp (through the
-llama-cpp-python bindings installed in another interpreter) on the same model, the same prompt
-ids and the same greedy decode, so our figures come with ratios from the same run.
+"""Peer measurement for `companion bench`: llama.cpp on the same model in the same run, so our
+figures come with ratios. `--peer-python PY`: the llama-cpp-python bindings installed in another
+interpreter, the same prompt ids and the same greedy decode (CPU by default);
+`--peer-llama-bench BIN`: llama.cpp's llama-bench binary (e.g. a CUDA build, all layers on the
+GPU), prefill at each prompt length and decode at each context depth.
 
 Run as a script by that interpreter: it reads a JSON request on stdin, prints JSON."""
 
@@ -62,6 +64,41 @@ def run_peer(python: str, model_path: str, prompt_ids: list[int], decode_tokens:
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout)
+
+
+def run_llama_bench(
+    binary: str, model_path: str, prompt_tokens: int, prefill_sizes: list[int], contexts: list[int], decode_tokens: int,
+    repeats: int, gpu_layers: int = 99,
+) -> dict:
+    """llama.cpp's own llama-bench on the same model (GPU offload by default): prefill at
+    prefill_sizes and prompt_tokens (pp), decode of decode_tokens at each context (tg with
+    depth -d). Same keys as our bench ("prefill", "decode", the top-level pair at
+    prompt_tokens); errors come back as {"error": ...}."""
+    import subprocess
+
+    sizes = sorted({*prefill_sizes, prompt_tokens})
+    depths = sorted({*contexts, prompt_tokens})
+    base = [binary, "-m", model_path, "-r", str(max(1, repeats)), "-o", "json", "-ngl", str(gpu_layers)]
+    rows: list[dict] = []
+    for args in (["-p", ",".join(map(str, sizes)), "-n", "0"], ["-p", "0", "-n", str(decode_tokens), "-d", ",".join(map(str, depths))]):
+        try:
+            out = subprocess.run(base + args, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"error": f"llama-bench did not run: {exc}"}
+        if out.returncode != 0:
+            return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
+        rows += json.loads(out.stdout)
+    prefill = {str(r["n_prompt"]): round(float(r["avg_ts"]), 1) for r in rows if r.get("n_gen", 0) == 0 and r.get("n_prompt")}
+    decode = {str(r.get("n_depth", 0)): round(float(r["avg_ts"]), 2) for r in rows if r.get("n_prompt", 0) == 0 and r.get("n_gen")}
+    first = rows[0] if rows else {}
+    return {
+        "peer": f"llama.cpp llama-bench (build {first.get('build_commit', '?')}, {first.get('backends', '?')}, {first.get('gpu_info', '')})",
+        "n_gpu_layers": gpu_layers,
+        "prefill": {str(n): prefill[str(n)] for n in prefill_sizes if str(n) in prefill},
+        "decode": {str(c): decode[str(c)] for c in contexts if str(c) in decode},
+        "prefill_tok_per_s": prefill.get(str(prompt_tokens), 0.0),
+        "decode_tok_per_s": decode.get(str(prompt_tokens), 0.0),
+    }
 
 
 if __name__ == "__main__":

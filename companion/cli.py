@@ -291,12 +291,23 @@ def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool) -> None
 @click.option("--repeats", default=3, show_default=True, help="Runs per figure (median).")
 @click.option("--peer-python", type=click.Path(exists=True, dir_okay=False), help="An interpreter with llama-cpp-python: measure llama.cpp in the same run and report ratios (settings: peer_python, COMPANION_PEER_PYTHON).")
 @click.option("--peer-threads", default=os.cpu_count() or 1, show_default=True, help="CPU threads for the llama.cpp peer.")
+@click.option("--peer-llama-bench", type=click.Path(exists=True, dir_okay=False), help="llama.cpp's llama-bench binary (e.g. a CUDA build): measure it in the same run, all layers on the GPU, and report ratios.")
+@click.option("--contexts", default="0,512,2048", show_default=True, help="Also decode after prompts of these lengths (comma-separated; empty: none).")
+@click.option("--prefill-sizes", default="128,512", show_default=True, help="Also prefill prompts of these lengths, with time to first token (comma-separated; empty: none).")
+@click.option("--chat/--no-chat", default=True, show_default=True, help="Also measure the reply rate through the chat loop.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of the figures (needs matplotlib).")
 @click.pass_context
-def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, decode_tokens: int, repeats: int, peer_python: str | None, peer_threads: int) -> None:
-    """Measure an engine: prefill and decode tok/s, time to first token, peak RSS."""
+def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, decode_tokens: int, repeats: int, peer_python: str | None, peer_threads: int,
+          peer_llama_bench: str | None, contexts: str, prefill_sizes: str, chat: bool, plot_path: str | None) -> None:  # fmt: skip
+    """Measure an engine: prefill and decode tok/s (also at longer contexts and through the chat
+    loop), time to first token, per-token counters, peak RSS."""
     if ctx.invoked_subcommand is not None:
         return
     from companion.bench import bench_engine
+    from companion.engines.choice import create_engine
+
+    def ints(text: str) -> list[int]:
+        return [int(v) for v in text.split(",") if v.strip()]
 
     settings = _settings(ctx)
     if peer_python is None and settings.peer_python is not None:
@@ -304,20 +315,30 @@ def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, de
             raise CompanionError(f"COMPANION_PEER_PYTHON={str(settings.peer_python)!r} (peer_python) is not a file: point it at a Python with llama-cpp-python")
         peer_python = str(settings.peer_python)
     model = _load_model(settings)
-    eng = _engine(settings, model, engine, quiet=as_json)
+    ctxs, sizes = ints(contexts), ints(prefill_sizes)
+    n_ctx = max([settings.context_length, prompt_tokens + decode_tokens + 2, *[c + decode_tokens + 2 for c in ctxs], *[n + 2 for n in sizes]])
+    eng = create_engine(engine, model, n_ctx, settings.adapter, (lambda m: None) if as_json else _err, settings.gpu_features)
     try:
-        result = bench_engine(eng, model, prompt_tokens, decode_tokens, repeats)
+        result = bench_engine(eng, model, prompt_tokens, decode_tokens, repeats, ctxs, sizes, chat)
     finally:
         eng.close()
     if peer_python:
-        from companion.bench import bench_prompt
+        from companion.bench import bench_prompt, with_peer
         from companion.bench_peer import run_peer
 
         peer = run_peer(peer_python, str(model.path), bench_prompt(model, prompt_tokens), decode_tokens, repeats, peer_threads)
-        result["peer"] = peer
-        if "error" not in peer:
-            result["ratio_prefill_vs_peer"] = round(result["prefill_tok_per_s"] / peer["prefill_tok_per_s"], 3)
-            result["ratio_decode_vs_peer"] = round(result["decode_tok_per_s"] / peer["decode_tok_per_s"], 3)
+        result = with_peer(result, peer)
+    if peer_llama_bench:
+        from companion.bench import with_peer
+        from companion.bench_peer import run_llama_bench
+
+        peer = run_llama_bench(peer_llama_bench, str(model.path), prompt_tokens, sizes, ctxs, decode_tokens, repeats)
+        result = with_peer(result, peer)
+    if plot_path:
+        from companion.bench import plot
+
+        if plot(result, plot_path) is None:
+            _err("--plot: matplotlib is not installed; no plot written")
     if as_json:
         click.echo(json.dumps(result))
     else:

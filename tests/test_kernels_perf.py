@@ -156,7 +156,7 @@ def test_matmul_tiled(gpu_device, variant, qtype, M, K, T, add):
     got = run_program(
         gpu_device, {"wq": blob, "x": x, "y": y0},
         [("matmul_tiled.wgsl", dict(QTYPE=int(qtype), M=M, K=K, KB=2 if (K // 32) % 2 == 0 else 1, ROWMAJOR=True, ADD=add),
-          ["wq", "x", "y"], (-(-(-(-M // 2)) // 32), -(-T // 16), 1))],
+          ["wq", "x", "y"], (-(-((M + 1) // 2) // 32), -(-T // 16), 1))],
         {"n_tokens": T}, "y", variant,
     ).reshape(T, M)  # fmt: skip
     want = x @ W.T + (y0 if add else 0)  # (T, M)

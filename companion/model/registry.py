@@ -92,7 +92,7 @@ def _builtins() -> list[tuple[str, Path]]:
 
 def list_models() -> list[ModelEntry]:
     """Built-in models first, then the added ones by name."""
-    from companion.model import GGUFModel
+    from companion.model.gguf_model import GGUFModel
 
     out = []
     for name, path in _builtins():
@@ -117,7 +117,7 @@ def add_model(path: str | Path, name: str | None = None) -> ModelEntry:
     """Check that Companion can run the GGUF at `path` and record it under `name` (default:
     the file name, lower-cased, without .gguf)."""
     from companion.gpu.builder import check_plannable
-    from companion.model import GGUFModel
+    from companion.model.gguf_model import GGUFModel
 
     p = Path(path).expanduser().resolve()
     name = name or re.sub(r"[^a-z0-9._-]+", "-", p.stem.lower()).strip("-.")

@@ -24,17 +24,21 @@ _RAW: list = []
 
 
 def _raw_pass_calls():
-    """(set_pipeline, set_bind_group, dispatch_workgroups, NULL) of wgpu-native's C API for
-    compute passes, or None where this wgpu-py lacks them (then the Python methods are used).
-    Encoding a decode step is ~150 dispatches x 3 calls: the Python wrappers' argument
-    handling (a cffi array per set_bind_group) is a quarter of it. The executor keeps every
-    pipeline and bind group alive, which is all the wrappers' bookkeeping adds."""
+    """(set_pipeline, set_bind_group, dispatch_workgroups, NULL, copy_buffer_to_buffer) of
+    wgpu-native's C API, straight from the cffi library, or None where this wgpu-py lacks them
+    (then the Python methods are used). Encoding a decode step is ~150 dispatches x 3 calls:
+    the Python wrappers' argument handling (a cffi array per set_bind_group) and wgpu-py's
+    per-call error capture (`libf`, a Python proxy around every C function) cost 1.5 ms of
+    the 1.8 ms recording a token took on lavapipe's host (0.33 ms without). Nothing is lost:
+    the executor keeps every pipeline, bind group and buffer alive (the wrappers' bookkeeping),
+    and wgpu-native reports an error recorded in a pass when the pass ends or the encoder
+    finishes, both still called through wgpu-py, which raises it."""
     if not _RAW:
         try:
-            from wgpu.backends.wgpu_native._api import ffi, libf
+            from wgpu.backends.wgpu_native._api import ffi, lib
 
-            _RAW.append((libf.wgpuComputePassEncoderSetPipeline, libf.wgpuComputePassEncoderSetBindGroup,
-                         libf.wgpuComputePassEncoderDispatchWorkgroups, ffi.NULL))
+            _RAW.append((lib.wgpuComputePassEncoderSetPipeline, lib.wgpuComputePassEncoderSetBindGroup,
+                         lib.wgpuComputePassEncoderDispatchWorkgroups, ffi.NULL, lib.wgpuCommandEncoderCopyBufferToBuffer))
         except Exception:  # another wgpu-py layout: the public methods still work
             _RAW.append(None)
     return _RAW[0]
@@ -298,19 +302,31 @@ class Executor:
         and encodes the next command buffer while the GPU runs this one."""
         self._check()
         wgpu, dev = self._w, self.device
+        raw = _raw_pass_calls()
         t0 = time.perf_counter()
         try:
             enc = dev.create_command_encoder()
+            if raw is not None:  # the C call (checked when the encoder finishes)
+                copy_c, e = raw[4], enc._internal
+                bufs = {k: b._internal for k, b in self.buffers.items()}
+
+                def copy(c: Copy) -> None:
+                    copy_c(e, bufs[c.src], c.src_offset, bufs[c.dst], c.dst_offset, c.size)
+            else:
+
+                def copy(c: Copy) -> None:
+                    enc.copy_buffer_to_buffer(self.buffers[c.src], c.src_offset, self.buffers[c.dst], c.dst_offset, c.size)
+
             n = 0
             for st in steps:
                 for c in st.before:
-                    enc.copy_buffer_to_buffer(self.buffers[c.src], c.src_offset, self.buffers[c.dst], c.dst_offset, c.size)
+                    copy(c)
                 cp = enc.begin_compute_pass()
                 for name, vars in st.programs:
                     n += self._record(cp, name, vars)
                 cp.end()
                 for c in st.after:
-                    enc.copy_buffer_to_buffer(self.buffers[c.src], c.src_offset, self.buffers[c.dst], c.dst_offset, c.size)
+                    copy(c)
             size = sum(c.size for c in read)
             staging = None
             if size:
@@ -349,7 +365,7 @@ class Executor:
             ]
         raw = _raw_pass_calls()
         if raw is not None:  # wgpu-native's C entry points: no per-call argument handling
-            set_pipeline, set_bind_group, dispatch, null = raw
+            set_pipeline, set_bind_group, dispatch, null, _ = raw
             c = cp._internal
             raws = self._fast_raw.get(key)
             if raws is None:

@@ -74,6 +74,7 @@ class Settings(BaseModel):
     memory_model_extraction: Literal["auto", "on", "off"] = "auto"  # also ask the chat model for facts (kept only where the user's own words support them): auto = on for models of 1B parameters or more (the 135M default invents too much)
     chromium: str | None = None  # the Chromium binary (browser engine, bench, page tests); None = `chromium` on PATH, else /usr/bin/chromium
     peer_python: Path | None = None  # `companion bench`: a Python with llama-cpp-python to measure llama.cpp beside us
+    models_cache: Path | None = None  # where models shipped as chunked wheels are assembled; None = ~/.cache/companion/models (shared by every COMPANION_HOME)
     software_rendering: bool | None = None  # desktop window compositing: None = software where OpenGL is a CPU emulation (else blank), true = always software, false = always GPU
     pet_mode: bool = False  # desktop: show the avatar alone on the desktop instead of the chat window
     muted: bool = False  # desktop: silence the windows' audio

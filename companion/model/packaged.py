@@ -61,10 +61,12 @@ def part_paths(m: PackagedModel) -> list[Path]:
 
 
 def cache_dir() -> Path:
-    """Where assembled files go: $COMPANION_MODELS_CACHE, else ~/.cache/companion/models (outside
-    COMPANION_HOME, so test homes share one copy)."""
-    env = os.environ.get("COMPANION_MODELS_CACHE")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "companion" / "models"
+    """Where assembled files go: the models_cache setting (COMPANION_MODELS_CACHE), else
+    ~/.cache/companion/models (outside COMPANION_HOME, so test homes share one copy)."""
+    from companion.settings import Settings
+
+    chosen = Settings.load().models_cache
+    base = chosen or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "companion" / "models"
     base.mkdir(parents=True, exist_ok=True)
     return base
 

@@ -22,7 +22,8 @@ VARIANTS: dict[str, tuple[str, dict, bool, bool, bool]] = {
     "A": ("before: one submit per token, attention_split, split-K prefill of 64", {"ahead": 1, "max_batch": 64}, False, False, True),
     "B": ("+ run-ahead (4 steps per submit)", {"ahead": 4, "max_batch": 64}, False, False, False),
     "C": ("+ flash-decoding attention", {"ahead": 4, "max_batch": 64}, True, False, False),
-    "D": ("+ tiled prefill, 256 per submit (all changes)", {"ahead": 4}, True, True, True),
+    "D": ("+ tiled prefill, 512 per submit (all changes)", {"ahead": 4}, True, True, True),
+    "D256": ("D with 256 prompt tokens per submit", {"ahead": 4, "max_batch": 256}, True, True, True),
     "E": ("D with 8 steps per submit", {"ahead": 8}, True, True, False),
     "F": ("D with subgroups", {"ahead": 4, "features": "subgroups"}, True, True, False),
     "G": ("D with f16 + subgroups", {"ahead": 4, "features": "f16,subgroups"}, True, True, True),
@@ -70,11 +71,11 @@ def main(argv: list[str] | None = None) -> None:
         r.update(variant=name, what=what, load_s=round(load_s, 1), max_batch=eng._max_batch, ahead=eng.ahead)
         print(json.dumps(r), flush=True)
         rows.append(r)
-    print(f"{'':2} {'decode tok/s at ctx ' + '/'.join(map(str, contexts)):36} {'pp128':>8} {'pp512':>8} {'ttft512 ms':>10} {'enc ms/tok':>10}  what", file=sys.stderr)
+    print(f"{'':4} {'decode tok/s at ctx ' + '/'.join(map(str, contexts)):36} {'pp128':>8} {'pp512':>8} {'ttft512 ms':>10} {'enc ms/tok':>10}  what", file=sys.stderr)
     for r in rows:
         dec = "/".join(f"{r['decode'][str(c)]['tok_per_s']:.0f}" if str(c) in r.get("decode", {}) else "-" for c in contexts)
         pf = r.get("prefill", {})
-        print(f"{r['variant']:2} {dec:36} {pf.get('128', {}).get('tok_per_s', '-'):>8} {pf.get('512', {}).get('tok_per_s', '-'):>8} "
+        print(f"{r['variant']:4} {dec:36} {pf.get('128', {}).get('tok_per_s', '-'):>8} {pf.get('512', {}).get('tok_per_s', '-'):>8} "
               f"{pf.get('512', {}).get('time_to_first_token_ms', '-'):>10} {r.get('encode_ms_per_token', '-'):>10}  {r['what']}", file=sys.stderr)  # fmt: skip
 
 

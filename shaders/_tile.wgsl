@@ -7,6 +7,10 @@
 // by in_scale and, with NORM, by each token's RMSNorm; each weight vec4 is dequantized once per
 // invocation and used for its 4 tokens, each staged input for 4 rows. Weights then leave L2
 // once per 16 tokens instead of once per token (the split-K matvec), and the work is plain FMAs.
+// With KS > 1 the workgroup is KS such groups of 64 (64 KS invocations), group g taking the
+// g-th of KS equal runs of blocks, and the groups' sums meet in workgroup memory at the end:
+// a K-long serial loop per invocation became the latency of a prefill chunk on GPUs (a few
+// warps per multiprocessor), so the K loop is split rather than the tile made smaller.
 // Inner products per block as _matmul.wgsl: dot(q, x) in hf summed in f32, then
 // d sum(q x) + m sum(x) (Q6_K: its two halves' scales).
 // The including file declares `x: array<vec4<f32>>` (n_tokens rows of K floats),
@@ -15,9 +19,12 @@
 
 const TILE_PAIRS: u32 = 32u;   // row pairs per workgroup
 const TILE_TOKENS: u32 = 16u;  // token rows per workgroup
-override KB: u32 = 2u;         // blocks staged per step (1 or 2; K / 32 a multiple of it)
+override KB: u32 = 2u;         // blocks staged per step and group (KS * KB <= 4; K / 32 a multiple of KS * KB)
+override KS: u32 = 1u;         // K groups of 64 invocations (1, 2 or 4): dispatch workgroups of 64 KS
 
-var<workgroup> xt: array<vec4<f32>, 256>;  // (TILE_TOKENS, KB * 8) staged, scaled inputs
+// staging: (KS, TILE_TOKENS, KB * 8) scaled inputs; after the K loop, groups 1.. leave their
+// sums here ((KS - 1) * 64 * 4 vec4s)
+var<workgroup> xt: array<vec4<f32>, 768>;
 var<workgroup> tsq: array<f32, 64>;        // partial sums of squares, 4 per token
 var<workgroup> tinv: array<f32, 16>;       // (TILE_TOKENS,) inverse RMS
 
@@ -28,6 +35,7 @@ struct Tile {
     b1: vec4<f32>,  // row p1 + half
     p0: u32,
     t0: u32,
+    ok: bool,  // this invocation holds the sums (K group 0)
 }
 
 // (x0.w, x1.w, x2.w, x3.w): one weight vec4 against four tokens' inputs (lanes = tokens).
@@ -37,8 +45,10 @@ fn tile_dots(x0: hf4, x1: hf4, x2: hf4, x3: hf4, w: hf4) -> vec4<f32> {
 
 // The tile of workgroup wid for a matrix whose pairs are (p, p + half), n_tok token rows.
 fn tile_matmul(wid: vec3<u32>, lid: u32, half: u32, n_tok: u32) -> Tile {
-    let tr = lid % 16u;
-    let tc = lid / 16u;
+    let kg = lid / 64u;  // K group
+    let l64 = lid % 64u;
+    let tr = l64 % 16u;
+    let tc = l64 / 16u;
     let p0 = wid.x * TILE_PAIRS + tr;
     let p1 = p0 + 16u;
     let T0 = wid.y * TILE_TOKENS;
@@ -49,13 +59,15 @@ fn tile_matmul(wid: vec3<u32>, lid: u32, half: u32, n_tok: u32) -> Tile {
     let r2 = min(p1, M - 1u);
     let r3 = min(p1 + half, M - 1u);
     if (NORM) {
-        let tok = min(T0 + lid / 4u, n_tok - 1u);
-        var s = 0.0;
-        for (var i = lid % 4u; i < k4; i += 4u) {
-            let v = x[tok * k4 + i];
-            s += dot(v, v);
+        if (kg == 0u) {
+            let tok = min(T0 + l64 / 4u, n_tok - 1u);
+            var s = 0.0;
+            for (var i = l64 % 4u; i < k4; i += 4u) {
+                let v = x[tok * k4 + i];
+                s += dot(v, v);
+            }
+            tsq[l64] = s;
         }
-        tsq[lid] = s;
         workgroupBarrier();
         if (lid < TILE_TOKENS) {
             let t = (tsq[4u * lid] + tsq[4u * lid + 1u]) + (tsq[4u * lid + 2u] + tsq[4u * lid + 3u]);
@@ -71,10 +83,13 @@ fn tile_matmul(wid: vec3<u32>, lid: u32, half: u32, n_tok: u32) -> Tile {
     var b = vec4<f32>(0.0);
     var c = vec4<f32>(0.0);
     var d = vec4<f32>(0.0);
-    let xb = tc * 4u * E;  // this invocation's first token row in xt
-    for (var c0 = 0u; c0 < K / 32u; c0 += KB) {
+    let nbg = K / 32u / KS;  // blocks of this K group
+    let xg = kg * TILE_TOKENS * E;  // its staging region
+    let xb = xg + tc * 4u * E;  // this invocation's first token row in xt
+    for (var g0 = 0u; g0 < nbg; g0 += KB) {
+        let c0 = kg * nbg + g0;  // first block of this step
         workgroupBarrier();  // the last step's reads of xt are done (and tinv is published)
-        for (var i = lid; i < TILE_TOKENS * E; i += 64u) {
+        for (var i = l64; i < TILE_TOKENS * E; i += 64u) {
             let t = i / E;
             let j = c0 * 8u + i % E;
             let tok = min(T0 + t, n_tok - 1u);
@@ -82,7 +97,7 @@ fn tile_matmul(wid: vec3<u32>, lid: u32, half: u32, n_tok: u32) -> Tile {
             if (NORM) {
                 v *= tinv[t];
             }
-            xt[i] = v;
+            xt[xg + i] = v;
         }
         workgroupBarrier();
         for (var bb = 0u; bb < KB; bb++) {
@@ -157,5 +172,25 @@ fn tile_matmul(wid: vec3<u32>, lid: u32, half: u32, n_tok: u32) -> Tile {
             }
         }
     }
-    return Tile(a, b, c, d, p0, T0 + tc * 4u);
+    if (KS > 1u) {  // the K groups' sums meet in group 0
+        workgroupBarrier();  // staging reads are done
+        if (kg > 0u) {
+            let o = ((kg - 1u) * 64u + l64) * 4u;
+            xt[o] = a;
+            xt[o + 1u] = b;
+            xt[o + 2u] = c;
+            xt[o + 3u] = d;
+        }
+        workgroupBarrier();
+        if (kg == 0u) {
+            for (var g = 1u; g < KS; g++) {
+                let o = ((g - 1u) * 64u + l64) * 4u;
+                a += xt[o];
+                b += xt[o + 1u];
+                c += xt[o + 2u];
+                d += xt[o + 3u];
+            }
+        }
+    }
+    return Tile(a, b, c, d, p0, T0 + tc * 4u, kg == 0u);
 }

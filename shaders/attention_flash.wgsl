@@ -89,16 +89,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         acc *= corr;
         if (grp < ng) {
             let vb = c0 * nk4 + kvh * d4 + lane;
-            var a1 = vec4<f32>(0.0);  // a second chain: two keys' loads in flight
+            // eight keys' loads issued before their sums: one round trip to L2 per eight keys
+            // (two chains made a chunk's value sum eight dependent round trips)
+            var a1 = vec4<f32>(0.0);
+            var a2 = vec4<f32>(0.0);
+            var a3 = vec4<f32>(0.0);
             var j = grp;
-            for (; j + ng < cn; j += 2u * ng) {
-                acc += sc[j] * vec4<f32>(vc[vb + j * nk4]);
-                a1 += sc[j + ng] * vec4<f32>(vc[vb + (j + ng) * nk4]);
+            for (; j + 7u * ng < cn; j += 8u * ng) {
+                let v0 = vec4<f32>(vc[vb + j * nk4]);
+                let v1 = vec4<f32>(vc[vb + (j + ng) * nk4]);
+                let v2 = vec4<f32>(vc[vb + (j + 2u * ng) * nk4]);
+                let v3 = vec4<f32>(vc[vb + (j + 3u * ng) * nk4]);
+                let v4 = vec4<f32>(vc[vb + (j + 4u * ng) * nk4]);
+                let v5 = vec4<f32>(vc[vb + (j + 5u * ng) * nk4]);
+                let v6 = vec4<f32>(vc[vb + (j + 6u * ng) * nk4]);
+                let v7 = vec4<f32>(vc[vb + (j + 7u * ng) * nk4]);
+                acc += sc[j] * v0 + sc[j + 4u * ng] * v4;
+                a1 += sc[j + ng] * v1 + sc[j + 5u * ng] * v5;
+                a2 += sc[j + 2u * ng] * v2 + sc[j + 6u * ng] * v6;
+                a3 += sc[j + 3u * ng] * v3 + sc[j + 7u * ng] * v7;
             }
-            if (j < cn) {
+            for (; j < cn; j += ng) {
                 acc += sc[j] * vec4<f32>(vc[vb + j * nk4]);
             }
-            acc += a1;
+            acc += (a1 + a2) + a3;
         }
         m = mn;
         workgroupBarrier();  // sc is rewritten by the next chunk

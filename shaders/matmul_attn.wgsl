@@ -11,7 +11,8 @@
 // 1        wq    storage read  array<vec4u32> blob of Wo (M, K = NH * HD), ROWMAJOR   (_quant.wgsl)
 // 2        part  storage read  array<vec4f32>  (NH, S, HD / 4 + 1)  attention_flash.wgsl's partials
 // 3        y     storage rw    array<f32>      (M,)  the residual stream, y += Wo att
-// overrides: QTYPE, M, K (= NH * HD, <= 1024), NH, HD, WG (power of two <= 256), S, WINDOW,
+// overrides: QTYPE, M, K (= NH * HD, <= 1024), NH, HD, WG (power of two, 64..256: the merge
+//            spreads over it, the split-K loop leaves the extra invocations idle), S, WINDOW,
 //            FLASH_WG (as attention_flash.wgsl's, _flash.wgsl)
 // dispatch: (ceil(M / 2), 1, 1)
 //!include _step.wgsl
@@ -31,7 +32,8 @@ override HD: u32;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 var<workgroup> x: array<vec4<f32>, 256>;  // (K / 4,) the merged attention output: _matvec's input
-var<workgroup> wts: array<f32, 1024>;     // (NH, S) merge weights of the partials
+var<workgroup> wts: array<f32, 512>;      // (NH, S) merge weights of the partials (NH * S <= 512)
+var<workgroup> mls: array<vec2<f32>, 512>; // (NH, S) the partials' (m, l)
 
 fn in_scale(j: u32) -> vec4<f32> {
     return vec4<f32>(1.0);
@@ -46,31 +48,57 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let d4 = HD / 4u;
     let sp = flash_span(step.n_past + 1u);
+    let u = sp.used;
+    // every (m, l) pair into workgroup memory at once (independent loads), then the per-head
+    // max and denominator from there, then the weighted sums with four loads in flight
+    for (var i = lid; i < NH * u; i += WG) {
+        let h = i / u;
+        let s = i % u;
+        mls[h * S + s] = part[(h * S + s) * (d4 + 1u) + d4].xy;
+    }
+    workgroupBarrier();
     for (var h = lid; h < NH; h += WG) {
         var mx = -3.0e38;
-        for (var s = 0u; s < sp.used; s++) {
-            mx = max(mx, part[(h * S + s) * (d4 + 1u) + d4].x);
+        for (var s = 0u; s < u; s++) {
+            mx = max(mx, mls[h * S + s].x);
         }
         var l = 0.0;
-        for (var s = 0u; s < sp.used; s++) {
-            let ml = part[(h * S + s) * (d4 + 1u) + d4].xy;
+        for (var s = 0u; s < u; s++) {
+            let ml = mls[h * S + s];
             let e = exp(ml.x - mx);
             wts[h * S + s] = e;
             l += ml.y * e;
         }
-        for (var s = 0u; s < sp.used; s++) {
-            wts[h * S + s] /= l;
+        let inv = 1.0 / l;
+        for (var s = 0u; s < u; s++) {
+            wts[h * S + s] *= inv;
         }
     }
     workgroupBarrier();
     for (var i = lid; i < K / 4u; i += WG) {
         let h = i / d4;
         let lane = i % d4;
-        var a = vec4<f32>(0.0);
-        for (var s = 0u; s < sp.used; s++) {
-            a += wts[h * S + s] * part[(h * S + s) * (d4 + 1u) + lane];
+        let pb = h * S * (d4 + 1u) + lane;
+        let wb = h * S;
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        var s = 0u;
+        for (; s + 4u <= u; s += 4u) {
+            let p0 = part[pb + s * (d4 + 1u)];
+            let p1 = part[pb + (s + 1u) * (d4 + 1u)];
+            let p2 = part[pb + (s + 2u) * (d4 + 1u)];
+            let p3 = part[pb + (s + 3u) * (d4 + 1u)];
+            a0 += wts[wb + s] * p0;
+            a1 += wts[wb + s + 1u] * p1;
+            a2 += wts[wb + s + 2u] * p2;
+            a3 += wts[wb + s + 3u] * p3;
         }
-        x[i] = a;
+        for (; s < u; s++) {
+            a0 += wts[wb + s] * part[pb + s * (d4 + 1u)];
+        }
+        x[i] = (a0 + a1) + (a2 + a3);
     }
     workgroupBarrier();
     let v = matvec_pair(r, min(r + half, M - 1u), 0u, 1.0, lid);

@@ -12,8 +12,8 @@
 // 5        q     storage rw    array<f32>      (n_tokens, NQ)
 // 6        kc    storage rw    array<kv>       (n_ctx, NK) this layer's keys   (kv: _prec.wgsl)
 // 7        vc    storage rw    array<kv>       (n_ctx, NK) this layer's values
-// overrides: QTYPE, M (= NQ + 2 NK), K, ROWMAJOR (true), KB (_tile.wgsl), NQ, NK, HD, NEOX, EPS
-// dispatch: (ceil(M / 2 / 32), ceil(n_tokens / 16), 1)
+// overrides: QTYPE, M (= NQ + 2 NK), K, ROWMAJOR (true), KB, KS (_tile.wgsl), NQ, NK, HD, NEOX, EPS
+// dispatch: (ceil(M / 2 / 32), ceil(n_tokens / 16), 1), workgroups of 64 KS invocations
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl
@@ -87,7 +87,7 @@ fn store_pair(p: u32, t: u32, v0_in: f32, v1_in: f32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(64u * KS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let n_tok = step.n_tokens;
     if (wid.y * TILE_TOKENS >= n_tok) {
@@ -97,7 +97,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let tl = tile_matmul(wid, lid, n_pair, n_tok);
     for (var i = 0u; i < 4u; i++) {
         let t = tl.t0 + i;
-        if (t >= n_tok) {
+        if (!tl.ok || t >= n_tok) {
             break;
         }
         if (tl.p0 < n_pair) {

@@ -8,8 +8,8 @@
 // 2        x     storage read  array<vec4f32>  (n_tokens, K)
 // 3        g     storage read  array<vec4f32>  (K,) ffn_norm weight
 // 4        y     storage rw    array<f32>      (n_tokens, N)
-// overrides: QTYPE, M (= 2N), K, ROWMAJOR (true), KB (_tile.wgsl), EPS, ACT (0 silu, 1 gelu_tanh)
-// dispatch: (ceil(N / 32), ceil(n_tokens / 16), 1)
+// overrides: QTYPE, M (= 2N), K, ROWMAJOR (true), KB, KS (_tile.wgsl), EPS, ACT (0 silu, 1 gelu_tanh)
+// dispatch: (ceil(N / 32), ceil(n_tokens / 16), 1), workgroups of 64 KS invocations
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl
@@ -38,7 +38,7 @@ fn act(a: vec4<f32>) -> vec4<f32> {
     return a / (1.0 + exp(-a));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(64u * KS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let n_tok = step.n_tokens;
     if (wid.y * TILE_TOKENS >= n_tok) {
@@ -50,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let h1 = act(tl.a1) * tl.b1;
     for (var i = 0u; i < 4u; i++) {
         let t = tl.t0 + i;
-        if (t >= n_tok) {
+        if (!tl.ok || t >= n_tok) {
             break;
         }
         if (tl.p0 < n) {

@@ -8,8 +8,8 @@
 // 1        wq    storage read  array<vec4u32> blob of W (M, K), ROWMAJOR   (_quant.wgsl)
 // 2        x     storage read  array<vec4f32>  (n_tokens, K)
 // 3        y     storage rw    array<f32>      (n_tokens, M)
-// overrides: QTYPE, M, K, ROWMAJOR (true), KB (_tile.wgsl), ADD
-// dispatch: (ceil(ceil(M / 2) / 32), ceil(n_tokens / 16), 1)
+// overrides: QTYPE, M, K, ROWMAJOR (true), KB, KS (_tile.wgsl), ADD
+// dispatch: (ceil(ceil(M / 2) / 32), ceil(n_tokens / 16), 1), workgroups of 64 KS invocations
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl
@@ -37,7 +37,7 @@ fn put(t: u32, r: u32, v: f32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(64u * KS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let n = step.n_tokens;
     if (wid.y * TILE_TOKENS >= n) {
@@ -47,7 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let tl = tile_matmul(wid, lid, half, n);
     for (var i = 0u; i < 4u; i++) {
         let t = tl.t0 + i;
-        if (t >= n) {
+        if (!tl.ok || t >= n) {
             break;
         }
         let p1 = tl.p0 + 16u;

@@ -10,7 +10,8 @@ import pytest
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
-from companion.gpu._flash import FLASH_S, FLASH_WG, part_bytes
+from companion.gpu._flash import FLASH_S, FLASH_WG, MERGE_WG, part_bytes
+from companion.gpu._tiled import tile_split
 from companion.gpu.builder import STEP_SIZE, BuiltPlan, PlanWriter, repack, splitk_wg, uniform_block
 from companion.gpu.executor import Executor
 from companion.gpu.plan import Plan, Program
@@ -96,7 +97,7 @@ def test_flash_attention_merged_into_output(gpu_device, variant, H, KV, hd, n_pa
         gpu_device,
         {"q": q, "kc": kc, "vc": vc, "part": part_bytes(H, hd), "wq": blob, "x": y0},
         [("attention_flash.wgsl", dict(NH=H, NKV=KV, HD=hd, WG=FLASH_WG, **shared), ["q", "kc", "vc", "part"], (H, FLASH_S, 1)),
-         ("matmul_attn.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=splitk_wg(qtype, K), ROWMAJOR=True, NH=H, HD=hd, **shared),
+         ("matmul_attn.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=max(splitk_wg(qtype, K), MERGE_WG), ROWMAJOR=True, NH=H, HD=hd, **shared),
           ["wq", "part", "x"], (M // 2, 1, 1))],
         {"n_past": n_past, "n_tokens": 1}, "x", variant,
     )  # fmt: skip
@@ -119,7 +120,7 @@ def test_flash_attention_window_and_scale(gpu_device, window, n_past):
         gpu_device,
         {"q": q, "kc": kc, "vc": vc, "part": part_bytes(H, hd), "wq": blob, "x": M * 4},
         [("attention_flash.wgsl", dict(NH=H, NKV=KV, HD=hd, WG=FLASH_WG, SCALE=scale, **shared), ["q", "kc", "vc", "part"], (H, FLASH_S, 1)),
-         ("matmul_attn.wgsl", dict(QTYPE=int(QT.Q8_0), M=M, K=K, WG=splitk_wg(QT.Q8_0, K), ROWMAJOR=True, NH=H, HD=hd, **shared),
+         ("matmul_attn.wgsl", dict(QTYPE=int(QT.Q8_0), M=M, K=K, WG=max(splitk_wg(QT.Q8_0, K), MERGE_WG), ROWMAJOR=True, NH=H, HD=hd, **shared),
           ["wq", "part", "x"], (M // 2, 1, 1))],
         {"n_past": n_past, "n_tokens": 1}, "x",
     )  # fmt: skip
@@ -155,7 +156,7 @@ def test_matmul_tiled(gpu_device, variant, qtype, M, K, T, add):
     y0 = rng.standard_normal((T, M)).astype(np.float32)  # (T, M)
     got = run_program(
         gpu_device, {"wq": blob, "x": x, "y": y0},
-        [("matmul_tiled.wgsl", dict(QTYPE=int(qtype), M=M, K=K, KB=2 if (K // 32) % 2 == 0 else 1, ROWMAJOR=True, ADD=add),
+        [("matmul_tiled.wgsl", dict(QTYPE=int(qtype), M=M, K=K, KS=tile_split(K)[0], KB=tile_split(K)[1], ROWMAJOR=True, ADD=add),
           ["wq", "x", "y"], (-(-((M + 1) // 2) // 32), -(-T // 16), 1))],
         {"n_tokens": T}, "y", variant,
     ).reshape(T, M)  # fmt: skip
@@ -175,7 +176,7 @@ def test_matmul_swiglu_tiled(gpu_device, variant, qtype, N, K, T, act):
     g = (1 + 0.1 * rng.standard_normal(K)).astype(np.float32)  # (K,)
     got = run_program(
         gpu_device, {"wq": blob, "x": x, "g": g, "y": T * N * 4},
-        [("matmul_swiglu_tiled.wgsl", dict(QTYPE=int(qtype), M=2 * N, K=K, KB=2 if (K // 32) % 2 == 0 else 1, ROWMAJOR=True,
+        [("matmul_swiglu_tiled.wgsl", dict(QTYPE=int(qtype), M=2 * N, K=K, KS=tile_split(K)[0], KB=tile_split(K)[1], ROWMAJOR=True,
                                            EPS=1e-5, ACT=act),
           ["wq", "x", "g", "y"], (-(-N // 32), -(-T // 16), 1))],
         {"n_tokens": T}, "y", variant,
@@ -209,7 +210,7 @@ def test_matmul_qkv_tiled(gpu_device, variant, qtype, neox, T, n_past):
     x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
     g = (1 + 0.1 * rng.standard_normal(K)).astype(np.float32)  # (K,)
     n_ctx = n_past + T + 2
-    consts = dict(QTYPE=int(qtype), M=M, K=K, KB=2 if (K // 32) % 2 == 0 else 1, ROWMAJOR=True, EPS=1e-5, NQ=NQ, NK=NK, HD=hd, NEOX=neox)
+    consts = dict(QTYPE=int(qtype), M=M, K=K, KS=tile_split(K)[0], KB=tile_split(K)[1], ROWMAJOR=True, EPS=1e-5, NQ=NQ, NK=NK, HD=hd, NEOX=neox)
     data = {"wq": blob, "x": x, "g": g, "rope": rope_table(n_ctx, hd, 10000.0), "q": T * NQ * 4, "kc": n_ctx * NK * 4, "vc": n_ctx * NK * 4}
     disp = [("matmul_qkv_tiled.wgsl", consts, ["wq", "x", "g", "rope", "q", "kc", "vc"], (-(-(M // 2) // 32), -(-T // 16), 1))]
     kvt = np.float16 if "shader-f16" in variant else np.float32

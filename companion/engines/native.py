@@ -18,7 +18,7 @@ from companion.sampling import Sampler, SamplingParams
 from companion.settings import Settings
 
 AHEAD = 4  # decode steps per command buffer when the engine runs ahead of the caller
-GPU_BATCH = 256  # prompt tokens per prefill submit on GPUs: the tiled matmuls fill the GPU from ~200 on
+GPU_BATCH = 512  # prompt tokens per prefill submit on GPUs: the tiled matmuls fill the GPU from a few hundred on
 CPU_BATCH = 64  # on CPU rasterizers (the rows layout), where a bigger batch gains nothing
 
 

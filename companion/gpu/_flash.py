@@ -9,13 +9,14 @@ from companion.gpu.plan import Dispatch
 
 ENABLED = True  # False: the plan uses the earlier kernels (for before/after measurements)
 FLASH_S = 16  # splits per head: 16 x 9 heads fill the GPU from ~1k keys on; short contexts use fewer
-FLASH_WG = 64  # attention_flash's workgroup (keys per chunk); a split holds whole chunks
+FLASH_WG = 128  # attention_flash's workgroup (keys per chunk; a split holds whole chunks): one chunk per split up to 2k keys
+MERGE_WG = 128  # matmul_attn's workgroup at least: the merge's loads spread over more invocations
 MAX_K = 1024  # matmul_attn keeps the merged (NH * HD,) row in 256 vec4s of workgroup memory
 
 
 def flash_fits(n_head: int, head_dim: int) -> bool:
     """Whether the flash kernels' fixed workgroup arrays hold this head layout."""
-    return n_head * head_dim <= MAX_K and n_head * FLASH_S <= 1024 and head_dim // 4 <= FLASH_WG
+    return n_head * head_dim <= MAX_K and n_head * FLASH_S <= 512 and head_dim // 4 <= 64
 
 
 def part_bytes(n_head: int, head_dim: int) -> int:
@@ -47,7 +48,7 @@ def flash_dispatches(
         shared["WINDOW"] = window
     att = w.pipeline("attention_flash.wgsl", NH=n_head, NKV=n_head_kv, HD=head_dim, WG=FLASH_WG, **shared, **(att_consts or {}))
     out = w.pipeline(
-        "matmul_attn.wgsl", QTYPE=wo_qtype, M=wo_rows, K=n_head * head_dim, WG=wo_wg, ROWMAJOR=True,
+        "matmul_attn.wgsl", QTYPE=wo_qtype, M=wo_rows, K=n_head * head_dim, WG=max(wo_wg, MERGE_WG), ROWMAJOR=True,
         NH=n_head, HD=head_dim, **shared,
     )  # fmt: skip
     return [

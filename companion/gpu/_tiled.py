@@ -18,10 +18,20 @@ TILE_PAIRS = 32  # row pairs per workgroup (_tile.wgsl)
 TILE_TOKENS = 16  # token rows per workgroup
 
 
+def tile_split(K: int) -> tuple[int, int]:
+    """(KS, KB) for a K-column matrix: K groups of 64 invocations per workgroup (4 or 2 where
+    each still gets at least 4 of the 32-element blocks) and blocks staged per step."""
+    nb = K // 32
+    for ks in (4, 2):
+        if nb % ks == 0 and nb // ks >= 4:
+            return ks, 1
+    return 1, 2 if nb % 2 == 0 else 1
+
+
 def tiled_dispatch(w, shader: str, weight: str, qtype: int, M: int, K: int, buffers, label: str, **constants) -> Dispatch:
     """The tiled twin of a batched split-K matmul dispatch (w: the builder's PlanWriter)."""
     pairs = -(-M // 2) if shader == "matmul.wgsl" else M // 2
-    kb = 2 if (K // 32) % 2 == 0 else 1
+    ks, kb = tile_split(K)
     constants = {k: v for k, v in constants.items() if k not in ("TT", "WG", "SPLITK")}
-    pl = w.pipeline(TILED[shader], QTYPE=qtype, M=M, K=K, KB=kb, ROWMAJOR=True, **constants)
+    pl = w.pipeline(TILED[shader], QTYPE=qtype, M=M, K=K, KS=ks, KB=kb, ROWMAJOR=True, **constants)
     return w.dispatch(pl, ["step", weight, *buffers], (-(-pairs // TILE_PAIRS), Count(var="n_tokens", per=TILE_TOKENS), 1), label)

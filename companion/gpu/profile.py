@@ -1,7 +1,7 @@
 """Where a decoded token's time goes on the native executor.
 
     python -m companion.gpu.profile --model M [--tokens 32] [--prompt 128] [--layout auto]
-                                     [--features auto] [--json]
+                                     [--features auto] [--prefill N] [--json]
 
 Four measurements, all at the same KV length (prompt + tokens / 2 positions):
 - `token_ms`: wall time of one decode + sample (one submit, 4-byte readback), as `bench`;
@@ -12,6 +12,7 @@ Four measurements, all at the same KV length (prompt + tokens / 2 positions):
   timestamp units, ns on Vulkan), summed over the token's dispatches of that kind;
 - `alone_us`: wall time of a pass holding only that kind's dispatches (+ submit + readback)
   minus the same for an empty pass: what removing the kind would save, barriers included.
+With --prefill N, the same GPU figures per kind for a prefill chunk of N tokens (`prefill`).
 Each figure is a median over --tokens runs. The profiled runs overwrite the activations (the
 logits are meaningless afterwards): this is a tool, not an engine mode.
 """
@@ -36,13 +37,13 @@ def kind_of(label: str, pipeline: str) -> str:
     return _BLK.sub("", label) if label else pipeline.split("|")[0]
 
 
-def _items(ex, programs: list[str]) -> list[tuple[str, Any, Any, tuple[int, int, int]]]:
-    """(kind, pipeline, bind group, counts) of every dispatch a decode step records."""
+def _items(ex, programs: list[str], n_tokens: int = 1) -> list[tuple[str, Any, Any, tuple[int, int, int]]]:
+    """(kind, pipeline, bind group, counts) of every dispatch the programs record for n_tokens."""
     out = []
     for name in programs:
         prog = ex.plan.programs[name]
         for d, bg in zip(prog.dispatches, ex.bind_groups[name], strict=True):
-            counts = d.counts({"n_tokens": 1})
+            counts = d.counts({"n_tokens": n_tokens})
             if counts[0] * counts[1] * counts[2]:
                 out.append((kind_of(d.label, d.pipeline), ex.pipelines[d.pipeline][0], bg, counts))
     return out
@@ -121,7 +122,33 @@ def _timestamps(ex, items) -> list[float]:
     return [float(b) - float(a) for a, b in raw]
 
 
-def profile(model, tokens: int = 32, prompt: int = 128, layout: str | None = None, features: str | None = None) -> dict[str, Any]:
+def _kinds_gpu(ex, items, runs: int) -> dict[str, float]:
+    """GPU us per kind (timestamps, one pass per dispatch), medians over runs."""
+    kinds = list(OrderedDict.fromkeys(k for k, *_ in items))
+    per_runs = [_timestamps(ex, items) for _ in range(runs)]
+    per = [statistics.median(r[i] for r in per_runs) for i in range(len(items))]
+    gpu = {k: 0.0 for k in kinds}
+    for (k, *_), v in zip(items, per, strict=True):
+        gpu[k] += v / 1000.0
+    return gpu
+
+
+def profile_prefill(ex, n_tokens: int, runs: int = 5) -> dict[str, Any]:
+    """Where a prefill chunk of n_tokens goes: wall of the whole pass, GPU us per kind."""
+    ex.set_uniforms(n_past=0, n_tokens=n_tokens)
+    ex.write(ex.plan.uniform.buffer, bytes(ex._uniform))
+    items = _items(ex, ["prefill"], n_tokens)
+    wall = statistics.median(_one_pass(ex, items) for _ in range(runs))
+    out: dict[str, Any] = {"n_tokens": n_tokens, "one_pass_ms": round(1e3 * wall, 3)}
+    if "timestamp-query" in {str(f) for f in ex.device.features}:
+        gpu = _kinds_gpu(ex, items, runs)
+        out["gpu_total_us"] = round(sum(gpu.values()), 1)
+        out["kinds"] = [{"kind": k, "dispatches": sum(1 for it in items if it[0] == k), "gpu_us": round(v, 1)} for k, v in gpu.items()]
+    return out
+
+
+def profile(model, tokens: int = 32, prompt: int = 128, layout: str | None = None, features: str | None = None,
+            prefill: int = 0) -> dict[str, Any]:  # fmt: skip
     from companion.bench import bench_prompt
     from companion.engines.native import NativeEngine
     from companion.gpu.adapters import adapter_features, request_adapter, request_device
@@ -176,7 +203,7 @@ def profile(model, tokens: int = 32, prompt: int = 128, layout: str | None = Non
          **({"gpu_us": round(gpu[k], 1)} if gpu is not None else {})}
         for k in kinds
     ]  # fmt: skip
-    out = {
+    out: dict[str, Any] = {
         "adapter": eng.adapter,
         "layout": ex.plan.model.get("layout"),
         "features": ex.plan.features,
@@ -192,6 +219,8 @@ def profile(model, tokens: int = 32, prompt: int = 128, layout: str | None = Non
         "timestamps": ts_note,
         "kinds": rows,
     }
+    if prefill:
+        out["prefill"] = profile_prefill(ex, min(prefill, eng._max_batch))
     eng.close()
     return out
 
@@ -207,6 +236,11 @@ def _table(r: dict[str, Any]) -> str:
     ]
     for row in sorted(r["kinds"], key=lambda x: -x.get("gpu_us", x["alone_us"])):
         lines.append(f"{row['kind']:32} {row['dispatches']:>4} {row['alone_us']:>10} {row.get('gpu_us', '-'):>10}")
+    pf = r.get("prefill")
+    if pf:
+        lines.append(f"prefill of {pf['n_tokens']} tokens: one pass {pf['one_pass_ms']} ms, GPU total {pf.get('gpu_total_us')} us")
+        for row in sorted(pf.get("kinds", []), key=lambda x: -x["gpu_us"]):
+            lines.append(f"  {row['kind']:30} {row['dispatches']:>4} {'':>10} {row['gpu_us']:>10}")
     return "\n".join(lines)
 
 
@@ -217,11 +251,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--layout", default=None, help="auto | rows | splitk (default COMPANION_GPU_LAYOUT)")
     ap.add_argument("--features", default=None, help="auto | none | f16,subgroups (default COMPANION_GPU_FEATURES)")
+    ap.add_argument("--prefill", type=int, default=0, help="also profile a prefill chunk of this many tokens")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     from companion.model import load_model
 
-    r = profile(load_model(a.model), a.tokens, a.prompt, a.layout, a.features)
+    r = profile(load_model(a.model), a.tokens, a.prompt, a.layout, a.features, a.prefill)
     print(json.dumps(r) if a.json else _table(r), flush=True)
 
 

@@ -33,9 +33,20 @@ _BUNDLED = Path(__file__).resolve().parent / "data" / "smollm2_golden.json"
 _GOLDEN_NAME = Path("shared") / "golden" / "smollm2_golden.json"
 
 
-def default_golden() -> Path:
-    """../shared/golden/smollm2_golden.json (beside the checkout or the working directory) if
-    present, else the copy bundled with the package."""
+def default_golden(model=None) -> Path:
+    """The golden file for `model` (None: the default model): for the default model,
+    ../shared/golden/smollm2_golden.json (beside the checkout or the working directory) if
+    present, else the copy bundled with the package; for another model, the bundled golden
+    made on a file of its name and size (quantized weights first), else CompanionError."""
+    if model is not None and Path(model.path).name != json.loads(_BUNDLED.read_text())["model_file"].split(" ")[0]:
+        found = []
+        for p in sorted(_BUNDLED.parent.glob("*_golden.json")):
+            g = json.loads(p.read_text())
+            if g.get("model_file") == Path(model.path).name and g.get("model_size_bytes") == model.size:
+                found.append((g.get("weights", "quantized") != "quantized", p))
+        if not found:
+            raise CompanionError(f"no bundled golden file for {Path(model.path).name}: pass --golden (scripts/make_golden.py makes one)")
+        return min(found)[1]
     for root in (Path(__file__).resolve().parents[2], Path.cwd().parent, Path.cwd()):
         candidate = root / _GOLDEN_NAME
         if candidate.is_file():
@@ -241,7 +252,11 @@ def run_headless(
 ) -> int:
     """Run every engine on the golden prompts, print a table (or JSON); 0 when all that must
     pass did, 1 otherwise."""
-    golden = Path(golden_path) if golden_path is not None else default_golden()
+    if golden_path is None and model is None and settings.model_path is not None:
+        from companion.model import load_model
+
+        model = load_model(settings.model_path)
+    golden = Path(golden_path) if golden_path is not None else default_golden(model)
     progress: Callable[[str], None] = (lambda m: None) if as_json else (lambda m: print(m, flush=True))
     results = run_engines(settings, golden, engines, factory, model=model, progress=progress)
     passed = not any(r.failed for r in results)

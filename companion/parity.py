@@ -10,9 +10,19 @@ What else must hold depends on the weights the golden file was made on (its "wei
   rounds nothing but its f16 KV cache, so an exact computation agrees with it closely: every
   golden top-5 logit within F32_LOGIT_LIMIT. This is the referee that proves exactness.
 - "quantized" (also files without the field): llama.cpp rounds activations to 8 bits before
-  each quantized matrix product, so logits differ by up to ~1.2 from an exact computation on
-  the same weights; instead of a logit bound, the distribution over the golden top-5 must
-  match: KL(golden || ours) over those ids, renormalised, at most KL_LIMIT at every step.
+  each quantized matrix product, so its logits differ from an exact computation on the same
+  weights; instead of a logit bound, the distribution over the golden top-5 must match:
+  KL(golden || ours) over those ids, renormalised, at most KL_LIMIT at every step, and top-1
+  must agree where the golden margin is at least CLEAR_MARGIN_QUANTIZED.
+
+The quantized bounds come from measurements (2026-11-30) of the numpy reference, proven exact
+by the F32 goldens (SmolLM2 135M <= 0.023, Gemma 3 270M <= 0.031 on every golden top-5 logit,
+identical greedy sequences), against quantized goldens: 345 steps (SmolLM2 Q4_1 from an
+AVX-512 and an AVX2 build of llama.cpp, Gemma 3 270M Q4_K_M). The KL over the golden top-5 was
+at most 0.059 (99th percentile 0.040), logits differed by up to 1.60, and the golden top-1
+minus another top-5 logit moved by up to 1.40 (99th percentile 1.06); top-1 disagreed on 2
+steps, both with golden margins under 0.75. Hence KL_LIMIT 0.1 and CLEAR_MARGIN_QUANTIZED 1.0;
+a broken engine (one layer's FFN zeroed) scores a KL far above (tests/test_reference.py).
 
 Golden-file conventions (scripts/make_golden.py writes them): a prompt's `prompt_token_ids` are
 llama.cpp's tokenize(text, add_bos=True, special=True), i.e. with BOS where the model adds one;
@@ -34,11 +44,12 @@ from companion.errors import CompanionError
 from companion.model.chat_template import ChatTemplate
 from companion.model.tokenizer import Tokenizer
 
-CLEAR_MARGIN = 0.25  # golden top-1 minus top-2 logit at or above which top-1 must agree
-MAX_LOGIT_DIFF = 1.0  # quantized goldens: reported, and the bound for files without KL data
+CLEAR_MARGIN = 0.25  # f32 goldens: top-1 minus top-2 logit at or above which top-1 must agree
+CLEAR_MARGIN_QUANTIZED = 1.0  # the same for quantized goldens (measured swings, above)
+MAX_LOGIT_DIFF = 1.0  # quantized goldens: reported (llama.cpp's 8-bit activations), not bounded
 F32_LOGIT_LIMIT = 0.05  # f32 goldens: largest |engine - golden| logit over the golden top-5 ids
 F16_LOGIT_LIMIT = 0.5  # the same for engines with f16 inner products and KV cache
-KL_LIMIT = 0.02  # quantized goldens: largest KL(golden || engine) over the golden top-5 (nats)
+KL_LIMIT = 0.1  # quantized goldens: largest KL(golden || engine) over the golden top-5 (nats)
 
 
 def golden_weights(golden: dict[str, Any]) -> str:
@@ -69,7 +80,7 @@ class PromptReport(BaseModel):
     tokenization_match: bool  # formatted_prompt tokenizes to the golden prompt ids
     template_match: bool | None  # our chat template renders the golden formatted_prompt
     steps: int  # generated positions compared
-    clear_steps: int  # steps whose golden margin >= CLEAR_MARGIN
+    clear_steps: int  # steps whose golden margin >= the clear margin (CLEAR_MARGIN, or _QUANTIZED)
     top1_agree_clear: int  # of those, where our top-1 equals the golden top-1
     top1_agree_all: int  # over every step
     max_abs_logit_diff: float  # over the golden top-5 ids of every step
@@ -148,6 +159,7 @@ def check_prompt(
     logits = engine.eval(prompt_ids)  # (V,)
     clear = agree_clear = agree_all = 0
     max_diff = max_kl = 0.0
+    margin = CLEAR_MARGIN if weights == "f32" else CLEAR_MARGIN_QUANTIZED
     greedy_len: int | None = None
     steps = min(len(gen_ids), len(top5))
     for s in range(steps):
@@ -156,7 +168,7 @@ def check_prompt(
         max_diff = max(max_diff, max(abs(float(logits[t]) - v) for t, v in ref))
         max_kl = max(max_kl, top5_kl(ref, logits))
         agree_all += ours_top1 == ref[0][0]
-        if len(ref) < 2 or ref[0][1] - ref[1][1] >= CLEAR_MARGIN:
+        if len(ref) < 2 or ref[0][1] - ref[1][1] >= margin:
             clear += 1
             agree_clear += ours_top1 == ref[0][0]
         if greedy_len is None and ours_top1 != gen_ids[s]:

@@ -53,7 +53,10 @@ def _raise(message: str) -> None:
 class ChatTemplate:
     """Renders chat messages into the model's prompt format."""
 
-    def __init__(self, source: str, bos: str = "", eos: str = "", eog_ids: Iterable[int] = ()):
+    def __init__(self, source: str, bos: str = "", eos: str = "", eog_ids: Iterable[int] = (), unavailable: str = ""):
+        """unavailable: a base model's template: it knows the end ids, and render() raises
+        TemplateError with this message."""
+        self.unavailable = unavailable
         if len(source) > MAX_TEMPLATE_CHARS:
             raise TemplateError(
                 f"chat template is {len(source)} characters (limit {MAX_TEMPLATE_CHARS}); "
@@ -73,11 +76,12 @@ class ChatTemplate:
     @classmethod
     def from_metadata(cls, meta: Metadata, tk: Tokenizer) -> ChatTemplate:
         """The template a GGUF file carries (ChatML where it has none but its vocabulary has
-        ChatML's tokens) and its end ids; TemplateError for a base model without one."""
+        ChatML's tokens) and its end ids; a base model's refuses to render (one-line message)."""
         source = meta("tokenizer.chat_template")
+        unavailable = ""
         if not source:
             if not has_chatml_tokens(tk):
-                raise TemplateError(base_model_message(str(meta("general.name", "this model"))))
+                unavailable = base_model_message(str(meta("general.name", "this model")))
             source = CHATML
 
         def text(key: str) -> str:
@@ -90,10 +94,13 @@ class ChatTemplate:
             if (i := meta(key)) is not None and 0 <= int(i) < tk.n_vocab
         }
         eog |= {i for i in tk.special_ids if tk.tokens[i] in EOG_TEXTS}
-        return cls(source, text("tokenizer.ggml.bos_token_id"), text("tokenizer.ggml.eos_token_id"), eog)
+        return cls(source, text("tokenizer.ggml.bos_token_id"), text("tokenizer.ggml.eos_token_id"), eog, unavailable)
 
     def render(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """The prompt text for messages [{"role": ..., "content": ...}, ...]."""
+        """The prompt text for messages [{"role": ..., "content": ...}, ...]; TemplateError for
+        a base model (no template)."""
+        if self.unavailable:
+            raise TemplateError(self.unavailable)
         for m in messages:
             if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
                 raise TemplateError(f"chat message needs string 'role' and 'content': {m!r:.200}")

@@ -283,8 +283,8 @@ class GGUFModel:
 
     @cached_property
     def chat_template(self) -> ChatTemplate:
-        """The model's chat template (sandboxed) with its end-of-generation ids; TemplateError
-        with a one-line explanation for a base model without one."""
+        """The model's chat template (sandboxed) with its end-of-generation ids; a base model's
+        refuses to render with a one-line explanation (see can_chat)."""
         return ChatTemplate.from_metadata(self.meta, self.tokenizer)
 
     @cached_property

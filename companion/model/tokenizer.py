@@ -17,6 +17,7 @@ tokens (always) before anything else, longest first."""
 from __future__ import annotations
 
 import codecs
+import threading
 from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
@@ -127,26 +128,23 @@ class Tokenizer:
         self.bos_id = bos_id
         self.add_space_prefix = add_space_prefix
         # Control (and unknown) tokens are split out only when parsing specials, user-defined
-        # ones always (llama_vocab::impl::tokenizer_st_partition).
+        # ones always (llama_vocab::impl::tokenizer_st_partition): the former are the HF
+        # tokenizer's special tokens (left as text with encode_special_tokens), the latter its
+        # plain added tokens.
         self.special_ids = {i for i, ty in enumerate(types) if ty in (TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNKNOWN)}
-        user_ids = {i for i, ty in enumerate(types) if ty == TOKEN_USER_DEFINED}
+        control = sorted(i for i in self.special_ids if types[i] != TOKEN_USER_DEFINED)
+        user = sorted(i for i in self.special_ids if types[i] == TOKEN_USER_DEFINED)
         if model == "gpt2":
             self._hf = self._byte_level_bpe(tokens, list(merges), pre)
-            self._plain = self._byte_level_bpe(tokens, list(merges), pre)
             self._hf.decoder = decoders.ByteLevel()
-            user_ids = set()  # (the GPT-2 vocabularies in use have none; kept as before)
         else:
             if scores is None or len(scores) != len(tokens):
                 raise TokenizerError("a SentencePiece-style vocabulary needs tokenizer.ggml.scores for every token")
-            pairs = spm_merges(tokens, types, scores)
-            self._hf = self._spm(tokens, pairs, add_space_prefix)
-            self._plain = self._spm(tokens, pairs, add_space_prefix)
-        self._hf.add_special_tokens(
-            [AddedToken(tokens[i], special=True, normalized=False) for i in sorted(self.special_ids)]
-        )
-        # A copy that does not split control tokens: for parse_special=False.
-        if user_ids:
-            self._plain.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False) for i in sorted(user_ids)])
+            self._hf = self._spm(tokens, spm_merges(tokens, types, scores), add_space_prefix)
+        self._hf.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False) for i in control])
+        if user:
+            self._hf.add_tokens([AddedToken(tokens[i], special=False, normalized=False) for i in user])
+        self._lock = threading.Lock()  # encode_special_tokens is per tokenizer, not per call
         self._bytes_cache: dict[int, bytes] = {}
 
     @staticmethod
@@ -210,8 +208,11 @@ class Tokenizer:
         """Token ids of text. With parse_special, control-token text (e.g. "<|im_start|>")
         becomes the control token, as llama.cpp's parse_special=true; with add_bos, the BOS id
         goes first where the model asks for one (llama.cpp's add_special=true)."""
-        tok = self._hf if parse_special else self._plain
-        ids = tok.encode(text, add_special_tokens=False).ids if text else []
+        ids: list[int] = []
+        if text:
+            with self._lock:
+                self._hf.encode_special_tokens = not parse_special
+                ids = self._hf.encode(text, add_special_tokens=False).ids
         if add_bos and self.add_bos and self.bos_id is not None:
             ids.insert(0, self.bos_id)
         return ids

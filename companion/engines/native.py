@@ -231,9 +231,13 @@ class NativeEngine(Engine):
                 self._end_chain()  # no room left: the plain path reports a full context
                 return self.next_token([ch.last], sampler, history)
             if len(ch.inflight) < 2 and not ch.stopped:
-                self._submit(ch, history)  # recorded while the GPU runs the previous submit
+                # recorded while the GPU runs the previous one, submitted once that one is read
+                # back (wgpu-py's map waits for all submitted work, a later submit included)
+                self._submit(ch, history, now=False)
             pend, n = ch.inflight.popleft()
             got = [int(t) for t in np.frombuffer(pend.result(), np.uint32)[:n]]
+            if ch.inflight:
+                ch.inflight[0][0].submit()
             ch.ready.extend(got)
             if any(t in self.eog_ids for t in got):
                 ch.stopped = True
@@ -243,8 +247,9 @@ class NativeEngine(Engine):
         ch.last, ch.draws, ch.n_past, ch.hist_len = tok, sampler.gpu_draws, self._n_past, ch.hist_len + 1
         return tok
 
-    def _submit(self, ch: _Chain, history: Sequence[int]) -> bool:
-        """Record and submit up to `ahead` decode steps continuing the chain; False if no room."""
+    def _submit(self, ch: _Chain, history: Sequence[int], now: bool = True) -> bool:
+        """Record and submit up to `ahead` decode steps continuing the chain (now=False: record
+        only; the caller submits it); False if no room."""
         k = min(self.ahead, self._n_ctx - ch.gpu_past)
         if k <= 0:
             return False
@@ -283,7 +288,7 @@ class NativeEngine(Engine):
                 post.append(Copy(io["token_out"], 0, hist_buf, 4 * (ch.hist_l + g), 4))
             steps.append(Step([("decode", {}), ("sample", {})], pre, post))
         ex.write(steps_buf, b"".join(blocks), offset=s0)
-        pend: Pending = ex.submit_steps(steps, [Copy(ring, 0, "", 0, 4 * k)])
+        pend: Pending = ex.submit_steps(steps, [Copy(ring, 0, "", 0, 4 * k)], submit=now)
         ch.inflight.append((pend, k))
         ch.n_spec += k
         ch.gpu_past += k
@@ -299,6 +304,7 @@ class NativeEngine(Engine):
         if ch is not None and self.executor.usable:
             for pend, _ in ch.inflight:
                 try:
+                    pend.discard()  # recorded, never submitted: dropped
                     pend.result()
                 except Exception:  # a lost device shows on the next call
                     break

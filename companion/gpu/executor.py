@@ -71,11 +71,30 @@ class Step:
 class Pending:
     """A submitted command buffer's readback: result() waits for the GPU and returns the bytes."""
 
-    def __init__(self, ex: Executor, staging, size: int):
-        self._ex, self._staging, self.size = ex, staging, size
+    def __init__(self, ex: Executor, staging, size: int, cb=None):
+        self._ex, self._staging, self.size, self._cb = ex, staging, size, cb
         self._out: bytes | None = None if staging is not None else b""
 
+    def submit(self) -> None:
+        """Submit the recorded command buffer (once)."""
+        cb, self._cb = self._cb, None
+        if cb is not None:
+            try:
+                self._ex.device.queue.submit([cb])
+            except self._ex._w.GPUError as exc:
+                self._ex.usable = False
+                raise _lost(exc) from exc
+
+    def discard(self) -> None:
+        """Drop a command buffer never submitted (its readback buffer goes back to the pool)."""
+        if self._cb is not None:
+            self._cb = None
+            if self._staging is not None:
+                self._ex._stagings.append(self._staging)
+            self._out = b""
+
     def result(self) -> bytes:
+        self.submit()
         if self._out is None:
             ex, wgpu = self._ex, self._ex._w
             try:
@@ -292,14 +311,17 @@ class Executor:
             self.usable = False
             raise _lost(exc) from exc
 
-    def submit_steps(self, steps: Sequence[Step], read: Sequence[Copy]) -> Pending:
+    def submit_steps(self, steps: Sequence[Step], read: Sequence[Copy], submit: bool = True) -> Pending:
         """Record several steps into one command buffer and submit it without waiting: each
         step's copies, its programs in one compute pass, its copies after. `read` lists copies
         (destination offsets ignored) packed in order into one mappable buffer, returned by
         Pending.result(), the only wait. Steps depend on each other only through buffers, so
         a step's inputs can be what the previous one wrote (a sampled id feeding the next
         token's embedding): the host learns the ids of k tokens with one submit and one map,
-        and encodes the next command buffer while the GPU runs this one."""
+        and encodes the next command buffer while the GPU runs this one. submit=False: only
+        record it; Pending.submit() submits it (record the next command buffer while the GPU
+        runs the last one, wait for that one, then submit: wgpu-py's map waits for every
+        submitted command buffer, so one submitted early would be waited for too)."""
         self._check()
         wgpu, dev = self._w, self.device
         raw = _raw_pass_calls()
@@ -337,13 +359,15 @@ class Executor:
                     o += c.size
             cb = enc.finish()
             self.counters["encode_s"] += time.perf_counter() - t0
-            dev.queue.submit([cb])
         except wgpu.GPUError as exc:
             self.usable = False
             raise _lost(exc) from exc
         self.counters["submits"] += 1
         self.counters["dispatches"] += n
-        return Pending(self, staging, size)
+        pend = Pending(self, staging, size, cb)
+        if submit:
+            pend.submit()
+        return pend
 
     def _take_staging(self, size: int):
         for i, b in enumerate(self._stagings):

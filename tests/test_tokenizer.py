@@ -69,3 +69,50 @@ def _valid_utf8(b: bytes) -> bool:
         return True
     except UnicodeDecodeError:
         return False
+
+
+# ----------------------------------------------------------------------------- SentencePiece-style
+
+
+def _spm(add_space_prefix: bool = False):
+    """A tiny "llama"-type vocabulary: control, user-defined, byte and scored normal tokens."""
+    from companion.model.tokenizer import (
+        TOKEN_BYTE,
+        TOKEN_CONTROL,
+        TOKEN_NORMAL,
+        TOKEN_USER_DEFINED,
+        Tokenizer,
+    )
+
+    specials = [("<pad>", TOKEN_CONTROL), ("<eos>", TOKEN_CONTROL), ("<bos>", TOKEN_CONTROL), ("\n\n", TOKEN_USER_DEFINED)]
+    byte_tokens = [(f"<0x{b:02X}>", TOKEN_BYTE) for b in range(256)]
+    # merges by score: "▁t" + "he" would give "▁the" (score -3) only after "he" (-1) formed
+    normal = ["h", "e", "t", "a", "b", "▁", "he", "▁t", "▁the", "ab", "ba", "aba", "\n"]
+    scores = {"he": -1.0, "▁t": -2.0, "▁the": -3.0, "ab": -4.0, "ba": -5.0, "aba": -6.0}
+    tokens = [t for t, _ in specials + byte_tokens] + normal
+    types = [ty for _, ty in specials + byte_tokens] + [TOKEN_NORMAL] * len(normal)
+    sc = [0.0] * (len(specials) + 256) + [scores.get(t, -100.0) for t in normal]
+    return Tokenizer(tokens, types, model="llama", scores=sc, add_bos=True, bos_id=2, add_space_prefix=add_space_prefix)
+
+
+def test_spm_merges_by_score_with_byte_fallback():
+    tk = _spm()
+    ids = tk.encode(" the ab")
+    assert [tk.tokens[i] for i in ids] == ["▁the", "▁", "ab"]
+    # "ab" (-4) merges before "ba" (-5), then "ab" + "a" into "aba" (-6)
+    assert [tk.tokens[i] for i in tk.encode("aba")] == ["aba"]
+    assert [tk.tokens[i] for i in tk.encode("bab")] == ["b", "ab"]  # the higher score wins over the leftmost pair
+    ids = tk.encode("hé")  # é has no token: its UTF-8 bytes
+    assert [tk.tokens[i] for i in ids] == ["h", "<0xC3>", "<0xA9>"]
+    assert tk.decode(ids) == "hé"
+    assert tk.encode("the", add_bos=True)[0] == 2
+
+
+def test_spm_special_tokens_and_space_prefix():
+    tk = _spm()
+    assert [tk.tokens[i] for i in tk.encode("he<eos>he", parse_special=True)] == ["he", "<eos>", "he"]
+    assert "<eos>" not in [tk.tokens[i] for i in tk.encode("he<eos>he", parse_special=False)]
+    # user-defined tokens are split out even without parse_special (llama.cpp)
+    assert [tk.tokens[i] for i in tk.encode("he\n\nhe", parse_special=False)] == ["he", "\n\n", "he"]
+    pre = _spm(add_space_prefix=True)
+    assert [pre.tokens[i] for i in pre.encode("the")] == ["▁the"]

@@ -293,13 +293,22 @@ def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
     plan = built.plan
     assert plan.model["layout"] == want
     assert any(r.getMessage().startswith(f"plan: matmul layout {want}") for r in caplog.records)
-    mm = [p for p in plan.pipelines if p.shader.startswith("matmul")]
+    # split-K: matvecs for one token, tiled kernels for batches (gpu/_tiled.py), the output
+    # projection that merges flash-decoding partials (gpu/_flash.py); all on row-major blobs
+    mm = [p for p in plan.pipelines if p.shader.startswith("matmul") and not p.shader.endswith("_tiled.wgsl") and p.shader != "matmul_attn.wgsl"]
     assert mm and all(bool(p.constants.get("SPLITK")) == (want == "splitk") for p in mm)
+    special = [p for p in plan.pipelines if p.shader.endswith("_tiled.wgsl") or p.shader == "matmul_attn.wgsl"]
+    assert {p.shader for p in special} == ({"matmul_tiled.wgsl", "matmul_swiglu_tiled.wgsl", "matmul_qkv_tiled.wgsl", "matmul_attn.wgsl"}
+                                           if want == "splitk" else set())  # fmt: skip
+    assert all(p.constants.get("ROWMAJOR") for p in special)
     assert all(bool(p.constants.get("ROWMAJOR")) == (want == "splitk") for p in plan.pipelines if p.shader == "embed.wgsl")
     n_layer = int(plan.model["n_layer"])
     assert plan.dispatch_count("decode") == 1 + 5 * n_layer + 1
     att = {p.shader for p in plan.pipelines if p.shader.startswith("attention")}
-    assert att == {"attention_split.wgsl" if want == "splitk" else "attention.wgsl"}
+    assert att == ({"attention_split.wgsl", "attention_flash.wgsl"} if want == "splitk" else {"attention.wgsl"})
+    if want == "splitk":  # decode uses the flash pair, batches the split attention
+        decode = {d.pipeline.split("|")[0] for d in plan.programs["decode"].dispatches}
+        assert {"attention_flash", "matmul_attn"} <= decode and "attention_split" not in decode
 
 
 def test_auto_features_use_the_f32_kernels(monkeypatch):

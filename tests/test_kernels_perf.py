@@ -238,3 +238,60 @@ def test_matmul_qkv_tiled(gpu_device, variant, qtype, neox, T, n_past):
     close(kc[n_past : n_past + T], rope(h[:, NQ : NQ + NK].reshape(T, KV, hd)), tol)
     close(vc[n_past : n_past + T], h[:, NQ + NK :], tol)
     assert not kc[:n_past].any() and not kc[n_past + T :].any()
+
+
+MINE = ("attention_flash.wgsl", "matmul_attn.wgsl", "matmul_tiled.wgsl", "matmul_swiglu_tiled.wgsl", "matmul_qkv_tiled.wgsl")
+
+COMPILE_JS = """async (mods) => {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await adapter.requestDevice({requiredFeatures: adapter.features.has("subgroups") ? ["subgroups"] : []});
+  const out = [];
+  for (const m of mods) {
+    device.pushErrorScope("validation");
+    const mod = device.createShaderModule({code: m.code});
+    const info = await mod.getCompilationInfo();
+    const msgs = info.messages.filter((x) => x.type === "error").map((x) => `${x.lineNum}:${x.linePos} ${x.message}`);
+    try {
+      await device.createComputePipelineAsync({layout: "auto", compute: {module: mod, entryPoint: "main", constants: m.constants}});
+    } catch (e) { msgs.push(String(e.message || e)); }
+    const err = await device.popErrorScope();
+    if (err) msgs.push(err.message);
+    out.push([m.name, msgs]);
+  }
+  return out;
+}"""
+
+
+def test_new_kernels_build_in_chromium(chromium_required, page, tmp_path):
+    """The page's executor runs the same plan on GPUs: Tint (stricter uniformity analysis than
+    naga) must accept these kernels and their override-sized workgroups, f32 and subgroups."""
+    from companion.gpu import shaders
+    from companion.gpu.builder import build_plan
+    from companion.model import load_model
+    from companion.testing import write_tiny_gguf
+
+    model = load_model(str(write_tiny_gguf(tmp_path / "tiny.gguf", n_layer=1, context_length=512)))
+    mods = []
+    for allow in ("none", "subgroups"):
+        plan = build_plan(model, n_ctx=256, max_batch=32, features=["subgroups"], allow=allow, layout="splitk").plan
+        for p in plan.pipelines:
+            if p.shader in MINE:
+                _, src = shaders.pipeline_module(p)  # as served to the page (enable directives included)
+                mods.append({"name": p.name, "code": src.code, "constants": dict(p.constants)})
+    assert {m["name"].split("|")[0] + ".wgsl" for m in mods} == set(MINE)
+    import http.server
+    import threading
+
+    (tmp_path / "index.html").write_text("<!doctype html><title>kernels</title>")
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # loopback: a secure context
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        if not page.evaluate("!!navigator.gpu"):
+            pytest.skip("this Chromium offers no navigator.gpu")
+        bad = [(n, msgs) for n, msgs in page.evaluate(COMPILE_JS, mods) if msgs]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not bad, bad

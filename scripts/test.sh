@@ -5,7 +5,7 @@ source "$(dirname "$0")/setup.sh" test
 .venv/bin/ruff check companion tests
 .venv/bin/mypy
 set +e
-.venv/bin/python -m pytest -ra "$@"
+.venv/bin/python -m pytest -ra --durations=30 "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then

@@ -40,6 +40,16 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.find_root().obj["settings"]
 
 
+_MODEL_OPTION = click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
+                             help="A GGUF model file or a name from `companion model list` (as `companion --model`).")
+
+
+def _with_model(ctx: click.Context, model_path: Path | None) -> Settings:
+    """The settings, with the subcommand's --model (if given) as the model."""
+    settings = _settings(ctx)
+    return settings.model_copy(update={"model_path": model_path}) if model_path else settings
+
+
 def _load_model(settings: Settings):
     from companion.model import load_model
 
@@ -260,16 +270,18 @@ def _print_parity(report) -> None:
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), default="reference", show_default=True, help="Engine to check.")
 @click.option("--golden", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Golden JSON file (llama.cpp outputs).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_MODEL_OPTION
 @click.pass_context
-def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool) -> None:
+def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool, model_path: Path | None = None) -> None:
     """Teacher-forced parity of an engine against llama.cpp's golden outputs."""
+    from companion.headless import _plan_features
     from companion.parity import run_parity
 
-    settings = _settings(ctx)
+    settings = _with_model(ctx, model_path)
     model = _load_model(settings)
     eng = _engine(settings, model, engine, quiet=as_json)
-    try:
-        report = run_parity(eng, model.tokenizer, golden, model.chat_template_or_none)
+    try:  # f16 kernels are held to F16_LOGIT_LIMIT on F32 goldens, f32 ones to 0.05
+        report = run_parity(eng, model.tokenizer, golden, model.chat_template_or_none, f16="shader-f16" in _plan_features(eng))
     finally:
         eng.close()
     if as_json:
@@ -296,9 +308,10 @@ def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool) -> None
 @click.option("--prefill-sizes", default="128,512", show_default=True, help="Also prefill prompts of these lengths, with time to first token (comma-separated; empty: none).")
 @click.option("--chat/--no-chat", default=True, show_default=True, help="Also measure the reply rate through the chat loop.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of the figures (needs matplotlib).")
+@_MODEL_OPTION
 @click.pass_context
 def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, decode_tokens: int, repeats: int, peer_python: str | None, peer_threads: int,
-          peer_llama_bench: str | None, contexts: str, prefill_sizes: str, chat: bool, plot_path: str | None) -> None:  # fmt: skip
+          peer_llama_bench: str | None, contexts: str, prefill_sizes: str, chat: bool, plot_path: str | None, model_path: Path | None = None) -> None:  # fmt: skip
     """Measure an engine: prefill and decode tok/s (also at longer contexts and through the chat
     loop), time to first token, per-token counters, peak RSS."""
     if ctx.invoked_subcommand is not None:
@@ -309,7 +322,7 @@ def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, de
     def ints(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
 
-    settings = _settings(ctx)
+    settings = _with_model(ctx, model_path)
     if peer_python is None and settings.peer_python is not None:
         if not settings.peer_python.is_file():
             raise CompanionError(f"COMPANION_PEER_PYTHON={str(settings.peer_python)!r} (peer_python) is not a file: point it at a Python with llama-cpp-python")

@@ -32,7 +32,7 @@ LEARNING_RATE = 0.5
 
 RELATIONS = (
     "wife|husband|partner|girlfriend|boyfriend|fiancée|fiancee|fiancé|fiance|spouse|son|daughter|child|children|"
-    "kids?|baby|babies|twins?|mother|mom|mum|mummy|mama|father|dad|daddy|papa|parents?|sister|brother|siblings?|"
+    "kids?|baby|babies|twins?|mother|mom|mum|mam|mummy|mama|father|dad|daddy|papa|parents?|sister|brother|siblings?|"
     "twin sister|twin brother|half-sister|half-brother|stepsister|stepbrother|stepmother|stepmum|stepmom|"
     "stepfather|stepdad|grandmother|grandma|granny|nan|nana|grandfather|grandad|granddad|grandpa|grandparents?|"
     "grandson|granddaughter|grandchildren|grandkids|aunt|auntie|aunty|uncle|cousin|niece|nephew|"

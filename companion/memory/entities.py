@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from companion.memory.store import Store
 
 _CANON = {
-    "mum": "mother", "mom": "mother", "mummy": "mother", "mama": "mother", "dad": "father", "daddy": "father",
+    "mum": "mother", "mom": "mother", "mam": "mother", "mummy": "mother", "mama": "mother", "dad": "father", "daddy": "father",
     "papa": "father", "grandma": "grandmother", "granny": "grandmother", "nan": "grandmother", "nana": "grandmother",
     "grandad": "grandfather", "granddad": "grandfather", "grandpa": "grandfather", "neighbor": "neighbour",
     "coworker": "colleague", "co-worker": "colleague", "stepmum": "stepmother", "stepmom": "stepmother",
@@ -59,7 +59,7 @@ _PATTERNS = [
     # my sister / our dog (no name)
     (re.compile(rf"(?i:\b(?:my|our)\s+({_ADJ}{_REL}))\b"), "rel"),
     # Grandma turned 92 / uncle Bernard keeps sheep / Mum's birthday
-    (re.compile(rf"(?:^|(?<=[,;:]\s))((?i:uncle|aunt|auntie|aunty|cousin|grandma|granny|nan|nana|grandad|grandpa|mum|mom|dad))\b(?:\s+{_NAME})?"), "kin"),
+    (re.compile(rf"(?:^|(?<=[,;:]\s))((?i:uncle|aunt|auntie|aunty|cousin|grandma|granny|nan|nana|grandad|grandpa|mum|mom|mam|dad))\b(?:\s+{_NAME})?"), "kin"),
 ]
 
 

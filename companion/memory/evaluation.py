@@ -125,47 +125,62 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2)}
 
 
+def tell(store: Any, items: list[EvalItem], clock: _Clock) -> tuple[dict[str, list[int]], list[float]]:
+    """Say every item's messages, each in its own conversation (see the module docstring);
+    returns (item id -> its user message ids, per-turn latencies in ms)."""
+    from companion.memory.session import ConversationMemory
+
+    told: dict[str, list[int]] = defaultdict(list)
+    ingest_ms: list[float] = []
+    for i, item in enumerate(items):
+        start = item.at or BASE_TIME + i * STEP
+        mem: ConversationMemory | None = None
+        for j, text in enumerate(item.say):
+            clock.now = start + dt.timedelta(days=j)
+            if mem is None or not item.same_conversation:
+                mem = ConversationMemory(store, count_tokens=_count_words)
+            t0 = time.perf_counter()
+            mem(mem.history(), text, 2048)  # the prompt a chat turn builds first
+            mem.user_message(text, _count_words(text))
+            mem.reply_started()
+            mem.reply_checkpoint(item.reply)
+            mem.reply_finished(item.reply, "done", {"engine": "evaluation", "generated_tokens": 3})
+            ingest_ms.append((time.perf_counter() - t0) * 1000)
+            told[item.id].append(int(next(m["id"] for m in reversed(mem.history()) if m["role"] == "user")))
+    clock.now = max(it.at or BASE_TIME for it in items) + len(items) * STEP  # asked later
+    return told, ingest_ms
+
+
+def ask(store: Any, item: EvalItem, k: int = K) -> tuple[bool, bool, list[dict[str, Any]]]:
+    """(hit at 1, hit at k, the results) for an item's question, through the recall
+    `companion memory search` uses."""
+    from companion.memory.manage import search_memories
+
+    hits = search_memories(store, item.ask or "", limit=k)
+    texts = [h["text"] for h in hits]
+    return judge(item, texts, 1), judge(item, texts, k), hits
+
+
 def run_evaluation(items: list[EvalItem] | None = None, *, embedder: Any = "default", k: int = K) -> dict[str, Any]:
     """Tell every item, ask every question, and report recall@1 / recall@k per category,
     false facts and latency (see the module docstring for the protocol)."""
-    from companion.memory.manage import search_memories
-    from companion.memory.session import ConversationMemory
     from companion.memory.store import Store
 
     items = load_items() if items is None else items
     clock = _Clock()
-    told: dict[str, list[int]] = defaultdict(list)  # item id -> its user message ids
-    ingest_ms: list[float] = []
     recall_ms: list[float] = []
     results: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     misses: list[str] = []
     reply_first = 0
     with tempfile.TemporaryDirectory() as tmp:
         with Store(Path(tmp) / "eval.db", embedder=embedder, clock=clock) as store:
-            for i, item in enumerate(items):
-                start = item.at or BASE_TIME + i * STEP
-                mem: ConversationMemory | None = None
-                for j, text in enumerate(item.say):
-                    clock.now = start + dt.timedelta(days=j)
-                    if mem is None or not item.same_conversation:
-                        mem = ConversationMemory(store, count_tokens=_count_words)
-                    t0 = time.perf_counter()
-                    mem(mem.history(), text, 2048)  # the prompt a chat turn builds first
-                    mem.user_message(text, _count_words(text))
-                    mem.reply_started()
-                    mem.reply_checkpoint(item.reply)
-                    mem.reply_finished(item.reply, "done", {"engine": "evaluation", "generated_tokens": 3})
-                    ingest_ms.append((time.perf_counter() - t0) * 1000)
-                    told[item.id].append(int(next(m["id"] for m in reversed(mem.history()) if m["role"] == "user")))
-            clock.now = max(it.at or BASE_TIME for it in items) + len(items) * STEP  # asked later
+            told, ingest_ms = tell(store, items, clock)
             for item in items:
                 if item.ask is None:
                     continue
                 t0 = time.perf_counter()
-                hits = search_memories(store, item.ask, limit=k)
+                at1, atk, hits = ask(store, item, k)
                 recall_ms.append((time.perf_counter() - t0) * 1000)
-                texts = [h["text"] for h in hits]
-                at1, atk = judge(item, texts, 1), judge(item, texts, k)
                 results[item.category].append((at1, atk))
                 if not atk:
                     misses.append(item.id)

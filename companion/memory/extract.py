@@ -27,6 +27,7 @@ import numpy as np
 
 from companion.memory import disclosure
 from companion.memory.dates import absolute, find_dates
+from companion.memory.disclosure import RELATIONS as RELATION_WORDS
 from companion.memory.entities import Mention, mentions, resolve
 from companion.memory.facts import Candidate, Change, content_words, covers
 from companion.memory.grammar import is_english, third_person
@@ -349,16 +350,28 @@ def _replaced(
     floor = UPDATE_COSINE_SHARED - SAME_ENTITY_BONUS
     rows = store.memories_by_ids([int(i) for i in ids[cos >= floor]])
     words = {w for w in content_words(text) if w not in _COMMON_VERBS and len(w) > 2}
+    entities = {int(e["id"]): e for e in store.entities(character_id)}
     best, best_cos = None, 0.0
     for i, c in zip(ids.tolist(), cos.tolist(), strict=True):
         row = rows.get(int(i))
         if row is None or row["pinned"] or (source_message_id is not None and row["source_message_id"] == source_message_id):
             continue
+        if row["entity_id"] != entity_id and not _names_entity(text, entities.get(row["entity_id"] or -1)):
+            continue  # about someone else: "I'm actually 34, had my birthday" is not Aoife's birthday
         bonus = SAME_ENTITY_BONUS if entity_id is not None and row["entity_id"] == entity_id else 0.0
         shared = bool(words & content_words(row["text"]))
         if (c + bonus >= UPDATE_COSINE or (shared and c + bonus >= UPDATE_COSINE_SHARED)) and c > best_cos:
             best, best_cos = int(i), c
     return best
+
+
+def _names_entity(text: str, entity: dict[str, Any] | None) -> bool:
+    """Whether text names the person or pet (by name, or by relation: "dentists" for the dentist)."""
+    if entity is None:
+        return False
+    low = text.lower()
+    keys = [k for k in ((entity["name"] or "").split()[:1] + [(entity["relation"] or "").split(" ")[-1]]) if k]
+    return any(re.search(rf"(?<!\w){re.escape(k.lower())}", low) for k in keys)
 
 
 def supersede_said(store: Store, character_id: int, text: str, message_id: int) -> list[int]:
@@ -373,6 +386,8 @@ def supersede_said(store: Store, character_id: int, text: str, message_id: int) 
                and disclosure.gate(s, ()) in (None, disclosure.NO_ONE)]
     if emb is None or index is None or not index.n or not changes:
         return []
+    names = {w.lower() for e in store.entities(character_id) for w in (e["name"] or "").split()}
+    names |= {w for w in re.findall(r"[a-z'-]+", text.lower()) if re.fullmatch(RELATION_WORDS, w)}
     with one_blas_thread():
         vecs = emb.encode(changes)  # (S, 384)
         sims = index.mat @ vecs.T  # (N, S)
@@ -380,7 +395,7 @@ def supersede_said(store: Store, character_id: int, text: str, message_id: int) 
     for j, sentence in enumerate(changes):
         top = np.argsort(-sims[:, j])[:8]
         rows = store.episodes_by_ids([int(index.ids[t]) for t in top])
-        words = {w for w in content_words(sentence) if w not in _COMMON_VERBS and len(w) > 2}
+        words = {w for w in content_words(sentence) if w not in _COMMON_VERBS and len(w) > 2} - names
         for t in top:
             row, c = rows.get(int(index.ids[t])), float(sims[t, j])
             if row is None or row["message_id"] == message_id or row["role"] != "user" or row["superseded_by"]:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
+from companion.memory.facts import content_words
 from companion.memory.recall import recall
 
 if TYPE_CHECKING:
@@ -31,17 +32,33 @@ def _names(topic: str) -> list[str]:
     return [w for i, w in enumerate(words) if w[:1].isupper() and w != "I" and (i > 0 or w.lower() not in _FILLER)]
 
 
+def _stems(words: set[str]) -> set[str]:
+    """Crude stems ("owing", "owes" -> "ow"), enough to tell whether two texts share a topic word."""
+    return {re.sub(r"(?:ing|ed|es|s|e)$", "", w)[:6] for w in words}
+
+
 def forget_about(store: Store, character_id: int, topic: str, *, keep_messages: Collection[int] = ()) -> Removed:
     """Forget the facts and passages about `topic`; returns what went (for an undo)."""
     from companion.memory.store import Removed
 
     hits = recall(store, character_id, topic, limit=12)
     names = [n.lower() for n in _names(topic)]
+    # "forget about Jordan": everything naming Jordan; "forget what I said about owing Declan
+    # money": what names Declan *and* is about the rest of the topic (or is close to it)
+    rest = content_words(" ".join(w for w in re.findall(r"[\w'-]+", topic) if w.lower() not in names)) - _FILLER
+    def names_it(text: str) -> bool:
+        return any(re.search(rf"(?i)(?<!\w){re.escape(n)}(?!\w)", text) for n in names)
+
+    def on_topic(text: str) -> bool:
+        return not rest or bool(_stems(rest) & _stems(content_words(text)))
+
+    hits = [h for h in hits if not names_it(h["text"]) or on_topic(h["text"])]  # the same person, another topic
     best = max((h["cosine"] or 0.0 for h in hits), default=0.0)
     facts, messages = set(), set()
-    for h in hits:
+    for rank, h in enumerate(hits):
         cos = h["cosine"] or 0.0
-        named = any(re.search(rf"(?i)(?<!\w){re.escape(n)}(?!\w)", h["text"]) for n in names)
+        # a name of the topic; or close to it; or recall's best hit, sharing one of its words
+        named = names_it(h["text"]) or (rank == 0 and bool(rest) and on_topic(h["text"]))
         if named or (cos >= FORGET_COSINE and cos >= best - FORGET_MARGIN):
             if h["source"] == "fact":
                 facts.add(int(h["id"]))

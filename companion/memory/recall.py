@@ -34,6 +34,7 @@ from companion.memory._blas import one_blas_thread
 from companion.memory.embed import embedding_text
 from companion.memory.entities import known_entities, named_in_query
 from companion.memory.facts import covers
+from companion.memory.lexicon import related_words
 
 if TYPE_CHECKING:
     from companion.memory.store import Store
@@ -43,12 +44,14 @@ RRF_K = 20  # reciprocal rank fusion constant; lower than the usual 60 so that r
 CANDIDATES = 50  # hits taken from each ranker before fusion
 MIN_COSINE = 0.2  # a vector-only hit below this is noise, not a memory worth injecting
 WEIGHTS = {"fact": 1.0, "user": 0.85, "assistant": 0.3}  # how far each source is believed
+RELATED_WEIGHT = 0.5  # the keyword ranker over the query's related words (memory.lexicon)
 BM25_WEIGHT = 0.5  # the keyword ranker counts half: a shared common word ("name", "work") is weak
 #                    evidence next to meaning, but it still lifts an exact name or number
 SUPERSEDED = 0.15  # weight factor of a message whose fact was replaced since (it stays findable)
 QUESTION = 0.5  # weight factor of a question the user asked: it tells nothing
 COSINE_GAP = 0.15  # an item this far below the best cosine is off topic, whatever its keywords...
 OFF_TOPIC = 0.3  # ... and weighs this much
+DATED = 1.5  # weight factor of an item that carries a date, when the question asks "when"
 LAZY_EMBED = 32  # passages without a vector embedded per recall (an old database fills in)
 SOURCES = ("fact", "message")
 
@@ -57,6 +60,11 @@ _STOPWORDS = frozenset(
     "is it its me my of on or our she so that the their them they this to too was we were what when "
     "where which who why will with you your yours do don't can could would should about just".split()
 )
+_WHEN = re.compile(r"(?i)^\W*(?:(?:and|so|ok|hey)\W+)?(?:when\b|what\s+(?:date|day|time|month|year)\b|which\s+(?:date|day|month)\b|"
+                   r"quand\b|cu[aá]ndo\b|wann\b|wanneer\b)")
+_DATE = re.compile(r"(?i)\b(?:\d{4}-\d\d-\d\d|(?:mon|tues|wednes|thurs|fri|satur|sun)days?|january|february|march|april|may|"
+                   r"june|july|august|september|october|november|december|\d{1,2}(?:st|nd|rd|th)|\d{1,2}(?::\d\d|\s?[ap]m)|"
+                   r"tomorrow|tonight|next\s+(?:week|month|year))\b")
 # the fields of a recalled fact, before its score / bm25 / cosine (what recall has always returned)
 _RESULT_KEYS = ("id", "kind", "slot", "text", "pinned", "source_message_id", "created_at", "updated_at")
 
@@ -335,6 +343,14 @@ def _recall(
         if use_messages:
             bm25.update({("e", i): s for i, s in store.fts_episodes(character_id, match, CANDIDATES)})
     rankings: list[tuple[float, list[Key]]] = [(BM25_WEIGHT, sorted(bm25, key=lambda k: bm25[k])[:CANDIDATES])]
+    related = fts_query(" ".join(related_words(query))) if RELATED_WEIGHT else None
+    if related is not None:
+        rel: dict[Key, float] = {}
+        if use_facts:
+            rel.update({("f", i): s for i, s in store.fts_memories(character_id, related, CANDIDATES)})
+        if use_messages:
+            rel.update({("e", i): s for i, s in store.fts_episodes(character_id, related, CANDIDATES)})
+        rankings.append((RELATED_WEIGHT, sorted(rel, key=lambda k: rel[k])[:CANDIDATES]))
     emb = store.embedder()
     facts = vector_index(store, character_id) if use_facts else None
     episodes = episode_index(store, character_id) if use_messages else None
@@ -370,6 +386,11 @@ def _recall(
         return w * (QUESTION if p["role"] == "user" and p["text"].rstrip().endswith("?") else 1.0)
 
     weights = {k: weight(k) for k in candidates}
+    if _WHEN.search(query):  # the answer to "when" is a date: items that hold one come first
+        for k in candidates:
+            item = rows.get(k[1]) if k[0] == "f" else passages.get(k[1])
+            if item is not None and (item.get("happens_on") or _DATE.search(item["text"])):
+                weights[k] *= DATED
     best_cos = max((c for k, c in cos.items() if weights[k] >= QUESTION * WEIGHTS["user"]), default=0.0)
     for k, c in cos.items():
         if c < best_cos - COSINE_GAP:

@@ -78,6 +78,7 @@ class Settings(BaseModel):
     software_rendering: bool | None = None  # desktop window compositing: None = software where OpenGL is a CPU emulation (else blank), true = always software, false = always GPU
     pet_mode: bool = False  # desktop: show the avatar alone on the desktop instead of the chat window
     muted: bool = False  # desktop: silence the windows' audio
+    avatar_model: Path | None = None  # a VRM model drawn instead of the built-in avatar (`companion avatar import`, or dropped onto the page; copied into COMPANION_HOME/avatars); None = the built-in one
     # Set by companion.shell.xvfb.Xvfb for the processes it starts: the display is a private Xvfb
     # (Chromium's sandbox off, Qt software rendering). Never saved: it describes this process.
     xvfb: bool = Field(False, exclude=True)

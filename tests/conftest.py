@@ -16,7 +16,7 @@ GOLDEN_PATH = _SHARED_GOLDEN if _SHARED_GOLDEN.exists() else REPO / "companion" 
 
 # Fixtures owned by each area live beside this file (tests/ is on sys.path in prepend mode).
 pytest_plugins = [
-    m for m in ("conftest_gpu", "conftest_memory", "conftest_web", "conftest_browser", "conftest_avatar") if (Path(__file__).parent / f"{m}.py").exists()
+    m for m in ("conftest_gpu", "conftest_memory", "conftest_web", "conftest_browser", "conftest_avatar", "conftest_vrm") if (Path(__file__).parent / f"{m}.py").exists()
 ]
 
 

@@ -5,7 +5,8 @@ import { Bridge, loadSchema } from "./bridge.js";
 import { ChatView } from "./chat.js";
 import { OrbAvatar } from "./avatar.js";
 import { createAvatarView } from "./avatar/view.js";
-import { Animator, reportTyping, trackPointer } from "./avatar/animator.js";
+import { Animator, poseOrders, reportTyping, trackPointer } from "./avatar/animator.js";
+import { startVrm } from "./avatar/vrm.js";
 import { SettingsDrawer } from "./settings.js";
 import { MemoryPanel } from "./memory.js";
 import { ExecutorHost, findExecutor } from "./engine-link.js";
@@ -30,7 +31,9 @@ async function main() {
   });
   const avatar = new OrbAvatar($("avatar"), $("avatar-mood"), schema);
   const reduced = matchMedia("(prefers-reduced-motion: reduce)").matches;
-  const animator = new Animator(avatar, schema, { reducedMotion: reduced }); // the renderer's view replaces the orb
+  // a user's VRM model, where one is chosen, takes the poses; else the orb, then the WGSL view
+  const vrm = startVrm(config, { frame: $("avatar").parentElement, schema, orders: poseOrders(schema), onMessage: (t) => chat.notice(t) });
+  const animator = new Animator(vrm.wrap(avatar), schema, { reducedMotion: reduced }); // the renderer's view replaces the orb
   animator.start();
   trackPointer(animator, $("avatar").parentElement); // the frame: the orb canvas hides when the WGSL avatar draws
   reportTyping(bridge, $("input"));
@@ -44,7 +47,7 @@ async function main() {
   avatarCanvas.style.display = "none";
   $("avatar").after(avatarCanvas);
   createAvatarView(avatarCanvas, bridge, { fallback: avatar, fallbackCanvas: $("avatar") }).then((view) => {
-    animator.view = view;
+    animator.view = vrm.wrap(view);
     /** @type {any} */ (window).companion.avatarView = view;
   }, (e) => console.warn("avatar: staying with the orb:", e));
 

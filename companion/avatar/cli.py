@@ -86,3 +86,31 @@ def bench(size: int, frames: int, decode_s: float, as_json: bool) -> None:
     except CompanionError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+@avatar_group.command("import")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+def import_model(model: Path) -> None:
+    """Check a VRM model (0.x or 1.0), copy it into Companion's data folder and draw it instead of
+    the built-in avatar."""
+    from companion.avatar.vrm import import_vrm
+    from companion.settings import home_dir
+
+    try:
+        settings = Settings.load()
+        info = import_vrm(model, home_dir())
+        settings.model_copy(update={"avatar_model": info.path}).save()
+    except CompanionError as exc:
+        raise click.ClickException(f"{exc} (the built-in avatar stays)") from exc
+    title = f" ({info.title})" if info.title else ""
+    click.echo(f"imported VRM {info.version} model{title} as {info.path}; the page draws it from its next start")
+
+
+@avatar_group.command("builtin")
+def use_builtin() -> None:
+    """Go back to the built-in avatar (imported models stay in the data folder)."""
+    try:
+        Settings.load().model_copy(update={"avatar_model": None}).save()
+    except CompanionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("the built-in avatar is drawn from the page's next start")

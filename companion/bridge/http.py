@@ -2,8 +2,10 @@
 
 It owns the per-launch secret and its one-time launch codes, the checks every request passes
 (the WebSocket handshake too), the hardened response headers, the static files of ui/ and
-shaders/, /config.json, the plan and its blobs, and byte ranges of the GGUF. /bridge is
-routed to the WebSocket handler it is given (companion.bridge.conversation).
+shaders/, /config.json, the plan and its blobs, byte ranges of the GGUF, and the user's VRM
+avatar (/avatar/model.vrm; a model dropped onto the page arrives by POST /avatar/model, the one
+request that is not a GET). /bridge is routed to the WebSocket handler it is given
+(companion.bridge.conversation).
 
 Security (the port is reachable by every local process and by any web page the user visits):
 - a per-launch secret: the shell opens `launch_url()`, a one-time code swapped here for an
@@ -11,7 +13,9 @@ Security (the port is reachable by every local process and by any web page the u
   handshake need that cookie (or `Authorization: Bearer <secret>` for Python clients);
 - Host must be 127.0.0.1:<port> or localhost:<port> (DNS rebinding), a present Origin must be
   the same origin, and a cross-site Sec-Fetch-Site is refused;
-- static paths are resolved inside their folder only; GET/HEAD only;
+- static paths are resolved inside their folder only; GET/HEAD only, except POST
+  /avatar/model, which also needs an Origin of our own, a length and a valid VRM
+  (companion.avatar.vrm checks it before it is kept);
 - every response carries no-store, a strict CSP and nosniff.
 """
 
@@ -22,6 +26,7 @@ import hmac
 import mimetypes
 import os
 import secrets
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -29,12 +34,16 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from companion.avatar.vrm import AVATARS_DIR, MAX_FILE_BYTES, VrmError, accept_upload, check_vrm
 from companion.bridge.messages import PROTOCOL_VERSION
-from companion.settings import Settings
+from companion.settings import Settings, home_dir
 
 MAX_BLOB_BYTES = 256 * 1024 * 1024  # one /model/blob answer (a storage binding is <= 128 MiB)
 _CHUNK = 4 * 1024 * 1024
 EXECUTOR_MODULE = "engine/index.js"  # the page's WebGPU executor, when ui/ ships one
+VRM_MODULE = "vrm/three-vrm.js"  # three.js + three-vrm, built by scripts/build_vrm.sh
+AVATAR_MODEL = "/avatar/model.vrm"  # the chosen VRM (settings.avatar_model)
+AVATAR_UPLOAD = "/avatar/model"  # POST: a VRM dropped onto the page
 _ADAPTER_KEYS = ("vendor", "architecture", "device", "description")
 
 
@@ -59,6 +68,7 @@ class Served(Protocol):
     blobs: BlobHook | None
     model_path: ModelPath
     settings: Settings | None  # its `engine` says whether the page loads its executor
+    on_settings: Callable[[Settings], None] | None  # keeps a changed avatar_model
     ui_root: Traversable
     shaders_root: Traversable
 
@@ -103,6 +113,8 @@ class HttpLayer:
         app.router.add_get("/model/file", self._model_file)
         app.router.add_get("/model/blob", self._model_blob)
         app.router.add_get("/shaders/{path:.*}", self._shader)
+        app.router.add_get(AVATAR_MODEL, self._avatar_model)
+        app.router.add_post(AVATAR_UPLOAD, self._avatar_upload)
         app.router.add_get("/{path:.*}", self._ui)
         return app
 
@@ -120,7 +132,8 @@ class HttpLayer:
         _harden(response, self.port)
 
     def _check(self, request: web.Request) -> None:
-        if request.method not in ("GET", "HEAD"):
+        upload = request.method == "POST" and request.path == AVATAR_UPLOAD
+        if request.method not in ("GET", "HEAD") and not upload:
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"], text="GET only")
         if request.headers.get("Host", "") not in self._allowed_hosts():
             raise web.HTTPForbidden(text="wrong Host: open the address Companion printed")
@@ -129,6 +142,8 @@ class HttpLayer:
             raise web.HTTPForbidden(text="cross-origin requests are refused")
         if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
             raise web.HTTPForbidden(text="cross-site requests are refused")
+        if upload and origin is None:  # a browser always sends one with a POST
+            raise web.HTTPForbidden(text="an upload needs the page's Origin")
         if request.path == "/launch":
             return
         if not self._authorized(request):
@@ -169,12 +184,65 @@ class HttpLayer:
         settings = self.served.settings
         wanted = settings is None or settings.engine in ("auto", "browser")
         module = resolve_static(self.served.ui_root, EXECUTOR_MODULE)
+        model = settings.avatar_model if settings is not None else None
         return web.json_response(
             {
                 "protocol_version": PROTOCOL_VERSION,
                 "executor_module": EXECUTOR_MODULE if wanted and module is not None else None,
+                # the page draws this VRM instead of the built-in avatar, where it has the bundle
+                "vrm_module": VRM_MODULE if resolve_static(self.served.ui_root, VRM_MODULE) else None,
+                "avatar_model": AVATAR_MODEL if model is not None else None,
             }
         )
+
+    async def _avatar_model(self, request: web.Request) -> web.StreamResponse:
+        """The chosen VRM, checked again (the file may have changed since it was imported)."""
+        settings = self.served.settings
+        if settings is None or settings.avatar_model is None:
+            raise web.HTTPNotFound(text="no VRM model is chosen: the built-in avatar is drawn")
+        path = settings.avatar_model
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, check_vrm, path)
+        except VrmError as exc:
+            raise web.HTTPUnprocessableEntity(text=str(exc)) from None
+        return web.FileResponse(path, headers={"Content-Type": "model/gltf-binary"})
+
+    async def _avatar_upload(self, request: web.Request) -> web.StreamResponse:
+        """A VRM dropped onto the page: written under COMPANION_HOME/avatars, checked, then kept
+        as settings.avatar_model. Answers JSON: the model's url, title and version, or `error`
+        (one line) with 4xx."""
+        settings = self.served.settings
+        if settings is None:
+            raise web.HTTPNotFound(text="this app has no settings to keep an avatar in")
+        length = request.content_length
+        if length is None:
+            raise web.HTTPLengthRequired(text="give the model's Content-Length")
+        if length > MAX_FILE_BYTES:
+            return web.json_response({"error": f"the model is {length} bytes; at most {MAX_FILE_BYTES} are accepted"}, status=413)
+        name = request.query.get("name", "model.vrm")[:200]
+        loop = asyncio.get_running_loop()
+        folder = home_dir() / AVATARS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=".vrm")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                done = 0
+                async for chunk in request.content.iter_chunked(_CHUNK):
+                    done += len(chunk)
+                    if done > length:
+                        raise web.HTTPRequestEntityTooLarge(MAX_FILE_BYTES, done, text="more bytes than the Content-Length")
+                    await loop.run_in_executor(None, out.write, chunk)
+            info = await loop.run_in_executor(None, accept_upload, tmp, name, home_dir())
+        except VrmError as exc:
+            return web.json_response({"error": str(exc)}, status=422)
+        finally:
+            tmp.unlink(missing_ok=True)  # accept_upload moved it, or it is not wanted
+        new = settings.model_copy(update={"avatar_model": info.path})
+        self.served.settings = new
+        if self.served.on_settings is not None:
+            await loop.run_in_executor(None, self.served.on_settings, new)
+        return web.json_response({"url": AVATAR_MODEL, "title": info.title, "version": info.version})
 
     async def _plan(self, request: web.Request) -> web.StreamResponse:
         hook = self.served.plan

@@ -72,6 +72,8 @@ def test_the_generated_vrm_loads_and_takes_the_emotion(page, serve, vrm_file):
     assert state["mode"] == "vrm", state
     assert state["model"] == "Test Box"
     assert state["renderer"] in ("webgpu", "webgl2")
+    if "CPU rasterizer" in state["reason"]:  # SwiftShader in CI: WebGL2 (README, "VRM models")
+        assert state["renderer"] == "webgl2"
     wait_for(page, "window.__companionAvatar.state().frames > 2")
     assert page.locator("#avatar-vrm").is_visible()
     assert page.locator("#avatar").evaluate("c => getComputedStyle(c).visibility") == "hidden"
@@ -144,6 +146,34 @@ def test_a_model_three_cannot_parse_leaves_the_builtin_avatar(page, serve, tmp_p
     _, state = open_page(page, server)
     assert state["mode"] == "builtin", state
     assert state["message"].startswith("The VRM model could not be shown")
+
+
+NO_WEBGPU = "Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined });"
+NO_WEBGL2 = """
+const getContext = HTMLCanvasElement.prototype.getContext;
+HTMLCanvasElement.prototype.getContext = function (kind, ...rest) {
+  return kind === "webgl2" ? null : getContext.call(this, kind, ...rest);
+};"""
+
+
+def test_without_webgpu_the_model_draws_with_webgl2(page, serve, vrm_file):
+    """The page as Qt WebEngine on Linux has it: no navigator.gpu."""
+    page.add_init_script(NO_WEBGPU)
+    _, state = open_page(page, serve(vrm_file))
+    assert (state["mode"], state["renderer"], state["reason"]) == ("vrm", "webgl2", "no navigator.gpu")
+    wait_for(page, "window.__companionAvatar.state().frames > 2")
+
+
+def test_with_neither_webgpu_nor_webgl2_the_builtin_avatar_stays(page, serve, vrm_file):
+    """Qt WebEngine compositing in software (a CPU OpenGL: VMs, Xvfb) has neither."""
+    page.add_init_script(NO_WEBGPU + NO_WEBGL2)
+    _, state = open_page(page, serve(vrm_file))
+    assert state["mode"] == "builtin"
+    assert state["message"] == (
+        "The VRM model could not be shown (this page has no WebGL2 and no navigator.gpu (Qt WebEngine "
+        "compositing in software has neither)); drawing the built-in avatar."
+    )
+    assert not page.locator("#avatar-vrm").is_visible()
 
 
 def drop(page: Any, data: bytes, name: str) -> None:

@@ -4,9 +4,11 @@
 // built-in view (./animator.js) and maps it onto the model's expressions (three-vrm gives VRM 0.x
 // presets their 1.0 names: joy -> happy, a -> aa, ...), its look-at and its head and spine.
 //
-// Renderer: three.js's WebGPURenderer, which draws with WebGPU where the page has an adapter and
-// with its WebGL2 backend where it has none (Qt WebEngine on Linux). Where WebGPU loses its device
-// before a frame is shown (headless Chromium on SwiftShader does) it starts again on WebGL2.
+// Renderer: three.js's WebGPURenderer, which draws with WebGPU where the page has a hardware
+// adapter and with its WebGL2 backend where it has none (Qt WebEngine on Linux) or only a CPU
+// rasterizer (headless Chromium's SwiftShader loses the device presenting a canvas); a device lost
+// later starts it again on WebGL2. A page with neither (Qt WebEngine compositing in software: no
+// WebGL2 there, measured under Xvfb) keeps the built-in avatar and says so in one line.
 //
 // A model is never trusted: the core checked it (companion/avatar/vrm.py) and the page checks its
 // header again before three.js parses it; any failure leaves the built-in avatar in view and shows
@@ -81,6 +83,13 @@ export function glbProblem(buf) {
   if (length !== buf.byteLength) return `its header says ${length} bytes, it has ${buf.byteLength}: truncated or damaged`;
   if (v.getUint32(12, true) > buf.byteLength - 20 || v.getUint32(16, true) !== 0x4e4f534a) return "its JSON chunk is damaged";
   return null;
+}
+
+/** Whether this page can make a WebGL2 context (a probe canvas, let go at once). */
+function hasWebGL2() {
+  const gl = document.createElement("canvas").getContext("webgl2");
+  gl?.getExtension("WEBGL_lose_context")?.loseContext();
+  return !!gl;
 }
 
 /** One line from an error (three.js and three-vrm errors can be long). */
@@ -219,14 +228,18 @@ export class VrmView {
   /** WebGPU where the page has it (three.js falls back to WebGL2 where it has not). */
   async openRenderer(forceWebGL = false) {
     const V = this.V;
-    if (!forceWebGL && navigator.gpu) {
+    if (!forceWebGL && !navigator.gpu) {
+      forceWebGL = true;
+      this.reason = "no navigator.gpu";
+    } else if (!forceWebGL) {
       const adapter = await navigator.gpu.requestAdapter().catch(() => null);
       const info = adapter?.info || {};
       const name = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ");
       forceWebGL = !adapter || CPU_ADAPTER.test(name);
       this.reason = !adapter ? "no WebGPU adapter" : forceWebGL ? `WebGPU adapter "${name}" is a CPU rasterizer` : "";
-    } else if (!forceWebGL) {
-      this.reason = "no navigator.gpu";
+    }
+    if (forceWebGL && !hasWebGL2()) {
+      throw new Error(`this page has no WebGL2${this.reason ? ` and ${this.reason}` : ""} (Qt WebEngine compositing in software has neither)`);
     }
     const renderer = new V.WebGPURenderer({ canvas: this.canvas, alpha: true, antialias: true, forceWebGL });
     await renderer.init();

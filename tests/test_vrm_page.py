@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest_vrm import build_vrm, pack_glb, png_bytes, vrm_parts
+from conftest_web import artifact
 
 from companion.bridge.http import VRM_MODULE
 from companion.bridge.messages import AvatarState, AvatarVisemes, VisemeSpan
@@ -86,6 +87,7 @@ def test_the_generated_vrm_loads_and_takes_the_emotion(page, serve, vrm_file):
     server.publish(AvatarState(emotion="sad", intensity=0.6, transition_ms=0))
     wait_for(page, "(w => w.sad > 0.5 && w.happy < 0.05)(window.__companionAvatar.expressionWeights())")
     print("VRM renderer in headless Chromium:", page.evaluate("window.__companionAvatar.state()"))
+    page.screenshot(path=artifact("vrm-page.png"))
 
 
 def test_visemes_and_gaze_reach_the_model(page, serve, vrm_file):
@@ -217,3 +219,14 @@ def test_dropping_a_hostile_vrm_is_refused_in_one_line(page, serve, companion_ho
     assert page.evaluate("window.__companionAvatar.state().mode") == "builtin"
     assert not list((companion_home / "avatars").glob("*.vrm"))
     assert server.saved_settings == []  # type: ignore[attr-defined]
+
+
+def test_the_pet_window_draws_the_model_too(page, serve, vrm_file):
+    server = serve(vrm_file)
+    page.goto(server.launch_url("/pet.html"))
+    page.wait_for_selector("body[data-ready='1']", timeout=20000)
+    page.evaluate("window.__companionAvatar.ready")
+    assert page.evaluate("window.__companionAvatar.state().mode") == "vrm"
+    server.publish(AvatarState(emotion="angry", intensity=1.0, transition_ms=0))
+    wait_for(page, "window.__companionAvatar.expressionWeights().angry > 0.9")
+    page.screenshot(path=artifact("vrm-pet.png"))

@@ -6,8 +6,9 @@
 
 import { Bridge, loadSchema } from "./bridge.js";
 import { OrbAvatar } from "./avatar.js";
-import { Animator } from "./avatar/animator.js";
+import { Animator, poseOrders } from "./avatar/animator.js";
 import { createAvatarView } from "./avatar/view.js";
+import { startVrm } from "./avatar/vrm.js";
 
 async function main() {
   const schema = await loadSchema();
@@ -15,13 +16,16 @@ async function main() {
   const orb = /** @type {HTMLCanvasElement} */ (document.getElementById("avatar"));
   const avatar = new OrbAvatar(orb, /** @type {HTMLElement} */ (document.getElementById("mood")), schema);
   const reduced = matchMedia("(prefers-reduced-motion: reduce)").matches;
-  const animator = new Animator(avatar, schema, { reducedMotion: reduced });
+  // the user's VRM model where one is chosen (ui/avatar/vrm.js), else the orb, then the WGSL view
+  const config = await fetch("/config.json", { cache: "no-store" }).then((r) => (r.ok ? r.json() : {}), () => ({}));
+  const vrm = startVrm(config, { frame: /** @type {HTMLElement} */ (orb.parentElement), schema, orders: poseOrders(schema), onMessage: () => {} });
+  const animator = new Animator(vrm.wrap(avatar), schema, { reducedMotion: reduced });
   animator.start();
   // The WGSL avatar (WebGPU here, else frames the core draws) takes over from the orb once ready.
   const gpu = Object.assign(document.createElement("canvas"), { id: "avatar-gpu", className: "pet-avatar" });
   gpu.style.display = "none";
   orb.after(gpu);
-  createAvatarView(gpu, bridge, { fallback: avatar, fallbackCanvas: orb }).then((view) => { animator.view = view; },
+  createAvatarView(gpu, bridge, { fallback: avatar, fallbackCanvas: orb }).then((view) => { animator.view = vrm.wrap(view); },
     (e) => console.warn("avatar: staying with the orb:", e));
   bridge.addEventListener("connection", (/** @type {CustomEvent} */ e) => avatar.setConnected(e.detail.connected));
   bridge.on("avatar_state", (m) => { animator.state(m); avatar.set(m); });

@@ -362,14 +362,15 @@ def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, de
 @bench.command("memory")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--eval", "evaluate", is_flag=True,
-              help="Run the memory evaluation instead: recall@1/@3 per category, false facts from distractors, latency.")
+              help="Run the memory evaluation instead (evaluation and held-out sets): recall@1/@3 per category, "
+                   "false facts from distractors, latency.")
 def bench_memory(as_json: bool, evaluate: bool) -> None:
     """Measure memory recall latency (1k and 10k memories, 10k memories + 50k messages) and
     embedding throughput; with --eval, how often what the user said is found again."""
     if evaluate:
-        from companion.memory.evaluation import run_evaluation
+        from companion.memory.evaluation import run_all
 
-        result = run_evaluation()
+        result = run_all()  # the evaluation set and the held-out set
     else:
         from companion.memory.bench import run_memory_bench
 

@@ -31,7 +31,8 @@ against the day it was said) or gives a person or pet (`entities.py`) an attribu
 memory_history. The chat model may propose more facts when Settings.memory_model_extraction
 allows (model_candidates: each must be supported by one of the user's sentences).
 
-Evaluation (`evaluation.py`, companion/data/memory/eval_set.jsonl): `companion bench memory --eval`.
+Evaluation (`evaluation.py`, companion/data/memory/eval_set.jsonl and the held-out heldout.jsonl):
+`companion bench memory --eval`. Keyword recall also searches related everyday words (`lexicon.py`).
 
 The chat core's calls:
 

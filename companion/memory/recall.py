@@ -44,7 +44,10 @@ RRF_K = 20  # reciprocal rank fusion constant; lower than the usual 60 so that r
 CANDIDATES = 50  # hits taken from each ranker before fusion
 MIN_COSINE = 0.2  # a vector-only hit below this is noise, not a memory worth injecting
 WEIGHTS = {"fact": 1.0, "user": 0.85, "assistant": 0.3}  # how far each source is believed
-RELATED_WEIGHT = 0.5  # the keyword ranker over the query's related words (memory.lexicon)
+RELATED_WEIGHT = 0.5  # the keyword ranker over the query's related words (memory.lexicon)...
+RELATED_WORDS = 24  # ... at most this many of them...
+RELATED_SCAN = 200  # ... ranked among this many newest matches: an OR of a dozen common words
+#                     ("job", "office", "team") matches thousands of messages (12 ms at 1,000)
 BM25_WEIGHT = 0.5  # the keyword ranker counts half: a shared common word ("name", "work") is weak
 #                    evidence next to meaning, but it still lifts an exact name or number
 SUPERSEDED = 0.15  # weight factor of a message whose fact was replaced since (it stays findable)
@@ -343,13 +346,13 @@ def _recall(
         if use_messages:
             bm25.update({("e", i): s for i, s in store.fts_episodes(character_id, match, CANDIDATES)})
     rankings: list[tuple[float, list[Key]]] = [(BM25_WEIGHT, sorted(bm25, key=lambda k: bm25[k])[:CANDIDATES])]
-    related = fts_query(" ".join(related_words(query))) if RELATED_WEIGHT else None
+    related = fts_query(" ".join(related_words(query, RELATED_WORDS))) if RELATED_WEIGHT else None
     if related is not None:
         rel: dict[Key, float] = {}
         if use_facts:
-            rel.update({("f", i): s for i, s in store.fts_memories(character_id, related, CANDIDATES)})
+            rel.update({("f", i): s for i, s in store.fts_memories(character_id, related, CANDIDATES, RELATED_SCAN)})
         if use_messages:
-            rel.update({("e", i): s for i, s in store.fts_episodes(character_id, related, CANDIDATES)})
+            rel.update({("e", i): s for i, s in store.fts_episodes(character_id, related, CANDIDATES, RELATED_SCAN)})
         rankings.append((RELATED_WEIGHT, sorted(rel, key=lambda k: rel[k])[:CANDIDATES]))
     emb = store.embedder()
     facts = vector_index(store, character_id) if use_facts else None

@@ -595,19 +595,19 @@ class Store:
         )
         return {int(r["id"]): r for r in rows}
 
-    def fts_memories(self, character_id: int, match: str, limit: int) -> list[tuple[int, float]]:
+    def fts_memories(self, character_id: int, match: str, limit: int, scan: int = FTS_SCAN) -> list[tuple[int, float]]:
         """(memory id, bm25) of a character's memories matching an FTS5 MATCH expression, best
         first; bm25 is negative, lower is better (SQLite's convention). Ranked among the
         FTS_SCAN newest matches (see FTS_SCAN)."""
-        return self._fts("memories", character_id, match, limit)
+        return self._fts("memories", character_id, match, limit, scan)
 
-    def _fts(self, table: str, character_id: int, match: str, limit: int) -> list[tuple[int, float]]:
+    def _fts(self, table: str, character_id: int, match: str, limit: int, scan: int = FTS_SCAN) -> list[tuple[int, float]]:
         with self._lock, storage_errors(self.path):
             rows = self.db.execute(
                 f"""SELECT t.id, s FROM (SELECT rowid AS r, bm25({table}_fts) AS s FROM {table}_fts
                         WHERE {table}_fts MATCH ? ORDER BY rowid DESC LIMIT ?)
                     JOIN {table} t ON t.id = r WHERE t.character_id = ? ORDER BY s LIMIT ?""",
-                [match, FTS_SCAN, character_id, limit],
+                [match, scan, character_id, limit],
             ).fetchall()
         return [(int(i), float(score)) for i, score in rows]
 
@@ -780,10 +780,10 @@ class Store:
             "UPDATE episodes SET embedding = ?, embedding_model = ? WHERE id = ?", [(b, model, i) for i, b in items]
         ))
 
-    def fts_episodes(self, character_id: int, match: str, limit: int) -> list[tuple[int, float]]:
+    def fts_episodes(self, character_id: int, match: str, limit: int, scan: int = FTS_SCAN) -> list[tuple[int, float]]:
         """(passage id, bm25) of a character's passages matching an FTS5 MATCH expression, best
         first, ranked among the FTS_SCAN newest matches."""
-        return self._fts("episodes", character_id, match, limit)
+        return self._fts("episodes", character_id, match, limit, scan)
 
     def episodes_by_ids(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Passage rows (id, message_id, conversation_id, role, text, said_at, superseded_by) by id."""

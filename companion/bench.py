@@ -167,6 +167,9 @@ def bench_engine(
             out["decode_long_vs_short"] = round(out["decode"][str(longest)]["tok_per_s"] / out["decode"]["0"]["tok_per_s"], 3)
     if chat:
         out["chat"] = bench_chat(engine, model, decode_tokens, repeats)
+    notes = getattr(engine, "notes", None) or getattr(getattr(engine, "plan", None), "notes", None)
+    if notes:  # how the plan laid the model out (kernel variants, layout, tables split in row chunks)
+        out["plan_notes"] = list(notes)
     out["peak_rss_mb"] = peak_rss_mb()
     out["machine"] = {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(), "platform": platform.platform(),
                       "date": time.strftime("%Y-%m-%d")}  # fmt: skip

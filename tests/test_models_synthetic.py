@@ -124,3 +124,24 @@ def test_split_q4_k_m_model_decodes_in_the_page(small_model, chromium_required, 
         assert pe.errors == []
     finally:
         close_page_engine(pe)
+
+
+@pytest.mark.gpu
+def test_bench_takes_model_and_reports_the_split(small_model, gpu_adapter_info, monkeypatch, companion_home):
+    """`companion bench --model PATH` (the subcommand's option) measures that file, and its JSON
+    says how the plan laid the model out: the embedding in row chunks."""
+    import json
+
+    from click.testing import CliRunner
+
+    from companion.cli import main
+    from companion.gpu import builder
+
+    monkeypatch.setattr(builder, "MAX_BINDING", SMALL_BINDING)
+    args = ["bench", "--model", str(small_model.path), "--engine", "native", "--json", "--prompt-tokens", "4",
+            "--decode-tokens", "2", "--repeats", "1", "--contexts", "", "--prefill-sizes", "", "--no-chat"]  # fmt: skip
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output.strip().splitlines()[-1])
+    assert r["model"] == "llama-3.2-1b-small" and r["decode_tok_per_s"] > 0
+    assert any("token_embd: 3 row chunks" in n for n in r["plan_notes"])

@@ -83,6 +83,10 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
         "accessors; at most 100000"),
     "absurd accessor count": (
         lambda: _json_edit(lambda g: g["accessors"][0].update(count=2**31)), "claims 2147483648 elements"),
+    "a sparse accessor past its view": (
+        lambda: _json_edit(lambda g: g["accessors"][3].update(sparse={
+            "count": 24, "indices": {"bufferView": 0, "componentType": 5123, "byteOffset": 280},
+            "values": {"bufferView": 1}})), "accessor 3's sparse part claims 24 elements beyond its bufferView"),
     "absurd morph targets": (
         lambda: _json_edit(lambda g: g["meshes"][0]["primitives"][0].update(targets=[{}] * 5000)), "morph targets"),
     "a 2 GB image bufferView": (lambda: _json_edit(_image_view(2**31)), "claims bytes 5160..2147488808 of a 5234-byte buffer"),

@@ -213,6 +213,9 @@ def _check_accessors(gltf: dict[str, Any], name: str) -> None:
         n = _TYPE_COMPONENTS.get(acc.get("type"))  # type: ignore[arg-type]
         if count is None or comp is None or n is None:
             raise VrmError(f"{name}: accessor {a} has no valid count, componentType or type; the file is damaged")
+        sparse = acc.get("sparse")
+        if sparse is not None:
+            _check_sparse(sparse, count, comp * n, a, gltf, name)
         if "bufferView" not in acc:
             if count > 16 * 1024**2:  # zeros (plus sparse values): still an allocation
                 raise VrmError(f"{name}: accessor {a} claims {count} elements; the file is damaged or hostile")
@@ -226,6 +229,19 @@ def _check_accessors(gltf: dict[str, Any], name: str) -> None:
         need = offset + (stride * (count - 1) + comp * n if count else 0)
         if need > view["byteLength"]:
             raise VrmError(f"{name}: accessor {a} claims {count} elements ({need} bytes) in a {view['byteLength']}-byte bufferView; the file is truncated or hostile")
+
+
+def _check_sparse(sparse: Any, count: int, element: int, a: int, gltf: dict[str, Any], name: str) -> None:
+    """A sparse accessor's replaced elements: no more than the accessor holds, inside their views."""
+    views = gltf.get("bufferViews", [])
+    n = _int(sparse.get("count")) if isinstance(sparse, dict) else None
+    idx, val = (sparse.get("indices"), sparse.get("values")) if isinstance(sparse, dict) else (None, None)
+    if n is None or n > count or not isinstance(idx, dict) or not isinstance(val, dict):
+        raise VrmError(f"{name}: accessor {a} has a malformed sparse part (count {n!r} of {count}); the file is damaged or hostile")
+    for part, size in ((idx, _COMPONENT_BYTES.get(idx.get("componentType"), 0)), (val, element)):  # type: ignore[arg-type]
+        v, offset = _index(part.get("bufferView"), "bufferViews", gltf), _int(part.get("byteOffset", 0))
+        if v is None or offset is None or not size or offset + n * size > views[v]["byteLength"]:
+            raise VrmError(f"{name}: accessor {a}'s sparse part claims {n} elements beyond its bufferView; the file is truncated or hostile")
 
 
 def _check_images(gltf: dict[str, Any], f: BinaryIO, bin_at: int, name: str) -> None:

@@ -185,8 +185,14 @@ export class VrmView {
     }));
     const gltf = await loader.parseAsync(buf, "");
     const vrm = gltf.userData.vrm;
-    if (!vrm) throw new Error("three-vrm found no VRM extension (VRMC_vrm or VRM) in it");
-    if (!vrm.expressionManager) throw new Error("it has no expressions");
+    try {
+      if (!vrm) throw new Error("three-vrm found no VRM extension (VRMC_vrm or VRM) in it");
+      if (!vrm.expressionManager) throw new Error("it has no expressions");
+      if (!this.renderer) await this.openRenderer();
+    } catch (e) {
+      V.VRMUtils.deepDispose(gltf.scene); // its geometries and textures
+      throw e;
+    }
     V.VRMUtils.removeUnnecessaryVertices(gltf.scene);
     V.VRMUtils.rotateVRM0(vrm); // VRM 0.x faces -Z; 1.0 and the camera below expect +Z
     vrm.scene.traverse((/** @type {any} */ o) => { o.frustumCulled = false; });
@@ -194,7 +200,6 @@ export class VrmView {
       const arm = vrm.humanoid?.getNormalizedBoneNode(`${side}UpperArm`);
       if (arm) arm.rotation.z = side === "left" ? -ARMS_DOWN : ARMS_DOWN;
     }
-    if (!this.renderer) await this.openRenderer();
     const old = this.vrm;
     this.vrm = vrm;
     this.scene = this.makeScene(vrm);

@@ -135,7 +135,12 @@ def vrm_parts(version: str = "1.0") -> tuple[dict[str, Any], bytes]:
         "buffers": [{"byteLength": sum(len(b) for b in blobs)}],
     }
     if version == "1.0":
-        gltf["extensionsUsed"] = ["VRMC_vrm"]
+        gltf["extensionsUsed"] = ["VRMC_vrm", "VRMC_materials_mtoon"]
+        # MToon, the toon material nearly every VRM uses (three-vrm's MToonNodeMaterial on the page)
+        gltf["materials"][0]["extensions"] = {"VRMC_materials_mtoon": {
+            "specVersion": "1.0", "shadeColorFactor": [0.8, 0.55, 0.55], "shadingToonyFactor": 0.9,
+            "rimLightingMixFactor": 1.0, "outlineWidthMode": "none",
+        }}
         gltf["extensions"] = {"VRMC_vrm": {
             "specVersion": "1.0",
             "meta": {"name": "Test Box", "version": "1", "authors": ["companion tests"],

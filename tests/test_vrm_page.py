@@ -72,6 +72,7 @@ def test_the_generated_vrm_loads_and_takes_the_emotion(page, serve, vrm_file):
     assert errors == []
     assert state["mode"] == "vrm", state
     assert state["model"] == "Test Box"
+    assert state["materials"] == ["MToon"]  # three-vrm's MToonNodeMaterial, for the WebGPU/WebGL2 renderer
     assert state["renderer"] in ("webgpu", "webgl2")
     if "CPU rasterizer" in state["reason"]:  # SwiftShader in CI: WebGL2 (README, "VRM models")
         assert state["renderer"] == "webgl2"

@@ -115,6 +115,7 @@ export class VrmView {
     this.reason = ""; // why not WebGPU
     this.vrm = /** @type {any} */ (null);
     this.title = "";
+    this.materials = /** @type {string[]} */ ([]); // the model's material types
     this.message = "";
     this.frames = 0;
     this.frameMs = 0;
@@ -195,7 +196,12 @@ export class VrmView {
     }
     V.VRMUtils.removeUnnecessaryVertices(gltf.scene);
     V.VRMUtils.rotateVRM0(vrm); // VRM 0.x faces -Z; 1.0 and the camera below expect +Z
-    vrm.scene.traverse((/** @type {any} */ o) => { o.frustumCulled = false; });
+    const kinds = new Set();
+    vrm.scene.traverse((/** @type {any} */ o) => {
+      o.frustumCulled = false;
+      for (const m of [o.material || []].flat()) kinds.add(m.isMToonNodeMaterial ? "MToon" : m.type);
+    });
+    this.materials = [...kinds].sort();
     for (const side of ["left", "right"]) { // arms down from the T-pose
       const arm = vrm.humanoid?.getNormalizedBoneNode(`${side}UpperArm`);
       if (arm) arm.rotation.z = side === "left" ? -ARMS_DOWN : ARMS_DOWN;
@@ -344,7 +350,7 @@ export class VrmView {
 
   state() {
     return {
-      mode: this.active ? "vrm" : "builtin", renderer: this.backend, reason: this.reason, model: this.title,
+      mode: this.active ? "vrm" : "builtin", renderer: this.backend, reason: this.reason, model: this.title, materials: this.materials,
       message: this.message, frames: this.frames, frameMs: this.frameMs,
     };
   }

@@ -145,3 +145,27 @@ def test_bench_takes_model_and_reports_the_split(small_model, gpu_adapter_info, 
     r = json.loads(res.output.strip().splitlines()[-1])
     assert r["model"] == "llama-3.2-1b-small" and r["decode_tok_per_s"] > 0
     assert any("token_embd: 3 row chunks" in n for n in r["plan_notes"])
+
+
+@pytest.mark.parametrize("embd", [QT.BF16, QT.Q5_1])
+def test_big_tables_without_a_kernel_split_too(tmp_path, monkeypatch, embd):
+    """A table in a type the kernels do not read (dequantized to F16 at load) is split like the
+    others: each chunk holds only its rows (it used to hold the whole table and be refused)."""
+    from companion.gpu import builder
+    from companion.model import load_model
+    from companion.testing import write_tiny_gguf
+
+    monkeypatch.setattr(builder, "MAX_BINDING", 40_000)
+    m = load_model(write_tiny_gguf(tmp_path / "t.gguf", qtype=QT.Q8_0, embd_qtype=embd, n_vocab=2000))
+    built = builder.build_plan(m, n_ctx=32, max_batch=4)
+    chunks = [b for b in built.plan.buffers if b.name.startswith("token_embd.")]
+    assert len(chunks) == 8 and all(b.size <= 40_000 for b in chunks)
+    table = m.dequantize("token_embd.weight").astype(np.float16).reshape(2000, 64).view(np.uint8)  # (V, 128 bytes)
+    r0 = 0
+    for b in chunks:  # chunk i is the F16 table's rows r0.. repacked, as the rows kernels read them
+        blob = built.blobs[b.name]
+        n = blob.nbytes // 128
+        np.testing.assert_array_equal(blob, builder.repack(table[r0 : r0 + n], QT.F16, 64))
+        r0 += n
+    assert r0 == 2000
+

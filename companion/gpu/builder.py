@@ -561,7 +561,8 @@ def build_plan(
             recipe = f"interleave({qtype.name}; {', '.join(names)})"
         else:  # mixed or unsupported types: dequantize once to F16
             qtype = QT.F16
-            raw = np.concatenate([model.dequantize(n).astype(np.float16) for n in names]).view(np.uint8)
+            sel = rows if rows is not None else slice(None)  # a row chunk of a big table: only its rows
+            raw = np.concatenate([model.dequantize(n).astype(np.float16).reshape(tensors[n].shape)[sel] for n in names]).view(np.uint8)
             recipe = f"interleave(F16 from {'/'.join(q.name for q in qtypes)}; {', '.join(names)})"
             note = f"{blob_name}: {recipe}"
             if note not in w.notes:

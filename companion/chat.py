@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -250,6 +250,18 @@ class ChatSession:
         error: str | None = None
         n_prompt_new = 0
 
+        def show(visible: str, cues: Sequence[Emotion]) -> Generator[Event, None, str]:
+            """The filter's cues, then its visible text, stored before it is shown (a crash can
+            lose nothing the user saw); returns the text."""
+            for c in cues:
+                yield AvatarCue(c)
+            if visible:
+                text_parts.append(visible)
+                if self.recorder:
+                    self.recorder.reply_checkpoint("".join(text_parts))
+                yield TextDelta(visible)
+            return visible
+
         while True:
             # reuse the KV cache for the longest shared prefix of what it holds and what we need
             context = prompt_ids + out_ids
@@ -270,18 +282,10 @@ class ChatSession:
                     out_ids.append(tok)
                     if tok in eog:
                         break
-                    visible, cues = emo.feed(decoder.feed(tok))
-                    for c in cues:
-                        yield AvatarCue(c)
-                    if visible:
-                        text_parts.append(visible)
-                        # persist before showing: a crash can lose nothing the user saw
-                        if self.recorder:
-                            self.recorder.reply_checkpoint("".join(text_parts))
-                        yield TextDelta(visible)
-                        if not emo.cues:
-                            for r in feeling.feed(visible):
-                                yield AvatarCue(r.emotion, r.intensity, "text")
+                    visible = yield from show(*emo.feed(decoder.feed(tok)))
+                    if visible and not emo.cues:
+                        for r in feeling.feed(visible):
+                            yield AvatarCue(r.emotion, r.intensity, "text")
                 break
             except EngineError as exc:
                 if self.fallback is None:
@@ -296,14 +300,7 @@ class ChatSession:
                     break
                 self._cached = []
                 yield EngineSwitch(self.engine.name, self.engine.adapter, f"{failed} engine failed: {exc}")
-        tail, cues = emo.feed(decoder.flush(), final=True)
-        for c in cues:
-            yield AvatarCue(c)
-        if tail:
-            text_parts.append(tail)
-            if self.recorder:
-                self.recorder.reply_checkpoint("".join(text_parts))
-            yield TextDelta(tail)
+        tail = yield from show(*emo.feed(decoder.flush(), final=True))
         if self._stop.is_set() and status == "done":
             status = "stopped"
         text = "".join(text_parts)

@@ -122,11 +122,9 @@ def cmd_tiny(out: Path) -> None:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+    from companion.model.packaged import file_sha256
+
+    return file_sha256(path)
 
 
 def render_chat(template: str, messages: list[dict[str, str]], bos: str, eos: str) -> str:

@@ -5,15 +5,20 @@
 
 override EPS: f32 = 1e-5;  // {arch}.attention.layer_norm_rms_epsilon
 
-// 1 / sqrt(mean(x[t]^2) + EPS). Call from uniform control flow (it has barriers).
-fn inv_rms(t: u32, lid: u32) -> f32 {
+// This invocation's share of sum(x[t]^2).
+fn sumsq_part(t: u32, lid: u32) -> f32 {
     let k4 = K / 4u;
     var s = 0.0;
     for (var i = lid; i < k4; i += WG) {
         let v = x[t * k4 + i];
         s += dot(v, v);
     }
-    return inverseSqrt(wg_sum(s, lid) / f32(K) + EPS);
+    return s;
+}
+
+// 1 / sqrt(mean(x[t]^2) + EPS). Call from uniform control flow (it has barriers).
+fn inv_rms(t: u32, lid: u32) -> f32 {
+    return inverseSqrt(wg_sum(sumsq_part(t, lid), lid) / f32(K) + EPS);
 }
 
 // RMSNorm scales of the (up to four) token rows t0.. (uniform control flow: barriers).
@@ -36,11 +41,5 @@ fn inv_rms4(t0: u32, n_tok: u32, lid: u32) -> vec4<f32> {
 // split-K kernels).
 // Call from uniform control flow (barriers).
 fn inv_rms_sk(t: u32, lid: u32) -> f32 {
-    let k4 = K / 4u;
-    var s = 0.0;
-    for (var i = lid; i < k4; i += WG) {
-        let v = x[t * k4 + i];
-        s += dot(v, v);
-    }
-    return inverseSqrt(wg_sum2(vec2<f32>(s, 0.0), lid).x / f32(K) + EPS);
+    return inverseSqrt(wg_sum2(vec2<f32>(sumsq_part(t, lid), 0.0), lid).x / f32(K) + EPS);
 }

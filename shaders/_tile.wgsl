@@ -14,8 +14,10 @@
 // Inner products per block as _matmul.wgsl: dot(q, x) in hf summed in f32, then
 // d sum(q x) + m sum(x) (Q6_K: its two halves' scales).
 // The including file declares `x: array<vec4<f32>>` (n_tokens rows of K floats),
-// `fn in_scale(j: u32) -> vec4<f32>` and `const NORM: bool`, and includes _rmsnorm's EPS
-// (override EPS) when NORM. Call from uniform control flow (barriers).
+// `fn in_scale(j: u32) -> vec4<f32>`, `const NORM: bool`, `override EPS` (used when NORM) and
+// `fn tile_put(p: u32, t: u32, a: f32, b: f32)`, which stores row pair p (a: row p, b: row
+// p + half) of token row t; its entry point calls tile_run. Call from uniform control flow
+// (barriers).
 
 const TILE_PAIRS: u32 = 32u;   // row pairs per workgroup
 const TILE_TOKENS: u32 = 16u;  // token rows per workgroup
@@ -193,4 +195,26 @@ fn tile_matmul(wid: vec3<u32>, lid: u32, half: u32, n_tok: u32) -> Tile {
         }
     }
     return Tile(a, b, c, d, p0, T0 + tc * 4u, kg == 0u);
+}
+
+// The whole kernel for row pairs (p, p + half), p < half: this workgroup's tile, each result
+// handed to the including file's tile_put.
+fn tile_run(wid: vec3<u32>, lid: u32, half: u32) {
+    let n_tok = step.n_tokens;
+    if (wid.y * TILE_TOKENS >= n_tok) {
+        return;
+    }
+    let tl = tile_matmul(wid, lid, half, n_tok);
+    for (var i = 0u; i < 4u; i++) {
+        let t = tl.t0 + i;
+        if (!tl.ok || t >= n_tok) {
+            break;
+        }
+        if (tl.p0 < half) {
+            tile_put(tl.p0, t, tl.a0[i], tl.b0[i]);
+        }
+        if (tl.p0 + 16u < half) {
+            tile_put(tl.p0 + 16u, t, tl.a1[i], tl.b1[i]);
+        }
+    }
 }

@@ -15,12 +15,8 @@
 //!include _step.wgsl
 //!include _prec.wgsl
 
-override NH: u32;
-override NKV: u32;
-override HD: u32;
 override WG: u32 = 64u;
 override WINDOW: u32 = 0u;  // sliding window in keys (llama.cpp: masked when p - p_key >= n_swa); 0 = off
-override SCALE: f32 = 0.0;  // factor on q.k; 0 = 1 / sqrt(HD)
 
 const CH: u32 = 256u;  // keys per chunk
 
@@ -30,10 +26,10 @@ const CH: u32 = 256u;  // keys per chunk
 @group(0) @binding(3) var<storage, read> vc: array<kv>;
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 
-var<workgroup> qs: array<vec4<f32>, 64>;  // (HD / 4,) scaled query
 var<workgroup> sc: array<f32, CH>;        // scores, then probabilities, of one chunk
 
 //!include _reduce.wgsl
+//!include _attn.wgsl
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -43,28 +39,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let nk = NKV * HD;
     let kvh = h / (NH / NKV);
     let n_kv = step.n_past + t + 1u;
-    var k0 = 0u;  // first visible key
-    if (WINDOW > 0u && n_kv > WINDOW) {
-        k0 = n_kv - WINDOW;
-    }
-    let scale = select(inverseSqrt(f32(HD)), SCALE, SCALE > 0.0);
-    for (var d = lid; d < HD / 4u; d += WG) {
-        let b = t * nq + h * HD + 4u * d;
-        qs[d] = vec4<f32>(q[b], q[b + 1u], q[b + 2u], q[b + 3u]) * scale;
-    }
-    workgroupBarrier();
+    load_query(t * nq + h * HD, lid);
     var m = -3.0e38;  // running max
     var l = 0.0;      // running sum of exp(score - m)
     var acc: array<f32, 4>;  // dims lid + i * WG
-    for (var c0 = k0; c0 < n_kv; c0 += CH) {
+    for (var c0 = first_key(n_kv); c0 < n_kv; c0 += CH) {
         let cn = min(CH, n_kv - c0);
         var lmax = -3.0e38;
         for (var j = lid; j < cn; j += WG) {
             let kb = ((c0 + j) * nk + kvh * HD) / 4u;
-            var s = 0.0;
-            for (var d = 0u; d < HD / 4u; d++) {
-                s += dot(qs[d], vec4<f32>(kc[kb + d]));
-            }
+            let s = key_dot(kb);
             sc[j] = s;
             lmax = max(lmax, s);
         }

@@ -16,20 +16,13 @@
 //!include _matmul.wgsl
 //!include _reduce.wgsl
 //!include _matvec.wgsl
+//!include _in_plain.wgsl
 
 override WG: u32 = 64u;
 override TT: u32 = 1u;
 override ADD: bool = false;
 override SPLITK: bool = false;
 
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
-fn in_scale(j: u32) -> vec4<f32> {
-    return vec4<f32>(1.0);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>,

@@ -28,27 +28,17 @@
 //!include _rmsnorm.wgsl
 //!include _matvec.wgsl
 //!include _normed_pair.wgsl
+//!include _in_normed.wgsl
+//!include _qkv_out.wgsl
 
 override WG: u32 = 64u;
 override TT: u32 = 1u;
-override NQ: u32;
-override NK: u32;
-override HD: u32;
-override NEOX: bool = false;
 override SPLITK: bool = false;
 
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> g: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> rope: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read_write> q: array<f32>;
 @group(0) @binding(6) var<storage, read_write> kc: array<kv>;
 @group(0) @binding(7) var<storage, read_write> vc: array<kv>;
-
-fn in_scale(j: u32) -> vec4<f32> {
-    return g[j];
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -58,54 +48,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     if (!np.ok) {
         return;
     }
-    let p = np.p;
-    let t0 = np.t0;
-    let nt = np.nt;
-    let acc = np.acc;
-    let hh = HD / 2u;
-    let pq = NQ / 2u;
-    let pk = NK / 2u;
-    var l = p;  // pair index inside its region
-    var region = 0u;
-    if (p >= pq + pk) {
-        region = 2u;
-        l = p - pq - pk;
-    } else if (p >= pq) {
-        region = 1u;
-        l = p - pq;
-    }
-    let h = l / hh;
-    let j = l % hh;
-    var d0 = 2u * l;  // v: plain adjacent dims
-    var d1 = d0 + 1u;
-    if (region < 2u) {
-        if (NEOX) {
-            d0 = h * HD + j;
-            d1 = d0 + hh;
-        } else {
-            d0 = h * HD + 2u * j;
-            d1 = d0 + 1u;
-        }
-    }
-    for (var t = 0u; t < nt; t++) {
-        var v0 = acc.a[t];
-        var v1 = acc.b[t];
-        let pos = step.n_past + t0 + t;
-        if (region < 2u) {
-            let cs = rope[pos * hh + j];
-            let r0 = v0 * cs.x - v1 * cs.y;
-            v1 = v0 * cs.y + v1 * cs.x;
-            v0 = r0;
-        }
-        if (region == 0u) {
-            q[(t0 + t) * NQ + d0] = v0;
-            q[(t0 + t) * NQ + d1] = v1;
-        } else if (region == 1u) {
-            kc[pos * NK + d0] = kv(v0);
-            kc[pos * NK + d1] = kv(v1);
-        } else {
-            vc[pos * NK + d0] = kv(v0);
-            vc[pos * NK + d1] = kv(v1);
-        }
+    for (var t = 0u; t < np.nt; t++) {
+        store_pair(np.p, np.t0 + t, np.acc.a[t], np.acc.b[t]);
     }
 }

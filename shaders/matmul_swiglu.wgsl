@@ -20,32 +20,14 @@
 //!include _rmsnorm.wgsl
 //!include _matvec.wgsl
 //!include _normed_pair.wgsl
+//!include _in_normed.wgsl
+//!include _act.wgsl
 
 override WG: u32 = 64u;
 override TT: u32 = 1u;
 override SPLITK: bool = false;
-override ACT: u32 = 0u;  // 0: silu, 1: GELU (tanh approximation)
 
-// act(a) for the gate values of up to four tokens. GELU's tanh form is written through the
-// logistic function, 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)): no tanh of a large argument
-// (NaN on some implementations), and exp overflowing to +inf gives the right limit 0.
-fn act(a: vec4<f32>) -> vec4<f32> {
-    if (ACT == 1u) {
-        let u = 0.7978845608028654 * (a + 0.044715 * a * a * a);  // sqrt(2 / pi) (a + 0.044715 a^3)
-        return a / (1.0 + exp(-2.0 * u));
-    }
-    return a / (1.0 + exp(-a));
-}
-
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> g: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-
-fn in_scale(j: u32) -> vec4<f32> {
-    return g[j];
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -56,14 +38,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     if (!np.ok) {
         return;
     }
-    let r = np.p;
-    let t0 = np.t0;
-    let nt = np.nt;
-    let acc = np.acc;
-    let gate = acc.a;
-    let up = acc.b;
-    let h = act(gate) * up;
-    for (var t = 0u; t < nt; t++) {
-        y[(t0 + t) * n + r] = h[t];
+    for (var t = 0u; t < np.nt; t++) {
+        y[(np.t0 + t) * n + np.p] = act(np.acc.a[t]) * np.acc.b[t];
     }
 }

@@ -14,18 +14,18 @@
 //!include _prec.wgsl
 //!include _quant.wgsl
 //!include _tile.wgsl
+//!include _in_plain.wgsl
 
 override ADD: bool = false;
 const NORM: bool = false;
 const EPS: f32 = 0.0;
 
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
-fn in_scale(j: u32) -> vec4<f32> {
-    return vec4<f32>(1.0);
+// Row pair p of token row t: a at row p, b at row p + half (when there is one).
+fn tile_put(p: u32, t: u32, a: f32, b: f32) {
+    put(t, p, a);
+    if (p + (M + 1u) / 2u < M) {
+        put(t, p + (M + 1u) / 2u, b);
+    }
 }
 
 fn put(t: u32, r: u32, v: f32) {
@@ -39,29 +39,5 @@ fn put(t: u32, r: u32, v: f32) {
 
 @compute @workgroup_size(64u * KS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let n = step.n_tokens;
-    if (wid.y * TILE_TOKENS >= n) {
-        return;
-    }
-    let half = (M + 1u) / 2u;
-    let tl = tile_matmul(wid, lid, half, n);
-    for (var i = 0u; i < 4u; i++) {
-        let t = tl.t0 + i;
-        if (!tl.ok || t >= n) {
-            break;
-        }
-        let p1 = tl.p0 + 16u;
-        if (tl.p0 < half) {
-            put(t, tl.p0, tl.a0[i]);
-            if (tl.p0 + half < M) {
-                put(t, tl.p0 + half, tl.b0[i]);
-            }
-        }
-        if (p1 < half) {
-            put(t, p1, tl.a1[i]);
-            if (p1 + half < M) {
-                put(t, p1 + half, tl.b1[i]);
-            }
-        }
-    }
+    tile_run(wid, lid, (M + 1u) / 2u);
 }

@@ -3,7 +3,7 @@
 // RMSNorm over each q and k head (gemma3's attn_q_norm / attn_k_norm), RoPE, and k, v go into
 // this layer's KV cache at positions n_past + t. Workgroup (h, t): head h of token t, where
 // h < NH is a q head, h < NH + NKV a k head, and the rest v heads.
-// normal RoPE pairs dims (2j, 2j+1), neox pairs (j, j + HD/2); both rotate by table[pos, j].
+// RoPE pairs as _qkv_out.wgsl says.
 //
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_past, n_tokens
@@ -18,11 +18,8 @@
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _reduce.wgsl
+//!include _qkv_out.wgsl
 
-override NQ: u32;
-override NK: u32;
-override HD: u32;
-override NEOX: bool = false;
 override HAS_BIAS: bool = false;
 override QK_NORM: bool = false;
 override EPS: f32 = 1e-6;
@@ -47,15 +44,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let nqh = NQ / HD;
     let nkh = NK / HD;
-    var region = 0u;  // 0 q, 1 k, 2 v
-    var hh = h;  // head index inside its region
-    if (h >= nqh + nkh) {
-        region = 2u;
-        hh = h - nqh - nkh;
-    } else if (h >= nqh) {
-        region = 1u;
-        hh = h - nqh;
-    }
+    let part = qkv_part(h, nqh, nkh);
+    let region = part.x;  // 0 q, 1 k, 2 v
+    let hh = part.y;  // head index inside its region
     let col = h * HD;  // this head's first column in q | k | v
     let row = t * (NQ + 2u * NK);
     var ss = 0.0;
@@ -95,15 +86,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             v0 *= aux[nb + d0];
             v1 *= aux[nb + d1];
         }
-        let cs = rope[pos * half + j];
-        let r0 = v0 * cs.x - v1 * cs.y;
-        let r1 = v0 * cs.y + v1 * cs.x;
-        if (region == 0u) {
-            q[t * NQ + hh * HD + d0] = r0;
-            q[t * NQ + hh * HD + d1] = r1;
-        } else {
-            kc[pos * NK + hh * HD + d0] = kv(r0);
-            kc[pos * NK + hh * HD + d1] = kv(r1);
-        }
+        qkv_put(region, t, pos, hh * HD + d0, hh * HD + d1, rotate(v0, v1, rope[pos * half + j]));
     }
 }

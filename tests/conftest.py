@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,36 @@ def reference_engine(reference_weights):
     from companion.engines.reference import ReferenceEngine
 
     return ReferenceEngine(reference_weights, n_ctx=512)
+
+
+@pytest.fixture
+def shader_dir(tmp_path, monkeypatch) -> Iterator[Callable[..., Path]]:
+    """Point the shader loader at a folder of the test's own: `use({name: text})` writes those
+    files, `use(copy_real=True)` starts from a copy of the shipped kernels; it returns the
+    folder. The loader's caches are cleared before and after."""
+    from companion.gpu import shaders
+    from companion.resources import shaders_dir
+
+    folder = tmp_path / "shaders"
+
+    def use(files: dict[str, str] | None = None, *, copy_real: bool = False) -> Path:
+        if copy_real:
+            shutil.copytree(str(shaders_dir()), folder)
+        folder.mkdir(exist_ok=True)
+        for name, text in (files or {}).items():
+            (folder / name).write_text(text)
+        monkeypatch.setattr(shaders, "_shader_dir", lambda: folder)
+        shaders.clear_cache()
+        return folder
+
+    yield use
+    shaders.clear_cache()
+
+
+def break_step_helper(folder: Path) -> int:
+    """Append an undeclared name to the shared helper _step.wgsl (which every kernel includes);
+    returns the broken line's number."""
+    step = folder / "_step.wgsl"
+    lines = step.read_text().splitlines() + ["fn broken() -> u32 { return undeclared_name; }"]
+    step.write_text("\n".join(lines) + "\n")
+    return len(lines)

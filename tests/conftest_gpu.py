@@ -73,3 +73,42 @@ def gpu_device(gpu_adapter, gpu_features):
 
     dev = request_device(gpu_adapter, gpu_features)
     yield dev
+
+
+# --- kernel tests -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def variant(request, gpu_features) -> tuple[str, ...]:
+    """The features of the variant named by the (indirect) parameter, from the test module's
+    VARIANTS (name -> features); skips if the adapter does not offer them."""
+    feats = request.module.VARIANTS[request.param]
+    lacking = [f for f in feats if f not in gpu_features]
+    if lacking:
+        pytest.skip(f"adapter lacks {lacking}")
+    return feats
+
+
+def make_weight(rng, M: int, K: int, qtype, rowmajor: bool = False):
+    """(blob u32, dequantized f32 (M, K)) of a random matrix stored as qtype, in the column
+    layout or (rowmajor) the split-K layout's."""
+    import numpy as np
+    from gguf import GGMLQuantizationType as QT
+    from gguf import quants
+
+    from companion.gpu.builder import repack
+    from companion.testing import quantize
+
+    w = rng.standard_normal((M, K)).astype(np.float32)  # (M, K)
+    if qtype == QT.F32:
+        raw = w.view(np.uint8)
+    elif qtype == QT.F16:
+        raw = w.astype(np.float16).view(np.uint8)
+    else:
+        raw = quantize(w, qtype)  # (M, bytes per row) uint8
+    deq = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)  # (M, K)
+    return repack(raw.reshape(M, -1), qtype, K, rowmajor=rowmajor), deq
+
+
+def make_weight_rowmajor(rng, M: int, K: int, qtype):
+    return make_weight(rng, M, K, qtype, rowmajor=True)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from companion.bridge.messages import MemoryItem
+from companion.bridge.messages import PROTOCOL_VERSION, MemoryItem
 from companion.bridge.server import BridgeServer
 from companion.chat import AvatarCue, Event, ReplyDone, TextDelta
 from companion.chromium import chromium_path, launch_context
@@ -114,11 +116,8 @@ def bridge_server(fake_chat: FakeChatSession, model_file: Path) -> Iterator[Brid
         character="Aiko",
     )
     server.saved_settings = saved  # type: ignore[attr-defined]
-    server.start()
-    try:
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 # --- headless Chromium -------------------------------------------------------------------------
@@ -138,31 +137,30 @@ def playwright() -> Iterator[Any]:
         yield pw
 
 
-def _launch(pw: Any, profile: str, **kw: Any) -> Any:
-    return launch_context(pw, profile, viewport={"width": 1180, "height": 760}, **kw)
+@contextlib.contextmanager
+def _context(pw: Any, **kw: Any) -> Iterator[Any]:
+    """A headless Chromium context in a throwaway profile."""
+    with tempfile.TemporaryDirectory(prefix="companion-chromium-") as profile:
+        context = launch_context(pw, profile, viewport={"width": 1180, "height": 760}, **kw)
+        try:
+            yield context
+        finally:
+            context.close()
 
 
 @pytest.fixture(scope="session")
 def chromium(playwright: Any) -> Iterator[Any]:
     """A headless Chromium (Debian's, never a downloaded one). Its pages bypass the page's
     CSP so playwright can evaluate its helper scripts; `chromium_strict` enforces it."""
-    with tempfile.TemporaryDirectory(prefix="companion-chromium-") as profile:
-        context = _launch(playwright, profile, bypass_csp=True)
-        try:
-            yield context
-        finally:
-            context.close()
+    with _context(playwright, bypass_csp=True) as context:
+        yield context
 
 
 @pytest.fixture
 def chromium_strict(playwright: Any) -> Iterator[Any]:
     """A headless Chromium that enforces the page's Content-Security-Policy."""
-    with tempfile.TemporaryDirectory(prefix="companion-chromium-") as profile:
-        context = _launch(playwright, profile)
-        try:
-            yield context
-        finally:
-            context.close()
+    with _context(playwright) as context:
+        yield context
 
 
 @pytest.fixture
@@ -196,3 +194,28 @@ def artifact(name: str) -> Path:
 
 def run_quiet(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
+
+
+async def converse(server: BridgeServer, actions: list[dict[str, Any]], until: str = "reply_done") -> list[dict]:
+    """Connect as a page, send `actions` one by one (each after the previous one's answer came
+    in, as a person would), collect every message until `until` and the avatar's idle state."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(
+            f"{server.origin}/bridge",
+            headers={"Origin": server.origin, "Authorization": f"Bearer {server.secret}"},
+        )
+        await ws.send_str(json.dumps({"type": "hello", "protocol_version": PROTOCOL_VERSION}))
+        seen: list[dict] = []
+        pending = list(actions)
+        done = False
+        while True:
+            msg = json.loads((await ws.receive(timeout=15)).data)
+            seen.append(msg)
+            if msg["type"] in ("welcome", "avatar_state") and pending:
+                await ws.send_str(json.dumps(pending.pop(0)))
+            done = done or msg["type"] == until
+            if done and msg["type"] == "avatar_state" and msg["activity"] == "idle":
+                await ws.close()
+                return seen

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest_web import FakeChatSession, artifact
+from conftest_web import FakeChatSession, artifact, converse
 
 from companion import chat
 from companion.avatar import state as st
@@ -140,32 +140,11 @@ def run_isolated(coro):
 # --- over the bridge ----------------------------------------------------------------------------
 
 
-async def _converse(server: Any, actions: list[dict[str, Any]], until: str = "reply_done") -> list[dict]:
-    """Connect as a page, send `actions` one by one (each after the previous one's answer came
-    in, as a person would), collect every message until `until` and the avatar's idle state."""
-    async with aiohttp.ClientSession() as session:
-        ws = await session.ws_connect(
-            f"{server.origin}/bridge",
-            headers={"Origin": server.origin, "Authorization": f"Bearer {server.secret}"},
-        )
-        await ws.send_str(json.dumps({"type": "hello", "protocol_version": m.PROTOCOL_VERSION}))
-        seen: list[dict] = []
-        pending = list(actions)
-        done = False
-        while True:
-            msg = json.loads((await ws.receive(timeout=15)).data)
-            seen.append(msg)
-            if msg["type"] in ("welcome", "avatar_state") and pending:
-                await ws.send_str(json.dumps(pending.pop(0)))
-            done = done or msg["type"] == until
-            if done and msg["type"] == "avatar_state" and msg["activity"] == "idle":
-                await ws.close()
-                return seen
 
 
 def test_the_bridge_carries_changes_in_order(bridge_server, fake_chat):
     fake_chat.reply = "Hello there, friend! It's lovely to see you again."
-    seen = run_isolated(_converse(bridge_server, [
+    seen = run_isolated(converse(bridge_server, [
         {"type": "user_typing", "typing": True},
         {"type": "user_typing", "typing": False},
         {"type": "user_message", "text": "hi"},

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import break_step_helper
 from conftest_browser import N_CTX, close_page_engine, open_page_engine
 
 from companion.errors import EngineUnavailable
@@ -106,31 +107,21 @@ def test_no_webgpu_is_reported(chromium_required, chromium, plan_assets, model):
         close_page_engine(pe)
 
 
-def test_compile_error_names_file_and_line(chromium_required, chromium, model, tmp_path, monkeypatch):
+def test_compile_error_names_file_and_line(chromium_required, chromium, model, shader_dir):
     """A kernel that does not compile is reported with its .wgsl file and line (an included
     helper's own line, not the composed one): the page compiles the modules the plan JSON
     serves and maps Tint's line through the served line map."""
     from companion.engines.browser import PlanAssets
-    from companion.gpu import shaders
-    from companion.resources import shaders_dir
 
-    broken = tmp_path / "shaders"
-    shutil.copytree(str(shaders_dir()), broken)
-    step = broken / "_step.wgsl"
-    lines = step.read_text().splitlines()
-    lines.append("fn broken() -> u32 { return undeclared_name; }")
-    step.write_text("\n".join(lines) + "\n")
-    monkeypatch.setattr(shaders, "_shader_dir", lambda: broken)  # what the plan is composed from
-    shaders.clear_cache()
+    line = break_step_helper(shader_dir(copy_real=True))  # what the plan is composed from
     pe = open_page_engine(chromium, PlanAssets(model, N_CTX), model, load=False)
     try:
         with pytest.raises(EngineUnavailable) as info:
             pe.engine.load()
-        assert f"_step.wgsl:{len(lines)}:" in str(info.value)
+        assert f"_step.wgsl:{line}:" in str(info.value)
         assert "undeclared_name" in str(info.value)
     finally:
         close_page_engine(pe)
-        shaders.clear_cache()
 
 
 def test_a_plan_without_modules_is_refused(chromium_required, chromium, plan_assets, model):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest_web import FakeChatSession
+from conftest_web import FakeChatSession, converse
 
 from companion import chat
 from companion.bridge import messages as m
@@ -89,25 +89,9 @@ def fake_chat() -> FakeChatSession:
 def test_server_sends_the_tagged_emotions(bridge_server):
     """The server passes every emotion of the vocabulary to the page: none becomes neutral."""
 
-    async def talk() -> list[str]:
-        async with aiohttp.ClientSession() as session:
-            ws = await session.ws_connect(
-                f"{bridge_server.origin}/bridge",
-                headers={"Origin": bridge_server.origin, "Authorization": f"Bearer {bridge_server.secret}"},
-            )
-            await ws.send_str(json.dumps({"type": "hello", "protocol_version": m.PROTOCOL_VERSION}))
-            emotions: list[str] = []
-            while True:
-                msg = json.loads((await ws.receive(timeout=10)).data)
-                if msg["type"] == "welcome":
-                    await ws.send_str(json.dumps({"type": "user_message", "text": "hi"}))
-                elif msg["type"] == "avatar_state":
-                    emotions.append(msg["emotion"])
-                elif msg["type"] == "reply_done":
-                    await ws.close()
-                    return emotions
-
-    emotions = run_isolated(talk())  # playwright may hold this thread's loop
+    seen = run_isolated(converse(bridge_server, [{"type": "user_message", "text": "hi"}]))
+    seen = seen[: [x["type"] for x in seen].index("reply_done")]
+    emotions = [x["emotion"] for x in seen if x["type"] == "avatar_state"]
     cued = [e for e in dict.fromkeys(emotions) if e != "neutral"]  # a state is resent per activity
     assert cued[:2] == ["relaxed", "excited"] and set(cued) == {"relaxed", "excited"}
     assert emotions.index("relaxed") < emotions.index("excited")

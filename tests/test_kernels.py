@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest_gpu import make_weight, make_weight_rowmajor
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
@@ -33,33 +34,10 @@ F16 = ["f32", "f16"]  # kernels without reductions: subgroups change nothing
 SG = ["f32", "subgroups"]  # kernels without inner products: f16 changes nothing
 
 
-@pytest.fixture
-def variant(request, gpu_features) -> tuple[str, ...]:
-    """The features of the variant named by the (indirect) parameter; skips if not offered."""
-    feats = VARIANTS[request.param]
-    lacking = [f for f in feats if f not in gpu_features]
-    if lacking:
-        pytest.skip(f"adapter lacks {lacking}")
-    return feats
-
-
 def tol_for(feats, f32_tol: float = 2e-4) -> float:
     """Tolerance relative to the largest |value| (at least 1): f16 rounds inputs at ~5e-4, and
     Q4_1's offset cancels against q x, so a few 1e-3 after a norm and SwiGLU."""
     return 1.5e-2 if "shader-f16" in feats else f32_tol
-
-
-def make_weight(rng, M: int, K: int, qtype: QT) -> tuple[np.ndarray, np.ndarray]:
-    """(blob u32, dequantized f32 (M, K)) of a random matrix stored as qtype."""
-    w = rng.standard_normal((M, K)).astype(np.float32)  # (M, K)
-    if qtype == QT.F32:
-        raw = w.view(np.uint8)
-    elif qtype == QT.F16:
-        raw = w.astype(np.float16).view(np.uint8)
-    else:
-        raw = quantize(w, qtype)  # (M, bytes per row) uint8
-    deq = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)  # (M, K)
-    return repack(raw.reshape(M, -1), qtype, K), deq
 
 
 def run_kernel(device, shader, constants, data, bind, workgroups, step, out, out_dtype=np.float32, features=()):
@@ -355,19 +333,6 @@ def test_sample_distribution(gpu_device):
 # units) and WG 256 with K = 32 cover more units than invocations and the reverse.
 
 
-def make_weight_rm(rng, M: int, K: int, qtype: QT) -> tuple[np.ndarray, np.ndarray]:
-    """(row-major blob u32, dequantized f32 (M, K)) of a random matrix stored as qtype."""
-    w = rng.standard_normal((M, K)).astype(np.float32)  # (M, K)
-    if qtype == QT.F32:
-        raw = w.view(np.uint8)
-    elif qtype == QT.F16:
-        raw = w.astype(np.float16).view(np.uint8)
-    else:
-        raw = quantize(w, qtype)
-    deq = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)  # (M, K)
-    return repack(raw.reshape(M, -1), qtype, K, rowmajor=True), deq
-
-
 SK = dict(ROWMAJOR=True, SPLITK=True, TT=1)
 
 
@@ -377,7 +342,7 @@ SK = dict(ROWMAJOR=True, SPLITK=True, TT=1)
 @pytest.mark.parametrize("variant", ALL, indirect=True)
 def test_matmul_splitk(gpu_device, variant, qtype, M, K, T, WGS, add):
     rng = np.random.default_rng(M + K + T)
-    blob, W = make_weight_rm(rng, M, K, qtype)
+    blob, W = make_weight_rowmajor(rng, M, K, qtype)
     x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
     y0 = rng.standard_normal((T, M)).astype(np.float32)  # (T, M)
     got = run_kernel(
@@ -395,7 +360,7 @@ def test_matmul_splitk(gpu_device, variant, qtype, M, K, T, WGS, add):
 @pytest.mark.parametrize("rp", [1, 4])
 def test_matmul_norm_splitk(gpu_device, variant, qtype, M, K, T, last_only, rp):
     rng = np.random.default_rng(M * K + T)
-    blob, W = make_weight_rm(rng, M, K, qtype)
+    blob, W = make_weight_rowmajor(rng, M, K, qtype)
     x = rng.standard_normal((T, K)).astype(np.float32) * 3  # (T, K)
     g = rng.standard_normal(K).astype(np.float32)  # (K,)
     got = run_kernel(
@@ -412,7 +377,7 @@ def test_matmul_norm_splitk(gpu_device, variant, qtype, M, K, T, last_only, rp):
 @pytest.mark.parametrize("variant", ALL, indirect=True)
 def test_matmul_swiglu_splitk(gpu_device, variant, qtype, N, K, T):
     rng = np.random.default_rng(N + K)
-    blob, W = make_weight_rm(rng, 2 * N, K, qtype)
+    blob, W = make_weight_rowmajor(rng, 2 * N, K, qtype)
     x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
     g = rng.standard_normal(K).astype(np.float32)  # (K,)
     got = run_kernel(
@@ -464,7 +429,7 @@ def test_matmul_qkv_splitk(gpu_device, variant, qtype, neox, H, KV, hd, K, T, n_
 def test_dequant_embed_rowmajor(gpu_device, qtype):
     rng = np.random.default_rng(3)
     M, K = 33, 96
-    blob, deq = make_weight_rm(rng, M, K, qtype)
+    blob, deq = make_weight_rowmajor(rng, M, K, qtype)
     ids = np.array([M - 1, 0, M // 2], dtype=np.uint32)
     got = run_kernel(
         gpu_device, "embed.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, ROWMAJOR=True),
@@ -485,7 +450,7 @@ LAYOUTS = ["rows", "splitk"]
 
 
 def weight_for(rng, M, K, qtype, layout):
-    return (make_weight_rm if layout == "splitk" else make_weight)(rng, M, K, qtype)
+    return make_weight(rng, M, K, qtype, rowmajor=layout == "splitk")
 
 
 @pytest.mark.parametrize("qtype", SPLIT_QTYPES, ids=lambda q: q.name)

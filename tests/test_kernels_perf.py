@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest_gpu import make_weight_rowmajor
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
@@ -20,23 +21,6 @@ from companion.testing import quantize
 pytestmark = pytest.mark.gpu
 
 VARIANTS = {"f32": (), "f16+subgroups": ("shader-f16", "subgroups")}
-
-
-@pytest.fixture
-def variant(request, gpu_features) -> tuple[str, ...]:
-    feats = VARIANTS[request.param]
-    lacking = [f for f in feats if f not in gpu_features]
-    if lacking:
-        pytest.skip(f"adapter lacks {lacking}")
-    return feats
-
-
-def weight(rng, M: int, K: int, qtype: QT, rowmajor: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(blob, dequantized (M, K) f32) of a random matrix stored as qtype."""
-    w = rng.standard_normal((M, K)).astype(np.float32)  # (M, K)
-    raw = w.view(np.uint8) if qtype == QT.F32 else quantize(w, qtype)  # (M, bytes per row)
-    deq = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)  # (M, K)
-    return repack(raw.reshape(M, -1), qtype, K, rowmajor=rowmajor), deq
 
 
 def run_program(device, data: dict, dispatches: list, step: dict, out: str, features=(), out_dtype=np.float32):
@@ -90,7 +74,7 @@ def test_flash_attention_merged_into_output(gpu_device, variant, H, KV, hd, n_pa
     vc = rng.standard_normal((n_ctx, KV, hd)).astype(np.float32)  # (n_ctx, KV, hd)
     if "shader-f16" in variant:
         kc, vc = kc.astype(np.float16), vc.astype(np.float16)
-    blob, Wo = weight(rng, M, K, qtype)
+    blob, Wo = make_weight_rowmajor(rng, M, K, qtype)
     y0 = rng.standard_normal(M).astype(np.float32)  # (M,) residual
     shared = dict(S=FLASH_S, FLASH_WG=FLASH_WG)
     got = run_program(
@@ -114,7 +98,7 @@ def test_flash_attention_window_and_scale(gpu_device, window, n_past):
     q = rng.standard_normal((H, hd)).astype(np.float32)  # (H, hd)
     kc = rng.standard_normal((n_past + 2, KV, hd)).astype(np.float32) * 0.3  # (n_ctx, KV, hd)
     vc = rng.standard_normal((n_past + 2, KV, hd)).astype(np.float32)  # (n_ctx, KV, hd)
-    blob, Wo = weight(rng, M, K, QT.Q8_0)
+    blob, Wo = make_weight_rowmajor(rng, M, K, QT.Q8_0)
     shared = dict(S=FLASH_S, FLASH_WG=FLASH_WG, WINDOW=window)
     got = run_program(
         gpu_device,
@@ -151,7 +135,7 @@ def tiled_tol(variant) -> float:
 def test_matmul_tiled(gpu_device, variant, qtype, M, K, T, add):
     K = kquant_k(qtype, K)
     rng = np.random.default_rng(M + K + T)
-    blob, W = weight(rng, M, K, qtype)
+    blob, W = make_weight_rowmajor(rng, M, K, qtype)
     x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
     y0 = rng.standard_normal((T, M)).astype(np.float32)  # (T, M)
     got = run_program(
@@ -171,7 +155,7 @@ def test_matmul_tiled(gpu_device, variant, qtype, M, K, T, add):
 def test_matmul_swiglu_tiled(gpu_device, variant, qtype, N, K, T, act):
     K = kquant_k(qtype, K)
     rng = np.random.default_rng(N + K + T)
-    blob, W = weight(rng, 2 * N, K, qtype)
+    blob, W = make_weight_rowmajor(rng, 2 * N, K, qtype)
     x = rng.standard_normal((T, K)).astype(np.float32) * 3  # (T, K)
     g = (1 + 0.1 * rng.standard_normal(K)).astype(np.float32)  # (K,)
     got = run_program(

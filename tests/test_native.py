@@ -220,22 +220,19 @@ def test_device_loss_raises_engine_unavailable(gpu_adapter_info, model):
         eng.next_token([5], Sampler(SamplingParams.greedy_params()), [])
 
 
-def test_broken_shader_names_file_and_line(gpu_device, tmp_path, monkeypatch):
+def test_broken_shader_names_file_and_line(gpu_device, shader_dir):
     from companion.gpu import shaders
 
-    (tmp_path / "broken.wgsl").write_text("// header\n//!include _inc.wgsl\nfn main() {\n  let x: u32 = 1.5;\n}\n")
-    (tmp_path / "_inc.wgsl").write_text("fn ok() {}\n")
-    (tmp_path / "broken_inc.wgsl").write_text("// header\n//!include _bad.wgsl\n")
-    (tmp_path / "_bad.wgsl").write_text("fn ok() {}\nfn bad() -> u32 { return 1.5; }\n")
-    monkeypatch.setattr(shaders, "_shader_dir", lambda: tmp_path)
-    shaders.clear_cache()
-    try:
-        with pytest.raises(shaders.ShaderError, match=r"^broken\.wgsl:4:"):
-            shaders.create_module(gpu_device, "broken.wgsl")
-        with pytest.raises(shaders.ShaderError, match=r"^_bad\.wgsl:2:"):
-            shaders.create_module(gpu_device, "broken_inc.wgsl")
-    finally:
-        shaders.clear_cache()
+    shader_dir({
+        "broken.wgsl": "// header\n//!include _inc.wgsl\nfn main() {\n  let x: u32 = 1.5;\n}\n",
+        "_inc.wgsl": "fn ok() {}\n",
+        "broken_inc.wgsl": "// header\n//!include _bad.wgsl\n",
+        "_bad.wgsl": "fn ok() {}\nfn bad() -> u32 { return 1.5; }\n",
+    })
+    with pytest.raises(shaders.ShaderError, match=r"^broken\.wgsl:4:"):
+        shaders.create_module(gpu_device, "broken.wgsl")
+    with pytest.raises(shaders.ShaderError, match=r"^_bad\.wgsl:2:"):
+        shaders.create_module(gpu_device, "broken_inc.wgsl")
 
 
 @pytest.mark.slow

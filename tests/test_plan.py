@@ -148,31 +148,28 @@ def test_qkv_pair_order_is_a_permutation(neox):
 def test_every_kernel_has_a_binding_table():
     for name in shaders.list_shaders():
         text = shaders.read_text(name)
-        n = len(re.findall(r"@binding\((\d+)\)", text))
+        n = len(re.findall(r"@binding\((\d+)\)", shaders.load(name).code))  # with its helpers
         assert n == len(SHADER_BINDINGS[name]), name
         header = text.split("//!include")[0]
         for i in range(n):
             assert re.search(rf"^// {i}\s", header, re.M), f"{name}: binding {i} missing from the header table"
 
 
-def test_include_rule(tmp_path, monkeypatch):
-    (tmp_path / "k.wgsl").write_text("// a kernel\n//!include _lib.wgsl\nfn main() {}\n")
-    (tmp_path / "_lib.wgsl").write_text("fn helper() {}\nfn other() {}\n")
-    (tmp_path / "bad.wgsl").write_text("//!include _missing.wgsl\n")
-    (tmp_path / "twice.wgsl").write_text("//!include _lib.wgsl\n//!include _lib.wgsl\n")
-    monkeypatch.setattr(shaders, "_shader_dir", lambda: tmp_path)
-    shaders.clear_cache()
-    try:
-        src = shaders.load("k.wgsl")
-        assert src.code.splitlines() == ["// a kernel", "fn helper() {}", "fn other() {}", "fn main() {}"]
-        assert src.locate(3) == ("_lib.wgsl", 2)
-        assert src.locate(4) == ("k.wgsl", 3)
-        with pytest.raises(shaders.ShaderError, match="_missing.wgsl not found"):
-            shaders.load("bad.wgsl")
-        with pytest.raises(shaders.ShaderError, match="twice"):
-            shaders.load("twice.wgsl")
-    finally:
-        shaders.clear_cache()
+def test_include_rule(shader_dir):
+    shader_dir({
+        "k.wgsl": "// a kernel\n//!include _lib.wgsl\nfn main() {}\n",
+        "_lib.wgsl": "fn helper() {}\nfn other() {}\n",
+        "bad.wgsl": "//!include _missing.wgsl\n",
+        "twice.wgsl": "//!include _lib.wgsl\n//!include _lib.wgsl\n",
+    })
+    src = shaders.load("k.wgsl")
+    assert src.code.splitlines() == ["// a kernel", "fn helper() {}", "fn other() {}", "fn main() {}"]
+    assert src.locate(3) == ("_lib.wgsl", 2)
+    assert src.locate(4) == ("k.wgsl", 3)
+    with pytest.raises(shaders.ShaderError, match="_missing.wgsl not found"):
+        shaders.load("bad.wgsl")
+    with pytest.raises(shaders.ShaderError, match="twice"):
+        shaders.load("twice.wgsl")
 
 
 # ----------------------------------------------------------------------------- optional features

@@ -10,6 +10,7 @@ import re
 import shutil
 
 import pytest
+from conftest import break_step_helper
 
 from companion.gpu import shaders
 
@@ -114,68 +115,48 @@ def _raw_line(gpu_device, code: str) -> int:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("enable", [[], ["f16", "subgroups"]])
-def test_error_maps_through_the_served_line_map(gpu_device, gpu_features, tmp_path, monkeypatch, enable):
+def test_error_maps_through_the_served_line_map(gpu_device, gpu_features, shader_dir, enable):
     """A broken line in an included (and swapped) helper is reported at the helper's own line,
     from the served JSON alone."""
     if "f16" in enable and "shader-f16" not in gpu_features:
         pytest.skip("the adapter lacks shader-f16")
-    (tmp_path / "k.wgsl").write_text("// a kernel\n//!include _ok.wgsl\n//!include _lib.wgsl\nfn main() {}\n")
-    (tmp_path / "_ok.wgsl").write_text("fn ok() {}\nfn fine() {}\n")
-    (tmp_path / "_lib.wgsl").write_text("fn helper() {}\n")
-    (tmp_path / "_lib_v.wgsl").write_text("fn helper() {}\n\nfn bad() -> u32 { return 1.5; }\n")
-    monkeypatch.setattr(shaders, "_shader_dir", lambda: tmp_path)
-    shaders.clear_cache()
-    try:
-        key, src = shaders.pipeline_module(type("P", (), {"shader": "k.wgsl", "includes": {"_lib.wgsl": "_lib_v.wgsl"}, "enable": enable})())
-        served = json.loads(json.dumps(src.to_json()))
-        assert served["line_map"][5] == ["_lib_v.wgsl", 3]
-        assert _raw_line(gpu_device, shaders.for_naga(src).code) == 6  # the composed line
-        with pytest.raises(shaders.ShaderError, match=r"^_lib_v\.wgsl:3:") as info:
-            shaders.compile_module(gpu_device, _source(served))
-        assert "k.wgsl:6" not in str(info.value)
-    finally:
-        shaders.clear_cache()
+    shader_dir({
+        "k.wgsl": "// a kernel\n//!include _ok.wgsl\n//!include _lib.wgsl\nfn main() {}\n",
+        "_ok.wgsl": "fn ok() {}\nfn fine() {}\n",
+        "_lib.wgsl": "fn helper() {}\n",
+        "_lib_v.wgsl": "fn helper() {}\n\nfn bad() -> u32 { return 1.5; }\n",
+    })
+    key, src = shaders.pipeline_module(type("P", (), {"shader": "k.wgsl", "includes": {"_lib.wgsl": "_lib_v.wgsl"}, "enable": enable})())
+    served = json.loads(json.dumps(src.to_json()))
+    assert served["line_map"][5] == ["_lib_v.wgsl", 3]
+    assert _raw_line(gpu_device, shaders.for_naga(src).code) == 6  # the composed line
+    with pytest.raises(shaders.ShaderError, match=r"^_lib_v\.wgsl:3:") as info:
+        shaders.compile_module(gpu_device, _source(served))
+    assert "k.wgsl:6" not in str(info.value)
 
 
 @pytest.mark.gpu
-def test_broken_helper_in_a_served_plan(model, gpu_device, tmp_path, monkeypatch):
+def test_broken_helper_in_a_served_plan(model, gpu_device, shader_dir):
     """The real kernels with a broken line appended to a shared helper: the plan JSON still
     serves every module, and each fails natively at the helper's line (what the page reports
     through the same line map; see test_browser_engine)."""
     from companion.engines.browser import PlanAssets
-    from companion.resources import shaders_dir
 
-    broken = tmp_path / "shaders"
-    shutil.copytree(str(shaders_dir()), broken)
-    step = broken / "_step.wgsl"
-    lines = step.read_text().splitlines() + ["fn broken() -> u32 { return undeclared_name; }"]
-    step.write_text("\n".join(lines) + "\n")
-    monkeypatch.setattr(shaders, "_shader_dir", lambda: broken)
-    shaders.clear_cache()
-    try:
-        data = json.loads(json.dumps(PlanAssets(model, 64, max_batch=8, allow="none").plan_json()))
-    finally:
-        shaders.clear_cache()
+    line = break_step_helper(shader_dir(copy_real=True))
+    data = json.loads(json.dumps(PlanAssets(model, 64, max_batch=8, allow="none").plan_json()))
     for key, mod in data["modules"].items():
-        assert ["_step.wgsl", len(lines)] in mod["line_map"], key
-        with pytest.raises(shaders.ShaderError, match=rf"^_step\.wgsl:{len(lines)}:") as info:
+        assert ["_step.wgsl", line] in mod["line_map"], key
+        with pytest.raises(shaders.ShaderError, match=rf"^_step\.wgsl:{line}:") as info:
             shaders.compile_module(gpu_device, _source(mod))
         assert "undeclared_name" in str(info.value)
 
 
-def test_a_kernel_that_does_not_compose_is_served_as_an_error(model, tmp_path, monkeypatch):
+def test_a_kernel_that_does_not_compose_is_served_as_an_error(model, shader_dir):
     """The page fails its load with the composition error (as the native executor raises it)."""
     from companion.engines.browser import PlanAssets
-    from companion.resources import shaders_dir
 
-    broken = tmp_path / "shaders"
-    shutil.copytree(str(shaders_dir()), broken)
+    broken = shader_dir(copy_real=True)
     (broken / "_step.wgsl").write_text("//!include _quant.wgsl\n" + (broken / "_step.wgsl").read_text())
-    monkeypatch.setattr(shaders, "_shader_dir", lambda: broken)
-    shaders.clear_cache()
-    try:
-        data = PlanAssets(model, 64, max_batch=8, allow="none").plan_json()
-        for p in data["pipelines"]:
-            assert data["modules"][p["module"]] == {"name": p["shader"], "error": "_step.wgsl:1: included files may not use directives"}
-    finally:
-        shaders.clear_cache()
+    data = PlanAssets(model, 64, max_batch=8, allow="none").plan_json()
+    for p in data["pipelines"]:
+        assert data["modules"][p["module"]] == {"name": p["shader"], "error": "_step.wgsl:1: included files may not use directives"}

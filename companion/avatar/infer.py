@@ -16,6 +16,7 @@ by `warm_up`), the lexicon alone answers."""
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 import threading
@@ -359,17 +360,11 @@ class EmotionReader:
         return Reading(cast(Emotion, EMOTIONS[best]), round(intensity, 3), tuple(float(x) for x in score))
 
 
-_shared: EmotionReader | None = None
-_shared_lock = threading.Lock()
-
-
+@functools.cache
 def shared_reader() -> EmotionReader:
-    """The process-wide reader (the memory's encoder, prototypes embedded once)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = EmotionReader()
-        return _shared
+    """The process-wide reader (the memory's encoder; its prototypes are embedded on first use,
+    under the reader's own lock)."""
+    return EmotionReader()
 
 
 # --- a streamed reply -------------------------------------------------------------------------

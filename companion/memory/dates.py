@@ -14,6 +14,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from companion.memory.spans import Spans
+
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _MONTHS = {
     **{m: i + 1 for i, m in enumerate(("january", "february", "march", "april", "may", "june", "july",
@@ -159,11 +161,9 @@ def _resolve(m: re.Match[str], kind: str, today: dt.date) -> tuple[dt.date | Non
 def find_dates(text: str, today: dt.date) -> list[DateMention]:
     """Date expressions in text, in order, without overlaps (the first, longest pattern wins)."""
     found: list[DateMention] = []
-    taken: list[tuple[int, int]] = []
+    spans = Spans()
     for pattern, kind in _COMPILED:
-        for m in pattern.finditer(text):
-            if any(m.start() < e and s < m.end() for s, e in taken):
-                continue
+        for m in spans.free_matches(pattern, text):
             if kind.endswith("weekday") and (_RECURRING_BEFORE.search(text[:m.start()]) or _HABIT.search(text)
                                              or _RECURRING_AFTER.match(text[m.end():])):
                 continue  # "every other Wednesday", "Sunday mornings", "usually Wednesday to Sunday": habits
@@ -171,7 +171,7 @@ def find_dates(text: str, today: dt.date) -> list[DateMention]:
             if day is None:
                 continue
             found.append(DateMention(m.start(), m.end(), m.group(0), day, relative))
-            taken.append((m.start(), m.end()))
+            spans.take(m)
     return sorted(found, key=lambda d: d.start)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from companion.memory.disclosure import PETS, RELATIONS
+from companion.memory.spans import Spans
 
 if TYPE_CHECKING:
     from companion.memory.store import Store
@@ -114,11 +115,9 @@ def mentions(sentence: str, known: Collection[Mention] = ()) -> list[Mention]:
     """The people and pets a sentence names, in order (overlapping forms counted once); a
     known one may be named alone ("Anselm moved to Linz")."""
     found: list[Mention] = []
-    taken: list[tuple[int, int]] = []
+    spans = Spans()
     for pattern, form in _PATTERNS:
-        for m in pattern.finditer(sentence):
-            if any(m.start() < e and s < m.end() for s, e in taken):
-                continue
+        for m in spans.free_matches(pattern, sentence):
             if form == "rel_rel_name":
                 first, _ = _relation(m.group(1))
                 second, kind = _relation(m.group(2))
@@ -147,14 +146,13 @@ def mentions(sentence: str, known: Collection[Mention] = ()) -> list[Mention]:
             if name is None and form in ("name_rel",):
                 continue
             found.append(Mention(kind, rel, name, m.start()))
-            taken.append((m.start(), m.end()))
+            spans.take(m)
     for k in known:
         if not k.name:
             continue
-        for m in re.finditer(rf"(?<![\w'-]){re.escape(k.name.split()[0])}(?![\w-])", sentence):
-            if not any(m.start() < e and s < m.end() for s, e in taken):
-                found.append(Mention(k.kind, k.relation, k.name, m.start()))
-                taken.append((m.start(), m.end()))
+        for m in spans.free_matches(re.compile(rf"(?<![\w'-]){re.escape(k.name.split()[0])}(?![\w-])"), sentence):
+            found.append(Mention(k.kind, k.relation, k.name, m.start()))
+            spans.take(m)
     return sorted(found, key=lambda x: x.start)
 
 

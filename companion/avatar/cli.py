@@ -73,16 +73,23 @@ def gallery(size: int, out: Path) -> None:
 
 @avatar_group.command("bench")
 @click.option("--size", type=click.IntRange(16, 2048), default=256, show_default=True, help="Frame side in pixels (the page asks for up to 256).")
-@click.option("--frames", type=click.IntRange(1), default=60, show_default=True, help="Frames to time.")
+@click.option("--frames", type=click.IntRange(1), default=60, show_default=True, help="Frames to time back to back.")
+@click.option("--stream", "stream_s", type=click.FloatRange(0), default=3.0, show_default=True, help="Seconds of frames through the stream, idle and busy (0: skip).")
 @click.option("--decode", "decode_s", type=click.FloatRange(0), default=0.0, help="Also measure while the native engine decodes, this many seconds per case.")
+@click.option("--page", "page_s", type=click.FloatRange(0), default=0.0, help="Also measure the page in headless Chromium (WebGPU, and native frames with navigator.gpu removed), this many seconds per case.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench(size: int, frames: int, decode_s: float, as_json: bool) -> None:
-    """Time native avatar frames (and their CPU cost), alone and while the model decodes."""
+def bench(size: int, frames: int, stream_s: float, decode_s: float, page_s: float, as_json: bool) -> None:
+    """Time avatar frames (and their CPU cost) natively and in the page, alone and while the model
+    decodes, and check that the frame rate adapts while it does."""
     from companion.avatar.bench import bench_native
 
     settings = Settings.load()
     try:
-        result = bench_native(size, frames, decode_s, settings.model_path, settings.adapter)
+        result = bench_native(size, frames, decode_s, settings.model_path, settings.adapter, stream_s)
+        if page_s > 0:
+            from companion.avatar.bench_page import bench_page
+
+            result["page"] = bench_page(page_s, decode_s > 0, settings.model_path, settings.adapter)
     except CompanionError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -77,9 +78,16 @@ def stream_paced(renderer: AvatarRenderer, size: int, seconds: float, busy: bool
     interval the stream asked for, and this process's CPU per frame (all of it: a decode thread's
     too)."""
 
+    tids: list[int] = []  # the stream's render thread (it calls the factory on its first frame)
+    thread_cpu: list[float] = []  # that thread's CPU s after the first frame and after the last
+
+    def on_thread() -> AvatarRenderer:
+        tids.append(threading.get_native_id())
+        return renderer
+
     async def run() -> list[tuple[float, float, float, float]]:
         got: asyncio.Queue[bytes | str] = asyncio.Queue()
-        stream = FrameStream(lambda _k, frame: got.put_nowait(frame), lambda _k, why: got.put_nowait(why), renderer=lambda: renderer)
+        stream = FrameStream(lambda _k, frame: got.put_nowait(frame), lambda _k, why: got.put_nowait(why), renderer=on_thread)
         page_ms = 1000.0 / (BUSY_FPS if busy else TARGET_FPS)
         records: list[tuple[float, float, float, float]] = []  # (sent, arrived, render_ms, interval_ms)
         t0 = time.perf_counter()
@@ -91,10 +99,14 @@ def stream_paced(renderer: AvatarRenderer, size: int, seconds: float, busy: bool
                     raise EngineUnavailable(frame)
                 head, _ = decode_frame(frame)
                 records.append((sent, time.perf_counter(), head["render_ms"], float(head["interval_ms"])))
+                if len(records) == 1 and tids:
+                    thread_cpu.append(thread_cpu_s(tids[0]))
                 wait = sent + max(head["interval_ms"], page_ms) / 1000.0 - time.perf_counter()
                 if wait > 0:
                     await asyncio.sleep(wait)
         finally:
+            if tids:
+                thread_cpu.append(thread_cpu_s(tids[0]))
             stream.close()
         return records
 
@@ -113,7 +125,23 @@ def stream_paced(renderer: AvatarRenderer, size: int, seconds: float, busy: bool
         "interval_ms_median": float(np.median([r[3] for r in records])) if records else 0.0,
         "cpu_ms_per_frame": round(cpu * 1000 / max(n, 1), 2),
         "cpu_core_share": round(cpu / wall, 3),
+        # the render thread alone: encoding, submitting, waiting for and copying out the pixels
+        # (a CPU rasterizer's own worker threads are not in it)
+        "render_thread_cpu_ms_per_frame": round((thread_cpu[1] - thread_cpu[0]) * 1000 / (n - 1), 2)
+        if len(thread_cpu) == 2 and n > 1 and thread_cpu[0] >= 0
+        else None,
     }
+
+
+def thread_cpu_s(tid: int) -> float:
+    """CPU seconds (user + system) of this process's thread `tid` so far; -1 where /proc has no
+    per-thread figures (not Linux)."""
+    try:
+        stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+    except OSError:
+        return -1.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Decoder:
@@ -249,7 +277,6 @@ def bench_native(size: int = 256, frames: int = 60, decode_s: float = 0.0, model
 
 def machine() -> dict[str, Any]:
     """Where it ran: CPU count, load average, platform, date."""
-    import os
     import platform
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)

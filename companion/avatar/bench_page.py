@@ -142,6 +142,7 @@ def _window(page: Any, seconds: float, profile: str, tokens: Any = None) -> dict
         "page_busy_share": round(sum(busy) / max(len(busy), 1), 2),
     }
     if tokens is not None:
+        out["tokens"] = tokens() - n0
         out["decode_tok_s"] = round((tokens() - n0) / wall, 2)
     return out
 
@@ -216,9 +217,10 @@ def _one_mode(context: Any, server: Any, chat: DecodingChat | None, mode: str, s
     if mode == "native":
         out["alone"]["core_frames"] = server.conversation.frames.frames - frames0
     if chat is not None:
+        before = chat.tokens
         page.fill("#input", "Tell me a long story about a lighthouse.")
         page.press("#input", "Enter")
-        _wait(lambda: chat.tokens > 0 and page.evaluate(_SAMPLE)["busy"], 60, "the reply did not start")
+        _wait(lambda: chat.tokens > before and page.evaluate(_SAMPLE)["busy"], 120, "the reply did not start")
         time.sleep(0.5)  # the page's pacing switches at reply_started; let a frame or two go by
         frames0 = server.conversation.frames.frames
         out["while_decoding"] = _window(page, seconds, profile, tokens=lambda: chat.tokens)

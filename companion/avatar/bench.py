@@ -9,10 +9,11 @@ Native (wgpu-py, companion.avatar.render):
   request no sooner than the frame's interval after the last one was sent): the rate the stream
   settles at, and the intervals it asked for, with no reply streaming (30 fps) and during one
   (10 fps; never sooner than twice the render time).
-- with a decode time: the native engine decodes greedily on a thread of this process, first
-  alone, then with the stream paced as during a reply (`busy`: what the app does) and as if it
-  were not adapted (`unadapted`, 30 fps); each gives the decode rate and the slowdown the avatar
-  causes, and the avatar's CPU per frame (this process's CPU beyond what decoding alone used).
+- with a decode time: the native engine decodes greedily on a thread of this process: alone,
+  with the stream paced as during a reply (`busy`: what the app does), alone, with the stream as
+  if it were not adapted (`unadapted`, 30 fps), alone; each case gives the decode rate, the
+  slowdown the avatar causes against the mean of the windows alone around it, the render
+  thread's CPU per frame and this process's CPU beyond what decoding alone used.
 - `adaptation`: whether the stream slowed down during the decode as it should.
 
 The page path (headless Chromium, WebGPU on SwiftShader here) is companion.avatar.bench_page.
@@ -256,19 +257,25 @@ def bench_native(size: int = 256, frames: int = 60, decode_s: float = 0.0, model
             decoder.start(first=4)  # the first tokens compile the engine's pipelines
             result["model"] = model.config.name
             result["engine_adapter"] = engine.adapter
-            plain = decode_window(decoder, decode_s)
-            dec: dict[str, Any] = {"seconds": decode_s, "alone": plain}
-            for name, busy in (("busy", True), ("unadapted", False)):
+            # decode alone before and after each case: the case is compared with the mean of the
+            # two, so a machine whose load drifts (other processes) biases it less
+            before = decode_window(decoder, decode_s)
+            dec: dict[str, Any] = {"seconds": decode_s, "alone": before}
+            for name, busy, after_name in (("busy", True, "alone_between"), ("unadapted", False, "alone_again")):
                 case = decode_window(decoder, decode_s, lambda b=busy: stream_paced(renderer, size, decode_s, busy=b))
+                after = dec[after_name] = decode_window(decoder, decode_s)
+                ref_rate = (before["decode_tok_s"] + after["decode_tok_s"]) / 2
+                ref_cpu = (before["cpu_core_share"] + after["cpu_core_share"]) / 2
                 av = case["avatar"]
-                extra_cpu = (case["cpu_core_share"] - plain["cpu_core_share"]) * decode_s  # s beyond decoding alone
-                av["avatar_cpu_ms_per_frame"] = round(extra_cpu * 1000 / max(av["frames"], 1), 2)
+                # this process's CPU beyond decoding alone, per frame (noisy: includes the drift)
+                av["avatar_cpu_ms_per_frame"] = round((case["cpu_core_share"] - ref_cpu) * decode_s * 1000 / max(av["frames"], 1), 2)
+                case["decode_tok_s_alone"] = round(ref_rate, 2)
                 # the share of decode speed the avatar takes; None when a window holds too few
                 # tokens to say (a CPU rasterizer on a loaded machine)
-                enough = min(plain["tokens"], case["tokens"]) >= MIN_TOKENS
-                case["decode_slowdown"] = round(1.0 - case["decode_tok_s"] / plain["decode_tok_s"], 3) if enough else None
+                enough = min(before["tokens"], case["tokens"], after["tokens"]) >= MIN_TOKENS
+                case["decode_slowdown"] = round(1.0 - case["decode_tok_s"] / ref_rate, 3) if enough else None
                 dec[name] = case
-            dec["alone_again"] = decode_window(decoder, decode_s)  # drift: the machine's load changes
+                before = after
             result["while_decoding"] = dec
             result["adaptation"] = adaptation(result.get("stream_idle") or dec["unadapted"]["avatar"], dec["busy"]["avatar"])
             result["adaptation_while_decoding"] = adaptation(dec["unadapted"]["avatar"], dec["busy"]["avatar"])

@@ -14,6 +14,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from companion._delegate import delegate
 from companion.avatar.infer import ReplyEmotion, shared_reader
 from companion.emotion import Emotion, EmotionFilter
 from companion.engines.base import Engine
@@ -160,13 +161,8 @@ class ChatSession:
             self.system_prompt = text
             self.prompt_builder = None
 
-    @property
-    def engine_name(self) -> str:
-        return self.engine.name
-
-    @property
-    def adapter(self) -> str:
-        return self.engine.adapter
+    engine_name: str = delegate("engine", "name")
+    adapter: str = delegate("engine", "adapter")
 
     # -- prompt -------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from companion._delegate import delegate
 from companion.engines import ENGINE_NAMES
 from companion.engines.base import Engine
 from companion.errors import CompanionError, EngineUnavailable
@@ -85,17 +86,9 @@ class _Recorder(Engine):
         self.name = inner.name
         self.rows: list[np.ndarray] = []
 
-    @property
-    def adapter(self) -> str:
-        return self.inner.adapter
-
-    @property
-    def n_ctx(self) -> int:
-        return self.inner.n_ctx
-
-    @property
-    def n_past(self) -> int:
-        return self.inner.n_past
+    adapter: str = delegate("inner", "adapter")
+    n_ctx: int = delegate("inner", "n_ctx")
+    n_past: int = delegate("inner", "n_past")
 
     def reset(self, n_keep: int = 0) -> None:
         self.inner.reset(n_keep)

@@ -112,3 +112,45 @@ def make_weight(rng, M: int, K: int, qtype, rowmajor: bool = False):
 
 def make_weight_rowmajor(rng, M: int, K: int, qtype):
     return make_weight(rng, M, K, qtype, rowmajor=True)
+
+
+def rope_ref(x, pos, base, neox):
+    """x: (T, H, hd) rotated at positions pos (T,)."""
+    from companion.gpu.builder import rope_table
+
+    hd = x.shape[-1]
+    tab = rope_table(int(pos.max()) + 1, hd, base)[pos]  # (T, hd/2, 2)
+    c, s = tab[:, None, :, 0], tab[:, None, :, 1]  # (T, 1, hd/2)
+    out = x.copy()
+    if neox:
+        a, b = x[..., : hd // 2], x[..., hd // 2 :]
+        out[..., : hd // 2], out[..., hd // 2 :] = a * c - b * s, a * s + b * c
+    else:
+        a, b = x[..., 0::2], x[..., 1::2]
+        out[..., 0::2], out[..., 1::2] = a * c - b * s, a * s + b * c
+    return out
+
+
+def run_program(device, data: dict, dispatches: list, step: dict, out: str, features=(), out_dtype=None):
+    """Run dispatches [(shader, constants, buffers, workgroups)] in one pass; data: name ->
+    array (uploaded) or int (zeroed bytes). Returns the `out` buffer."""
+    import numpy as np
+
+    from companion.gpu.builder import STEP_SIZE, BuiltPlan, PlanWriter, uniform_block
+    from companion.gpu.executor import Executor
+    from companion.gpu.plan import Plan, Program
+
+    w = PlanWriter(features=list(features))
+    w.buffer("step", STEP_SIZE, usage="uniform")
+    for name, v in data.items():
+        if isinstance(v, int):
+            w.buffer(name, v)
+        else:
+            w.blob(name, np.ascontiguousarray(v), "test")
+    ds = [w.dispatch(w.pipeline(sh, **c), ["step", *b], wg, sh) for sh, c, b, wg in dispatches]
+    plan = Plan(uniform=uniform_block(), buffers=list(w.buffers.values()), pipelines=list(w.pipelines.values()),
+                programs={"p": Program(name="p", dispatches=ds)}, features=sorted(features))
+    ex = Executor(plan, BuiltPlan(plan, w.blobs).resolve, device=device)
+    ex.set_uniforms(**step)
+    size = data[out] if isinstance(data[out], int) else data[out].nbytes
+    return np.frombuffer(ex.run([("p", {})], read=(out, 0, size)), out_dtype or np.float32).copy()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest_gpu import make_weight, make_weight_rowmajor
+from conftest_gpu import make_weight, make_weight_rowmajor, rope_ref, run_program
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
@@ -43,22 +43,7 @@ def tol_for(feats, f32_tol: float = 2e-4) -> float:
 def run_kernel(device, shader, constants, data, bind, workgroups, step, out, out_dtype=np.float32, features=()):
     """Run one dispatch; data: name -> array (uploaded) or int (zeroed bytes); features: the
     variant (WebGPU features the kernel may use)."""
-    w = PlanWriter(features=list(features))
-    w.buffer("step", STEP_SIZE, usage="uniform")
-    for name, v in data.items():
-        if isinstance(v, int):
-            w.buffer(name, v)
-        else:
-            w.blob(name, np.ascontiguousarray(v), "test")
-    pl = w.pipeline(shader, **constants)
-    prog = Program(name="p", dispatches=[w.dispatch(pl, ["step", *bind], workgroups, shader)])
-    plan = Plan(uniform=uniform_block(), buffers=list(w.buffers.values()), pipelines=list(w.pipelines.values()),
-                programs={"p": prog}, features=sorted(features))
-    ex = Executor(plan, BuiltPlan(plan, w.blobs).resolve, device=device)
-    ex.set_uniforms(**step)
-    size = data[out] if isinstance(data[out], int) else data[out].nbytes
-    raw = ex.run([("p", {})], read=(out, 0, size))
-    return np.frombuffer(raw, out_dtype).copy()
+    return run_program(device, data, [(shader, constants, bind, workgroups)], step, out, features, out_dtype)
 
 
 def ceil(a, b):
@@ -94,17 +79,20 @@ def test_dequant_embed(gpu_device, qtype, M, K):
 @pytest.mark.parametrize("add", [False, True])
 @pytest.mark.parametrize("variant", F16, indirect=True)
 def test_matmul(gpu_device, variant, qtype, M, K, T, TT, add):
+    check_matmul(gpu_device, variant, qtype, M, K, T, add, dict(WG=64, TT=TT), (ceil(ceil(M, 2), 64), ceil(T, TT), 1))
+
+
+def check_matmul(gpu_device, variant, qtype, M, K, T, add, consts, workgroups, rowmajor=False):
+    """matmul.wgsl (y = W x, or y += W x) against numpy, in either layout."""
     rng = np.random.default_rng(M + K + T)
-    blob, W = make_weight(rng, M, K, qtype)
+    blob, W = make_weight(rng, M, K, qtype, rowmajor=rowmajor)
     x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
     y0 = rng.standard_normal((T, M)).astype(np.float32)  # (T, M)
     got = run_kernel(
-        gpu_device, "matmul.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=64, TT=TT, ADD=add),
-        {"wq": blob, "x": x, "y": y0}, ["wq", "x", "y"],
-        (ceil(ceil(M, 2), 64), ceil(T, TT), 1), {"n_tokens": T}, "y", features=variant,
+        gpu_device, "matmul.wgsl", dict(QTYPE=int(qtype), M=M, K=K, ADD=add, **consts),
+        {"wq": blob, "x": x, "y": y0}, ["wq", "x", "y"], workgroups, {"n_tokens": T}, "y", features=variant,
     ).reshape(T, M)
-    want = x @ W.T + (y0 if add else 0)  # (T, M)
-    close(got, want, tol_for(variant))
+    close(got, x @ W.T + (y0 if add else 0), tol_for(variant))
 
 
 @pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.F32], ids=lambda q: q.name)
@@ -133,33 +121,23 @@ def test_matmul_norm(gpu_device, variant, qtype, M, K, T, last_only):
 @pytest.mark.parametrize("N,K,T", [(3, 32, 1), (100, 64, 5), (1536, 576, 1)])
 @pytest.mark.parametrize("variant", ALL, indirect=True)
 def test_matmul_swiglu(gpu_device, variant, qtype, N, K, T):
+    check_swiglu(gpu_device, variant, qtype, N, K, T, dict(TT=4), (ceil(N, 64), ceil(T, 4), 1))
+
+
+def check_swiglu(gpu_device, variant, qtype, N, K, T, consts, workgroups, rowmajor=False):
+    """matmul_swiglu.wgsl (silu(Wg h) * (Wu h), h = rmsnorm(x) g) against numpy, in either layout."""
     rng = np.random.default_rng(N + K)
-    blob, W = make_weight(rng, 2 * N, K, qtype)
+    blob, W = make_weight(rng, 2 * N, K, qtype, rowmajor=rowmajor)
     x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
     g = rng.standard_normal(K).astype(np.float32)  # (K,)
     got = run_kernel(
-        gpu_device, "matmul_swiglu.wgsl", dict(QTYPE=int(qtype), M=2 * N, K=K, WG=64, TT=4, EPS=1e-5),
-        {"wq": blob, "x": x, "g": g, "y": T * N * 4}, ["wq", "x", "g", "y"],
-        (ceil(N, 64), ceil(T, 4), 1), {"n_tokens": T}, "y", features=variant,
+        gpu_device, "matmul_swiglu.wgsl", dict(QTYPE=int(qtype), M=2 * N, K=K, WG=64, EPS=1e-5, **consts),
+        {"wq": blob, "x": x, "g": g, "y": T * N * 4}, ["wq", "x", "g", "y"], workgroups, {"n_tokens": T}, "y",
+        features=variant,
     ).reshape(T, N)
     h = rms(x, g) @ W.T  # (T, 2N)
     a, u = np.clip(h[:, :N], -60, None), h[:, N:]  # (T, N) each (clip: no exp overflow warning)
     close(got, a / (1 + np.exp(-a)) * u, tol_for(variant))
-
-
-def rope_ref(x, pos, base, neox):
-    """x: (T, H, hd) rotated at positions pos (T,)."""
-    hd = x.shape[-1]
-    tab = rope_table(int(pos.max()) + 1, hd, base)[pos]  # (T, hd/2, 2)
-    c, s = tab[:, None, :, 0], tab[:, None, :, 1]  # (T, 1, hd/2)
-    out = x.copy()
-    if neox:
-        a, b = x[..., : hd // 2], x[..., hd // 2 :]
-        out[..., : hd // 2], out[..., hd // 2 :] = a * c - b * s, a * s + b * c
-    else:
-        a, b = x[..., 0::2], x[..., 1::2]
-        out[..., 0::2], out[..., 1::2] = a * c - b * s, a * s + b * c
-    return out
 
 
 @pytest.mark.parametrize("neox", [False, True])
@@ -341,16 +319,7 @@ SK = dict(ROWMAJOR=True, SPLITK=True, TT=1)
 @pytest.mark.parametrize("add", [False, True])
 @pytest.mark.parametrize("variant", ALL, indirect=True)
 def test_matmul_splitk(gpu_device, variant, qtype, M, K, T, WGS, add):
-    rng = np.random.default_rng(M + K + T)
-    blob, W = make_weight_rowmajor(rng, M, K, qtype)
-    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
-    y0 = rng.standard_normal((T, M)).astype(np.float32)  # (T, M)
-    got = run_kernel(
-        gpu_device, "matmul.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=WGS, ADD=add, **SK),
-        {"wq": blob, "x": x, "y": y0}, ["wq", "x", "y"],
-        (ceil(M, 2), T, 1), {"n_tokens": T}, "y", features=variant,
-    ).reshape(T, M)
-    close(got, x @ W.T + (y0 if add else 0), tol_for(variant))
+    check_matmul(gpu_device, variant, qtype, M, K, T, add, dict(WG=WGS, **SK), (ceil(M, 2), T, 1), rowmajor=True)
 
 
 @pytest.mark.parametrize("qtype", QTYPES, ids=lambda q: q.name)
@@ -376,18 +345,7 @@ def test_matmul_norm_splitk(gpu_device, variant, qtype, M, K, T, last_only, rp):
 @pytest.mark.parametrize("N,K,T", [(3, 32, 1), (100, 64, 2), (1536, 576, 1)])
 @pytest.mark.parametrize("variant", ALL, indirect=True)
 def test_matmul_swiglu_splitk(gpu_device, variant, qtype, N, K, T):
-    rng = np.random.default_rng(N + K)
-    blob, W = make_weight_rowmajor(rng, 2 * N, K, qtype)
-    x = rng.standard_normal((T, K)).astype(np.float32)  # (T, K)
-    g = rng.standard_normal(K).astype(np.float32)  # (K,)
-    got = run_kernel(
-        gpu_device, "matmul_swiglu.wgsl", dict(QTYPE=int(qtype), M=2 * N, K=K, WG=64, EPS=1e-5, **SK),
-        {"wq": blob, "x": x, "g": g, "y": T * N * 4}, ["wq", "x", "g", "y"],
-        (N, T, 1), {"n_tokens": T}, "y", features=variant,
-    ).reshape(T, N)
-    h = rms(x, g) @ W.T  # (T, 2N)
-    a, u = np.clip(h[:, :N], -60, None), h[:, N:]
-    close(got, a / (1 + np.exp(-a)) * u, tol_for(variant))
+    check_swiglu(gpu_device, variant, qtype, N, K, T, SK, (N, T, 1), rowmajor=True)
 
 
 @pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.F16], ids=lambda q: q.name)

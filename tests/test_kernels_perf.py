@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest_gpu import make_weight_rowmajor
+from conftest_gpu import make_weight_rowmajor, rope_ref, run_program
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
@@ -21,25 +21,6 @@ from companion.testing import quantize
 pytestmark = pytest.mark.gpu
 
 VARIANTS = {"f32": (), "f16+subgroups": ("shader-f16", "subgroups")}
-
-
-def run_program(device, data: dict, dispatches: list, step: dict, out: str, features=(), out_dtype=np.float32):
-    """Run dispatches [(shader, constants, buffers, workgroups)] in one pass; data: name ->
-    array (uploaded) or int (zeroed bytes). Returns the `out` buffer."""
-    w = PlanWriter(features=list(features))
-    w.buffer("step", STEP_SIZE, usage="uniform")
-    for name, v in data.items():
-        if isinstance(v, int):
-            w.buffer(name, v)
-        else:
-            w.blob(name, np.ascontiguousarray(v), "test")
-    ds = [w.dispatch(w.pipeline(sh, **c), ["step", *b], wg, sh) for sh, c, b, wg in dispatches]
-    plan = Plan(uniform=uniform_block(), buffers=list(w.buffers.values()), pipelines=list(w.pipelines.values()),
-                programs={"p": Program(name="p", dispatches=ds)}, features=sorted(features))
-    ex = Executor(plan, BuiltPlan(plan, w.blobs).resolve, device=device)
-    ex.set_uniforms(**step)
-    size = data[out] if isinstance(data[out], int) else data[out].nbytes
-    return np.frombuffer(ex.run([("p", {})], read=(out, 0, size)), out_dtype).copy()
 
 
 def close(a, b, tol: float):
@@ -204,18 +185,9 @@ def test_matmul_qkv_tiled(gpu_device, variant, qtype, neox, T, n_past):
     vc = run_program(gpu_device, data, disp, step, "vc", variant, kvt)[: n_ctx * NK].astype(np.float32).reshape(n_ctx, NK)
     h = rms(x, g) @ W.T  # (T, M)
     pos = np.arange(n_past, n_past + T)
-    tab = rope_table(n_ctx, hd, 10000.0)[pos]  # (T, hd/2, 2)
 
     def rope(v):  # (T, heads, hd)
-        c, s = tab[:, None, :, 0], tab[:, None, :, 1]
-        out = v.copy()
-        if neox:
-            a, b = v[..., : hd // 2], v[..., hd // 2 :]
-            out[..., : hd // 2], out[..., hd // 2 :] = a * c - b * s, a * s + b * c
-        else:
-            a, b = v[..., 0::2], v[..., 1::2]
-            out[..., 0::2], out[..., 1::2] = a * c - b * s, a * s + b * c
-        return out
+        return rope_ref(v, pos, 10000.0, neox)
 
     tol = tiled_tol(variant)
     close(q, rope(h[:, :NQ].reshape(T, H, hd)), tol)

@@ -10,30 +10,22 @@ from companion.memory.recall import recall
 from companion.memory.requests import find_requests
 
 
-@pytest.mark.parametrize("text, content", [
-    ("Please remember this: my sister Oriane lives in Valparaiso and keeps bees.",
-     "my sister Oriane lives in Valparaiso and keeps bees"),
-    ("Oh and please remember my dentist appointment is on Friday", "my dentist appointment is on Friday"),
-    ("I told you to keep in mind that I'm vegan", "I'm vegan"),
-    ("Could you please note that the boiler code is 7734?", "the boiler code is 7734"),
-    ("Don't forget, the bins go out on Thursday nights.", "the bins go out on Thursday nights"),
-    ("Work was long. Anyway, remember that Tilda starts school in September!", "Tilda starts school in September"),
+@pytest.mark.parametrize("text, action, content", [
+    ("Please remember this: my sister Oriane lives in Valparaiso and keeps bees.", "remember", "my sister Oriane lives in Valparaiso and keeps bees"),
+    ("Oh and please remember my dentist appointment is on Friday", "remember", "my dentist appointment is on Friday"),
+    ("I told you to keep in mind that I'm vegan", "remember", "I'm vegan"),
+    ("Could you please note that the boiler code is 7734?", "remember", "the boiler code is 7734"),
+    ("Don't forget, the bins go out on Thursday nights.", "remember", "the bins go out on Thursday nights"),
+    ("Work was long. Anyway, remember that Tilda starts school in September!", "remember", "Tilda starts school in September"),
+    ("can you forget what I said about my job?", "forget", "my job"),
+    ("Please forget that I told you about the surprise party.", "forget", "the surprise party"),
+    ("Forget my old address, it's wrong now.", "forget", "my old address"),
+    ("That's no longer true.", "forget", ""),
+    ("Forget that.", "forget", ""),
 ])
-def test_remember_requests_anywhere_in_any_tense(text, content):
+def test_requests_anywhere_in_any_tense(text, action, content):
     (req,) = find_requests(text)
-    assert (req.action, req.content) == ("remember", content)
-
-
-@pytest.mark.parametrize("text, content", [
-    ("can you forget what I said about my job?", "my job"),
-    ("Please forget that I told you about the surprise party.", "the surprise party"),
-    ("Forget my old address, it's wrong now.", "my old address"),
-    ("That's no longer true.", ""),
-    ("Forget that.", ""),
-])
-def test_forget_requests(text, content):
-    (req,) = find_requests(text)
-    assert (req.action, req.content) == ("forget", content)
+    assert (req.action, req.content) == (action, content)
 
 
 @pytest.mark.parametrize("text", [

@@ -46,9 +46,7 @@ def _decode(eng, params: SamplingParams, prompt: list[int], n: int) -> list[int]
 @pytest.mark.parametrize("params", [SamplingParams.greedy_params(), SAMPLED], ids=["greedy", "sampled+penalty"])
 def test_same_ids_as_one_submit_per_token(gpu_adapter_info, tiny, params):
     prompt = [5, 9, 40, 41, 7]
-    one = _engine(tiny, 1)
-    ahead = _engine(tiny, 4)
-    try:
+    with _engine(tiny, 1) as one, _engine(tiny, 4) as ahead:
         ahead.eog_ids = frozenset()  # run through the whole sequence
         a = _decode(one, params, prompt, 19)
         b = _decode(ahead, params, prompt, 19)
@@ -60,17 +58,12 @@ def test_same_ids_as_one_submit_per_token(gpu_adapter_info, tiny, params):
         if params.repeat_penalty != 1.0:  # the penalty really acted: without it the ids differ
             plain = _decode(one, params.model_copy(update={"repeat_penalty": 1.0}), prompt, 19)
             assert plain != a
-    finally:
-        one.close()
-        ahead.close()
 
 
 def test_other_calls_end_the_run_ahead(gpu_adapter_info, tiny):
     """A new prompt mid-run, reset and eval see exactly the caller's positions."""
     prompt = [5, 9, 40, 41, 7]
-    one = _engine(tiny, 1)
-    eng = _engine(tiny, 3)
-    try:
+    with _engine(tiny, 1) as one, _engine(tiny, 3) as eng:
         eng.eog_ids = frozenset()
         greedy = SamplingParams.greedy_params()
         ref = _decode(one, greedy, prompt, 8)
@@ -86,15 +79,11 @@ def test_other_calls_end_the_run_ahead(gpu_adapter_info, tiny):
         logits_b = eng.eval([3])
         assert abs(logits_a - logits_b).max() < 1e-4
         assert eng.n_past == len(prompt) + 6
-    finally:
-        one.close()
-        eng.close()
 
 
 def test_stops_running_ahead_at_end_of_generation(gpu_adapter_info, tiny):
     prompt = [5, 9, 40, 41, 7]
-    eng = _engine(tiny, 2)
-    try:
+    with _engine(tiny, 2) as eng:
         eng.eog_ids = frozenset()
         ids = _decode(eng, SamplingParams.greedy_params(), prompt, 12)
         stop = ids[5]  # pretend the sixth id ends the reply
@@ -106,8 +95,6 @@ def test_stops_running_ahead_at_end_of_generation(gpu_adapter_info, tiny):
         # the prompt, then submits of 2 steps: none after the one that read the stop id back,
         # beyond the one already in flight
         assert eng.executor.counters["submits"] - submits <= 1 + first // 2 + 2
-    finally:
-        eng.close()
 
 
 def test_context_limit_while_running_ahead(gpu_adapter_info, tiny):
@@ -127,11 +114,6 @@ def test_context_limit_while_running_ahead(gpu_adapter_info, tiny):
 
 @pytest.mark.slow
 def test_splitk_layout_runs_ahead(gpu_adapter_info, tiny):
-    one = _engine(tiny, 1, "splitk")
-    eng = _engine(tiny, 4, "splitk")
-    try:
+    with _engine(tiny, 1, "splitk") as one, _engine(tiny, 4, "splitk") as eng:
         eng.eog_ids = frozenset()
         assert _decode(one, SAMPLED, [5, 9, 40], 10) == _decode(eng, SAMPLED, [5, 9, 40], 10)
-    finally:
-        one.close()
-        eng.close()

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from companion._delegate import delegate
 from companion.bridge.conversation import ChatSessionLike, Conversation, HistoryHook, MemoryHook
 from companion.bridge.engine_channel import ExecutorChannel
 from companion.bridge.http import BlobHook, HttpLayer, ModelPath, PlanHook
@@ -65,22 +66,10 @@ class BridgeServer:
 
     # --- the HTTP side ------------------------------------------------------------------------
 
-    @property
-    def port(self) -> int:
-        return self.http.port
-
-    @property
-    def origin(self) -> str:
-        return self.http.origin
-
-    @property
-    def secret(self) -> str:
-        """The per-launch secret (`Authorization: Bearer <secret>` for Python clients)."""
-        return self.http.secret
-
-    @property
-    def cookie_name(self) -> str:
-        return self.http.cookie_name
+    port: int = delegate("http", "port")
+    origin: str = delegate("http", "origin")
+    secret: str = delegate("http", "secret", "The per-launch secret (`Authorization: Bearer <secret>` for Python clients).")
+    cookie_name: str = delegate("http", "cookie_name")
 
     def launch_url(self, path: str = "/") -> str:
         """A URL that logs one browser in once (the code is single-use) and lands on `path`."""
@@ -88,15 +77,10 @@ class BridgeServer:
 
     # --- the conversation ---------------------------------------------------------------------
 
-    @property
-    def executor(self) -> ExecutorChannel:
-        """The core's request channel to the page's WebGPU executor (after start())."""
-        return self.conversation.executor
-
-    @property
-    def page_connected(self) -> threading.Event:
-        """Set when a page completes its hello."""
-        return self.conversation.page_connected
+    executor: ExecutorChannel = delegate(
+        "conversation", "executor", "The core's request channel to the page's WebGPU executor (after start())."
+    )
+    page_connected: threading.Event = delegate("conversation", "page_connected", "Set when a page completes its hello.")
 
     def publish(self, message: Any) -> None:
         """Send a core message to every connected page (thread-safe)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 
@@ -61,6 +62,12 @@ class Engine(ABC):
         """Append ids and choose the next token. GPU engines override this to sample on the
         device and read back only the id; the default samples the logits on the CPU."""
         return sampler(self.eval(ids), history)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Release device resources."""

@@ -116,25 +116,18 @@ def tensor_shapes(shape: Shape) -> dict[str, tuple[int, ...]]:
 # 16 int8 scales, f16 d).
 
 
-def _pack_scale_min(sc: np.ndarray, mn: np.ndarray) -> np.ndarray:
-    """(n, 8) 6-bit scales and mins -> the (n, 12) bytes of a Q4_K / Q5_K block
-    (the inverse of ggml's get_scale_min_k4)."""
-    lo = (sc[:, :4] & 63) | ((sc[:, 4:] >> 4) << 6)  # (n, 4): scales 0..3, top bits of 4..7
-    lm = (mn[:, :4] & 63) | ((mn[:, 4:] >> 4) << 6)  # (n, 4): mins 0..3, top bits of 4..7
-    hi = (sc[:, 4:] & 15) | ((mn[:, 4:] & 15) << 4)  # (n, 4): low bits of scales / mins 4..7
-    return np.concatenate([lo, lm, hi], axis=1).astype(np.uint8)  # (n, 12)
-
-
 def random_q4_k(rng: np.random.Generator, rows: int, cols: int, std: float) -> np.ndarray:
     """(rows, cols) random Q4_K rows as bytes (rows, cols / 256 * 144). Element = d*sc*q - dmin*m
     with q uniform in 0..15, sc in 24..63, dmin = 8 d and m = round(7.5 sc / 8): d*sc*(q - 7.5)
     up to a small per-sub-block offset, standard deviation ~ d * 43.5 * 4.6."""
+    from companion.testing import _pack_k_scales  # one home for the 6-bit scale packing
+
     n = rows * cols // QK_K
     d = np.full(n, std / (43.5 * 4.61), np.float16)  # (n,)
     sc = rng.integers(24, 64, size=(n, 8), dtype=np.uint8)  # (n, 8)
     mn = np.round(sc * (7.5 / 8)).astype(np.uint8)  # (n, 8): <= 59
     head = np.concatenate([d.view(np.uint8).reshape(n, 2), (d * np.float16(8)).view(np.uint8).reshape(n, 2),
-                           _pack_scale_min(sc, mn)], axis=1)  # (n, 16)  # fmt: skip
+                           _pack_k_scales(sc, mn)], axis=1)  # (n, 16)  # fmt: skip
     qs = rng.integers(0, 256, size=(n, 128), dtype=np.uint8)  # (n, 128)
     return np.concatenate([head, qs], axis=1).reshape(rows, -1)  # (rows, bytes per row)
 

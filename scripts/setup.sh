@@ -11,8 +11,10 @@ APT_RUN=(python3 python3-venv python3-pip mesa-vulkan-drivers libvulkan1 espeak-
   libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-render-util0
   libxkbcommon-x11-0 libxcb-xinerama0 libxcb-shape0 libxcb-randr0 libxcb-xfixes0
   libegl1 libgl1 libfontconfig1 libdbus-1-3 libnss3 libxcomposite1 libxdamage1
-  libxrandr2 libxtst6 libxkbfile1 libasound2
-  nodejs npm)  # nodejs npm: build the page's VRM bundle (scripts/build_vrm.sh)
+  libxrandr2 libxtst6 libxkbfile1 libasound2)
+# node and npm build the page's VRM bundle (scripts/build_vrm.sh). Debian's own only where no
+# npm is on PATH: a NodeSource nodejs bundles npm and conflicts with Debian's npm package.
+command -v npm >/dev/null 2>&1 || APT_RUN+=(nodejs npm)
 APT_TEST=(chromium xvfb x11-utils)  # x11-utils: xwininfo, for the desktop window tests
 
 need=()

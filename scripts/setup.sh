@@ -41,7 +41,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 extras="desktop"
-[ "$MODE" = test ] && extras="desktop,test"
+[ "$MODE" = test ] && extras="desktop,test,packaging"  # packaging: PyInstaller, for the .deb test
 # The page's VRM bundle (three.js + @pixiv/three-vrm from package-lock.json; quick when built).
 bash scripts/build_vrm.sh
 .venv/bin/python -m pip install -q -e ".[${extras}]"

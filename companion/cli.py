@@ -275,9 +275,13 @@ def _print_parity(report) -> None:
 def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool, model_path: Path | None = None) -> None:
     """Teacher-forced parity of an engine against llama.cpp's golden outputs."""
     from companion.headless import _plan_features
-    from companion.parity import run_parity
+    from companion.parity import load_golden, run_parity
 
     settings = _with_model(ctx, model_path)
+    # a context that holds the golden's longest prompt and its steps (e.g. 2,499 tokens)
+    need = max((len(p.get("prompt_token_ids", [])) + len(p.get("generated_token_ids", [])) + 1 for p in load_golden(golden)["prompts"]), default=0)
+    if need > settings.context_length:
+        settings = settings.model_copy(update={"context_length": need})
     model = _load_model(settings)
     eng = _engine(settings, model, engine, quiet=as_json)
     try:  # f16 kernels are held to F16_LOGIT_LIMIT on F32 goldens, f32 ones to 0.05

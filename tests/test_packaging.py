@@ -175,9 +175,11 @@ def test_linux_build_deb_installs_runs_offline_and_removes_cleanly(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPANION_", "QT_", "QTWEBENGINE_"))}
     env["COMPANION_HOME"] = str(tmp_path / "home")
-    # every engine (reference, native on the bundled wgpu-native, browser on the bundled page
-    # and kernels) on one golden prompt; CI=true makes each of them required
-    headless, report["headless_s"] = _timed([str(installed), "--headless", "--golden", str(_one_prompt_golden(tmp_path))], env, 600)
+    # the native engine (the bundled wgpu-native and kernels) on one golden prompt: the frozen
+    # app's own parts; every engine's parity is the source tree's test_headless (CI keeps to 30 min)
+    headless, report["headless_s"] = _timed(
+        [str(installed), "--headless", "--engine", "native", "--golden", str(_one_prompt_golden(tmp_path))], env, 600
+    )
     assert headless.returncode == 0 and "PASS" in headless.stdout, headless.stdout[-4000:] + headless.stderr[-4000:]
 
     if os.geteuid() == 0 and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
@@ -185,7 +187,7 @@ def test_linux_build_deb_installs_runs_offline_and_removes_cleanly(tmp_path):
     else:
         offline = []
         report["offline"] = "not root or no user namespaces: doctor and chat ran with the network"
-    doctor, report["doctor_offline_s"] = _timed([*offline, str(installed), "doctor", "--engines", "reference,native", "--no-page"], env, 600)
+    doctor, report["doctor_offline_s"] = _timed([*offline, str(installed), "doctor", "--engines", "reference", "--no-page"], env, 600)
     assert doctor.returncode == 0, doctor.stdout[-4000:] + doctor.stderr[-4000:]
     assert "frozen" in doctor.stdout
     # cold start to the first token: a fresh process, one chat turn, streaming to stdout

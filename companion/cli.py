@@ -103,10 +103,10 @@ def main(ctx: click.Context, model_path: Path | None, engine: str | None, adapte
     if ctx.invoked_subcommand is not None:
         return
     if headless:
-        from companion.headless import run_headless
+        from companion.headless import ENGINES, run_headless
 
-        only = {"engines": [engine]} if engine not in (None, "auto") else {}  # --engine: that one alone
-        sys.exit(run_headless(ctx.obj["settings"], golden, as_json, **only))
+        engines = [engine] if engine is not None and engine != "auto" else ENGINES  # --engine: that one alone
+        sys.exit(run_headless(ctx.obj["settings"], golden, as_json, engines=engines))
     _launch(ctx)
 
 

@@ -26,6 +26,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,26 @@ def thread_cpu_s(tid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def greedy_tokens(engine: Any, model: Any, stop: threading.Event, run: int = 64) -> Iterator[int]:
+    """Greedy tokens after a 16-token prompt, again and again from a fresh cache (`run` tokens
+    at a time), until `stop` is set: decoding load for the benches."""
+    from companion.bench import bench_prompt
+    from companion.sampling import Sampler, SamplingParams
+
+    prompt = bench_prompt(model, 16)
+    while not stop.is_set():
+        engine.reset()
+        sampler = Sampler(SamplingParams.greedy_params())
+        history = list(prompt)
+        tok = engine.next_token(prompt, sampler, history)
+        for _ in range(run):
+            if stop.is_set():
+                return
+            history.append(tok)
+            tok = engine.next_token([tok], sampler, history)
+            yield tok
+
+
 class Decoder:
     """Greedy native decoding on a thread, over and over (a 16-token prompt, then 64 tokens),
     counting tokens, until stopped."""
@@ -159,22 +180,9 @@ class Decoder:
         self.error: BaseException | None = None
 
     def _run(self) -> None:
-        from companion.bench import bench_prompt
-        from companion.sampling import Sampler, SamplingParams
-
         try:
-            prompt = bench_prompt(self.model, 16)
-            while not self._stop.is_set():
-                self.engine.reset()
-                sampler = Sampler(SamplingParams.greedy_params())
-                history = list(prompt)
-                tok = self.engine.next_token(prompt, sampler, history)
-                for _ in range(64):
-                    if self._stop.is_set():
-                        return
-                    history.append(tok)
-                    tok = self.engine.next_token([tok], sampler, history)
-                    self.tokens += 1
+            for _ in greedy_tokens(self.engine, self.model, self._stop):
+                self.tokens += 1
         except BaseException as exc:  # noqa: BLE001 - reported by stop()
             self.error = exc
 

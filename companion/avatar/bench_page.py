@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from companion.avatar.bench import Decoder, decode_window, machine, percentiles
+from companion.avatar.bench import Decoder, decode_window, greedy_tokens, machine, percentiles
 from companion.errors import EngineUnavailable
 
 # what the page's view knows: frames drawn, its last 30 frame times (ms), busy, stats()
@@ -50,26 +50,17 @@ class DecodingChat:
         self._stop = threading.Event()
 
     def send(self, text: str) -> Iterator[Any]:
-        from companion.bench import bench_prompt
         from companion.chat import AvatarCue, ReplyDone, TextDelta
-        from companion.sampling import Sampler, SamplingParams
 
         self._stop.clear()
-        prompt, n, t0 = bench_prompt(self.model, 16), 0, time.perf_counter()
+        n, t0 = 0, time.perf_counter()
         yield AvatarCue("happy")
-        while not self._stop.is_set() and time.perf_counter() - t0 < self.limit_s:
-            self.engine.reset()
-            sampler = Sampler(SamplingParams.greedy_params())
-            history = list(prompt)
-            tok = self.engine.next_token(prompt, sampler, history)
-            for _ in range(64):
-                if self._stop.is_set():
-                    break
-                history.append(tok)
-                tok = self.engine.next_token([tok], sampler, history)
-                self.tokens += 1
-                n += 1
-                yield TextDelta(self.model.tokenizer.decode([tok]) or " ")
+        for tok in greedy_tokens(self.engine, self.model, self._stop):
+            if time.perf_counter() - t0 >= self.limit_s:
+                break
+            self.tokens += 1
+            n += 1
+            yield TextDelta(self.model.tokenizer.decode([tok]) or " ")
         yield ReplyDone("stopped" if self._stop.is_set() else "done", "", {"tokens": n})
 
     def stop(self) -> None:

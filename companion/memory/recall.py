@@ -35,6 +35,7 @@ from companion.memory.embed import embedding_text
 from companion.memory.entities import known_entities, named_in_query
 from companion.memory.facts import covers
 from companion.memory.lexicon import related_words
+from companion.memory.shortlist import MIN_ROWS, Reduced, maybe_reduced, nearest
 
 if TYPE_CHECKING:
     from companion.memory.store import Store
@@ -96,6 +97,7 @@ class VectorIndex:
 
     ids: np.ndarray  # (N,) int64 memory ids
     mat: np.ndarray  # (N, 384) float32, rows L2-normalized
+    reduced: Reduced | None = None  # low-dimensional copy for the shortlist (memory.shortlist)
 
 
 @dataclass
@@ -114,6 +116,7 @@ class EpisodeIndex:
     _mids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (cap,) message ids
     _user: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (cap,) said by the user
     _mat: np.ndarray | None = None  # (cap, dim) float32
+    reduced: Reduced | None = None  # low-dimensional copy for the shortlist, once n >= MIN_ROWS
 
     @property
     def ids(self) -> np.ndarray:
@@ -154,6 +157,10 @@ class EpisodeIndex:
         self._user[sl] = [r[2] for r in rows]
         self._mat[sl] = np.frombuffer(b"".join(r[3] for r in rows), np.float32).reshape(len(rows), self.dim)
         self.n = need
+        if self.reduced is not None:
+            self.reduced.extend(self._mat[sl])
+        elif self.n >= MIN_ROWS:
+            self.reduced = maybe_reduced(self.mat)
 
 
 @dataclass
@@ -212,7 +219,7 @@ def vector_index(store: Store, character_id: int) -> VectorIndex | None:
             new.append((mid, blobs[pos]))
         store.set_embeddings(new)
     mat = np.frombuffer(b"".join(blobs), np.float32).reshape(len(ids), emb.dim) if ids else np.zeros((0, emb.dim), np.float32)
-    index = VectorIndex(np.asarray(ids, np.int64), mat)
+    index = VectorIndex(np.asarray(ids, np.int64), mat, maybe_reduced(mat))
     with cache.lock:
         if cache.key == key:  # not if memories changed while it was being built
             cache.indexes[character_id] = index
@@ -293,18 +300,13 @@ def vector_search(
     emb = store.embedder()
     if emb is None or index is None or len(index.ids) == 0:
         return []
-    q = emb.encode([query])[0] if isinstance(query, str) else query  # (384,)
-    return _top(index.ids, index.mat @ q, limit)
+    q = emb.encode([query]) if isinstance(query, str) else query[None, :]  # (1, 384)
+    return _top(index.ids, *nearest(index.mat, q, limit, index.reduced)[0])
 
 
-def _top(ids: np.ndarray, sims: np.ndarray, limit: int) -> list[tuple[int, float]]:
-    """(id, cosine) of the `limit` best rows, best first, cosine >= MIN_COSINE."""
-    if len(sims) == 0:
-        return []
-    k = min(limit, len(sims))
-    top = np.argpartition(-sims, k - 1)[:k]
-    top = top[np.argsort(-sims[top])]
-    return [(int(ids[i]), float(sims[i])) for i in top if sims[i] >= MIN_COSINE]
+def _top(ids: np.ndarray, rows: np.ndarray, sims: np.ndarray) -> list[tuple[int, float]]:
+    """(id, cosine) of nearest()'s rows, best first, cosine >= MIN_COSINE."""
+    return [(int(ids[r]), float(c)) for r, c in zip(rows.tolist(), sims.tolist(), strict=True) if c >= MIN_COSINE]
 
 
 def recall(
@@ -362,15 +364,16 @@ def _recall(
         parts.append(query.replace(phrase, name))
     queries = emb.encode(parts) if emb is not None else None  # (P, 384)
     if queries is not None and ((facts is not None and len(facts.ids)) or (episodes is not None and episodes.n)):
-        # one pass over each matrix for all query parts: the matrices, not the flops, cost
-        f_sims = facts.mat @ queries.T if facts is not None and len(facts.ids) else None  # (F, P)
-        e_sims = episodes.mat @ queries.T if episodes is not None and episodes.n else None  # (E, P)
+        # one pass over each matrix (or its reduced copy) for all query parts: the matrices'
+        # bytes, not the flops, cost
+        f_near = nearest(facts.mat, queries, CANDIDATES, facts.reduced) if facts is not None else None
+        e_near = nearest(episodes.mat, queries, CANDIDATES, episodes.reduced) if episodes is not None else None
         for j in range(len(queries)):
             hits: list[tuple[Key, float]] = []
-            if f_sims is not None and facts is not None:
-                hits += [(("f", i), c) for i, c in _top(facts.ids, f_sims[:, j], CANDIDATES)]
-            if e_sims is not None and episodes is not None:
-                hits += [(("e", i), c) for i, c in _top(episodes.ids, e_sims[:, j], CANDIDATES)]
+            if f_near is not None and facts is not None:
+                hits += [(("f", i), c) for i, c in _top(facts.ids, *f_near[j])]
+            if e_near is not None and episodes is not None:
+                hits += [(("e", i), c) for i, c in _top(episodes.ids, *e_near[j])]
             hits.sort(key=lambda h: -h[1])
             rankings.append((1.0, [k for k, _ in hits[:CANDIDATES]]))
     candidates = {k for _, r in rankings for k in r}

@@ -89,6 +89,25 @@ def test_facts_about_other_people_are_theirs_and_updates_keep_history(store):
     assert not any(m["slot"] == "user.location" for m in store.memories(cid))  # not the user's home
 
 
+def test_lower_case_names_after_a_relation_are_names_only_where_the_writer_never_capitalises():
+    assert [(m.relation, m.name) for m in mentions("my brother declan is a firefighter over in boston")] == [
+        ("brother", "Declan")]
+    assert [(m.relation, m.name) for m in mentions("my brother really is the best")] == [("brother", None)]
+    assert [(m.relation, m.name) for m in mentions("My brother works in Boston and loves it")] == [("brother", None)]
+
+
+def test_a_change_of_something_of_the_users_replaces_only_a_fact_about_it(store):
+    cid = store.ensure_character()
+    extract_and_store_memories(store, cid, "I'm a paramedic with the ambulance service in Leeds, mostly on the night crew.",
+                               today=MONDAY)
+    (change,) = extract_and_store_memories(store, cid, "My shift is mostly weekends these days.", today=MONDAY)
+    assert change.action == "add"  # the shift is no new value of the job
+    assert any("paramedic" in m["text"] for m in store.memories(cid))
+    extract_and_store_memories(store, cid, "My bike is a red Brompton.", today=MONDAY)
+    (change,) = extract_and_store_memories(store, cid, "My bike is a Cannondale now.", today=MONDAY)
+    assert change.action == "update" and "Brompton" in change.previous
+
+
 def test_a_change_replaces_the_fact_it_changes_and_nothing_else(store):
     cid = store.ensure_character()
     extract_and_store_memories(store, cid, "My phone contract is with Vodafone.", today=MONDAY)

@@ -9,6 +9,7 @@ from conftest_memory import count_words
 
 from companion.memory import ConversationMemory, Store, build_prompt
 from companion.memory.context import memory_line
+from companion.memory.entities import Mention, named_in_query
 from companion.memory.manage import export_store, search_memories
 from companion.memory.recall import episode_index, recall
 
@@ -134,3 +135,15 @@ def test_the_episode_index_grows_without_rebuilding(store):
     assert again is first and again._mat is buffer and again.n == 4  # two turns, user + reply each
     store.forget(message_ids=[mem.history()[0]["id"]])
     assert episode_index(store, mem.character_id) is not first  # a removal rebuilds
+
+
+def test_a_question_names_someone_by_a_broader_relation_or_the_species():
+    known = [Mention("pet", "beagle", "Mango", -1), Mention("person", "son", "Teo", -1),
+             Mention("person", "husband", "Dev", -1), Mention("person", "twin sister", "Leah", -1)]
+    asked = {q: named_in_query(q, known) for q in [
+        "what does my puppy keep chewing?", "which days is the beagle at daycare?", "where are we taking the kid?",
+        "what does my partner do?", "where does my sister live?", "how is my daughter?"]}
+    assert asked == {
+        "what does my puppy keep chewing?": [("my puppy", "Mango")], "which days is the beagle at daycare?": [("the beagle", "Mango")],
+        "where are we taking the kid?": [("the kid", "Teo")], "what does my partner do?": [("my partner", "Dev")],
+        "where does my sister live?": [("my sister", "Leah")], "how is my daughter?": []}

@@ -29,12 +29,30 @@ _CANON = {
     "fiance": "fiancé", "fiancee": "fiancée", "kid": "child", "manager": "boss", "flatmate": "roommate",
     "housemate": "roommate", "bunny": "rabbit", "puppy": "dog", "kitten": "cat", "tomcat": "cat",
 }
+_DOG_BREEDS = ("greyhound collie labrador spaniel terrier poodle retriever beagle dachshund pug husky whippet "
+               "lurcher alsatian cockapoo").split()
+# what a question may call someone known by a narrower relation: "the kid" is the son,
+# "my partner" the husband, "my dog" the beagle, "my sister" the twin sister
+_BROADER = {
+    "son": "child", "daughter": "child", "mother": "parent", "father": "parent", "husband": "partner", "wife": "partner",
+    "boyfriend": "partner", "girlfriend": "partner", "fiancé": "partner", "fiancée": "partner", "spouse": "partner",
+    "twin sister": "sister", "twin brother": "brother", "older sister": "sister", "younger sister": "sister",
+    "big sister": "sister", "little sister": "sister", "older brother": "brother", "younger brother": "brother",
+    "big brother": "brother", "little brother": "brother", "best friend": "friend", "border collie": "dog",
+    **dict.fromkeys(_DOG_BREEDS, "dog"),
+}
 _NOT_NAMES = frozenset(
     "i i'm i've the a an my our his her their he she it we they you this that there here and but so or if when "
     "then also just oh hey hi hello yes no ok okay well anyway honestly actually monday tuesday wednesday thursday "
     "friday saturday sunday january february march april may june july august september october november "
     "december christmas easter is was has had".split()
 )
+# a lower-case word after "my brother" is his name only when it is followed by what follows a
+# subject, and is none of the words that often sit there
+_LOWER_NAME_NEXT = r"(?:is|was|has|had|'s|lives|lived|works|worked|moved|got|turned|says|said|rang|called|texted|loves|hates|and)"
+_NOT_LOWER_NAMES = _NOT_NAMES | frozenset(
+    "really also still never always just finally actually recently now who which what whose where how usually "
+    "sometimes often probably apparently literally basically definitely totally only even both all".split())
 _ADJ = r"(?:(?:[a-z][\w-]*)\s+){0,2}?"  # "grey", "old", "twin", "rescue", "little"
 _REL_RAW = rf"(?:{RELATIONS}|{PETS})"
 _REL = rf"{_REL_RAW}(?!'s)"
@@ -57,6 +75,8 @@ _PATTERNS = [
     (re.compile(rf"{_NAME}'s\s+(?i:({_ADJ}{_REL}))\b,?\s+(?!(?i:is|was|has)\b){_NAME}"), "poss_rel_name"),
     # a hamster named Nibbles / a rescue greyhound ... named him Comet
     (re.compile(rf"(?i:\b(?:a|an|the|my|our)\s+({_ADJ}(?:{PETS})))\b[^.]*?(?i:\b(?:named|called)(?:\s+(?:him|her|it))?)\s+{_NAME}"), "rel_name"),
+    # my brother declan is ... (written all in lower case: see _lowercase_names)
+    (re.compile(rf"(?i:\b(?:my|our)\s+({_ADJ}{_REL}))\s+([a-z][a-z'-]+)(?=,|\s+{_LOWER_NAME_NEXT}\b)"), "rel_lower_name"),
     # my sister / our dog (no name)
     (re.compile(rf"(?i:\b(?:my|our)\s+({_ADJ}{_REL}))\b"), "rel"),
     # Grandma turned 92 / uncle Bernard keeps sheep / Mum's birthday
@@ -137,6 +157,11 @@ def mentions(sentence: str, known: Collection[Mention] = ()) -> list[Mention]:
                 rel, kind = _relation(m.group(2))
                 rel = f"{owner}'s {rel}" if owner else rel
                 name = _name(m.group(3))
+            elif form == "rel_lower_name":
+                if not _lowercase_names(sentence) or m.group(2) in _NOT_LOWER_NAMES or re.fullmatch(_REL_RAW, m.group(2)):
+                    continue  # "my brother really is", or a writer who capitalises names
+                rel, kind = _relation(m.group(1))
+                name = m.group(2).capitalize()
             elif form == "kin":
                 rel, kind = _relation(m.group(1))
                 name = _name(m.group(2))
@@ -156,14 +181,28 @@ def mentions(sentence: str, known: Collection[Mention] = ()) -> list[Mention]:
     return sorted(found, key=lambda x: x.start)
 
 
+def _lowercase_names(sentence: str) -> bool:
+    """Whether the writer does not capitalise names: no capital letter after the first word
+    but for "I" ("my brother declan lives in boston")."""
+    return not any(w[0].isupper() and not re.fullmatch(r"I(?:'\w+)?", w) for w in sentence.split()[1:])
+
+
+def _called(asked: str, kind: str, known: Mention) -> bool:
+    """Whether a question's relation names a known person or pet: the same relation, a broader
+    one ("the kid": the son; "my dog": the beagle), or "my pet" for any pet."""
+    rel = known.relation or ""
+    return rel == asked or _BROADER.get(rel) == asked or (kind == "pet" and known.kind == "pet" and asked in ("pet", "pets"))
+
+
 def named_in_query(query: str, known: Collection[Mention]) -> list[tuple[str, str]]:
-    """(phrase, name) for each "my <relation>" in a question whose person or pet has a known
-    name: "What did my manager say?" -> [("my manager", "Helen")]. Questions use the relation
-    where the user's statements used the name."""
+    """(phrase, name) for each "my <relation>" (or "the <relation>") in a question whose person
+    or pet has a known name: "What did my manager say?" -> [("my manager", "Helen")]; "the
+    beagle" and "my puppy" are the dog Mango. Questions use the relation where the user's
+    statements used the name."""
     out = []
-    for m in re.finditer(rf"(?i)\b(?:my|our)\s+({_ADJ}{_REL_RAW})(?:'s)?\b", query):
-        rel, _ = _relation(m.group(1))
-        names = [k.name for k in known if k.name and k.relation == rel]
+    for m in re.finditer(rf"(?i)\b(?:my|our|the)\s+({_ADJ}{_REL_RAW})(?:'s)?\b", query):
+        rel, kind = _relation(m.group(1))
+        names = [k.name for k in known if k.name and _called(_BROADER.get(rel, rel) if kind == "pet" else rel, kind, k)]
         if names:
             out.append((m.group(0).removesuffix("'s"), names[-1]))
     return out

@@ -53,6 +53,10 @@ SAME_ENTITY_BONUS = 0.1  # both about the same person or pet: that much less is 
 _COMMON_VERBS = frozenset(
     "like love hate enjoy prefer live work go get got want need make take use call called named ride drive "
     "play keep think know start started stop stopped switch switched move moved sell sold quit leave left".split())
+# "The user's running club has a new coach": a change of the club, so it can only replace a fact
+# about the club ("The user's job is mostly tests these days" is no new value of "The user is a
+# software tester"; "The user's club is Kirkstall Harriers" is one)
+_POSSESSED = re.compile(r"(?i)^the user's\s+(?:[\w'-]+\s+){0,2}?([\w-]+)\s+(?:is|are|was|were|has|have|had)\b")
 COVERED = 0.7  # share of a sentence's content words the rules' facts must hold to stand for it
 UNCOVERED_WORDS = 3  # ... or at most this many content words left out of them
 
@@ -291,7 +295,7 @@ def remember(
                 changes.append(Change("keep", dup[0], dup[1]))
                 continue
             if c.updates:
-                old_id = _replaced(store, character_id, c.text, entity_id, source_message_id)
+                old_id = _replaced(store, character_id, c.text, entity_id, source_message_id, same_attribute=True)
                 if old_id is not None:
                     previous = store.memory(old_id)["text"]
                     store.update_memory(old_id, text=c.text, source_message_id=source_message_id,
@@ -339,10 +343,12 @@ def _nearest(store: Store, character_id: int, text: str, threshold: float) -> tu
 
 
 def _replaced(
-    store: Store, character_id: int, text: str, entity_id: int | None, source_message_id: int | None
+    store: Store, character_id: int, text: str, entity_id: int | None, source_message_id: int | None,
+    *, same_attribute: bool = False,
 ) -> int | None:
     """The stored fact a change replaces (see UPDATE_COSINE), said before this message. Pinned
-    facts are only replaced through their slot."""
+    facts are only replaced through their slot. same_attribute: a change of something of the
+    user's ("The user's job is ...") replaces only a fact that names it (_POSSESSED)."""
     sims = _similarities(store, character_id, text)
     if sims is None:
         return None
@@ -351,6 +357,8 @@ def _replaced(
     rows = store.memories_by_ids([int(i) for i in ids[cos >= floor]])
     words = {w for w in content_words(text) if w not in _COMMON_VERBS and len(w) > 2}
     entities = {int(e["id"]): e for e in store.entities(character_id)}
+    owned = _POSSESSED.match(text) if same_attribute else None
+    attribute = owned.group(1).lower().rstrip("s") if owned else None
     best, best_cos = None, 0.0
     for i, c in zip(ids.tolist(), cos.tolist(), strict=True):
         row = rows.get(int(i))
@@ -358,6 +366,8 @@ def _replaced(
             continue
         if row["entity_id"] != entity_id and not _names_entity(text, entities.get(row["entity_id"] or -1)):
             continue  # about someone else: "I'm actually 34, had my birthday" is not Aoife's birthday
+        if attribute is not None and attribute not in content_words(row["text"]):
+            continue
         bonus = SAME_ENTITY_BONUS if entity_id is not None and row["entity_id"] == entity_id else 0.0
         shared = bool(words & content_words(row["text"]))
         if (c + bonus >= UPDATE_COSINE or (shared and c + bonus >= UPDATE_COSINE_SHARED)) and c > best_cos:

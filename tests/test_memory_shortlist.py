@@ -53,3 +53,17 @@ def test_recently_encoded_texts_are_not_encoded_again(embedder, monkeypatch):
     again = embedder.encode(["I keep bees", "a new sentence", "my sister lives in Lima"])
     assert calls == [["a new sentence"]]
     assert np.array_equal(again[[0, 2]], first[[1, 0]])
+
+
+def test_a_rebuilt_facts_index_keeps_its_axes(store, monkeypatch):
+    from companion.memory.recall import vector_index
+
+    monkeypatch.setattr(shortlist, "MIN_ROWS", 50)
+    cid = store.ensure_character()
+    rows = _unit_rows(61, 3)
+    store.add_embedded_memories(cid, [(f"fact {i}", rows[i].tobytes()) for i in range(60)])
+    first = vector_index(store, cid)
+    store.add_embedded_memories(cid, [("one more", rows[60].tobytes())])
+    again = vector_index(store, cid)
+    assert again is not first and first.reduced is not None and again.reduced is not None
+    assert again.reduced.axes is first.reduced.axes and again.reduced.n == 61

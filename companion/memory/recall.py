@@ -172,6 +172,7 @@ class _IndexCache:
     indexes: dict[int, VectorIndex] = field(default_factory=dict)
     episodes: dict[int, EpisodeIndex] = field(default_factory=dict)
     stale: dict[int, tuple[tuple[int, int, int], set[int]]] = field(default_factory=dict)  # superseded messages
+    axes: dict[int, np.ndarray] = field(default_factory=dict)  # facts' shortlist axes, kept across rebuilds
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -219,7 +220,10 @@ def vector_index(store: Store, character_id: int) -> VectorIndex | None:
             new.append((mid, blobs[pos]))
         store.set_embeddings(new)
     mat = np.frombuffer(b"".join(blobs), np.float32).reshape(len(ids), emb.dim) if ids else np.zeros((0, emb.dim), np.float32)
-    index = VectorIndex(np.asarray(ids, np.int64), mat, maybe_reduced(mat))
+    reduced = maybe_reduced(mat, cache.axes.get(character_id))  # facts change often: fit the axes once
+    if reduced is not None:
+        cache.axes[character_id] = reduced.axes
+    index = VectorIndex(np.asarray(ids, np.int64), mat, reduced)
     with cache.lock:
         if cache.key == key:  # not if memories changed while it was being built
             cache.indexes[character_id] = index

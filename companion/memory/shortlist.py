@@ -41,8 +41,8 @@ class Reduced:
     """Rows of a growing (N, D) matrix projected on fitted axes, in a buffer that grows
     without copying everything for each new row."""
 
-    def __init__(self, mat: np.ndarray, dim: int = REDUCED_DIM) -> None:
-        self.axes = fit_axes(mat, dim)  # (D, dim)
+    def __init__(self, mat: np.ndarray, dim: int = REDUCED_DIM, axes: np.ndarray | None = None) -> None:
+        self.axes = fit_axes(mat, dim) if axes is None else axes  # (D, dim)
         self.n = 0
         self._buf = np.zeros((0, self.axes.shape[1]), np.float32)  # (cap, dim)
         self.extend(mat)
@@ -62,9 +62,10 @@ class Reduced:
         self.n = need
 
 
-def maybe_reduced(mat: np.ndarray) -> Reduced | None:
-    """A reduced copy when `mat` is large enough for the shortlist to pay."""
-    return Reduced(mat) if len(mat) >= MIN_ROWS else None
+def maybe_reduced(mat: np.ndarray, axes: np.ndarray | None = None) -> Reduced | None:
+    """A reduced copy when `mat` is large enough for the shortlist to pay (on `axes` fitted
+    before, if given: one more fact does not move them)."""
+    return Reduced(mat, axes=axes) if len(mat) >= MIN_ROWS else None
 
 
 def nearest(

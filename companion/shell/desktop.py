@@ -417,7 +417,6 @@ class Desktop:
         adapter = getattr(settings, "adapter", None)
 
         def find() -> None:
-            pet.lower_this_thread()
             rects, how = self._outlines.rows(width, height, ratio, adapter, avatar_model)
             if rects is None:
                 log.info("pet input region: a disc around the avatar (%s)", how)

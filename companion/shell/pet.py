@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -255,17 +254,6 @@ def builtin_avatar_key() -> str:
     from companion.gpu.shaders import load
 
     return "builtin-" + hashlib.sha256(load(SHADER).code.encode()).hexdigest()[:16]
-
-
-def lower_this_thread() -> None:
-    """Give the calling thread (and the threads it starts: a CPU adapter's workers) a lower CPU
-    priority where the OS allows it per thread (Linux), so that drawing the outline on a CPU
-    adapter does not hold up the UI or the model's start."""
-    if sys.platform.startswith("linux") and hasattr(os, "setpriority"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except OSError:
-            pass
 
 
 class Outlines:

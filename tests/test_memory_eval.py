@@ -82,3 +82,18 @@ def test_fast_held_out_subset(embedder):
     assert r["questions"] >= 20
     assert r["recall_at_3"] >= 0.75, r["misses"]
     assert r["false_facts"] == 0, r["false_fact_list"]
+
+
+def test_the_work_probe_set_is_separate_and_well_formed():
+    # work_probe.jsonl: work, commute, schedule, tools and colleague questions in a third voice,
+    # written before the ranking change it was meant to check (so that it is not fitted to the
+    # evaluation's wording); measured by hand (run_evaluation(load_items(path))), not asserted
+    probe = load_items(HELDOUT_FILE.parent / "work_probe.jsonl")
+    others = load_items() + load_items(HELDOUT_FILE) + load_items(HELDOUT_FILE.parent / "dev_set.jsonl")
+    assert len([i for i in probe if i.ask]) >= 25 and any(i.forbid for i in probe)
+    assert len({i.id for i in probe}) == len(probe) and not {i.id for i in probe} & {i.id for i in others}
+    said = {s.lower() for i in others for s in i.say} | {i.ask.lower() for i in others if i.ask}
+    assert not said & ({s.lower() for i in probe for s in i.say} | {i.ask.lower() for i in probe if i.ask})
+    for i in probe:
+        assert bool(i.ask) != bool(i.forbid), i.id
+        assert i.ask is None or bool(i.expect) != bool(i.absent), i.id

@@ -26,7 +26,10 @@ def build_session(
     persisted; an explicit system_prompt replaces the character (and memory) for this session.
     With page_server (the desktop window's bridge), the window's WebGPU runs the model where it
     can (engine auto or browser)."""
+    from companion.model.registry import apply_model_settings
+
     model = load_model(settings.model_path)
+    settings = apply_model_settings(settings, model)  # its own context length and template
     engine = None
     if page_server is not None and settings.engine in ("auto", "browser"):
         engine = try_page_engine(settings, model, page_server, report)

@@ -400,32 +400,62 @@ def _mib(n: int) -> str:
 @click.pass_context
 def model_list(ctx: click.Context, as_json: bool) -> None:
     """The models Companion knows (built in, and added with `companion model add`), the one
-    in use, and the GPU memory each takes at the configured context length."""
-    from dataclasses import asdict
+    in use, each one's own settings, the memory it needs at its context length and whether it
+    fits this machine (GPU adapter limits, else the reference engine's memory)."""
+    from companion.gpu.builder import MAX_BINDING
+    from companion.model.catalog import catalog
 
-    from companion.gpu.builder import MAX_BINDING, estimate_gpu_bytes
-    from companion.model import GGUFModel
-    from companion.model.registry import list_models
-
-    settings = _settings(ctx)
-    rows = []
-    for e in list_models():
-        est = estimate_gpu_bytes(GGUFModel(e.path), settings.context_length)
-        in_use = (settings.model_path is None and e.name == "smollm2-135m") or (
-            settings.model_path is not None and Path(settings.model_path).resolve() == Path(e.path).resolve()
-        )
-        rows.append({**asdict(e), "in_use": in_use, "gpu_bytes": est})
+    rows = catalog(_settings(ctx))
     if as_json:
         click.echo(json.dumps({"models": rows, "max_binding_bytes": MAX_BINDING}))
         return
     for r in rows:
-        est = r["gpu_bytes"]
         mark = "*" if r["in_use"] else " "
-        kind = "chat" if r["can_chat"] else "base (raw completion)"
+        kind = "chat" if r["can_chat"] or r["chat_template"] != "auto" else "base (raw completion)"
         click.echo(f"{mark} {r['name']:<20} {r['arch']:<8} {r['file_type']:<5} {r['parameters'] / 1e6:7.0f}M  {kind}")
         click.echo(f"    {r['path']}")
-        click.echo(f"    GPU ≈ {_mib(est['total'])} (weights {_mib(est['weights'])}, KV cache {_mib(est['kv_cache'])} at "
-                   f"{settings.context_length} tokens); largest binding {_mib(est['largest_binding'])} of {_mib(MAX_BINDING)}")
+        own = [f"context {r['settings']['context_length']:,}" if r["settings"]["context_length"] else "",
+               f"template {r['chat_template']}" if r["chat_template"] != "auto" else ""]
+        if any(own):
+            click.echo("    own settings: " + ", ".join(o for o in own if o))
+        for label, fit in (("GPU", r.get("gpu")), ("CPU", r.get("reference"))):
+            if fit is None:
+                continue
+            n = fit["needs"]
+            verdict = "fits" if fit["ok"] else "does NOT fit"
+            click.echo(f"    {label} ≈ {_mib(n['total'])} (weights {_mib(n['weights'])}, KV cache {_mib(n['kv_cache'])} at "
+                       f"{r['run_context']:,} tokens): {verdict}")
+        if r["reason"]:
+            click.echo(f"    {'cannot run here' if not r['runs'] else 'note'}: {r['reason']}")
+
+
+@model.command("set")
+@click.argument("name")
+@click.option("--context-length", type=int, help="Tokens of context (KV cache) for this model.")
+@click.option("--template", help="Its chat template: auto (the file's), chatml, or a file holding a jinja template.")
+@click.option("--reset", "reset_", is_flag=True, help="Forget this model's own settings (the general ones apply).")
+def model_set(name: str, context_length: int | None, template: str | None, reset_: bool) -> None:
+    """Settings for one model: its context length and chat template (kept in models.json)."""
+    from companion.model.registry import model_settings, set_model_settings
+
+    source = template
+    if template not in (None, "auto", "chatml"):
+        path = Path(str(template)).expanduser()
+        if not path.is_file():
+            raise CompanionError(f"--template {template!r} is neither auto, chatml nor a file: give a jinja template file")
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CompanionError(f"cannot read the template {path}: {exc}") from None
+    clear = ("context_length", "chat_template") if reset_ else ()
+    if not reset_ and context_length is None and template is None:
+        own = model_settings(name)
+        click.echo(f"{name}: context length {own.context_length or 'general setting'}, template "
+                   f"{'auto' if own.chat_template is None else own.chat_template if own.chat_template == 'chatml' else 'custom'}")
+        return
+    own = set_model_settings(name, context_length, source, clear=clear)
+    tmpl = "auto" if own.chat_template is None else own.chat_template if own.chat_template == "chatml" else "custom"
+    click.echo(f"{name}: context length {own.context_length or 'general setting'}, template {tmpl}")
 
 
 @model.command("add")

@@ -34,7 +34,7 @@ def test_every_message_round_trips_through_its_union(model):
         "request_id": 7, "ids": [1, 2], "id": 3, "reason": "lost", "values": {}, "seq": 1,
         "code": "invalid", "message": "bad", "app_version": "0.1", "adapter": "cpu",
         "typing": True, "start_ms": 0, "width": 64, "height": 48, "pose": {"time": 1.5},
-        "action": "remembered", "undo_id": 2,
+        "action": "remembered", "undo_id": 2, "name": "smollm2-135m",
     }  # fmt: skip
     fields = {
         k: v

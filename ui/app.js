@@ -9,6 +9,7 @@ import { Animator, poseOrders, reportTyping, trackPointer } from "./avatar/anima
 import { startVrm } from "./avatar/vrm.js";
 import { SettingsDrawer } from "./settings.js";
 import { MemoryPanel } from "./memory.js";
+import { ModelPicker } from "./models.js";
 import { ExecutorHost, findExecutor } from "./engine-link.js";
 
 const $ = (id) => /** @type {any} */ (document.getElementById(id));
@@ -38,6 +39,7 @@ async function main() {
   trackPointer(animator, $("avatar").parentElement); // the frame: the orb canvas hides when the WGSL avatar draws
   reportTyping(bridge, $("input"));
   const settings = new SettingsDrawer(bridge, $("settings-form"), $("settings-note"));
+  const models = new ModelPicker(bridge, $("model-picker"));
   const memory = new MemoryPanel(bridge, { list: $("memory-list"), search: $("memory-search"), note: $("memory-note") });
   const drawers = new Drawers($("scrim"));
   /** @type {any} */ (window).companion.animator = animator;
@@ -51,11 +53,12 @@ async function main() {
     /** @type {any} */ (window).companion.avatarView = view;
   }, (e) => console.warn("avatar: staying with the orb:", e));
 
-  $("open-settings").addEventListener("click", () => { settings.refresh(); drawers.toggle($("settings-panel")); });
+  $("open-settings").addEventListener("click", () => { settings.refresh(); models.refresh(); drawers.toggle($("settings-panel")); });
   // The desktop shell's tray asks for the settings drawer (companion/shell/desktop.py).
   window.addEventListener("companion-shell", (/** @type {CustomEvent} */ e) => {
     if (e.detail?.action === "settings" && drawers.open !== $("settings-panel")) {
       settings.refresh();
+      models.refresh();
       drawers.toggle($("settings-panel"));
     }
   });
@@ -92,7 +95,7 @@ async function main() {
   bridge.on("reply_started", (m) => animator.replyStarted(m.turn));
   bridge.on("error", (m) => {
     if (m.code === "protocol_version") banner(m.message);
-    else if (!["user_message", "settings_set"].includes(m.ref_type)) console.warn("core refused a message:", m.message);
+    else if (!["user_message", "settings_set", "model_use", "model_configure", "model_list"].includes(m.ref_type)) console.warn("core refused a message:", m.message);
   });
   bridge.connect();
   $("input").focus();

@@ -33,7 +33,10 @@ export const executorContext = {
   /** @param {string} [url] */
   async fetchPlan(url = "/plan.json") {
     const r = await fetch(url, { cache: "no-store" });
-    if (!r.ok) throw new Error(`plan: HTTP ${r.status}`);
+    if (!r.ok) {
+      const why = r.status === 422 ? (await r.json().catch(() => ({}))).error : "";
+      throw new Error(why || `plan: HTTP ${r.status}`);
+    }
     return r.json();
   },
   /**

@@ -15,7 +15,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +46,11 @@ from companion.bridge.messages import (
     MemoryNoted,
     MemoryUndo,
     MessageRejected,
+    ModelConfigure,
+    ModelItem,
+    ModelList,
+    Models,
+    ModelUse,
     Ping,
     Pong,
     ReplyDone,
@@ -126,6 +131,18 @@ class MemoryHook(Protocol):
 HistoryHook = Callable[[], list[Any]]  # the open conversation's rows: role, content, status
 
 
+class ModelsHook(Protocol):
+    """The model picker's data source and actions (companion.bridge.models_hook)."""
+
+    switching: str | None  # the model being loaded, while it loads
+
+    def list(self) -> list[ModelItem]: ...
+
+    def use(self, name: str) -> None: ...
+
+    def configure(self, name: str, context_length: int | None, chat_template: str | None, reset: Sequence[str]) -> None: ...
+
+
 class Plugged(Protocol):
     """What the conversation uses. BridgeServer holds it, so the app can set it while it runs."""
 
@@ -135,6 +152,7 @@ class Plugged(Protocol):
     memory: MemoryHook | None
     character: str  # display name in the page header
     history: HistoryHook | None  # the open conversation, sent with welcome
+    models: ModelsHook | None  # the model picker
 
 
 # --- the conversation -------------------------------------------------------------------------
@@ -343,6 +361,8 @@ class Conversation:
             await self._memory(conn, message)
         elif isinstance(message, MemoryUndo):
             await self._undo(message)
+        elif isinstance(message, ModelList | ModelUse | ModelConfigure):
+            await self._models(conn, message)
         elif isinstance(message, Token | Logits | EngineAck | EngineFailed | Pong):
             if not self.executor.resolve(message) and not isinstance(message, Pong):
                 log.debug("bridge: unexpected %s for request %s", message.type, message.request_id)
@@ -435,6 +455,29 @@ class Conversation:
         self._broadcast(MemoryNoted(turn=0, action=note.action, text=note.text[:4000]))
         if self.app.memory is not None:
             self._broadcast(Memories(items=await loop.run_in_executor(None, self.app.memory.list, "")))
+
+    async def _models(self, conn: Connection, message: ModelList | ModelUse | ModelConfigure) -> None:
+        """The model picker: list, switch (not while a reply streams), per-model settings."""
+        hook = self.app.models
+        if hook is None:
+            raise MessageRejected("unavailable", "this app has no model picker", message.type)
+        loop = asyncio.get_running_loop()
+        try:
+            if isinstance(message, ModelUse):
+                if self._busy:
+                    raise MessageRejected("busy", "stop the reply before switching models", message.type)
+                await loop.run_in_executor(None, hook.use, message.name)
+            elif isinstance(message, ModelConfigure):
+                await loop.run_in_executor(None, hook.configure, message.name, message.context_length,
+                                           message.chat_template, list(message.reset))
+            items = await loop.run_in_executor(None, hook.list)
+        except CompanionError as exc:
+            raise MessageRejected("invalid", str(exc)[:4000], message.type) from None
+        reply = Models(items=items, switching=hook.switching)
+        if isinstance(message, ModelList):
+            self._send_to(conn, reply)
+        else:
+            self._broadcast(reply)
 
     def _settings_message(self) -> SettingsValues:
         if self.app.settings is None:

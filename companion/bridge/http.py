@@ -36,6 +36,7 @@ from aiohttp import web
 
 from companion.avatar.vrm import AVATARS_DIR, MAX_FILE_BYTES, VrmError, accept_upload, check_vrm
 from companion.bridge.messages import PROTOCOL_VERSION
+from companion.gpu.fit import ModelDoesNotFit
 from companion.settings import Settings, home_dir
 
 MAX_BLOB_BYTES = 256 * 1024 * 1024  # one /model/blob answer (a storage binding is <= 128 MiB)
@@ -45,6 +46,7 @@ VRM_MODULE = "vrm/three-vrm.js"  # three.js + three-vrm, built by scripts/build_
 AVATAR_MODEL = "/avatar/model.vrm"  # the chosen VRM (settings.avatar_model)
 AVATAR_UPLOAD = "/avatar/model"  # POST: a VRM dropped onto the page
 _ADAPTER_KEYS = ("vendor", "architecture", "device", "description")
+_LIMIT_KEYS = ("max-storage-buffer-binding-size", "max-buffer-size")
 
 
 class PlanHook(Protocol):
@@ -252,7 +254,13 @@ class HttpLayer:
         # pick the kernel variants and the matmul layouts
         features = [f for f in request.query.get("features", "").split(",") if f][:64]
         info = {k: request.query[k][:200] for k in _ADAPTER_KEYS if k in request.query}
-        plan = await asyncio.get_running_loop().run_in_executor(None, hook, features, info or None)
+        for k in _LIMIT_KEYS:  # the model is checked against them before the page loads anything
+            if request.query.get(k, "").isdigit():
+                info[k] = request.query[k][:20]
+        try:
+            plan = await asyncio.get_running_loop().run_in_executor(None, hook, features, info or None)
+        except ModelDoesNotFit as exc:
+            return web.json_response({"error": str(exc)}, status=422)
         return web.json_response(plan)
 
     async def _plan_blob(self, request: web.Request) -> web.StreamResponse:

@@ -382,6 +382,66 @@ class Memories(_Message):
     enabled: bool = True
 
 
+# --- the model picker -------------------------------------------------------------------------
+
+MODEL_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"  # companion.model.registry's names
+
+
+class ModelList(_Message):
+    """Page → core: send me the known models (for the model picker)."""
+
+    type: Literal["model_list"] = "model_list"
+
+
+class ModelItem(BaseModel):
+    """One model as the picker shows it (companion.model.catalog)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    arch: str
+    file_type: str
+    parameters: int
+    size_bytes: int
+    can_chat: bool  # has a chat template (its own, or the user's)
+    builtin: bool = False
+    in_use: bool = False
+    context_length: int | None = None  # this model's own setting (None: the general one)
+    max_context: int  # what it was trained for
+    run_context: int  # the context it runs at
+    chat_template: Literal["auto", "chatml", "custom"] = "auto"
+    runs: bool = True  # fits this machine (GPU adapter, else the reference engine)
+    reason: str = Field("", max_length=1000)  # why not, or a note (base model)
+    gpu_bytes: int | None = None  # weights + KV cache + activations on the GPU
+    cpu_bytes: int = 0  # the same in the reference engine
+
+
+class Models(_Message):
+    """Core → page: the models for the picker; `switching` names the one being loaded."""
+
+    type: Literal["models"] = "models"
+    items: list[ModelItem] = []
+    switching: str | None = None
+
+
+class ModelUse(_Message):
+    """Page → core: run this model (the conversation goes on; the core answers `models`)."""
+
+    type: Literal["model_use"] = "model_use"
+    name: str = Field(pattern=MODEL_NAME)
+
+
+class ModelConfigure(_Message):
+    """Page → core: one model's own settings. A value given replaces the old one; `reset`
+    names those that go back to the general setting (context_length) or the file's template."""
+
+    type: Literal["model_configure"] = "model_configure"
+    name: str = Field(pattern=MODEL_NAME)
+    context_length: int | None = Field(None, ge=64, le=1 << 20)
+    chat_template: str | None = Field(None, max_length=64 * 1024)  # "auto", "chatml" or a jinja template
+    reset: list[Literal["context_length", "chat_template"]] = []
+
+
 # --- both ways --------------------------------------------------------------------------------
 
 
@@ -428,12 +488,13 @@ class AvatarFrame(_Message):
 
 PAGE_MESSAGES: tuple[type[_Message], ...] = (
     Hello, UserMessage, UserTyping, Stop, Reset, SettingsGet, SettingsSet, MemoryList, MemoryForget, MemoryEdit,
-    MemoryUndo, AvatarFrame, Token, Logits, EngineAck, EngineFailed, EngineStatus, Ping, Pong, Error,
+    MemoryUndo, AvatarFrame, Token, Logits, EngineAck, EngineFailed, EngineStatus, ModelList, ModelUse,
+    ModelConfigure, Ping, Pong, Error,
 )  # fmt: skip
 CORE_MESSAGES: tuple[type[_Message], ...] = (
     Welcome, ReplyStarted, AssistantDelta, ReplyDone, ReplyStopped, ReplyError, AvatarState,
-    AvatarVisemes, EngineStatus, EngineLoad, EngineReset, Generate, SettingsValues, Memories, MemoryNoted, Ping,
-    Pong, Error,
+    AvatarVisemes, EngineStatus, EngineLoad, EngineReset, Generate, SettingsValues, Memories, MemoryNoted, Models,
+    Ping, Pong, Error,
 )  # fmt: skip
 
 # The unions are built from the tuples above so each list is written once.

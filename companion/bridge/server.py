@@ -21,7 +21,13 @@ from typing import Any
 from aiohttp import web
 
 from companion._delegate import delegate
-from companion.bridge.conversation import ChatSessionLike, Conversation, HistoryHook, MemoryHook
+from companion.bridge.conversation import (
+    ChatSessionLike,
+    Conversation,
+    HistoryHook,
+    MemoryHook,
+    ModelsHook,
+)
 from companion.bridge.engine_channel import ExecutorChannel
 from companion.bridge.http import BlobHook, HttpLayer, ModelPath, PlanHook
 from companion.errors import BridgeError
@@ -44,6 +50,7 @@ class BridgeServer:
         memory: MemoryHook | None = None,  # the memory panel's data
         character: str = "Companion",  # display name in the page header
         history: HistoryHook | None = None,  # the open conversation, for welcome
+        models: ModelsHook | None = None,  # the model picker
         ui_root: Traversable | None = None,  # default: package companion.ui
         shaders_root: Traversable | None = None,  # default: package companion.shaders
     ) -> None:
@@ -56,6 +63,7 @@ class BridgeServer:
         self.memory = memory
         self.character = character
         self.history = history
+        self.models = models
         self.ui_root = ui_root or ui_dir()
         self.shaders_root = shaders_root or shaders_dir()
         self.http = HttpLayer(self)

@@ -62,8 +62,12 @@ class PlanAssets:
         the last one is kept."""
         from companion.gpu.adapters import choose_features, choose_layout, page_adapter_info
         from companion.gpu.builder import build_plan
+        from companion.gpu.fit import gpu_fit, shares_system_memory
 
         info = page_adapter_info(adapter_info)
+        limits = {k: int(v) for k, v in (adapter_info or {}).items() if k.startswith("max-") and str(v).isdigit()}
+        if limits:  # before any weight is read: a one-line reason if the model cannot fit
+            gpu_fit(self.model, self.n_ctx, limits, shares_system_memory(info), "browser").raise_unless_ok()
         used = tuple(sorted(choose_features(features, self.allow)[0]))  # the variants it picks
         key = (used, choose_layout(info)[0])
         with self._lock:

@@ -57,9 +57,17 @@ def create_engine(
     if name == "auto":
         name, reason = choose_engine(adapter)
         report(f"engine: {name} ({reason})")
+        if name == "native":
+            try:
+                return create_engine("native", model, n_ctx, adapter, report, features)
+            except EngineUnavailable as exc:
+                report(f"native engine unavailable ({exc}); using the reference")
+                name = "reference"
     if name == "reference":
         from companion.engines.reference import ReferenceEngine
+        from companion.gpu.fit import reference_fit
 
+        reference_fit(model, n_ctx).raise_unless_ok()  # before the weights are read
         return ReferenceEngine(model, n_ctx=n_ctx)
     if name == "native":
         from companion.engines.native import NativeEngine
@@ -84,7 +92,10 @@ def fallback_factory(
             return create_engine("native", model, n_ctx, adapter, report, features)
         except (EngineUnavailable, CompanionError, ImportError) as exc:
             report(f"native engine unavailable ({exc}); using the reference")
-            return create_engine("reference", model, n_ctx, adapter, report)
+            try:
+                return create_engine("reference", model, n_ctx, adapter, report)
+            except CompanionError as ref_exc:  # nothing here can run it: both reasons, one line
+                raise EngineUnavailable(f"no engine can run this model here: native: {exc}; reference: {ref_exc}") from ref_exc
 
     return make
 

@@ -95,6 +95,10 @@ class NativeEngine(Engine):
         else:  # a given device offers what it was created with
             feats = adapter_features(device)
             info = dict(device.adapter.info) if getattr(device, "adapter", None) else {}
+        from companion.gpu.fit import gpu_fit, shares_system_memory
+
+        limits = dict(ad.limits if ad is not None else getattr(device, "limits", {}) or {})
+        gpu_fit(model, n_ctx, limits, shares_system_memory(info), "native").raise_unless_ok()  # before any upload
         if max_batch is None:
             max_batch = default_max_batch(model, info, layout)
         t0 = time.perf_counter()

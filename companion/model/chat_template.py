@@ -74,10 +74,11 @@ class ChatTemplate:
             raise TemplateError(f"chat template does not compile: {exc}") from exc
 
     @classmethod
-    def from_metadata(cls, meta: Metadata, tk: Tokenizer) -> ChatTemplate:
+    def from_metadata(cls, meta: Metadata, tk: Tokenizer, override: str | None = None) -> ChatTemplate:
         """The template a GGUF file carries (ChatML where it has none but its vocabulary has
-        ChatML's tokens) and its end ids; a base model's refuses to render (one-line message)."""
-        source = meta("tokenizer.chat_template")
+        ChatML's tokens) and its end ids; a base model's refuses to render (one-line message).
+        override: the user's choice for this model, "chatml" or a template's text."""
+        source = CHATML if override == "chatml" else (override or meta("tokenizer.chat_template"))
         unavailable = ""
         if not source:
             if not has_chatml_tokens(tk):

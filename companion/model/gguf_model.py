@@ -101,6 +101,7 @@ class GGUFModel:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.template_override: str | None = None  # the user's chat template (use_chat_template)
         self.size = _check_file(self.path)
         try:
             self.file = GGUFFile(self.path)
@@ -285,13 +286,20 @@ class GGUFModel:
     def chat_template(self) -> ChatTemplate:
         """The model's chat template (sandboxed) with its end-of-generation ids; a base model's
         refuses to render with a one-line explanation (see can_chat)."""
-        return ChatTemplate.from_metadata(self.meta, self.tokenizer)
+        return ChatTemplate.from_metadata(self.meta, self.tokenizer, self.template_override)
+
+    def use_chat_template(self, source: str | None) -> None:
+        """Chat with the user's template for this model ("chatml" or a jinja template's text)
+        instead of the file's; None goes back to the file's."""
+        self.template_override = source or None
+        for cached in ("chat_template", "can_chat"):
+            self.__dict__.pop(cached, None)
 
     @cached_property
     def can_chat(self) -> bool:
         """False for a base model: no chat template, and no ChatML control tokens to fall back
         on (read from the vocabulary, without building the tokenizer)."""
-        if self.meta("tokenizer.chat_template"):
+        if self.template_override or self.meta("tokenizer.chat_template"):
             return True
         if "tokenizer" in self.__dict__:
             return has_chatml_tokens(self.tokenizer)

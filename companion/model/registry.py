@@ -41,21 +41,32 @@ def _registry_path() -> Path:
     return home_dir() / REGISTRY_FILE
 
 
-def _read() -> dict[str, dict[str, Any]]:
+def _read_all() -> dict[str, dict[str, dict[str, Any]]]:
+    """models.json: {"models": {name: entry}, "settings": {name: per-model settings}}."""
     p = _registry_path()
     if not p.exists():
-        return {}
+        return {"models": {}, "settings": {}}
     try:
         data = json.loads(p.read_text())
-        return dict(data.get("models", {}))
-    except (OSError, ValueError, AttributeError) as exc:
+        return {"models": dict(data.get("models", {})), "settings": dict(data.get("settings", {}))}
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
         raise ModelError(f"model list {p} is unreadable ({exc}); fix or delete it") from exc
 
 
-def _write(models: dict[str, dict[str, Any]]) -> None:
+def _read() -> dict[str, dict[str, Any]]:
+    return _read_all()["models"]
+
+
+def _write(models: dict[str, dict[str, Any]] | None = None, settings: dict[str, dict[str, Any]] | None = None) -> None:
+    """Replace the models and/or the per-model settings (what is not given is kept)."""
+    data = _read_all()
+    if models is not None:
+        data["models"] = models
+    if settings is not None:
+        data["settings"] = settings
     p = _registry_path()
     tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"models": models}, indent=2))
+    tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, p)
 
 
@@ -143,5 +154,100 @@ def remove_model(name: str) -> ModelEntry:
             raise ModelError(f"{name} is built in (installed from a wheel): uninstall its package instead")
         raise ModelError(f"no model named {name!r}: see `companion model list`")
     data = models.pop(name)
-    _write(models)
+    settings = _read_all()["settings"]
+    settings.pop(name, None)
+    _write(models, settings)
     return ModelEntry(**data)
+
+
+# -- per-model settings ---------------------------------------------------------------------------
+
+TEMPLATE_CHOICES = ("auto", "chatml")  # or the text of a jinja template
+
+
+@dataclass
+class ModelSettings:
+    """What a user set for one model; None = the general setting / the file's own."""
+
+    context_length: int | None = None  # tokens of KV cache (else settings.context_length)
+    chat_template: str | None = None  # "chatml", or a jinja template's text (else the GGUF's)
+
+
+def name_of(path: str | Path | None) -> str | None:
+    """The list's name for a model file (None = the default model), or None if it is not listed."""
+    if path is None:
+        return DEFAULT_NAME
+    want = Path(path).expanduser()
+    if not want.exists() and "/" not in str(path) and resolve(str(path)) is not None:
+        return str(path)  # already a name
+    want = want.resolve()
+    for name, data in _read().items():
+        if Path(data["path"]).resolve() == want:
+            return name
+    for name, p in _builtins():
+        if Path(p).resolve() == want:
+            return name
+    return None
+
+
+def model_settings(name: str | None) -> ModelSettings:
+    """The per-model settings of a listed model (all None for an unlisted one)."""
+    if name is None:
+        return ModelSettings()
+    raw = _read_all()["settings"].get(name) or {}
+    return ModelSettings(**{k: raw.get(k) for k in ("context_length", "chat_template")})
+
+
+def set_model_settings(name: str, context_length: int | None = None, chat_template: str | None = None,
+                       clear: tuple[str, ...] = ()) -> ModelSettings:
+    """Change a listed model's settings. A given value replaces the old one; a field named in
+    `clear` goes back to the general setting / the file's template. Checks the values (a
+    context length of at least 64 and at most what the model was trained for; a template that
+    compiles in the sandbox) and raises ModelError with what to do."""
+    from companion.model.chat_template import MAX_TEMPLATE_CHARS, ChatTemplate
+    from companion.model.gguf_model import GGUFModel
+
+    path = resolve(name)
+    if path is None:
+        raise ModelError(f"no model named {name!r}: see `companion model list`")
+    data = _read_all()["settings"]
+    current = model_settings(name)
+    if context_length is not None:
+        limit = GGUFModel(path).config.n_ctx_train
+        if not 64 <= context_length <= limit:
+            raise ModelError(f"context length {context_length} is not possible for {name}: use 64 to {limit}")
+        current.context_length = int(context_length)
+    if chat_template is not None:
+        if chat_template == "auto":
+            current.chat_template = None
+        else:
+            if len(chat_template) > MAX_TEMPLATE_CHARS:
+                raise ModelError(f"the chat template is {len(chat_template):,} characters; at most {MAX_TEMPLATE_CHARS:,}")
+            if chat_template != "chatml":
+                ChatTemplate(chat_template)  # TemplateError (one line) if it does not compile
+            current.chat_template = chat_template
+    for f in clear:
+        if f not in ("context_length", "chat_template"):
+            raise ModelError(f"{f} is not a per-model setting: use context_length or chat_template")
+        setattr(current, f, None)
+    kept = {k: v for k, v in asdict(current).items() if v is not None}
+    if kept:
+        data[name] = kept
+    else:
+        data.pop(name, None)
+    _write(settings=data)
+    return current
+
+
+def apply_model_settings(settings, model):  # (Settings, GGUFModel) -> Settings
+    """The settings with this model's own context length, and the model with its own chat
+    template, where the user set them (`companion model set`, or the page's model picker)."""
+    try:
+        own = model_settings(name_of(settings.model_path))
+    except ModelError:  # an unreadable models.json: the general settings still work
+        return settings
+    if own.chat_template:
+        model.use_chat_template(own.chat_template)
+    if own.context_length:
+        settings = settings.model_copy(update={"context_length": own.context_length})
+    return settings

@@ -42,6 +42,9 @@ class App(ShellHooks):
         self.current = settings
         self.server = BridgeServer(None, settings=settings, model_path=settings.model_path)
         self.server.on_settings = self.save_settings
+        from companion.bridge.models_hook import RegistryModelsHook
+
+        self.server.models = RegistryModelsHook(lambda: self.current, self.use_model)
         self.desktop: Desktop | None = None  # set by run(): pet mode and mute follow the settings
         self._switch = threading.Lock()
 
@@ -91,6 +94,22 @@ class App(ShellHooks):
 
     def set_engine(self, name: str) -> None:
         self.save_settings(self.current.model_copy(update={"engine": name}))
+
+    def use_model(self, name: str) -> None:
+        """Run another model from the list (the page's picker): saved as the model_path setting,
+        then the session is rebuilt on it in the background and the conversation goes on."""
+        from companion.model.registry import DEFAULT_NAME, resolve
+
+        path = resolve(name)
+        if path is None:
+            raise CompanionError(f"no model named {name!r}: see `companion model list`")
+        self.current = self.current.model_copy(update={"model_path": None if name == DEFAULT_NAME else Path(path)})
+        self.server.settings = self.current
+        self.current.save()
+        models = self.server.models
+        if models is not None:
+            models.switching = name
+        self._reload_engine(f"Loading {name}", new_model=True)
 
     # --- loading --------------------------------------------------------------------------------
 
@@ -146,22 +165,25 @@ class App(ShellHooks):
         self.server.history = mem.history
         self.server.character = mem.store.character(mem.character_id).name
 
-    def _reload_engine(self) -> None:
-        """Run the same conversation on the engine the settings now name."""
-        threading.Thread(target=self._swap_engine, name="companion-engine", daemon=True).start()
+    def _reload_engine(self, label: str | None = None, new_model: bool = False) -> None:
+        """Run the same conversation on the engine (or model) the settings now name."""
+        threading.Thread(target=self._swap_engine, args=(label, new_model), name="companion-engine", daemon=True).start()
 
-    def _swap_engine(self) -> None:
+    def _swap_engine(self, label: str | None = None, new_model: bool = False) -> None:
         from companion.app import attach_memory, build_session
 
         with self._switch:
             old = self.server.chat
-            self.report(f"Switching to the {self.current.engine} engine", 0.1)
+            self.report(label or f"Switching to the {self.current.engine} engine", 0.1)
+            if new_model:  # the page's plan, blobs and file are the new model's
+                self.server.plan = self.server.blobs = self.server.model_path = None
             try:
                 new = build_session(self.current, report=self._report_step, page_server=self.server, memory=False)
             except CompanionError as exc:
-                log.error("switching engine failed: %s", exc)
+                log.error("switching %s failed: %s", "model" if new_model else "engine", exc)
                 self.server.publish(EngineStatus(engine="none", phase="failed", progress=0.0, error=str(exc)))
                 self.server.set_chat(old)
+                self._switched()
                 return
             mem = getattr(old, "memory", None)
             if mem is not None:
@@ -171,7 +193,21 @@ class App(ShellHooks):
             apply_settings(new, self.current)
             self.server.set_chat(new)
             _close_engine(old)
-            log.info("engine switched to %s on %s", new.engine_name, new.adapter)
+            log.info("now running %s on the %s engine (%s)", new.model.path.name, new.engine_name, new.adapter)
+            self._switched()
+
+    def _switched(self) -> None:
+        """Tell the pages' model pickers that the switch is over."""
+        models = self.server.models
+        if models is None or models.switching is None:
+            return
+        models.switching = None
+        from companion.bridge.messages import Models
+
+        try:
+            self.server.publish(Models(items=models.list()))
+        except CompanionError as exc:
+            log.warning("the model list could not be read: %s", exc)
 
     # --- stopping -------------------------------------------------------------------------------
 

@@ -132,6 +132,11 @@ export class WebGPUExecutor {
     const offered = [...adapter.features].sort().join(",");
     const query = new URLSearchParams({ features: offered });
     for (const k of ["vendor", "architecture", "device", "description"]) if (info[k]) query.set(k, String(info[k]));
+    // the core checks the model fits these before anything is loaded (a one-line reason if not)
+    for (const k of ["max-storage-buffer-binding-size", "max-buffer-size"]) {
+      const v = adapter.limits[camel(k)];
+      if (v !== undefined) query.set(k, String(v));
+    }
     const plan = await this.ctx.fetchPlan(`${base}${base.includes("?") ? "&" : "?"}${query}`);
     const why = unrunnable(plan);
     if (why) throw new Error(`this page cannot run the server's plan (version ${plan && plan.version}): ${why}; reload it`);

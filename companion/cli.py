@@ -461,13 +461,19 @@ def model_set(name: str, context_length: int | None, template: str | None, reset
 @model.command("add")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", help="Short name (default: from the file name).")
-def model_add(path: Path, name: str | None) -> None:
+@click.pass_context
+def model_add(ctx: click.Context, path: Path, name: str | None) -> None:
     """Check that Companion can run a GGUF and add it to the list (the file stays where it is)."""
     from companion.model.registry import add_model
 
     e = add_model(path, name)
     click.echo(f"added {e.name}: {e.arch} {e.file_type}, {e.parameters / 1e6:.0f}M parameters"
                + ("" if e.can_chat else " (a base model: raw completion only)"))
+    from companion.model.catalog import catalog
+
+    row = next((r for r in catalog(_settings(ctx)) if r["name"] == e.name), None)
+    if row is not None and not row["runs"]:
+        click.echo(f"note: it cannot run here as set: {row['reason']}")
 
 
 @model.command("remove")

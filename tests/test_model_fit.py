@@ -285,3 +285,14 @@ def test_the_desktop_app_switches_model_and_keeps_the_conversation(tmp_path):
     assert Settings.load().model_path == second  # remembered for the next start
     assert {m.name for m in app.server.models.list() if m.in_use} == {"second"}
     app.shutdown()
+
+
+def test_adding_a_model_that_cannot_run_here_says_why(chat_model, monkeypatch):
+    from companion.gpu import fit
+
+    monkeypatch.setattr(fit, "available_memory", lambda: HEADROOM + 1)
+    out = CliRunner().invoke(main, ["model", "add", str(chat_model), "--name", "chatty"])
+    assert out.exit_code == 0, out.output
+    assert "added chatty" in out.output
+    (note,) = [line for line in out.output.splitlines() if line.startswith("note: it cannot run here")]
+    assert "to spare" in note

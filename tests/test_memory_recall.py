@@ -147,3 +147,23 @@ def test_a_question_names_someone_by_a_broader_relation_or_the_species():
         "what does my puppy keep chewing?": [("my puppy", "Mango")], "which days is the beagle at daycare?": [("the beagle", "Mango")],
         "where are we taking the kid?": [("the kid", "Teo")], "what does my partner do?": [("my partner", "Dev")],
         "where does my sister live?": [("my sister", "Leah")], "how is my daughter?": []}
+
+
+def test_a_question_of_a_known_form_also_searches_the_words_its_answer_is_made_of(store, monkeypatch):
+    from companion.memory.lexicon import intent_words
+
+    assert {"train", "bus", "cycle"} <= set(intent_words("how does my wife get into town?"))
+    assert {"years", "since"} <= set(intent_words("How long has Ana lived there?"))
+    assert intent_words("I get to work at nine.") == [] and intent_words("What's my dog called?") == []
+    mem = ConversationMemory(store, count_tokens=count_words)
+    for said in ("I ride the ferry over every morning, 25 minutes", "I work from home on Tuesdays.",
+                 "My boss Imke works from Berlin.", "We walk the dog before work."):
+        _turn(mem, said)
+    # MiniLM puts "how do I get in to work" nearer every sentence saying "work" than the ferry
+    # (0.18, under MIN_COSINE): without the answer's words it is not found at all; with them it
+    # still ranks under the two "works from" facts (and the dog walk, which says "walk" and "work")
+    hits = recall(store, mem.character_id, "how do I get in to work?", limit=4)
+    assert any("ferry" in h["text"] for h in hits), [h["text"] for h in hits]
+    monkeypatch.setattr("companion.memory.recall.INTENT_WEIGHT", 0.0)
+    hits = recall(store, mem.character_id, "how do I get in to work?", limit=8)
+    assert not any("ferry" in h["text"] for h in hits), [h["text"] for h in hits]

@@ -32,7 +32,9 @@ memory_history. The chat model may propose more facts when Settings.memory_model
 allows (model_candidates: each must be supported by one of the user's sentences).
 
 Evaluation (`evaluation.py`, companion/data/memory/eval_set.jsonl and the held-out heldout.jsonl):
-`companion bench memory --eval`. Keyword recall also searches related everyday words (`lexicon.py`).
+`companion bench memory --eval`; work_probe.jsonl (work, commute, schedule, colleagues) is measured
+by hand. Keyword recall also searches related everyday words (`lexicon.py`), and for a question of
+a known form ("how do I get to ...", "how long ...") the words its answer is made of (lexicon.INTENTS).
 
 The chat core's calls:
 

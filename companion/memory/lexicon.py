@@ -90,3 +90,64 @@ def related_words(text: str, limit: int = 24) -> list[str]:
                 if x not in words and x not in out:
                     out.append(x)
     return out[:limit]
+
+
+# --- what a question asks for ------------------------------------------------------------
+#
+# Some questions name the *kind* of answer they want without any word of it: "how do I get
+# to work?" wants a means of travel ("a 40 minute train ride"), "how long have I been
+# there?" a span of time ("six years", "since 2019"). The sentence encoder scores such a
+# pair low (0.14-0.25) and recall's off-topic filter (recall.COSINE_GAP) then drops the
+# answer under whatever shares the question's topic word ("I work from home on Mondays").
+# Each intent below is a question form and the closed class of words its answer is made of;
+# a question of that form searches those words too, and what they find is not treated as
+# off topic. The forms are grammatical, not about any one life: getting somewhere, durations,
+# studying, what someone is working on, when they work, what they earn.
+
+_WHO = r"(?:i|we|you|he|she|they|my\s+\w+|\w+)"
+INTENTS: list[tuple[re.Pattern[str], str]] = [
+    # the means of travel: "how do I get to work", "how does she get into town", "my journey in"
+    (re.compile(rf"\bhow\s+(?:do|does|did|will|would|should|can|could|might|am|is|are)\s+{_WHO}\s+(?:\w+\s+)?"
+                r"(?:get|getting|go|going|travel|travelling|traveling|commute|commuting|come|coming|make\s+it|head)\s+"
+                r"(?:in\b|into\b|to\b|there\b|home\b|back\b)"
+                r"|\b(?:journey|commute|route|trip)\s+(?:in|into|to|home)\b"
+                r"|\bway\s+(?:i|we|you|he|she|they)\s+(?:travel|get|go|commute)\b"
+                r"|\bhow\s+(?:do|does|did)\s+\w+\s+(?:travel|commute)\b", re.I),
+     "commute commuting train trains bus buses coach tram tube metro subway underground ferry boat bike "
+     "bicycle cycle cycles cycling e-bike scooter moped motorbike car drive drives driving walk walks "
+     "walking foot lift ride rides taxi carpool"),
+    # a span of time: "how long have I been at ...", "since when ..."
+    (re.compile(r"\bhow\s+long\b|\bsince\s+when\b|\bhow\s+many\s+(?:years|months|weeks)\b", re.I),
+     "years year months month weeks decade decades since started joined ages minutes hours"),
+    # what someone studies
+    (re.compile(rf"\bwhat\s+(?:am|are|is|was|were|does|do)\s+{_WHO}\s+(?:\w+\s+)?(?:studying|learning|reading\s+for|training\s+(?:as|to|for))\b"
+                r"|\b(?:which|what)\s+(?:course|degree|subject|qualification|diploma)s?\b", re.I),
+     "study studies studying student course courses degree master's masters phd diploma certificate "
+     "qualification part-time evening class classes module university uni college"),
+    # what someone is working on: a project, a task under way
+    (re.compile(rf"\b(?:what|which)\s+(?:project|projects|task|tasks|assignment|assignments)\b"
+                rf"|\bwhat\s+(?:am|are|is)\s+{_WHO}\s+(?:\w+\s+)?(?:working\s+on|busy\s+with|building|making|designing|developing)\b"
+                r"|\bon\s+(?:my|your|\w+'s)\s+plate\b", re.I),
+     "project projects designing design building build making developing testing restoring "
+     "renovating writing planning currently"),
+    # when someone works: shifts, days, hours
+    (re.compile(rf"\bwhen\s+(?:do|does|did)\s+{_WHO}\s+work\b|\bwhat\s+(?:time|days?|hours|shifts?)\s+(?:do|does)\s+{_WHO}\s+work\b"
+                r"|\b(?:shift|shifts|working\s+day|workday)\s+(?:start|starts|begin|begins|end|ends|finish|finishes)\b", re.I),
+     "shift shifts rota hours schedule earlies lates nights weekdays weekends mondays tuesdays wednesdays "
+     "thursdays fridays saturdays sundays monday tuesday wednesday thursday friday saturday sunday mornings "
+     "evenings am pm"),
+    # what someone earns
+    (re.compile(rf"\bhow\s+much\s+(?:do|does|did|am|is|are)\s+{_WHO}\s+(?:\w+\s+)?(?:earn|earning|make|making|paid|get\s+paid)\b"
+                r"|\b(?:salary|wage|wages|income|pay\s+rise|payslip)\b", re.I),
+     "salary pay paid wage wages income earn earns earning"),
+]
+
+
+def intent_words(text: str) -> list[str]:
+    """The answer vocabulary of every question form (INTENTS) the text matches, not already in it."""
+    words = set(re.findall(r"[\w'-]+", text.lower()))
+    out: list[str] = []
+    for pattern, vocabulary in INTENTS:
+        if pattern.search(text):
+            out += [w for w in vocabulary.split() if w not in words and w not in out]
+    return out

@@ -34,7 +34,7 @@ from companion.memory._blas import one_blas_thread
 from companion.memory.embed import embedding_text
 from companion.memory.entities import known_entities, named_in_query
 from companion.memory.facts import covers
-from companion.memory.lexicon import related_words
+from companion.memory.lexicon import intent_words, related_words
 from companion.memory.shortlist import MIN_ROWS, Reduced, maybe_reduced, nearest
 
 if TYPE_CHECKING:
@@ -49,6 +49,10 @@ RELATED_WEIGHT = 0.5  # the keyword ranker over the query's related words (memor
 RELATED_WORDS = 24  # ... at most this many of them...
 RELATED_SCAN = 200  # ... ranked among this many newest matches: an OR of a dozen common words
 #                     ("job", "office", "team") matches thousands of messages (12 ms at 1,000)
+INTENT_WEIGHT = 1.0  # the keyword ranker over the answer words of what the question asks for
+#                     (lexicon.INTENTS: "how do I get to work?" -> train, bus, bike...); its hits
+#                     are not off topic (COSINE_GAP) unless the question barely relates to them
+INTENT_FLOOR = 0.1  # (cosine under this: "walk" in a message about the dog, for "how do I get in?")
 BM25_WEIGHT = 0.5  # the keyword ranker counts half: a shared common word ("name", "work") is weak
 #                    evidence next to meaning, but it still lifts an exact name or number
 SUPERSEDED = 0.15  # weight factor of a message whose fact was replaced since (it stays findable)
@@ -360,6 +364,17 @@ def _recall(
         if use_messages:
             rel.update({("e", i): s for i, s in store.fts_episodes(character_id, related, CANDIDATES, RELATED_SCAN)})
         rankings.append((RELATED_WEIGHT, sorted(rel, key=lambda k: rel[k])[:CANDIDATES]))
+    intended: set[Key] = set()
+    wanted = fts_query(" ".join(intent_words(query))) if INTENT_WEIGHT else None
+    if wanted is not None:
+        hit: dict[Key, float] = {}
+        if use_facts:
+            hit.update({("f", i): s for i, s in store.fts_memories(character_id, wanted, CANDIDATES, RELATED_SCAN)})
+        if use_messages:
+            hit.update({("e", i): s for i, s in store.fts_episodes(character_id, wanted, CANDIDATES, RELATED_SCAN)})
+        ranked = sorted(hit, key=lambda k: hit[k])[:CANDIDATES]
+        rankings.append((INTENT_WEIGHT, ranked))
+        intended = set(ranked)
     emb = store.embedder()
     facts = vector_index(store, character_id) if use_facts else None
     episodes = episode_index(store, character_id) if use_messages else None
@@ -403,7 +418,7 @@ def _recall(
                 weights[k] *= DATED
     best_cos = max((c for k, c in cos.items() if weights[k] >= QUESTION * WEIGHTS["user"]), default=0.0)
     for k, c in cos.items():
-        if c < best_cos - COSINE_GAP:
+        if c < best_cos - COSINE_GAP and (k not in intended or c < INTENT_FLOOR):
             weights[k] *= OFF_TOPIC
     fused: dict[Key, float] = {}
     for ranker_weight, ranking in rankings:

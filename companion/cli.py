@@ -476,6 +476,36 @@ def model_add(ctx: click.Context, path: Path, name: str | None) -> None:
         click.echo(f"note: it cannot run here as set: {row['reason']}")
 
 
+@model.command("download")
+@click.argument("url")
+@click.option("--sha256", help="The file's expected SHA-256 (hex); a mismatch removes it.")
+@click.option("--name", help="Short name (default: from the file name).")
+@click.pass_context
+def model_download(ctx: click.Context, url: str, sha256: str | None, name: str | None) -> None:
+    """Download a GGUF (http(s):// or hf://OWNER/REPO/FILE.gguf) into the models folder and add
+    it. An interrupted download resumes when run again. Only this command uses the network."""
+    from tqdm import tqdm
+
+    from companion.model.download import download
+    from companion.settings import home_dir
+
+    bar = None
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, desc="downloading", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    try:
+        path = download(url, home_dir() / "models", sha256, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(f"downloaded {path}")
+    ctx.invoke(model_add, path=path, name=name)
+
+
 @model.command("remove")
 @click.argument("name")
 def model_remove(name: str) -> None:
@@ -563,6 +593,11 @@ from companion.persona.cli import character_group  # noqa: E402
 main.add_command(memory_group, "memory")
 main.add_command(character_group, "character")
 main.add_command(avatar_group, "avatar")
+
+# The pet window's outline, drawn in a child process of the desktop app (hidden: internal).
+from companion.shell.pet_outline import outline_command  # noqa: E402
+
+main.add_command(outline_command)
 
 if __name__ == "__main__":
     main()

@@ -426,12 +426,58 @@ class _Pointer:
         self.x11.XCloseDisplay(self.dpy)
 
 
+class _Backdrop:
+    """A plain X window filling the screen under everything else, as a desktop would: it
+    records the button presses that reach it."""
+
+    BUTTON_PRESS_MASK = 1 << 2
+
+    def __init__(self, display: str, width: int, height: int) -> None:
+        c = ctypes
+        self.x11 = x11 = c.CDLL("libX11.so.6")
+        x11.XOpenDisplay.restype = c.c_void_p
+        x11.XOpenDisplay.argtypes = [c.c_char_p]
+        x11.XDefaultRootWindow.restype = c.c_ulong
+        x11.XDefaultRootWindow.argtypes = [c.c_void_p]
+        x11.XCreateSimpleWindow.restype = c.c_ulong
+        x11.XCreateSimpleWindow.argtypes = [c.c_void_p, c.c_ulong, c.c_int, c.c_int, c.c_uint, c.c_uint, c.c_uint, c.c_ulong, c.c_ulong]
+        for name in ("XMapWindow", "XLowerWindow"):
+            getattr(x11, name).argtypes = [c.c_void_p, c.c_ulong]
+        x11.XSelectInput.argtypes = [c.c_void_p, c.c_ulong, c.c_long]
+        x11.XStoreName.argtypes = [c.c_void_p, c.c_ulong, c.c_char_p]
+        x11.XCheckWindowEvent.argtypes = [c.c_void_p, c.c_ulong, c.c_long, c.c_void_p]
+        x11.XFlush.argtypes = [c.c_void_p]
+        x11.XCloseDisplay.argtypes = [c.c_void_p]
+        self.dpy = x11.XOpenDisplay(display.encode())
+        root = x11.XDefaultRootWindow(self.dpy)
+        self.win = x11.XCreateSimpleWindow(self.dpy, root, 0, 0, width, height, 0, 0, 0x2E5E8C)
+        x11.XStoreName(self.dpy, self.win, b"backdrop")
+        x11.XSelectInput(self.dpy, self.win, self.BUTTON_PRESS_MASK)
+        x11.XMapWindow(self.dpy, self.win)
+        x11.XLowerWindow(self.dpy, self.win)
+        x11.XFlush(self.dpy)
+
+    def presses(self) -> list[tuple[int, int]]:
+        """(x, y) of the presses that reached the backdrop since the last call."""
+        event = (ctypes.c_long * 24)()  # XEvent: a union of 24 longs
+        out = []
+        while self.x11.XCheckWindowEvent(self.dpy, self.win, self.BUTTON_PRESS_MASK, event):
+            x, y = ctypes.cast(event, ctypes.POINTER(ctypes.c_int))[16:18]  # XButtonEvent.x, .y
+            out.append((x, y))
+        return out
+
+    def close(self) -> None:
+        self.x11.XCloseDisplay(self.dpy)
+
+
 @pytest.mark.desktop
 def test_pet_window_click_through_drag_and_click(plain_xvfb, companion_home):
-    """Pet mode: a frameless window with only the avatar; its empty corners take no clicks (X11
-    input shape); dragging moves it and the place is remembered; a click shows the chat."""
+    """Pet mode: a frameless window with only the avatar; its input region (X11 input shape)
+    is the avatar's outline, so a click on an empty pixel inside the window's rectangle reaches
+    the desktop below; dragging moves it and the place is remembered; a click shows the chat."""
     from companion.shell.instance import SingleInstance
 
+    backdrop = _Backdrop(plain_xvfb, 1280, 800)
     proc = _start_app(plain_xvfb, companion_home)
     pointer = _Pointer(plain_xvfb)
     try:
@@ -440,14 +486,28 @@ def test_pet_window_click_through_drag_and_click(plain_xvfb, companion_home):
         wins = _wait_for(lambda: (w := _x_windows(plain_xvfb)).get("Companion (pet)") and w, 60, "the pet window", proc)
         pet_id = wins["Companion (pet)"][0]
         _wait_for(lambda: not _chat_shown(plain_xvfb), 30, "the chat window to hide", proc)
+        # the disc at once, then the avatar's outline (drawn natively by a child process, not in
+        # the app's: the pipelines take seconds to build on llvmpipe)
+        t_pet = time.monotonic()
+        _wait_for(lambda: "pet input region: the avatar's outline" in _log(companion_home), 180, "the pet's outline", proc)
+        outline_s = time.monotonic() - t_pet
+        applied = next(line for line in _log(companion_home).splitlines() if "pet input region: the avatar's outline" in line)
+        assert "pet outline: drawing it in a child process" in _log(companion_home) and "child process" in applied, applied
+        assert (companion_home / pet.OUTLINE_FILE).exists()
         shape = pet.X11Shape(plain_xvfb)
         try:
-            rects = _wait_for(lambda: shape.input_rects(pet_id), 30, "the pet's input shape", proc)
+            rects = shape.input_rects(pet_id)
         finally:
             shape.close()
-        covered = {(x, y) for (x0, y, w, _h) in rects for x in range(x0, x0 + w)}
         side = pet.SIZE
-        assert (side // 2, side // 2) in covered and (1, 1) not in covered and (side - 2, side - 2) not in covered
+        covered = {(x, y) for (x0, y, w, h) in rects for y in range(y, y + h) for x in range(x0, x0 + w)}
+        assert rects != pet.disc_rows(side, side) and len(rects) < 400
+        for inside in ((side // 2, side // 2), (side // 2, side // 5), (side * 3 // 10, side * 2 // 5)):  # face, fringe, hair
+            assert inside in covered, inside
+        corner, beside_shoulder = (2, 2), (side // 12, side * 11 // 12)
+        for outside in (corner, (side - 3, side - 3), (4, side // 2), beside_shoulder):
+            assert outside not in covered, outside
+        print(f"outline: {len(rects)} rectangles, applied {outline_s:.1f} s after the pet window appeared")
         x0, y0, _ = _x_geometry(plain_xvfb, pet_id)
         assert (x0, y0) == (1280 - side - pet.MARGIN, 800 - side - pet.MARGIN)  # bottom right at first
         from PIL import Image
@@ -457,6 +517,18 @@ def test_pet_window_click_through_drag_and_click(plain_xvfb, companion_home):
             return len(shot.crop((x, y, x + side, y + side)).getcolors(1 << 20) or []) > 100
 
         _wait_for(lambda: avatar_drawn(x0, y0), 60, "the avatar drawn in the pet", proc)
+        # a click on an empty corner of the pet's window, and one beside its shoulder, go
+        # through to the desktop below; the chat stays hidden
+        backdrop.presses()
+        for dx, dy in (corner, beside_shoulder):
+            pointer.move(x0 + dx, y0 + dy)
+            pointer.button(True)
+            pointer.button(False)
+        through: list[tuple[int, int]] = []
+        _wait_for(lambda: through.extend(backdrop.presses()) or len(through) >= 2, 10, "the clicks to reach the desktop", proc)
+        assert through == [(x0 + corner[0], y0 + corner[1]), (x0 + beside_shoulder[0], y0 + beside_shoulder[1])]
+        time.sleep(1)
+        assert not _chat_shown(plain_xvfb)
         # drag from the avatar's centre by (-300, -200)
         cx, cy = x0 + side // 2, y0 + side // 2
         pointer.move(cx, cy)
@@ -484,14 +556,45 @@ def test_pet_window_click_through_drag_and_click(plain_xvfb, companion_home):
         pointer.button(True)
         pointer.button(False)
         _wait_for(lambda: _chat_shown(plain_xvfb), 30, "the chat window to show", proc)
+        assert backdrop.presses() == []  # the avatar took that click
         SingleInstance(companion_home).send("quit")
-        assert proc.wait(60) == 0, _end(proc)[-3000:]
+        status = proc.wait(60)
+        print(f"the app's exit status on quit: {status}")
+        assert status == 0, _end(proc)[-3000:]
     finally:
         pointer.close()
+        backdrop.close()
         _end(proc)
 
 
 # --- first run: a settings file that cannot be used ------------------------------------------------
+
+
+@pytest.mark.desktop
+def test_pet_quit_while_its_outline_is_drawn(plain_xvfb, companion_home):
+    """Quit while the child process still draws the pet's outline: the app stops the child and
+    exits 0; no child is left behind; the disc stays (and the log says why)."""
+    from companion.shell.instance import SingleInstance
+
+    proc = _start_app(plain_xvfb, companion_home, "--pet")
+    child = 0
+    try:
+        line = _wait_for(lambda: re.search(r"drawing it in a child process \(pid (\d+)\)", _log(companion_home)), 120, "the outline's child", proc)
+        child = int(line.group(1))
+        assert Path(f"/proc/{child}").exists()
+        SingleInstance(companion_home).send("quit")
+        status = proc.wait(60)
+        print(f"the app's exit status on quit: {status}")
+        assert status == 0, _end(proc)[-3000:]
+        log = _log(companion_home)
+        if "pet input region: the avatar's outline" not in log:  # the child had not finished: stopped
+            assert f"stopping its child process (pid {child})" in log, log[-3000:]
+            assert "the app is quitting" in log
+        _wait_for(lambda: not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2], 10, "the child to end")
+    finally:
+        _end(proc)
+        if child and Path(f"/proc/{child}").exists():
+            os.kill(child, signal.SIGKILL)
 
 
 def test_an_invalid_settings_file_is_kept_aside_and_defaults_used(companion_home, monkeypatch, caplog):

@@ -19,6 +19,7 @@ from typing import Any
 
 from companion.settings import Settings
 from companion.shell import icon, pet, rendering
+from companion.shell.pet_outline import ChildOutlines
 from companion.shell.window import (
     BACKGROUND,
     configure_webview_environment,
@@ -78,6 +79,7 @@ class Desktop:
         self._pet_on = bool(getattr(settings, "pet_mode", False))
         self._chat_visible = True
         self._drag: Any = None  # the pet's Qt event filter (kept alive)
+        self._outlines = ChildOutlines()  # the pet's input region per window size and avatar (a child draws it)
 
     # --- running ------------------------------------------------------------------------------
 
@@ -336,7 +338,7 @@ class Desktop:
         return out
 
     def _adorn_pet_qt(self, window: Any) -> None:
-        """No taskbar entry, the avatar's disc as the input region, drag to move, click to chat."""
+        """No taskbar entry, the avatar's outline as the input region, drag to move, click to chat."""
         from PyQt6.QtCore import QEvent, QObject, Qt, QTimer
 
         w = window.native
@@ -399,33 +401,63 @@ class Desktop:
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self._drag)
-        self._shape_pet(w)
+        self._shape_pet(window)
         handle = w.windowHandle()
         screen = handle.screen() if handle is not None else None
         log.info("pet window at %d,%d on %s", w.x(), w.y(), screen.name() if screen is not None else "?")
 
-    def _shape_pet(self, w: Any) -> None:
-        """Clicks on the pet's empty pixels go to the desktop below."""
-        import os
-
-        from PyQt6.QtGui import QGuiApplication, QRegion
-
+    def _shape_pet(self, window: Any) -> None:
+        """Clicks on the pet's empty pixels go to the desktop below: a disc at once, then the
+        avatar's outline once it is known (the first time, a child process draws it while a
+        thread here waits for it; no wgpu device in this process)."""
+        w = window.native
         ratio = w.devicePixelRatioF()
         width, height = round(w.width() * ratio), round(w.height() * ratio)
+        self._set_pet_input(w, pet.disc_rows(width, height), ratio)
+        settings = self.settings
+        avatar_model = getattr(settings, "avatar_model", None)
+        adapter = getattr(settings, "adapter", None)
+
+        def find() -> None:
+            rects, how = self._outlines.rows(width, height, ratio, adapter, avatar_model)
+            if rects is None:
+                log.info("pet input region: a disc around the avatar (%s)", how)
+                return
+
+            def apply() -> None:
+                if not self._pet_on or self.pet not in (None, window) or window.native is not w:
+                    return  # pet mode was left (or the window replaced) meanwhile
+                if (round(w.width() * ratio), round(w.height() * ratio)) != (width, height):
+                    return
+                self._set_pet_input(w, rects, ratio)
+                log.info("pet input region: the avatar's outline (%s)", how)
+
+            self.gui(apply)
+
+        threading.Thread(target=find, name="companion-pet-outline", daemon=True).start()
+
+    def _set_pet_input(self, w: Any, rects: list[pet.Rect], ratio: float) -> None:
+        """The pet's input region: device-pixel rectangles, as the X11 input shape (drawing
+        stays whole) or else as Qt's mask (logical pixels)."""
+        import os
+
+        from PyQt6.QtCore import QRect
+        from PyQt6.QtGui import QGuiApplication, QRegion
+
         if QGuiApplication.platformName() == "xcb":
             try:
                 shape = pet.X11Shape(os.environ.get("DISPLAY"))
                 try:
-                    shape.set_input(int(w.winId()), pet.disc_rows(width, height))
+                    shape.set_input(int(w.winId()), rects)
                 finally:
                     shape.close()
                 return
             except OSError as exc:
                 log.info("no X11 input shape (%s): using Qt's mask", exc)
-        side = min(w.width(), w.height())
-        r = round(side * pet.HIT_RADIUS)
-        cx, cy = w.width() // 2, w.height() // 2
-        w.setMask(QRegion(cx - r, cy - r, 2 * r, 2 * r, QRegion.RegionType.Ellipse))
+        region = QRegion()
+        for x, y, rw, rh in pet.logical_rows(rects, ratio):
+            region = region.united(QRect(x, y, rw, rh))
+        w.setMask(region)
 
     def _remember_pet_position(self) -> None:
         window = self.pet
@@ -446,6 +478,7 @@ class Desktop:
             return
         self.quitting = True
         log.info("quitting")
+        self._outlines.stop()  # a child still drawing the pet's outline
         for window in (self.pet, self.main):
             if window is not None:
                 try:

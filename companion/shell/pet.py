@@ -2,22 +2,41 @@
 it is, and which of its pixels take clicks.
 
 The pet is a frameless, transparent, always-on-top window showing only the page's avatar
-(ui/pet.html). Clicks on its empty corners fall through to the desktop below: the window's
-input region is the avatar's disc. On X11 that is the SHAPE extension's input shape (drawing
-stays whole: the halo is still painted), set here through libXext; elsewhere under Qt (Wayland)
-Qt's mask, which becomes the surface's input region. Windows and macOS (pywebview without Qt)
-get the frameless, transparent, on-top window and pywebview's drag, but no input region yet.
+(ui/pet.html). Clicks on its empty pixels fall through to the desktop below: the window's input
+region is the built-in avatar's outline, measured once per window size and avatar version by
+drawing the avatar natively (companion.avatar.render) in the poses that reach furthest (head
+turned and tilted, swaying, breathing in, every emotion's cue) and taking their union, grown by
+a few pixels; it is kept in the data folder (pet-outline.json). The drawing happens in a
+short-lived child process at a lower priority (companion.shell.pet_outline), never in the app's
+own process. Until it is ready, and where nothing can draw it (no adapter, the child failed) or
+a VRM model is chosen (its outline is the page's, not known here), the input region is a disc
+around the avatar. On X11 the region is the SHAPE extension's
+input shape (drawing stays whole), set here through libXext; elsewhere under Qt (Wayland) it is
+Qt's mask, which Qt's Wayland plugin turns into the surface's input region. Windows and macOS
+(pywebview without Qt) get the frameless, transparent, on-top window and pywebview's drag, but
+no input region.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from companion.settings import home_dir
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from companion.avatar.pose import Pose
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +46,11 @@ SIZE = 220  # the pet window's side, in logical pixels
 # radius of 0.30-0.32 of the canvas (breathing, talking) centred; clicks count a bit beyond.
 HIT_RADIUS = 0.36
 MARGIN = 24  # default distance from the screen's bottom-right corner
+OUTLINE_FILE = "pet-outline.json"
+OUTLINE_GROW = 3  # logical pixels the union of the extreme poses is grown by (edges, poses between)
+ALPHA_MIN = 8  # of 255: a pixel this opaque is part of the avatar
+
+Rect = tuple[int, int, int, int]  # x, y, w, h in device pixels
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,192 @@ def disc_rows(width: int, height: int, radius: float = HIT_RADIUS) -> list[tuple
         if x1 > x0:
             rows.append((x0, y, x1 - x0, 1))
     return rows
+
+
+def logical_rows(rects: list[Rect], ratio: float) -> list[Rect]:
+    """Device-pixel rectangles in logical pixels (Qt's mask), each rounded outwards."""
+    if ratio == 1:
+        return list(rects)
+    out = []
+    for x, y, w, h in rects:
+        x0, y0 = math.floor(x / ratio), math.floor(y / ratio)
+        x1, y1 = math.ceil((x + w) / ratio), math.ceil((y + h) / ratio)
+        out.append((x0, y0, x1 - x0, y1 - y0))
+    return out
+
+
+# --- the built-in avatar's outline ----------------------------------------------------------------
+
+
+def mask_rows(mask: np.ndarray) -> list[Rect]:
+    """An (H, W) mask as YX-banded rectangles: each row's runs of set pixels, and consecutive rows
+    with the same runs folded into one band (one rectangle per run, as tall as the band)."""
+    import numpy as np
+
+    m = np.asarray(mask, dtype=bool)  # (H, W)
+    h, w = m.shape
+    padded = np.zeros((h, w + 2), np.int8)  # (H, W+2): a clear pixel either side of every row
+    padded[:, 1:-1] = m
+    steps = np.diff(padded, axis=1)  # (H, W+1): +1 where a run starts, -1 one past its end
+    out: list[Rect] = []
+    band: tuple[tuple[int, int], ...] = ()
+    top = 0
+    for y in range(h + 1):
+        if y < h:
+            row = steps[y]
+            runs = tuple(zip(np.flatnonzero(row == 1).tolist(), np.flatnonzero(row == -1).tolist(), strict=True))
+        else:
+            runs = ()  # past the last row: close the open band
+        if runs != band:
+            out.extend((x0, top, x1 - x0, y - top) for x0, x1 in band)
+            band, top = runs, y
+    return out
+
+
+def grow(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The mask grown by a disc of `radius` pixels (binary dilation)."""
+    import numpy as np
+
+    m = np.asarray(mask, dtype=bool)  # (H, W)
+    if radius <= 0:
+        return m.copy()
+    h, w = m.shape
+    r = radius
+    padded = np.zeros((h + 2 * r, w + 2 * r), bool)  # (H+2r, W+2r)
+    padded[r : r + h, r : r + w] = m
+    out = np.zeros_like(m)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dx * dx + dy * dy <= r * r + r:  # a rounder disc than r*r for small radii
+                out |= padded[r + dy : r + dy + h, r + dx : r + dx + w]
+    return out
+
+
+def extreme_poses() -> list[Pose]:
+    """Poses that together reach as far as the avatar ever does: the head turned and tilted
+    to the animator's limits (|yaw|, |pitch| <= 0.3, roll with the sway), swaying both ways
+    with the hair's swing at its peak, breathing in and out, every emotion (some tilt the head
+    and draw a cue beside it), thinking (the bubble) and resting (the z's)."""
+    from companion.avatar.pose import ACTIVITIES, Pose
+    from companion.emotion import EMOTIONS
+
+    swing_peak = math.pi / 2 / 1.3  # avatar.wgsl: hair swing = sway + 0.3 sin(1.3 t)
+    poses = [Pose(), Pose(breath=1.0)]
+    for yaw in (-0.3, 0.3):
+        for pitch in (-0.3, 0.3):
+            for sway in (-1.0, 1.0):
+                t = swing_peak if sway > 0 else 3 * swing_peak
+                poses.append(Pose(time=t, head_yaw=yaw, head_pitch=pitch, head_roll=0.035 * sway, sway=sway, breath=1.0))
+    for emotion in EMOTIONS[1:]:
+        for sway in (-1.0, 1.0):
+            poses.append(Pose.still(emotion).model_copy(update={"sway": sway, "time": swing_peak if sway > 0 else 3 * swing_peak}))
+    for activity in ("thinking", "resting"):
+        for t in (0.0, 1.0, 2.0, 3.0):
+            poses.append(Pose(time=t, activity=float(ACTIVITIES.index(activity))))
+    return poses
+
+
+def outline_mask(render: Callable[[Pose, int, int], np.ndarray], width: int, height: int, grow_px: int) -> np.ndarray:
+    """(H, W) bool: where any extreme pose draws (alpha >= ALPHA_MIN), grown by grow_px."""
+    union: np.ndarray | None = None
+    for pose in extreme_poses():
+        drawn = render(pose, width, height)[..., 3] >= ALPHA_MIN  # (H, W)
+        union = drawn if union is None else union | drawn
+    assert union is not None
+    return grow(union, grow_px)
+
+
+def builtin_avatar_key() -> str:
+    """Names the built-in avatar's current drawing: its shader's text, includes resolved."""
+    from companion.avatar.render import SHADER
+    from companion.gpu.shaders import load
+
+    return "builtin-" + hashlib.sha256(load(SHADER).code.encode()).hexdigest()[:16]
+
+
+class Outlines:
+    """The pet's input region per (window size in device pixels, avatar): drawn once, then kept
+    in memory and in the data folder (pet-outline.json). The app itself only reads it (`cached`);
+    the drawing (`rows`) runs in the child process of companion.shell.pet_outline."""
+
+    def __init__(self, path: Path | None = None, renderer: Callable[[], Any] | None = None) -> None:
+        self.path = path
+        self.renderer = renderer  # makes an AvatarRenderer (tests hand in the shared one)
+        self._memory: dict[str, list[Rect]] = {}
+        self._lock = threading.Lock()
+
+    def file(self) -> Path:
+        return self.path or home_dir() / OUTLINE_FILE
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.file().read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s (%s)", self.file(), exc)
+            return {}
+
+    def key(self, width: int, height: int) -> str:
+        """The cache's key: the built-in avatar's drawing and the window's size in device pixels
+        (raises where the avatar's shader cannot be read)."""
+        return f"{builtin_avatar_key()}@{width}x{height}"
+
+    def cached(self, key: str) -> list[Rect] | None:
+        if key in self._memory:
+            return self._memory[key]
+        entry = self._load().get(key)
+        rects = entry.get("rects") if isinstance(entry, dict) else None
+        if isinstance(rects, list) and rects and all(
+            isinstance(r, list) and len(r) == 4 and all(isinstance(v, int) for v in r) for r in rects
+        ):
+            self._memory[key] = [(r[0], r[1], r[2], r[3]) for r in rects]
+            return self._memory[key]
+        return None
+
+    def _store(self, key: str, rects: list[Rect], seconds: float) -> None:
+        self._memory[key] = rects
+        data = self._load()
+        data[key] = {"rects": [list(r) for r in rects], "seconds": round(seconds, 3)}
+        path = self.file()
+        try:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot keep the pet's outline in %s (%s)", path, exc)
+
+    def rows(self, width: int, height: int, ratio: float = 1.0, adapter: str | None = None,
+             avatar_model: Path | None = None) -> tuple[list[Rect] | None, str]:  # fmt: skip
+        """(the outline's rectangles, how they were found), or (None, why the disc stays).
+        Blocks while it draws (seconds on a CPU adapter) and makes a wgpu device: the app runs it
+        in a child process (companion.shell.pet_outline), not in its own."""
+        if avatar_model is not None:
+            return None, f"the VRM model {avatar_model.name} is drawn by the page; its outline is not known here"
+        with self._lock:
+            try:
+                key = self.key(width, height)
+            except Exception as exc:  # noqa: BLE001 - the shader is missing: the page cannot draw it either
+                return None, f"the avatar's shader cannot be read ({exc})"
+            found = self.cached(key)
+            if found is not None:
+                return found, f"{len(found)} rectangles, kept in {self.file().name}"
+            t0 = time.perf_counter()
+            try:
+                if self.renderer is not None:
+                    renderer = self.renderer()
+                else:
+                    from companion.avatar.render import AvatarRenderer
+
+                    renderer = AvatarRenderer(adapter=adapter)
+                mask = outline_mask(renderer.render, width, height, round(OUTLINE_GROW * ratio))
+            except Exception as exc:  # noqa: BLE001 - no adapter, a lost device: keep the disc
+                return None, f"no adapter could draw the avatar ({exc})"
+            rects = mask_rows(mask)
+            seconds = time.perf_counter() - t0
+            self._store(key, rects, seconds)
+            return rects, f"{len(rects)} rectangles, drawn on {renderer.adapter} in {seconds:.1f} s"
 
 
 # --- X11: the input shape (libXext), independent of Qt ------------------------------------------

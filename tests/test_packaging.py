@@ -130,14 +130,14 @@ def _timed(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[subproc
     return out, round(time.perf_counter() - t0, 1)
 
 
-# The cold build takes minutes on 2 cores (PyInstaller ~100 s of CPU, 329 s under load) on top
-# of a suite of ~25 min, and CI must finish within 30: CI runs the quick checks above, and
-# `COMPANION_TEST_BUILD=1 bash scripts/test.sh tests/test_packaging.py` the real build.
-BUILD_ASKED = os.environ.get("COMPANION_TEST_BUILD") == "1"
+# The real build runs in CI (a cold PyInstaller run is ~100 s of CPU on 2 cores; the installed
+# app's checks are cut to what proves the frozen parts work, so the suite keeps inside 30 min).
+# COMPANION_TEST_BUILD=0 skips it where a quick local run is wanted.
+BUILD_ASKED = os.environ.get("COMPANION_TEST_BUILD", "1") != "0"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not BUILD_ASKED, reason="the PyInstaller build takes minutes: COMPANION_TEST_BUILD=1 runs it (CI keeps to 30 min)")
+@pytest.mark.skipif(not BUILD_ASKED, reason="COMPANION_TEST_BUILD=0: the PyInstaller build is skipped")
 @pytest.mark.timeout(1800)  # a cold build with 2 busy cores took 740 s in all (cached: ~400 s)
 @pytest.mark.skipif(sys.platform != "linux", reason="packaging/build.sh builds for Linux")
 @pytest.mark.skipif(importlib.util.find_spec("PyInstaller") is None, reason="PyInstaller is not installed (pip install -e '.[packaging]')")

@@ -138,6 +138,57 @@ class Settings(BaseModel):
         os.replace(tmp, path)
 
 
+# Settings that name programs Companion runs: the page's raw editor may not change them (a page
+# must never choose what the core executes); settings.json and COMPANION_* still set them.
+NOT_FROM_PAGE = ("chromium", "peer_python")
+
+
+def file_path() -> Path:
+    """Where settings.json lives (COMPANION_HOME)."""
+    return _home_path() / SETTINGS_FILE
+
+
+def read_file_text() -> str:
+    """settings.json's text ("{}" when there is none yet)."""
+    path = file_path()
+    try:
+        return path.read_text(encoding="utf-8") if path.exists() else "{}\n"
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"settings file {path} cannot be read ({exc}): fix or delete it") from None
+
+
+def replace_file_text(text: str, current: Settings) -> Settings:
+    """Check settings.json's new text as a whole (JSON object, known names, valid values, no
+    change to NOT_FROM_PAGE) and write it atomically; return the settings now in force (the
+    environment still overrides the file). SettingsError names what is wrong; the file is then
+    untouched."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SettingsError(f"the settings are not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError("the settings must be one JSON object: {\"name\": value, ...}")
+    known = {k for k, f in Settings.model_fields.items() if not f.exclude}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {', '.join(map(repr, unknown))}: the names are {', '.join(sorted(known))}")
+    env = _environment()
+    try:
+        Settings.model_validate(data)
+        new = Settings.model_validate({**data, **env})
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, {}, file_path())) from None
+    locked = [k for k in NOT_FROM_PAGE if getattr(new, k) != getattr(current, k)]
+    if locked:
+        raise SettingsError(f"{', '.join(locked)} name programs Companion runs: change them in {file_path()} "
+                            "with a text editor, not from the page")
+    path = home_dir() / SETTINGS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return new
+
+
 def env_name(field: str) -> str:
     """The environment variable of a settings field: COMPANION_GPU_LAYOUT for gpu_layout."""
     return f"{ENV_PREFIX}{field.upper()}"

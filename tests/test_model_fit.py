@@ -296,3 +296,20 @@ def test_adding_a_model_that_cannot_run_here_says_why(chat_model, monkeypatch):
     assert "added chatty" in out.output
     (note,) = [line for line in out.output.splitlines() if line.startswith("note: it cannot run here")]
     assert "to spare" in note
+
+
+def test_settings_file_text_is_checked_whole_before_it_is_written(monkeypatch):
+    from companion.settings import SettingsError, file_path, read_file_text, replace_file_text
+
+    current = Settings()
+    assert read_file_text().strip() == "{}"
+    for bad, why in (('{"temprature": 1}', "unknown setting"), ("[1, 2]", "one JSON object"),
+                     ('{"top_p": 7}', "top_p"), ('{"peer_python": "/bin/sh"}', "name programs"),
+                     ("{", "not valid JSON")):  # fmt: skip
+        with pytest.raises(SettingsError, match=why):
+            replace_file_text(bad, current)
+        assert not file_path().exists()
+    monkeypatch.setenv("COMPANION_TOP_K", "5")  # the environment still wins over the file
+    new = replace_file_text('{"top_k": 9, "temperature": 0.2}', current)
+    assert (new.top_k, new.temperature) == (5, 0.2)
+    assert json.loads(read_file_text()) == {"top_k": 9, "temperature": 0.2}

@@ -87,3 +87,37 @@ def test_picker_shows_fit_switches_and_saves_a_models_own_settings(page, picker_
         page.wait_for_timeout(50)
     assert picker_server.switched == ["long-context"]
     assert not errors
+
+
+def test_the_settings_file_is_editable_in_the_page_and_checked_first(page, bridge_server):
+    """The drawer's raw editor: shows settings.json, refuses an unknown name, a bad value, broken
+    JSON and a program path (naming the problem, the file untouched), and saves a good edit."""
+    import json
+
+    from companion.settings import file_path
+
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(bridge_server.launch_url())
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    page.click("#open-settings")
+    page.click("#settings-file summary")
+    page.wait_for_function("document.getElementById('settings-file-text').value.trim().startsWith('{')")
+    assert str(file_path()) in page.inner_text("#settings-file-path")
+
+    def save(text: str) -> str:
+        page.fill("#settings-file-text", text)
+        page.click("#settings-file-save")
+        page.wait_for_function("!['', 'Checking…'].includes(document.getElementById('settings-file-note').textContent)")
+        return page.inner_text("#settings-file-note")
+
+    assert "unknown setting(s) 'temprature'" in save('{"temprature": 0.5}')
+    assert "temperature" in save('{"temperature": -1}') and "is-error" in page.get_attribute("#settings-file-note", "class")
+    assert "not valid JSON" in save('{"temperature": 0.5,')
+    assert "name programs" in save('{"chromium": "/tmp/evil"}')
+    assert not file_path().exists()  # nothing refused was written
+    assert save('{\n  "temperature": 0.3,\n  "top_k": 12\n}') == "Saved"
+    assert json.loads(file_path().read_text()) == {"temperature": 0.3, "top_k": 12}
+    assert bridge_server.settings.temperature == 0.3 and bridge_server.saved_settings[-1].top_k == 12
+    page.screenshot(path=str(artifact("page-settings-file.png")))
+    assert not errors

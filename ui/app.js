@@ -40,6 +40,7 @@ async function main() {
   reportTyping(bridge, $("input"));
   const settings = new SettingsDrawer(bridge, $("settings-form"), $("settings-note"));
   const models = new ModelPicker(bridge, $("model-picker"));
+  settings.attachFile($("settings-file"), $("settings-file-text"), $("settings-file-save"), $("settings-file-note"), $("settings-file-path"));
   const memory = new MemoryPanel(bridge, { list: $("memory-list"), search: $("memory-search"), note: $("memory-note") });
   const drawers = new Drawers($("scrim"));
   /** @type {any} */ (window).companion.animator = animator;
@@ -95,7 +96,7 @@ async function main() {
   bridge.on("reply_started", (m) => animator.replyStarted(m.turn));
   bridge.on("error", (m) => {
     if (m.code === "protocol_version") banner(m.message);
-    else if (!["user_message", "settings_set", "model_use", "model_configure", "model_list"].includes(m.ref_type)) console.warn("core refused a message:", m.message);
+    else if (!["user_message", "settings_set", "model_use", "model_configure", "model_list", "settings_file_set", "settings_file_get"].includes(m.ref_type)) console.warn("core refused a message:", m.message);
   });
   bridge.connect();
   $("input").focus();

@@ -39,12 +39,14 @@ export class ModelPicker {
     this.note = el("p", "drawer-note");
     this.note.setAttribute("role", "status");
     bridge.on("models", (m) => {
+      this.root.hidden = false;
       this.items = m.items || [];
       this.switching = m.switching || null;
       if (!this.switching && this.note.dataset.pending) { this.note.textContent = ""; delete this.note.dataset.pending; }
       this.render();
     });
     bridge.on("error", (m) => {
+      if (m.ref_type === "model_list" && m.code === "unavailable") { this.root.hidden = true; return; }
       if (["model_use", "model_configure", "model_list"].includes(m.ref_type)) {
         this.note.textContent = m.message;
         this.note.classList.add("is-error");

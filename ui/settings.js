@@ -37,6 +37,35 @@ export class SettingsDrawer {
 
   refresh() { this.bridge.send({ type: "settings_get" }); }
 
+  /**
+   * The raw editor of settings.json: loaded when opened, saved whole; the core checks it first.
+   * @param {HTMLDetailsElement} box @param {HTMLTextAreaElement} text
+   * @param {HTMLButtonElement} save @param {HTMLElement} note @param {HTMLElement} where
+   */
+  attachFile(box, text, save, note, where) {
+    const ask = () => this.bridge.send({ type: "settings_file_get" });
+    box.addEventListener("toggle", () => { if (box.open) ask(); });
+    this.bridge.on("settings_file", (m) => {
+      text.value = m.text;
+      if (m.path) where.textContent = `${m.path}: every setting, as JSON. Checked as a whole before it is saved.`;
+      if (note.dataset.saving) { note.textContent = "Saved"; delete note.dataset.saving; }
+      note.classList.remove("is-error");
+    });
+    this.bridge.on("error", (m) => {
+      if (m.ref_type === "settings_file_set" || m.ref_type === "settings_file_get") {
+        note.textContent = m.message;
+        note.classList.add("is-error");
+        delete note.dataset.saving;
+      }
+    });
+    save.addEventListener("click", () => {
+      note.textContent = "Checking…";
+      note.classList.remove("is-error");
+      note.dataset.saving = "1";
+      this.bridge.send({ type: "settings_file_set", text: text.value });
+    });
+  }
+
   render(values, editable = []) {
     this.values = values;
     this.editable = editable;

@@ -58,6 +58,9 @@ from companion.bridge.messages import (
     ReplyStarted,
     ReplyStopped,
     Reset,
+    SettingsFile,
+    SettingsFileGet,
+    SettingsFileSet,
     SettingsGet,
     SettingsSet,
     SettingsValues,
@@ -357,6 +360,8 @@ class Conversation:
             self._send_to(conn, self._settings_message())
         elif isinstance(message, SettingsSet):
             await self._set_settings(message.values)
+        elif isinstance(message, SettingsFileGet | SettingsFileSet):
+            await self._settings_file(conn, message)
         elif isinstance(message, MemoryList | MemoryForget | MemoryEdit):
             await self._memory(conn, message)
         elif isinstance(message, MemoryUndo):
@@ -478,6 +483,25 @@ class Conversation:
             self._send_to(conn, reply)
         else:
             self._broadcast(reply)
+
+    async def _settings_file(self, conn: Connection, message: SettingsFileGet | SettingsFileSet) -> None:
+        """The drawer's raw editor of settings.json: read it, or check and replace it whole."""
+        from companion.settings import SettingsError, file_path, read_file_text, replace_file_text
+
+        if self.app.settings is None:
+            raise MessageRejected("unavailable", "this app has no settings", message.type)
+        loop = asyncio.get_running_loop()
+        try:
+            if isinstance(message, SettingsFileSet):
+                new = await loop.run_in_executor(None, replace_file_text, message.text, self.app.settings)
+                self.app.settings = new
+                if self.app.on_settings is not None:
+                    await loop.run_in_executor(None, self.app.on_settings, new)
+                self._broadcast(self._settings_message())
+            text = await loop.run_in_executor(None, read_file_text)
+        except SettingsError as exc:
+            raise MessageRejected("invalid", str(exc)[:4000], message.type) from None
+        self._send_to(conn, SettingsFile(text=text[: 64 * 1024], path=str(file_path())))
 
     def _settings_message(self) -> SettingsValues:
         if self.app.settings is None:

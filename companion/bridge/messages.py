@@ -322,6 +322,28 @@ class SettingsValues(_Message):
     editable: list[str] = []
 
 
+class SettingsFileGet(_Message):
+    """Page → core: send me the settings file as text (the drawer's raw editor)."""
+
+    type: Literal["settings_file_get"] = "settings_file_get"
+
+
+class SettingsFileSet(_Message):
+    """Page → core: replace the settings file with this JSON text; the core checks every value
+    first and answers `settings_file` (and `settings`), or `error` naming what is wrong."""
+
+    type: Literal["settings_file_set"] = "settings_file_set"
+    text: str = Field(max_length=64 * 1024)
+
+
+class SettingsFile(_Message):
+    """Core → page: the settings file's text and where it lives."""
+
+    type: Literal["settings_file"] = "settings_file"
+    text: str = Field(max_length=64 * 1024)
+    path: str = Field("", max_length=4096)
+
+
 class MemoryList(_Message):
     """Page → core: send me the long-term memories (for the memory panel)."""
 
@@ -487,13 +509,14 @@ class AvatarFrame(_Message):
 
 
 PAGE_MESSAGES: tuple[type[_Message], ...] = (
-    Hello, UserMessage, UserTyping, Stop, Reset, SettingsGet, SettingsSet, MemoryList, MemoryForget, MemoryEdit,
+    Hello, UserMessage, UserTyping, Stop, Reset, SettingsGet, SettingsSet, SettingsFileGet, SettingsFileSet,
+    MemoryList, MemoryForget, MemoryEdit,
     MemoryUndo, AvatarFrame, Token, Logits, EngineAck, EngineFailed, EngineStatus, ModelList, ModelUse,
     ModelConfigure, Ping, Pong, Error,
 )  # fmt: skip
 CORE_MESSAGES: tuple[type[_Message], ...] = (
     Welcome, ReplyStarted, AssistantDelta, ReplyDone, ReplyStopped, ReplyError, AvatarState,
-    AvatarVisemes, EngineStatus, EngineLoad, EngineReset, Generate, SettingsValues, Memories, MemoryNoted, Models,
+    AvatarVisemes, EngineStatus, EngineLoad, EngineReset, Generate, SettingsValues, SettingsFile, Memories, MemoryNoted, Models,
     Ping, Pong, Error,
 )  # fmt: skip
 

@@ -370,6 +370,52 @@ def test_newcomer_window_is_not_blank_and_one_instance_runs(plain_xvfb, companio
         _end(proc)
 
 
+FORCE_GPU = """
+import sys
+
+from companion.shell import rendering
+
+_choose = rendering.choose
+
+
+def choose(setting, *args, **kwargs):
+    if setting is None:  # what the probe decides: here it takes the renderer for a GPU
+        return rendering.Compositing(False, "GPU compositing on a renderer taken for a GPU (test)")
+    return _choose(setting, *args, **kwargs)
+
+
+rendering.choose = choose
+from companion.cli import main
+
+sys.argv = ["companion", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.desktop
+def test_failing_gpu_compositing_restarts_in_software_and_paints(plain_xvfb, companion_home, tmp_path):
+    """A machine whose OpenGL passes for a GPU but cannot composite (VMs, remote desktops, broken
+    drivers): Qt WebEngine's compositing fails, the app notices, says so in the log, starts itself
+    again in software compositing (the same process, exec'd) and the window shows the page."""
+    script = tmp_path / "force_gpu.py"
+    script.write_text(FORCE_GPU)
+    proc = subprocess.Popen([sys.executable, str(script)], env=_newcomer_env(plain_xvfb, companion_home),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        _wait_for(lambda: "software compositing: asked for by the software_rendering setting" in _log(companion_home),
+                  120, "the restart in software compositing", proc)  # fmt: skip
+        log = _log(companion_home)
+        assert "GPU compositing on a renderer taken for a GPU (test)" in log
+        assert "restarting with software compositing: GPU compositing failed" in log
+        assert f"WARNING {proc.pid} MainThread companion.shell.app: starting again:" in log  # exec: the same process
+        spread, colours = _wait_painted(plain_xvfb, "desktop-after-compositing-restart.png", proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, _end(proc)[-3000:]
+        print(f"painted after the restart: stddev {spread:.1f}, {colours} colours")
+    finally:
+        _end(proc)
+
+
 # --- pet mode on a real X server ------------------------------------------------------------------
 
 

@@ -170,11 +170,19 @@ def test_linux_build_deb_installs_runs_offline_and_removes_cleanly(tmp_path):
     control = subprocess.run(["dpkg-deb", "--field", str(deb), "Installed-Size"], capture_output=True, text=True, check=True)
     report["installed_kib"] = int(control.stdout)
 
-    # install into a throwaway root: the files exactly as dpkg lays them out
+    # install into a throwaway root with dpkg itself (its own database there; the maintainer
+    # scripts run outside a chroot with DPKG_ROOT set, and the root's dependencies are not there)
     root = tmp_path / "root"
+    admin = root / "var" / "lib" / "dpkg"
+    for d in ("info", "updates", "triggers"):
+        (admin / d).mkdir(parents=True)
+    (admin / "status").touch()
+    (admin / "available").touch()
+    dpkg = ["dpkg", f"--root={root}", "--force-script-chrootless", "--force-depends", "--log=/dev/null"]
     t0 = time.perf_counter()
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, capture_output=True)
+    inst = subprocess.run([*dpkg, "-i", str(deb)], capture_output=True, text=True)
     report["install_s"] = round(time.perf_counter() - t0, 1)
+    assert inst.returncode == 0 and "Setting up companion" in inst.stdout, inst.stdout[-3000:] + inst.stderr[-3000:]
     assert os.readlink(root / "usr" / "bin" / "companion") == "/opt/companion/companion"
     installed = root / "opt" / "companion" / "companion"
     assert installed.is_file() and os.access(installed, os.X_OK)
@@ -202,6 +210,16 @@ def test_linux_build_deb_installs_runs_offline_and_removes_cleanly(tmp_path):
         [*offline, str(installed), "chat", "--engine", "reference", "--no-memory", "--max-tokens", "8", "--seed", "1", "Hello!"], env, 300
     )
     assert chat.returncode == 0 and chat.stdout.strip(), chat.stdout[-2000:] + chat.stderr[-2000:]
+
+    # clean removal: purge leaves nothing of the app in the root (files the app made at run time
+    # inside /opt/companion included); the user's own data is kept
+    purge = subprocess.run([*dpkg, "--purge", "companion"], capture_output=True, text=True)
+    assert purge.returncode == 0, purge.stdout[-3000:] + purge.stderr[-3000:]
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and p.relative_to(root).parts[0] != "var")  # fmt: skip
+    assert left == [], left[:20]
+    assert not (root / "opt" / "companion").exists()
+    assert (tmp_path / "home").is_dir()  # COMPANION_HOME: the user's
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "packaging.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))

@@ -10,32 +10,124 @@ qwen2 (q/k/v biases, neox RoPE) and gemma3 (embeddings times sqrt(d), RMSNorm of
 head, GeGLU with tanh GELU, post-attention and post-FFN norms, sliding-window layers with their
 own RoPE base, optional final logit soft-capping). Gemma's RMSNorm weights are used as stored:
 llama.cpp's converter already wrote 1 + w (conversion/gemma.py norm_shift).
+
+Two ways to hold the weights (ReferenceModel's `lean`):
+- lean (what ReferenceEngine builds from a GGUF file, and so what `--engine reference` and the
+  auto choice on a CPU-only adapter run): the matrices of the types in LEAN_TYPES stay in their
+  GGUF blocks, in the file's memory map, and are multiplied by compiled kernels
+  (companion.engines._cpu_kernels, numba): decode fuses each block's products in float32 on the
+  exact dequantized values; prefill dequantizes a chunk of rows at a time (the values
+  gguf.quants gives) and hands it to BLAS. F32 matrices are used in place from the memory map,
+  other types are dequantized to float32. Resident weights: about the file's size.
+- f32 (ReferenceModel(model) by default, the exact referee the tests change weights of): every
+  tensor dequantized once to a float32 array, multiplied by numpy.
+Both compute in float32 from the same values; only the order of the sums differs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from gguf import GGMLQuantizationType as QT
 
 from companion.engines.base import Engine
 from companion.model.gguf_model import GGUFModel, ModelConfig
 
 f32 = np.float32
+log = logging.getLogger(__name__)
+
+# Types the lean model keeps in their GGUF blocks (the compiled kernels' types;
+# companion.gpu.fit.reference_bytes counts them at their file size).
+LEAN_TYPES = frozenset({QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1, QT.Q8_0, QT.Q4_K, QT.Q5_K, QT.Q6_K})
+# Up to this many positions a quantized product runs the fused kernel once per position;
+# beyond, a chunk of rows is dequantized and multiplied by BLAS (prefill).
+FUSED_MAX_T = 2
+DEQUANT_CHUNK = 1 << 20  # values per dequantized chunk (4 MiB of float32)
+
+
+class QuantMatrix:
+    """A weight matrix kept as its GGUF blocks: raw (rows, bytes per row), a view of the file's
+    memory map, of a type in LEAN_TYPES. `matmul(x)` is x @ W.T, `take(ids)` rows of W."""
+
+    def __init__(self, qtype: QT, shape: tuple[int, ...], raw: np.ndarray):
+        from companion.engines import _cpu_kernels
+
+        self.k = _cpu_kernels
+        self.qtype, self.shape, self.raw = qtype, (int(shape[0]), int(shape[1])), raw
+        self._mv: Any = None  # the prepared kernel call
+
+    def matmul(self, x: np.ndarray) -> np.ndarray:
+        """x (T, cols) @ W.T -> (T, rows) float32."""
+        return _quant_matmul(x, [self], self)
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        """Rows ids of W as float32 (len(ids), cols): an embedding lookup."""
+        return self.k.dequantize_rows(self.qtype, self.raw, self.shape[1], ids)
+
+
+def _quant_matmul(x: np.ndarray, parts: Sequence[QuantMatrix], owner: Any) -> np.ndarray:
+    """x (T, cols) @ [W1; W2; ...].T for matrices of one type: the fused kernel for a few
+    positions (its call prepared once, kept on owner), else row chunks dequantized and
+    multiplied by BLAS."""
+    k, qtype, cols = parts[0].k, parts[0].qtype, parts[0].shape[1]
+    if x.shape[0] <= FUSED_MAX_T:
+        if owner._mv is None:
+            owner._mv = k.Matvec(qtype, [p.raw for p in parts])
+        return owner._mv(x)
+    out = np.empty((x.shape[0], sum(p.shape[0] for p in parts)), f32)  # (T, rows)
+    step, o = max(1, DEQUANT_CHUNK // cols), 0
+    for p in parts:
+        for r0 in range(0, p.shape[0], step):
+            r1 = min(p.shape[0], r0 + step)
+            w = k.dequantize_rows(qtype, p.raw, cols, slice(r0, r1))  # (r1-r0, cols)
+            out[:, o + r0 : o + r1] = x @ w.T
+        o += p.shape[0]
+    return out
+
+
+class Stacked:
+    """Matrices multiplied as if stacked by rows (attn q, k, v; ffn gate, up) without copying
+    them: one kernel call where they are all quantized alike."""
+
+    def __init__(self, parts: Sequence[np.ndarray | QuantMatrix]):
+        self.parts = tuple(parts)
+        self.shape = (sum(int(p.shape[0]) for p in self.parts), int(self.parts[0].shape[1]))
+        q = [p for p in self.parts if isinstance(p, QuantMatrix)]
+        self.fused = len(q) == len(self.parts) <= 3 and len({p.qtype for p in q}) == 1
+        self._mv: Any = None
+
+    def matmul(self, x: np.ndarray) -> np.ndarray:
+        if self.fused:
+            return _quant_matmul(x, self.parts, self)  # type: ignore[arg-type]
+        return np.concatenate([matmul(x, p) for p in self.parts], axis=1)  # (T, sum of rows)
+
+
+Weight = Any  # np.ndarray (float32, numpy order) | QuantMatrix | Stacked
+
+
+def matmul(x: np.ndarray, w: Weight) -> np.ndarray:
+    """x (T, in) @ W.T -> (T, out) for a float32 array or a lean matrix."""
+    if isinstance(w, np.ndarray):
+        return x @ w.T
+    return w.matmul(x)
 
 
 @dataclass
 class LayerWeights:
-    """One transformer block, dequantized to float32 (numpy order: out_features, in_features)."""
+    """One transformer block (numpy order: out_features, in_features). Matrices are float32
+    arrays, or in a lean model QuantMatrix / Stacked (see matmul)."""
 
     attn_norm: np.ndarray  # (d,)
-    wqkv: np.ndarray  # (q + 2*kv, d)  attn_q, attn_k, attn_v stacked
+    wqkv: Weight  # (q + 2*kv, d)  attn_q, attn_k, attn_v stacked
     bqkv: np.ndarray | None  # (q + 2*kv,)  qwen2 biases, else None
-    wo: np.ndarray  # (d, q)  attn_output
+    wo: Weight  # (d, q)  attn_output
     ffn_norm: np.ndarray  # (d,)
-    w_gate_up: np.ndarray  # (2*ff, d)  ffn_gate, ffn_up stacked
-    w_down: np.ndarray  # (d, ff)  ffn_down
+    w_gate_up: Weight  # (2*ff, d)  ffn_gate, ffn_up stacked
+    w_down: Weight  # (d, ff)  ffn_down
     q_norm: np.ndarray | None = None  # (hd,)  attn_q_norm (gemma3), else None
     k_norm: np.ndarray | None = None  # (hd,)  attn_k_norm (gemma3), else None
     post_attn_norm: np.ndarray | None = None  # (d,)  post_attention_norm (gemma3), else None
@@ -90,14 +182,44 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
 
 
 class ReferenceModel:
-    """Weights of the whole model, dequantized once."""
+    """Weights of the whole model: every tensor dequantized once to float32 (the default, the
+    exact referee), or lean=True: matrices of LEAN_TYPES kept in their GGUF blocks in the memory
+    map, F32 ones used in place (see the module docstring). Without numba, lean falls back to
+    float32 (logged)."""
 
-    def __init__(self, model: GGUFModel):
+    def __init__(self, model: GGUFModel, lean: bool = False):
         self.cfg = cfg = model.config
+        if lean:
+            try:
+                from companion.engines import _cpu_kernels
+
+                secs = _cpu_kernels.warm_up()
+                if secs > 1.0:
+                    log.info("reference: compiled CPU kernels loaded or built in %.1f s (cache: %s)", secs, _cpu_kernels.CACHE_DIR)
+            except ImportError as exc:  # pragma: no cover - numba ships with the app
+                log.warning("reference: compiled CPU kernels unavailable (%s); weights as float32", exc)
+                lean = False
+        self.lean = lean
         dq = model.dequantize
-        self.tok_embd = dq("token_embd.weight")  # (V, d)
+
+        def mat(name: str) -> Weight:
+            if not lean:
+                return dq(name)
+            t = model.tensors[name]
+            if t.ggml_type in LEAN_TYPES and len(t.shape) == 2:
+                return QuantMatrix(t.ggml_type, t.shape, np.asarray(t.data))
+            if t.ggml_type == QT.F32:
+                return np.asarray(t.data).reshape(t.shape)  # in place, in the memory map
+            return dq(name)
+
+        def stack(names: list[str]) -> Weight:
+            if not lean:
+                return np.ascontiguousarray(np.concatenate([dq(n) for n in names]))
+            return Stacked([mat(n) for n in names])
+
+        self.tok_embd = mat("token_embd.weight")  # (V, d)
         self.output_norm = dq("output_norm.weight")  # (d,)
-        self.output = self.tok_embd if cfg.tied_output else dq("output.weight")  # (V, d)
+        self.output = self.tok_embd if cfg.tied_output else mat("output.weight")  # (V, d)
         self.rope_freqs = dq("rope_freqs.weight") if cfg.rope_freqs else None  # (r/2,) Llama 3, else None
         self.layers: list[LayerWeights] = []
         for i in range(cfg.n_layer):
@@ -112,14 +234,12 @@ class ReferenceModel:
             self.layers.append(
                 LayerWeights(
                     attn_norm=dq(b + "attn_norm.weight"),
-                    wqkv=np.ascontiguousarray(np.concatenate([dq(b + f"attn_{n}.weight") for n in "qkv"])),
+                    wqkv=stack([b + f"attn_{n}.weight" for n in "qkv"]),
                     bqkv=bias,
-                    wo=dq(b + "attn_output.weight"),
+                    wo=mat(b + "attn_output.weight"),
                     ffn_norm=dq(b + "ffn_norm.weight"),
-                    w_gate_up=np.ascontiguousarray(
-                        np.concatenate([dq(b + "ffn_gate.weight"), dq(b + "ffn_up.weight")])
-                    ),
-                    w_down=dq(b + "ffn_down.weight"),
+                    w_gate_up=stack([b + "ffn_gate.weight", b + "ffn_up.weight"]),
+                    w_down=mat(b + "ffn_down.weight"),
                     q_norm=opt("attn_q_norm.weight", cfg.qk_norm),
                     k_norm=opt("attn_k_norm.weight", cfg.qk_norm),
                     post_attn_norm=opt("post_attention_norm.weight", cfg.post_norms),
@@ -127,14 +247,22 @@ class ReferenceModel:
                 )
             )
 
+    def embed(self, ids: Sequence[int]) -> np.ndarray:
+        """Token embedding rows (T, d) float32."""
+        idx = np.asarray(ids, dtype=np.int64)
+        if isinstance(self.tok_embd, QuantMatrix):
+            return self.tok_embd.take(idx)
+        return np.asarray(self.tok_embd[idx], dtype=f32)
+
 
 class ReferenceEngine(Engine):
-    """Runs ReferenceModel on the CPU with a float32 KV cache."""
+    """Runs ReferenceModel on the CPU with a float32 KV cache. From a GGUF file it builds the
+    lean model (lean=False: the float32 one); a ReferenceModel is run as it is."""
 
     name = "reference"
 
-    def __init__(self, model: GGUFModel | ReferenceModel, n_ctx: int = 2048):
-        self.w = model if isinstance(model, ReferenceModel) else ReferenceModel(model)
+    def __init__(self, model: GGUFModel | ReferenceModel, n_ctx: int = 2048, lean: bool = True):
+        self.w = model if isinstance(model, ReferenceModel) else ReferenceModel(model, lean=lean)
         cfg = self.cfg = self.w.cfg
         self._n_ctx = min(n_ctx, cfg.n_ctx_train)
         shape = (cfg.n_layer, self._n_ctx, cfg.n_head_kv, cfg.head_dim)
@@ -171,13 +299,13 @@ class ReferenceEngine(Engine):
         too_old = positions[:, None] - keys[None, :] >= cfg.sliding_window  # (T, S)
         mask_swa = np.where(ahead | too_old, f32(-np.inf), f32(0)) if cfg.sliding_window else mask  # (T, S)
 
-        x = w.tok_embd[np.asarray(ids)] * f32(cfg.embd_scale)  # (T, d)
+        x = w.embed(ids) * f32(cfg.embd_scale)  # (T, d)
         for li, lw in enumerate(w.layers):
             swa = cfg.is_swa(li)
             cos, sin = rope_swa if swa else rope  # (T, r/2) each
             # --- attention ---
             h = rms_norm(x, lw.attn_norm, cfg.rms_eps)  # (T, d)
-            qkv = h @ lw.wqkv.T  # (T, q + 2kv)
+            qkv = matmul(h, lw.wqkv)  # (T, q + 2kv)
             if lw.bqkv is not None:
                 qkv = qkv + lw.bqkv  # (T, q + 2kv)
             q = qkv[:, :q_dim].reshape(T, H, hd)  # (T, H, hd)
@@ -200,15 +328,15 @@ class ReferenceEngine(Engine):
             probs /= probs.sum(axis=-1, keepdims=True)
             att = probs @ V.transpose(1, 0, 2)[:, None]  # (KV, G, T, hd)
             att = att.transpose(2, 0, 1, 3).reshape(T, q_dim)  # (T, H*hd) back to head order
-            out = att @ lw.wo.T  # (T, d)
+            out = matmul(att, lw.wo)  # (T, d)
             if lw.post_attn_norm is not None:
                 out = rms_norm(out, lw.post_attn_norm, cfg.rms_eps)  # (T, d)
             x = x + out  # (T, d)
             # --- feed-forward (SwiGLU, or GeGLU for gemma) ---
             h = rms_norm(x, lw.ffn_norm, cfg.rms_eps)  # (T, d)
-            gu = h @ lw.w_gate_up.T  # (T, 2*ff)
+            gu = matmul(h, lw.w_gate_up)  # (T, 2*ff)
             gate, up = gu[:, : cfg.n_ff], gu[:, cfg.n_ff :]  # (T, ff) each
-            out = (act(gate) * up) @ lw.w_down.T  # (T, d)
+            out = matmul(act(gate) * up, lw.w_down)  # (T, d)
             if lw.post_ffn_norm is not None:
                 out = rms_norm(out, lw.post_ffn_norm, cfg.rms_eps)  # (T, d)
             x = x + out  # (T, d)
@@ -216,7 +344,7 @@ class ReferenceEngine(Engine):
         if not all_logits:
             x = x[-1:]  # (1, d)
         x = rms_norm(x, w.output_norm, cfg.rms_eps)  # (T|1, d)
-        logits = x @ w.output.T  # (T|1, V)
+        logits = matmul(x, w.output)  # (T|1, V)
         if cfg.logit_softcap:
             c = f32(cfg.logit_softcap)
             logits = c * np.tanh(logits / c)  # (T|1, V)

@@ -166,3 +166,30 @@ def test_lean_tiny_models_match_f32(tmp_path, kind):
     ids = [5, 6, 7, 8, 9]
     np.testing.assert_allclose(lean.eval_all(ids), ref.eval_all(ids), rtol=0, atol=2e-3)
     np.testing.assert_allclose(lean.eval([11]), ref.eval([11]), rtol=0, atol=2e-3)
+
+
+def test_long_prompts_go_in_chunks_with_a_growing_cache(tmp_path, monkeypatch):
+    """A prompt longer than PREFILL_CHUNK gives the logits of one batched pass; the KV cache
+    starts small and grows to what the positions need (never past n_ctx)."""
+    from companion.engines import reference
+    from companion.model import load_model
+    from companion.testing import write_tiny_arch
+
+    m = load_model(write_tiny_arch(tmp_path / "llama3.gguf", "llama3"))  # 256 positions
+    ids = [(7 * i + 3) % 250 + 3 for i in range(200)]
+    monkeypatch.setattr(reference, "KV_CACHE_START", 16)
+    monkeypatch.setattr(reference, "PREFILL_CHUNK", 48)
+    e = ReferenceEngine(m, 256)
+    assert e.k_cache.shape[1] == 16
+    e.eval([3])  # one position: no growth
+    assert e.k_cache.shape[1] == 16
+    e.reset()
+    chunked = e.eval_all(ids)  # (T, V)
+    assert e.k_cache.shape[1] == 200 and e.v_cache.shape == e.k_cache.shape
+    monkeypatch.setattr(reference, "PREFILL_CHUNK", 10_000)
+    whole = ReferenceEngine(m, 256).eval_all(ids)  # (T, V)
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-3)
+    e.reset(190)
+    np.testing.assert_allclose(e.eval(ids[190:]), whole[-1], rtol=0, atol=1e-3)
+    e.eval(list(range(3, 59)))  # 256 positions: the cache grows to n_ctx, not past it
+    assert e.k_cache.shape[1] == 256

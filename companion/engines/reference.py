@@ -47,6 +47,8 @@ LEAN_TYPES = frozenset({QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1, QT.Q8_0, QT.Q4_K, QT
 # beyond, a chunk of rows is dequantized and multiplied by BLAS (prefill).
 FUSED_MAX_T = 2
 DEQUANT_CHUNK = 1 << 20  # values per dequantized chunk (4 MiB of float32)
+PREFILL_CHUNK = 128  # positions per forward pass of a long prompt
+KV_CACHE_START = 256  # positions the KV cache holds at first (it doubles as needed)
 
 
 class QuantMatrix:
@@ -265,10 +267,25 @@ class ReferenceEngine(Engine):
         self.w = model if isinstance(model, ReferenceModel) else ReferenceModel(model, lean=lean)
         cfg = self.cfg = self.w.cfg
         self._n_ctx = min(n_ctx, cfg.n_ctx_train)
-        shape = (cfg.n_layer, self._n_ctx, cfg.n_head_kv, cfg.head_dim)
-        self.k_cache = np.zeros(shape, dtype=f32)  # (L, n_ctx, n_kv, hd)
-        self.v_cache = np.zeros(shape, dtype=f32)  # (L, n_ctx, n_kv, hd)
+        # the cache grows with the positions used (doubling, up to n_ctx): a zeroed n_ctx-long
+        # one is resident anyway once written, each layer's first rows pulling in whole
+        # (transparent huge) pages, ~94 MiB for SmolLM2 at 2,048 after a 128-token prompt
+        shape = (cfg.n_layer, min(self._n_ctx, KV_CACHE_START), cfg.n_head_kv, cfg.head_dim)
+        self.k_cache = np.zeros(shape, dtype=f32)  # (L, capacity, n_kv, hd)
+        self.v_cache = np.zeros(shape, dtype=f32)  # (L, capacity, n_kv, hd)
         self._n_past = 0
+
+    def _grow(self, n: int) -> None:
+        """Room for n positions in the KV cache (n <= n_ctx)."""
+        cap = self.k_cache.shape[1]
+        if n <= cap:
+            return
+        new = min(self._n_ctx, max(n, 2 * cap))
+        for name in ("k_cache", "v_cache"):
+            old = getattr(self, name)
+            grown = np.zeros((old.shape[0], new, *old.shape[2:]), dtype=f32)  # (L, new, n_kv, hd)
+            grown[:, : self._n_past] = old[:, : self._n_past]
+            setattr(self, name, grown)
 
     def eval(self, ids: Sequence[int]) -> np.ndarray:
         return self.forward(ids)[-1]
@@ -277,13 +294,24 @@ class ReferenceEngine(Engine):
         return self.forward(ids, all_logits=True)
 
     def forward(self, ids: Sequence[int], all_logits: bool = False) -> np.ndarray:
-        """Append ids at positions n_past.. and return logits (T or 1, V)."""
-        cfg, w = self.cfg, self.w
+        """Append ids at positions n_past.. and return logits (T or 1, V). A long prompt goes
+        through in chunks of PREFILL_CHUNK positions (the same result: each chunk attends to
+        the cache and itself), so the attention scores stay ~10 MiB instead of T x T."""
         T, p0 = len(ids), self._n_past
         if T == 0:
             raise ValueError("forward() needs at least one token")
         if p0 + T > self._n_ctx:
             raise ValueError(f"context full: {p0} + {T} tokens > n_ctx {self._n_ctx}")
+        self._grow(p0 + T)
+        if T <= PREFILL_CHUNK:
+            return self._forward(ids, all_logits)
+        outs = [self._forward(ids[i : i + PREFILL_CHUNK], all_logits) for i in range(0, T, PREFILL_CHUNK)]
+        return np.concatenate(outs) if all_logits else outs[-1]
+
+    def _forward(self, ids: Sequence[int], all_logits: bool) -> np.ndarray:
+        cfg, w = self.cfg, self.w
+        T, p0 = len(ids), self._n_past
+        self._grow(p0 + T)
         H, KV, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
         q_dim, kv_dim = H * hd, KV * hd
         positions = np.arange(p0, p0 + T)  # (T,)

@@ -9,15 +9,18 @@
 // are taken in hf and summed in f32, scaled by its block's (d, m): sum(w x) = d sum(q x) + m sum(x)
 // (Q6_K: d and m scale the two 16-element halves, _quant.wgsl qsplit).
 // Call from uniform control flow (barriers); the result is valid in invocation 0. The kernels
-// with a fused RMSNorm take the token's scale from _rmsnorm.wgsl's inv_rms_sk.
+// with a fused RMSNorm take the token's scale from _rmsnorm.wgsl's inv_rms_sk, or (f32 kernels,
+// FUSED_NORM) from matvec_pair_ss, which sums x^2 in the same loop (one reduction, not two).
 
-fn matvec_pair(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec2<f32> {
+// This invocation's share: (row r0, row r1, sum of x^2 over the elements it read).
+fn matvec_part(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec3<f32> {
     let ng = qgroups();
     let per = 8u / ng;  // element vec4s per unit
     let nu = (K / 32u) * ng;  // units per row
     let xo = t * (K / 4u);
     let one = hf4(1.0);
     var acc = vec2<f32>(0.0);
+    var ss = 0.0;
     for (var u = lid; u < nu; u += WG) {
         let b = u / ng;
         let gi = u % ng;
@@ -34,7 +37,9 @@ fn matvec_pair(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec2<f32> {
                 p = vec2<f32>(0.0);
             }
             let j = b * 8u + gi * per + e;
-            let xv = hf4(x[xo + j] * (in_scale(j) * inv));
+            let xr = x[xo + j];
+            ss += dot(xr, xr);
+            let xv = hf4(xr * (in_scale(j) * inv));
             p.x += f32(dot(qv(u0, h0, e), xv));
             p.y += f32(dot(qv(u1, h1, e), xv));
             if (qhas_m()) {
@@ -52,5 +57,16 @@ fn matvec_pair(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec2<f32> {
             acc += vec2<f32>(s0.y, s1.y) * xs;
         }
     }
-    return wg_sum2(acc, lid);
+    return vec3<f32>(acc, ss);
+}
+
+fn matvec_pair(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec2<f32> {
+    return wg_sum2(matvec_part(r0, r1, t, inv, lid).xy, lid);
+}
+
+// (row r0, row r1, sum of x[t]^2) with the input unscaled (inv 1): each row's units read every
+// element of x[t] once, so the RMSNorm's sum of squares comes with the dot products (f32 only:
+// the caller scales the dot products by the norm afterwards, which the f16 path rounds apart).
+fn matvec_pair_ss(r0: u32, r1: u32, t: u32, lid: u32) -> vec3<f32> {
+    return wg_sum4(vec4<f32>(matvec_part(r0, r1, t, 1.0, lid), 0.0), lid).xyz;
 }

@@ -4,8 +4,14 @@
 // invocation and returns their dot products with rmsnorm(x) * g, in either layout:
 //   rows    invocation gid.x owns pair p = gid.x for TT tokens from wid.y * TT (CPU rasterizers)
 //   SPLITK  workgroup (p, t) owns pair p of token t; its threads split K (GPUs, _matvec.wgsl)
+// With FUSED_NORM (split-K f32 kernels) the RMSNorm's sum of squares comes from the matvec's
+// own loop (_matvec.wgsl matvec_pair_ss: one pass over x and one reduction, not two) and the
+// scale is applied to the two dot products. The f16 kernels round the scaled inputs, so they
+// take the scale first (inv_rms_sk).
 // Every invocation must call it (it holds workgroup barriers); only those with ok == true
 // write results. The including file declares the overrides WG, TT, SPLITK and `step`.
+
+override FUSED_NORM: bool = false;  // SPLITK: the norm's sum of squares from the matvec loop
 
 struct NormedPair {
     ok: bool,  // this invocation writes the results
@@ -30,7 +36,13 @@ fn normed_pair(gid: vec3<u32>, wid: vec3<u32>, lid: u32) -> NormedPair {
         if (wid.x >= n_pair) {
             return out;
         }
-        let v = matvec_pair(wid.x, wid.x + n_pair, out.t0, inv_rms_sk(out.t0, lid), lid);
+        var v: vec2<f32>;
+        if (FUSED_NORM) {
+            let s = matvec_pair_ss(wid.x, wid.x + n_pair, out.t0, lid);
+            v = s.xy * inverseSqrt(s.z / f32(K) + EPS);
+        } else {
+            v = matvec_pair(wid.x, wid.x + n_pair, out.t0, inv_rms_sk(out.t0, lid), lid);
+        }
         out.ok = lid == 0u;
         out.p = wid.x;
         out.nt = 1u;

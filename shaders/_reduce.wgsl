@@ -94,3 +94,20 @@ fn wg_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
     workgroupBarrier();
     return r;
 }
+
+var<workgroup> red_v4: array<vec4<f32>, 256>;
+
+// Sum of four values over the workgroup (the split-K matvec's two rows and the sum of squares).
+fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+    red_v4[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red_v4[lid] += red_v4[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_v4[0]);
+    workgroupBarrier();
+    return r;
+}

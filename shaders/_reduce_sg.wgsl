@@ -111,3 +111,25 @@ fn wg_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
     workgroupBarrier();  // the slots are read before the next call writes them
     return r;
 }
+
+var<workgroup> red_v4: array<vec4<f32>, 256>;
+
+// Sum of four values over the workgroup (the split-K matvec's two rows and the sum of squares),
+// as wg_sum2.
+fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+    let s = subgroupAdd(v);
+    let n = subgroupAdd(1u);
+    let lane = subgroupExclusiveAdd(1u);
+    red_v4[lid] = select(vec4<f32>(0.0), s, lane == 0u);
+    workgroupBarrier();
+    var t = vec4<f32>(0.0);
+    for (var c = 0u; c < WG / 4u; c++) {
+        let i = lane + c * n;
+        if (i < WG) {
+            t += red_v4[i];
+        }
+    }
+    let r = subgroupAdd(t);
+    workgroupBarrier();
+    return r;
+}

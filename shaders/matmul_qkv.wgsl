@@ -19,6 +19,7 @@
 // overrides: QTYPE, M (= NQ + 2 NK), K, NQ, NK, HD, NEOX, EPS, WG (power of two <= 256), TT (1..4),
 //            SPLITK (GPUs, with ROWMAJOR and TT 1: workgroup (p, t) computes pair p of token t,
 //            _matvec.wgsl)
+//            FUSED_NORM (SPLITK, f32: the norm's sum of squares from the matvec loop, _normed_pair.wgsl)
 // dispatch: (ceil(M / 2 / WG), ceil(n_tokens / TT), 1); SPLITK: (M / 2, n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl

@@ -11,6 +11,7 @@
 // 4        y     storage rw    array<f32>      (n_tokens, N)
 // overrides: QTYPE, M (= 2N), K, EPS, ACT (0 silu, 1 gelu_tanh), WG (power of two <= 256), TT (1..4), SPLITK (GPUs, with
 //            ROWMAJOR and TT 1: workgroup (i, t) computes rows i, i + N of token t, _matvec.wgsl)
+//            FUSED_NORM (SPLITK, f32: the norm's sum of squares from the matvec loop, _normed_pair.wgsl)
 // dispatch: (ceil(N / WG), ceil(n_tokens / TT), 1); SPLITK: (N, n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl

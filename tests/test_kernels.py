@@ -348,12 +348,23 @@ def test_matmul_swiglu_splitk(gpu_device, variant, qtype, N, K, T):
     check_swiglu(gpu_device, variant, qtype, N, K, T, SK, (N, T, 1), rowmajor=True)
 
 
+@pytest.mark.parametrize("qtype,N,K,T", [(QT.Q4_1, 1536, 576, 1), (QT.Q8_0, 3, 64, 1), (QT.F16, 100, 1536, 2),
+                                          (QT.F32, 7, 32, 1), (QT.Q6_K, 5, 256, 1), (QT.Q5_0, 9, 576, 2)])  # fmt: skip
+@pytest.mark.parametrize("variant", ["f32", "subgroups"], indirect=True)
+def test_matmul_swiglu_splitk_fused_norm(gpu_device, variant, qtype, N, K, T):
+    """FUSED_NORM (the f32 decode kernels): the norm's sum of squares from the matvec loop."""
+    check_swiglu(gpu_device, variant, qtype, N, K, T, dict(SK, FUSED_NORM=True), (N, T, 1), rowmajor=True)
+
+
 @pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.F16], ids=lambda q: q.name)
 @pytest.mark.parametrize("neox", [False, True])
 @pytest.mark.parametrize("H,KV,hd,K,T,n_past", [(2, 1, 8, 32, 3, 0), (9, 3, 64, 576, 1, 7)])
 @pytest.mark.parametrize("variant", ALL, indirect=True)
-def test_matmul_qkv_splitk(gpu_device, variant, qtype, neox, H, KV, hd, K, T, n_past):
-    """q, and the k / v cache rows, of the split-K qkv kernel."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_matmul_qkv_splitk(gpu_device, variant, qtype, neox, H, KV, hd, K, T, n_past, fused):
+    """q, and the k / v cache rows, of the split-K qkv kernel (FUSED_NORM: on the f32 path)."""
+    if fused and "shader-f16" in variant:
+        pytest.skip("FUSED_NORM is for the f32 kernels")
     rng = np.random.default_rng(H * hd + T)
     NQ, NK = H * hd, KV * hd
     M = NQ + 2 * NK
@@ -366,7 +377,7 @@ def test_matmul_qkv_splitk(gpu_device, variant, qtype, neox, H, KV, hd, K, T, n_
     n_ctx, base = 16, 10000.0
     data = {"wq": blob, "x": x, "g": g, "rope": rope_table(n_ctx, hd, base), "q": T * NQ * 4,
             "kc": n_ctx * NK * 4, "vc": n_ctx * NK * 4}
-    consts = dict(QTYPE=int(qtype), M=M, K=K, WG=64, EPS=1e-5, NQ=NQ, NK=NK, HD=hd, NEOX=neox, **SK)
+    consts = dict(QTYPE=int(qtype), M=M, K=K, WG=64, EPS=1e-5, NQ=NQ, NK=NK, HD=hd, NEOX=neox, FUSED_NORM=fused, **SK)
     args = (["wq", "x", "g", "rope", "q", "kc", "vc"], (M // 2, T, 1), {"n_tokens": T, "n_past": n_past})
     kvt = np.float16 if "shader-f16" in variant else np.float32
     got_q = run_kernel(gpu_device, "matmul_qkv.wgsl", consts, data, *args, "q", features=variant).reshape(T, H, hd)

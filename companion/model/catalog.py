@@ -43,6 +43,7 @@ def catalog(settings, limits: dict[str, int] | None = None, info: dict[str, Any]
     """One row per known model (built in first). limits/info: the GPU adapter to judge with
     (probe: look the default one up when not given); free: the memory available (default: read
     from the system)."""
+    from companion.gpu.builder import estimate_gpu_bytes
     from companion.gpu.fit import gpu_fit, reference_fit, shares_system_memory
     from companion.model.gguf_model import GGUFModel
     from companion.model.registry import list_models, model_settings
@@ -60,7 +61,7 @@ def catalog(settings, limits: dict[str, int] | None = None, info: dict[str, Any]
         try:
             model = GGUFModel(e.path)
         except CompanionError as exc:  # moved, deleted or damaged since it was added
-            row.update(runs=False, reason=str(exc), gpu=None, reference=None)
+            row.update(runs=False, reason=str(exc), gpu=None, reference=None, gpu_bytes=None)
             rows.append(row)
             continue
         gpu = gpu_fit(model, ctx, limits, shares_system_memory(info), "native", free=free) if limits is not None else None
@@ -71,6 +72,7 @@ def catalog(settings, limits: dict[str, int] | None = None, info: dict[str, Any]
         reason = "" if runs else max(failed, key=lambda f: f.max_context or 0).reason
         if not own.chat_template and not e.can_chat:
             reason = reason or "a base model (no chat template): it completes text but cannot chat; choose a template for it"
-        row.update(runs=runs, reason=reason, gpu=None if gpu is None else gpu.as_dict(), reference=ref.as_dict())
+        row.update(runs=runs, reason=reason, gpu=None if gpu is None else gpu.as_dict(), reference=ref.as_dict(),
+                   gpu_bytes=estimate_gpu_bytes(model, ctx))  # what a GPU plan takes, with or without an adapter
         rows.append(row)
     return rows

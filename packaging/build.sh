@@ -64,9 +64,11 @@ else
   else
     echo "== PyInstaller (onedir; a few minutes)"
     .venv/bin/pyinstaller --noconfirm --log-level WARN --distpath "$DIST" --workpath "$BUILD/pyinstaller" packaging/companion.spec
-    # Debian's libpython carries its debug info (23 MB, 6 MB without)
+    # Debian's libpython carries its debug info (23 MB, 6 MB without); llvmlite's LLVM (numba,
+    # the CPU engine's kernels) its symbol tables (179 MB, 160 MB without)
     if command -v strip >/dev/null 2>&1; then
       for lib in "$APP"/_internal/libpython3*.so*; do [ -f "$lib" ] && strip --strip-debug "$lib"; done
+      for lib in "$APP"/_internal/llvmlite/binding/libllvmlite*.so; do [ -f "$lib" ] && strip --strip-unneeded "$lib"; done
     fi
     step pyinstaller "$t0"
     if [ "$CACHE_OK" = 1 ]; then  # keep this build only: each is ~700 MB

@@ -313,3 +313,25 @@ def test_settings_file_text_is_checked_whole_before_it_is_written(monkeypatch):
     new = replace_file_text('{"top_k": 9, "temperature": 0.2}', current)
     assert (new.top_k, new.temperature) == (5, 0.2)
     assert json.loads(read_file_text()) == {"top_k": 9, "temperature": 0.2}
+
+
+def test_a_model_that_fails_to_load_leaves_the_old_one_running_and_chosen(tmp_path):
+    import time
+
+    from companion.shell.app import App
+
+    first = write_tiny_gguf(tmp_path / "first.gguf", name="first")
+    broken = write_tiny_gguf(tmp_path / "broken.gguf", seed=2, name="broken")
+    add_model(first, "first")
+    add_model(broken, "broken")
+    app = App(Settings(model_path=first, engine="reference", context_length=256))
+    app.load()
+    chat = app.server.chat
+    broken.write_bytes(broken.read_bytes()[:4000])  # damaged after it was added
+    app.use_model("broken")
+    deadline = time.monotonic() + 60
+    while app.server.models.switching and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert app.server.chat is chat and app.current.model_path == first
+    assert Settings.load().model_path == first  # the next start runs the model that works
+    app.shutdown()

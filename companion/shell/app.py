@@ -46,6 +46,7 @@ class App(ShellHooks):
 
         self.server.models = RegistryModelsHook(lambda: self.current, self.use_model)
         self.desktop: Desktop | None = None  # set by run(): pet mode and mute follow the settings
+        self._before_switch: Settings | None = None
         self._switch = threading.Lock()
 
     # --- ShellHooks ---------------------------------------------------------------------------
@@ -103,6 +104,7 @@ class App(ShellHooks):
         path = resolve(name)
         if path is None:
             raise CompanionError(f"no model named {name!r}: see `companion model list`")
+        self._before_switch = self.current  # restored if the new model cannot be loaded
         self.current = self.current.model_copy(update={"model_path": None if name == DEFAULT_NAME else Path(path)})
         self.server.settings = self.current
         self.current.save()
@@ -175,12 +177,17 @@ class App(ShellHooks):
         with self._switch:
             old = self.server.chat
             self.report(label or f"Switching to the {self.current.engine} engine", 0.1)
+            served = (self.server.plan, self.server.blobs, self.server.model_path)
             if new_model:  # the page's plan, blobs and file are the new model's
                 self.server.plan = self.server.blobs = self.server.model_path = None
             try:
                 new = build_session(self.current, report=self._report_step, page_server=self.server, memory=False)
             except CompanionError as exc:
                 log.error("switching %s failed: %s", "model" if new_model else "engine", exc)
+                self.server.plan, self.server.blobs, self.server.model_path = served  # the old model's, again
+                if new_model and self._before_switch is not None:  # keep running, and starting, the old one
+                    self.current = self.server.settings = self._before_switch
+                    self.current.save()
                 self.server.publish(EngineStatus(engine="none", phase="failed", progress=0.0, error=str(exc)))
                 self.server.set_chat(old)
                 self._switched()

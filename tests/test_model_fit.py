@@ -335,3 +335,16 @@ def test_a_model_that_fails_to_load_leaves_the_old_one_running_and_chosen(tmp_pa
     assert app.server.chat is chat and app.current.model_path == first
     assert Settings.load().model_path == first  # the next start runs the model that works
     app.shutdown()
+
+
+def test_the_first_reference_engine_on_a_machine_says_it_compiles(chat_model, monkeypatch):
+    from companion.engines import _cpu_kernels, choice
+
+    said: list[str] = []
+    monkeypatch.setattr(_cpu_kernels, "compiled_before", lambda: False)
+    choice.create_engine("reference", GGUFModel(chat_model), n_ctx=64, report=said.append)
+    assert any("compiling its CPU kernels" in s for s in said)
+    said.clear()
+    monkeypatch.setattr(_cpu_kernels, "compiled_before", lambda: True)
+    choice.create_engine("reference", GGUFModel(chat_model), n_ctx=64, report=said.append)
+    assert not any("compiling" in s for s in said)

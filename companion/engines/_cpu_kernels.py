@@ -39,6 +39,11 @@ def _cache_dir() -> str:
 
 
 CACHE_DIR = _cache_dir()
+
+
+def compiled_before() -> bool:
+    """True when this machine's cache holds compiled kernels (numba's index files)."""
+    return any(Path(CACHE_DIR).rglob("*.nbi")) if Path(CACHE_DIR).is_dir() else False
 os.environ.setdefault("NUMBA_CACHE_DIR", CACHE_DIR)  # read by numba at import
 
 import numba  # noqa: E402

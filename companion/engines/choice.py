@@ -68,6 +68,13 @@ def create_engine(
         from companion.gpu.fit import reference_fit
 
         reference_fit(model, n_ctx).raise_unless_ok()  # before the weights are read
+        try:
+            from companion.engines import _cpu_kernels
+
+            if not _cpu_kernels.compiled_before():
+                report("engine: reference: compiling its CPU kernels (once on this machine, up to a minute)")
+        except ImportError:  # no numba: the reference keeps float32 weights
+            pass
         return ReferenceEngine(model, n_ctx=n_ctx)
     if name == "native":
         from companion.engines.native import NativeEngine

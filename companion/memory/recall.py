@@ -349,30 +349,30 @@ def _recall(
     # "my manager" in a question is "Helen" in what the user said: search for both
     match = fts_query(" ".join([query, *(name for _, name in named)]))
     use_facts, use_messages = "fact" in sources, "message" in sources
-    bm25: dict[Key, float] = {}
-    if match is not None:
+    def keyword_hits(match: str | None, scan: int | None = None) -> dict[Key, float]:
+        """bm25 of the facts and/or passages matching an FTS5 expression (lower is better)."""
+        if match is None:
+            return {}
+        more = () if scan is None else (scan,)
+        found: dict[Key, float] = {}
         if use_facts:
-            bm25.update({("f", i): s for i, s in store.fts_memories(character_id, match, CANDIDATES)})
+            found.update({("f", i): s for i, s in store.fts_memories(character_id, match, CANDIDATES, *more)})
         if use_messages:
-            bm25.update({("e", i): s for i, s in store.fts_episodes(character_id, match, CANDIDATES)})
-    rankings: list[tuple[float, list[Key]]] = [(BM25_WEIGHT, sorted(bm25, key=lambda k: bm25[k])[:CANDIDATES])]
+            found.update({("e", i): s for i, s in store.fts_episodes(character_id, match, CANDIDATES, *more)})
+        return found
+
+    def best(hits: dict[Key, float]) -> list[Key]:
+        return sorted(hits, key=lambda k: hits[k])[:CANDIDATES]
+
+    bm25 = keyword_hits(match)
+    rankings: list[tuple[float, list[Key]]] = [(BM25_WEIGHT, best(bm25))]
     related = fts_query(" ".join(related_words(query, RELATED_WORDS))) if RELATED_WEIGHT else None
     if related is not None:
-        rel: dict[Key, float] = {}
-        if use_facts:
-            rel.update({("f", i): s for i, s in store.fts_memories(character_id, related, CANDIDATES, RELATED_SCAN)})
-        if use_messages:
-            rel.update({("e", i): s for i, s in store.fts_episodes(character_id, related, CANDIDATES, RELATED_SCAN)})
-        rankings.append((RELATED_WEIGHT, sorted(rel, key=lambda k: rel[k])[:CANDIDATES]))
+        rankings.append((RELATED_WEIGHT, best(keyword_hits(related, RELATED_SCAN))))
     intended: set[Key] = set()
     wanted = fts_query(" ".join(intent_words(query))) if INTENT_WEIGHT else None
     if wanted is not None:
-        hit: dict[Key, float] = {}
-        if use_facts:
-            hit.update({("f", i): s for i, s in store.fts_memories(character_id, wanted, CANDIDATES, RELATED_SCAN)})
-        if use_messages:
-            hit.update({("e", i): s for i, s in store.fts_episodes(character_id, wanted, CANDIDATES, RELATED_SCAN)})
-        ranked = sorted(hit, key=lambda k: hit[k])[:CANDIDATES]
+        ranked = best(keyword_hits(wanted, RELATED_SCAN))
         rankings.append((INTENT_WEIGHT, ranked))
         intended = set(ranked)
     emb = store.embedder()

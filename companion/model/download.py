@@ -8,7 +8,6 @@ file on Hugging Face."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from companion.errors import ModelError
+from companion.model.packaged import file_sha256
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0
@@ -50,12 +50,6 @@ def file_name(url: str) -> str:
     return name if name.lower().endswith(".gguf") else name + ".gguf"
 
 
-def _hash_file(path: Path, h) -> None:
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            h.update(block)
-
-
 def download(url: str, dest_dir: Path, sha256: str | None = None, progress: Callable[[int, int | None], None] | None = None,
              timeout: float = TIMEOUT_S) -> Path:
     """Fetch `url` into dest_dir (resuming a `.part` left by an interrupted run) and return the
@@ -83,7 +77,6 @@ def download(url: str, dest_dir: Path, sha256: str | None = None, progress: Call
             raise DownloadError(f"the server refused {real}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise DownloadError(f"cannot reach {real}: {getattr(exc, 'reason', exc)}; check the address and the connection") from None
-    h = hashlib.sha256()
     if resp is not None:
         with resp:
             resumed = have and resp.status == 206
@@ -96,14 +89,11 @@ def download(url: str, dest_dir: Path, sha256: str | None = None, progress: Call
                 if total - have > free:
                     raise DownloadError(f"{final.name} needs {(total - have) / 2**20:,.0f} MiB more and {dest_dir} has "
                                         f"{free / 2**20:,.0f} MiB free: make room, then run it again")
-            if resumed:
-                _hash_file(part, h)
             done = have
             try:
                 with open(part, "ab" if resumed else "wb") as out:
                     while block := resp.read(CHUNK):
                         out.write(block)
-                        h.update(block)
                         done += len(block)
                         if progress is not None:
                             progress(done, total)
@@ -113,10 +103,7 @@ def download(url: str, dest_dir: Path, sha256: str | None = None, progress: Call
             if total is not None and done < total:
                 raise DownloadError(f"the download of {final.name} stopped at {done:,} of {total:,} bytes; "
                                     "run the same command again to resume")
-    else:
-        _hash_file(part, h)
-    digest = h.hexdigest()
-    if want is not None and digest != want:
+    if want is not None and (digest := file_sha256(part)) != want:
         part.unlink(missing_ok=True)
         raise DownloadError(f"{final.name} has SHA-256 {digest}, not the expected {want}: the file was removed")
     _check_gguf(part)

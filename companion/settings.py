@@ -132,10 +132,7 @@ class Settings(BaseModel):
 
     def save(self) -> None:
         """Write the settings atomically to COMPANION_HOME/settings.json."""
-        path = home_dir() / SETTINGS_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.model_dump_json(indent=2, exclude_defaults=True))
-        os.replace(tmp, path)
+        _write_file(self.model_dump_json(indent=2, exclude_defaults=True))
 
 
 # Settings that name programs Companion runs: the page's raw editor may not change them (a page
@@ -182,11 +179,16 @@ def replace_file_text(text: str, current: Settings) -> Settings:
     if locked:
         raise SettingsError(f"{', '.join(locked)} name programs Companion runs: change them in {file_path()} "
                             "with a text editor, not from the page")
+    _write_file(text if text.endswith("\n") else text + "\n")
+    return new
+
+
+def _write_file(text: str) -> None:
+    """Replace COMPANION_HOME/settings.json atomically."""
     path = home_dir() / SETTINGS_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    return new
 
 
 def env_name(field: str) -> str:

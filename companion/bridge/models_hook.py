@@ -58,8 +58,10 @@ class RegistryModelsHook:
         self._switch(name)
 
     def configure(self, name: str, context_length: int | None, chat_template: str | None, reset: Sequence[str]) -> None:
-        from companion.model.registry import set_model_settings
+        from companion.model.catalog import in_use
+        from companion.model.registry import resolve, set_model_settings
 
         set_model_settings(name, context_length, chat_template, clear=tuple(reset))
-        if any(m.in_use and m.name == name for m in self.list()):  # takes effect now: reload it
+        path = resolve(name)
+        if path is not None and in_use(self._settings(), path):  # takes effect now: reload it
             self._switch(name)

@@ -155,9 +155,12 @@ def test_lean_engine_matches_the_f32_referee(model, reference_weights):
         tok = int(x.argmax())
 
 
-@pytest.mark.parametrize("kind", ["gemma3-q", "qwen2"])
+@pytest.mark.parametrize("kind", ["gemma3-q", "qwen2", "llama3"])
 def test_lean_tiny_models_match_f32(tmp_path, kind):
-    """gemma3-q holds Q5_0, Q8_0, Q4_K and Q6_K matrices; qwen2 F32 ones (used in place)."""
+    """gemma3-q holds Q5_0, Q8_0, Q4_K and Q6_K matrices; qwen2 (q/k/v biases, neox RoPE) and
+    llama3 (RoPE frequency factors) F32 ones, used in place. Decoding goes through the compiled
+    step (companion.engines._cpu_step) for 12 positions: past gemma's sliding window of 8, so
+    its sliding layers drop the oldest keys while the global ones keep them."""
     from companion.model import load_model
     from companion.testing import write_tiny_arch
 
@@ -165,7 +168,27 @@ def test_lean_tiny_models_match_f32(tmp_path, kind):
     lean, ref = ReferenceEngine(m, 32), ReferenceEngine(m, 32, lean=False)
     ids = [5, 6, 7, 8, 9]
     np.testing.assert_allclose(lean.eval_all(ids), ref.eval_all(ids), rtol=0, atol=2e-3)
-    np.testing.assert_allclose(lean.eval([11]), ref.eval([11]), rtol=0, atol=2e-3)
+    for tok in range(11, 23):
+        x, y = lean.eval([tok]), ref.eval([tok])  # (V,)
+        np.testing.assert_allclose(x, y, rtol=0, atol=2e-3)
+    assert lean.n_past == ref.n_past == len(ids) + 12
+
+
+def test_compiled_decode_step_is_the_batched_pass(tmp_path):
+    """A decode step through the compiled glue gives what the batched numpy pass gives for the
+    same position: the same model, one engine stepping token by token, one taking the whole
+    sequence at once (its last row), past the sliding window."""
+    from companion.model import load_model
+    from companion.testing import write_tiny_arch
+
+    m = load_model(write_tiny_arch(tmp_path / "g.gguf", "gemma3-q"))
+    ids = list(range(3, 17))  # 14 positions > window 8
+    step, whole = ReferenceEngine(m, 32), ReferenceEngine(m, 32)
+    for t in ids:
+        last = step.eval([t])  # (V,) compiled step (T = 1)
+    batched = whole.eval_all(ids)  # (T, V) numpy pass
+    np.testing.assert_allclose(last, batched[-1], rtol=0, atol=2e-3)
+    assert int(last.argmax()) == int(batched[-1].argmax())
 
 
 def test_long_prompts_go_in_chunks_with_a_growing_cache(tmp_path, monkeypatch):

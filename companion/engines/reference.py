@@ -193,9 +193,14 @@ class ReferenceModel:
         self.cfg = cfg = model.config
         if lean:
             try:
-                from companion.engines import _cpu_kernels
+                import time
 
-                secs = _cpu_kernels.warm_up()
+                from companion.engines import _cpu_kernels, _cpu_step
+
+                t0 = time.perf_counter()
+                _cpu_kernels.warm_up()
+                _cpu_step.warm_up()
+                secs = time.perf_counter() - t0
                 if secs > 1.0:
                     log.info("reference: compiled CPU kernels loaded or built in %.1f s (cache: %s)", secs, _cpu_kernels.CACHE_DIR)
             except ImportError as exc:  # pragma: no cover - numba ships with the app
@@ -312,6 +317,8 @@ class ReferenceEngine(Engine):
         cfg, w = self.cfg, self.w
         T, p0 = len(ids), self._n_past
         self._grow(p0 + T)
+        if T == 1 and w.lean:
+            return self._decode_step(int(ids[0]))
         H, KV, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
         q_dim, kv_dim = H * hd, KV * hd
         positions = np.arange(p0, p0 + T)  # (T,)
@@ -378,3 +385,47 @@ class ReferenceEngine(Engine):
             logits = c * np.tanh(logits / c)  # (T|1, V)
         assert logits.dtype == f32, logits.dtype
         return logits
+
+    def _decode_step(self, token: int) -> np.ndarray:
+        """One new position of a lean model: the products by the compiled kernels, everything
+        between them by companion.engines._cpu_step (one compiled call per operation and layer
+        instead of ~20 numpy calls), the same arithmetic as _forward for T = 1."""
+        from companion.engines import _cpu_step as cs
+
+        cfg, w, pos = self.cfg, self.w, self._n_past
+        rope = rope_tables(cfg, np.array([pos]), cfg.rope_base, w.rope_freqs)  # (1, r/2) cos, sin
+        rope_swa = rope_tables(cfg, np.array([pos]), cfg.rope_base_swa, w.rope_freqs) if cfg.sliding_window else rope
+        scale, eps, gelu = f32(cfg.q_scale), cfg.rms_eps, cfg.ffn_act == "gelu_tanh"
+        x = (w.embed([token]) * f32(cfg.embd_scale))[0]  # (d,)
+        h = np.empty_like(x)  # (d,) the normed input of the next product
+        att = np.empty(cfg.n_head * cfg.head_dim, f32)  # (H*hd,)
+        act = np.empty(cfg.n_ff, f32)  # (ff,)
+        cs.rms_norm(x, w.layers[0].attn_norm, eps, h)
+        for li, lw in enumerate(w.layers):
+            swa = cfg.is_swa(li)
+            cos, sin = rope_swa if swa else rope  # (1, r/2) each
+            qkv = matmul(h[None], lw.wqkv)[0]  # (q + 2kv,)
+            cs.attend(
+                qkv, _or_empty(lw.bqkv), _or_empty(lw.q_norm), _or_empty(lw.k_norm), cos[0], sin[0],
+                cfg.rope_dim, cfg.rope_neox, cfg.n_head, cfg.n_head_kv, eps, self.k_cache[li], self.v_cache[li],
+                pos, cfg.sliding_window if swa else 0, scale, att,
+            )  # fmt: skip
+            out = matmul(att[None], lw.wo)[0]  # (d,)
+            cs.residual_norm(x, out, _or_empty(lw.post_attn_norm), eps, lw.ffn_norm, h)
+            cs.gated(matmul(h[None], lw.w_gate_up)[0], gelu, act)
+            out = matmul(act[None], lw.w_down)[0]  # (d,)
+            nxt = w.layers[li + 1].attn_norm if li + 1 < len(w.layers) else w.output_norm
+            cs.residual_norm(x, out, _or_empty(lw.post_ffn_norm), eps, nxt, h)
+        self._n_past = pos + 1
+        logits = matmul(h[None], w.output)  # (1, V)
+        if cfg.logit_softcap:
+            c = f32(cfg.logit_softcap)
+            logits = c * np.tanh(logits / c)  # (1, V)
+        return logits
+
+
+def _or_empty(a: np.ndarray | None) -> np.ndarray:
+    """a as float32, or an empty array where the model has none (the compiled step's 'absent')."""
+    from companion.engines._cpu_step import EMPTY
+
+    return EMPTY if a is None else a

@@ -26,6 +26,13 @@ def test_add_list_use_remove(qwen2_file, companion_home):
     assert "added tiny-qwen2: qwen2 F32" in out.output
     again = r.invoke(main, ["model", "add", str(qwen2_file)])
     assert again.exit_code == 1 and "exists already" in again.output
+    # the same file under another name (or through a link) is the model already known
+    (qwen2_file.parent / "link.gguf").unlink(missing_ok=True)
+    (qwen2_file.parent / "link.gguf").symlink_to(qwen2_file)
+    twice = r.invoke(main, ["model", "add", str(qwen2_file.parent / "link.gguf"), "--name", "other"])
+    assert twice.exit_code == 1 and "known already as 'tiny-qwen2'" in twice.output
+    default = r.invoke(main, ["model", "add", str(_default_path())])
+    assert default.exit_code == 1 and "known already as 'smollm2-135m'" in default.output
     listed = json.loads(r.invoke(main, ["model", "list", "--json"]).output)
     names = [m["name"] for m in listed["models"]]
     assert "tiny-qwen2" in names and "smollm2-135m" in names
@@ -43,6 +50,12 @@ def test_add_list_use_remove(qwen2_file, companion_home):
     assert gone.exit_code == 1 and "no model named" in gone.output
     builtin = r.invoke(main, ["model", "remove", "smollm2-135m"])
     assert builtin.exit_code == 1 and "built in" in builtin.output
+
+
+def _default_path():
+    from companion.model.default import default_model_path
+
+    return default_model_path()
 
 
 def test_add_refuses_what_cannot_run(tmp_path, companion_home):

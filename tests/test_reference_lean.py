@@ -126,6 +126,32 @@ def test_kernel_cache_is_a_user_cache(monkeypatch):
     assert K.warm_up() >= 0.0
 
 
+def test_kernels_run_on_the_tbb_pool_where_its_wheel_is_installed():
+    """The tbb wheel (a dependency on Linux x86_64 and Windows) puts libtbb where the loader does
+    not look; the kernels module loads it so numba's TBB pool starts, and every layer product
+    then runs on it (a workqueue launch costs ~50 us, a TBB one ~3 us)."""
+    import importlib.metadata
+    import os
+
+    import numba
+
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        pytest.skip("NUMBA_THREADING_LAYER is set by whoever runs the tests")
+    try:
+        importlib.metadata.version("tbb")
+    except importlib.metadata.PackageNotFoundError:
+        assert K.THREADING == "workqueue" and K.PARALLEL_MACS == 1_500_000
+        return
+    assert K.THREADING == "tbb" and K.PARALLEL_MACS == 200_000
+    raw = random_blocks(QT.Q4_1, 512, 512, seed=5)  # 262k multiply-adds: over PARALLEL_MACS
+    mv = K.Matvec(QT.Q4_1, [raw])
+    assert mv.kernel is K._matvec
+    x = np.random.default_rng(6).standard_normal((1, 512)).astype(np.float32)
+    w = quants.dequantize(raw, QT.Q4_1).reshape(512, 512)
+    np.testing.assert_allclose(mv(x), x @ w.T, rtol=0, atol=1e-3)
+    assert numba.threading_layer() == "tbb"
+
+
 def test_lean_model_keeps_the_file_blocks(model):
     """No float32 copy of a quantized matrix: the lean model's matrices are views of the map."""
     w = ReferenceModel(model, lean=True)

@@ -50,10 +50,44 @@ import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 numba.config.CACHE_DIR = CACHE_DIR  # type: ignore[attr-defined]  # numba may have been imported before us
-# numba's own thread pool: its OpenMP layer spins and, beside OpenBLAS's threads or another busy
-# process on a 2-core machine, took 20-90 ms a call instead of 0.4 ms (measured 2026-11-30)
-if not os.environ.get("NUMBA_THREADING_LAYER"):
-    numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
+
+
+def _tbb_loaded() -> bool:
+    """Load the tbb wheel's libtbb.so.12 (it lies in the environment's lib/, where the dynamic
+    loader does not look) so that numba's TBB layer can start; False where there is none."""
+    import ctypes
+    import sys
+
+    # the wheel's folders (Linux lib/, Windows Library/bin), or a frozen app's top folder
+    dirs = [Path(sys.prefix) / "lib", Path(sys.prefix) / "Library" / "bin", Path(getattr(sys, "_MEIPASS", sys.prefix))]
+    for d in dirs:
+        for name in ("libtbb.so.12", "libtbb.12.dylib", "tbb12.dll"):
+            if (d / name).is_file():
+                try:
+                    ctypes.CDLL(str(d / name), mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+                    import numba.np.ufunc.tbbpool  # noqa: F401  (links against it)
+                except (OSError, ImportError):
+                    return False
+                return True
+    try:
+        import numba.np.ufunc.tbbpool  # noqa: F401,F811  (found by the system's loader)
+    except ImportError:
+        return False
+    return True
+
+
+# numba's thread pool for the products of one decode step (~120 a token, each 40-300 us):
+# - TBB: ~3 us a launch and work stealing, so a thread descheduled by another busy process
+#   delays nothing (its chunks are taken by the other).
+# - OpenMP: ~2 us a launch, but static chunks and spinning: beside another busy process or
+#   OpenBLAS's threads on a 2-core machine a call took 4-90 ms instead of 0.2 ms.
+# - workqueue (always there): ~50 us a launch, so only large products are worth it.
+# Measured on a 2-core machine, 2026-12-01 (SmolLM2's layer products, Q4_1).
+_REQUESTED = os.environ.get("NUMBA_THREADING_LAYER", "")  # the user's choice wins
+_TBB = _REQUESTED not in ("omp", "workqueue") and _tbb_loaded()
+if not _REQUESTED:
+    numba.config.THREADING_LAYER = "tbb" if _TBB else "workqueue"  # type: ignore[attr-defined]
+THREADING = str(numba.config.THREADING_LAYER)  # type: ignore[attr-defined]
 
 # Reassociation lets LLVM vectorise the block sums (the order of a sum is all that changes);
 # no nnan/ninf: infinities and NaNs propagate as in numpy.
@@ -458,9 +492,10 @@ def block_bytes(qtype: QT, cols: int) -> int:
     return cols // block * size
 
 
-# products of at least this many multiply-adds a token run on numba's threads (a parallel
-# launch costs ~60 us; SmolLM2's gate+up, 1.8M, and the output head, 28M, do; q/k/v, 1.1M, don't)
-PARALLEL_MACS = 1_500_000
+# products of at least this many multiply-adds run on numba's threads: with TBB every product
+# of SmolLM2's layers (the smallest, attn_output, 0.33M: 53 -> 42 us); with workqueue's ~50 us
+# launch only the large ones (gate+up 1.8M, the output head 28M)
+PARALLEL_MACS = 200_000 if THREADING == "tbb" else 1_500_000
 
 
 class Matvec:
@@ -508,6 +543,9 @@ def dequantize_rows(qtype: QT, raw: np.ndarray, cols: int, rows: np.ndarray | sl
     else:
         idx = np.asarray(rows, dtype=np.int64).reshape(-1)
     out = np.empty((idx.shape[0], cols), np.float32)  # (n, cols)
+    if raw.flags.writeable:  # one compiled signature: read-only, as the memory map's
+        raw = raw.view()
+        raw.flags.writeable = False
     _dequantize_rows(KIND[qtype], raw, idx, F16_TABLE, out)
     return out
 
@@ -516,22 +554,19 @@ _warm: dict[str, float] = {}
 
 
 def warm_up() -> float:
-    """Compile (first run on this machine) or load from the cache every kernel; returns the
-    seconds it took (0 after the first call in a process)."""
+    """Compile (first run on this machine) or load from the cache the kernels a model's products
+    use; returns the seconds it took (0 after the first call in a process). Each kernel is one
+    compiled signature for every type (~10-35 s to build on a 2-core machine); the serial matvec
+    is built here only where small products use it (workqueue pool), else on first use."""
     if "s" in _warm:
         return 0.0
     t0 = time.perf_counter()
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, 256)).astype(np.float32)
-    for writeable in (False, True):  # dequantize: read-only memory map, or arrays (tests)
-        for qtype in KIND:
-            raw = np.zeros((1, block_bytes(qtype, 256)), np.uint8)
-            raw.flags.writeable = writeable
-            mv = Matvec(qtype, [raw])
-            for kernel in (_matvec, _matvec_serial):
-                mv.kernel = kernel
-                mv(x)
-            dequantize_rows(qtype, raw, 256)
-            dequantize_rows(qtype, raw, 256, np.zeros(1, np.int64))
+    x = np.random.default_rng(0).standard_normal((1, 256)).astype(np.float32)
+    raw = np.zeros((1, block_bytes(QT.Q8_0, 256)), np.uint8)
+    mv = Matvec(QT.Q8_0, [raw])
+    for kernel in (_matvec, _matvec_serial) if THREADING != "tbb" else (_matvec,):
+        mv.kernel = kernel
+        mv(x)
+    dequantize_rows(QT.Q8_0, raw, 256, np.zeros(1, np.int64))
     _warm["s"] = time.perf_counter() - t0
     return _warm["s"]

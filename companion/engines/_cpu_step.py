@@ -57,7 +57,12 @@ def _rotate(v, cos, sin, rope_dim, neox):  # pragma: no cover - compiled
         v[b_i] = a * sin[i] + b * cos[i]
 
 
-@njit(cache=True)
+# reassociation lets LLVM vectorise the dot products and sums (the order of a sum is all that
+# changes, as in the kernels); no nnan/ninf, so the -inf start of the running max stays exact
+_FAST = {"reassoc", "contract", "nsz"}
+
+
+@njit(cache=True, fastmath=_FAST)
 def attend(qkv, bias, q_norm, k_norm, cos, sin, rope_dim, neox, n_head, n_kv, eps, k_cache, v_cache, pos, window, scale, out):  # pragma: no cover - compiled
     """One position's attention: qkv (q + 2kv,) from the projection; bias added where not
     empty (qwen2), each q and k head RMSNorm'd where q_norm/k_norm are not empty (gemma3),
@@ -80,29 +85,35 @@ def attend(qkv, bias, q_norm, k_norm, cos, sin, rope_dim, neox, n_head, n_kv, ep
             k_cache[pos, g, j] = qkv[q_dim + g * hd + j]
             v_cache[pos, g, j] = qkv[q_dim + kv_dim + g * hd + j]
     lo = 0 if window == 0 else max(0, pos - window + 1)
-    scores = np.empty(pos + 1 - lo, np.float32)
+    n = pos + 1 - lo
+    scores = np.empty(n, np.float32)
+    acc = np.empty(hd, np.float32)
     group = n_head // n_kv
     for h in range(n_head):
         g = h // group
         q = qkv[h * hd : (h + 1) * hd]
         top = np.float32(-np.inf)
-        for s in range(lo, pos + 1):
+        for i in range(n):
+            k = k_cache[lo + i, g]  # (hd,)
             d = np.float32(0)
             for j in range(hd):
-                d += q[j] * k_cache[s, g, j]
+                d += q[j] * k[j]
             d *= scale
-            scores[s - lo] = d
+            scores[i] = d
             top = max(top, d)
         total = np.float32(0)
-        for i in range(scores.shape[0]):
+        for i in range(n):
             scores[i] = np.exp(scores[i] - top)
             total += scores[i]
-        o = out[h * hd : (h + 1) * hd]
-        o[:] = 0
-        for s in range(lo, pos + 1):
-            p = scores[s - lo] / total
+        acc[:] = 0
+        for i in range(n):
+            v = v_cache[lo + i, g]  # (hd,)
+            p = scores[i]
             for j in range(hd):
-                o[j] += p * v_cache[s, g, j]
+                acc[j] += p * v[j]
+        inv = np.float32(1) / total
+        for j in range(hd):
+            out[h * hd + j] = acc[j] * inv
 
 
 @njit(cache=True)

@@ -33,7 +33,7 @@ def choose_engine(adapter: str | None = None) -> tuple[str, str]:
     if real:
         return "native", f"GPU adapter {_adapter_name(real[0])}"
     if adapters:
-        return "reference", f"only a CPU-emulated adapter ({_adapter_name(adapters[0])}): numpy is faster"
+        return "reference", f"only a CPU-emulated adapter ({_adapter_name(adapters[0])}): the CPU engine is faster"
     return "reference", "no GPU adapter found"
 
 

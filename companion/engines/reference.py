@@ -268,6 +268,15 @@ class ReferenceEngine(Engine):
 
     name = "reference"
 
+    @property
+    def adapter(self) -> str:
+        """Where it runs: the compiled kernels on the file's blocks (lean), or numpy on float32."""
+        if not self.w.lean:
+            return "CPU (numpy, float32)"
+        from companion.engines._cpu_kernels import THREADING
+
+        return f"CPU (compiled kernels, {THREADING} threads)"
+
     def __init__(self, model: GGUFModel | ReferenceModel, n_ctx: int = 2048, lean: bool = True):
         self.w = model if isinstance(model, ReferenceModel) else ReferenceModel(model, lean=lean)
         cfg = self.cfg = self.w.cfg

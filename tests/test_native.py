@@ -238,7 +238,9 @@ def test_broken_shader_names_file_and_line(gpu_device, shader_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fs", ["f32", "f16+subgroups"])
+# f32: the layout and kernels real GPUs run; the f16/subgroup variants of each split-K kernel are
+# checked per kernel in test_kernels (both layouts) and whole-model in the rows layout above
+@pytest.mark.parametrize("fs", ["f32"])
 def test_splitk_layout_parity(gpu_features, model, reference_steps, golden, fs):
     """The GPU matmul layout (forced on lavapipe): whole-model logits at teacher-forced steps
     of every golden prompt within the variant's tolerance, same top-1 where the margin is clear."""

@@ -142,8 +142,8 @@ def test_kernels_run_on_the_tbb_pool_where_its_wheel_is_installed():
     except importlib.metadata.PackageNotFoundError:
         assert K.THREADING == "workqueue" and K.PARALLEL_MACS == 1_500_000
         return
-    assert K.THREADING == "tbb" and K.PARALLEL_MACS == 200_000
-    raw = random_blocks(QT.Q4_1, 512, 512, seed=5)  # 262k multiply-adds: over PARALLEL_MACS
+    assert K.THREADING == "tbb" and K.PARALLEL_MACS == 0
+    raw = random_blocks(QT.Q4_1, 512, 512, seed=5)
     mv = K.Matvec(QT.Q4_1, [raw])
     assert mv.kernel is K._matvec
     x = np.random.default_rng(6).standard_normal((1, 512)).astype(np.float32)

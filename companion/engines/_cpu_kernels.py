@@ -493,9 +493,10 @@ def block_bytes(qtype: QT, cols: int) -> int:
 
 
 # products of at least this many multiply-adds run on numba's threads: with TBB every product
-# of SmolLM2's layers (the smallest, attn_output, 0.33M: 53 -> 42 us); with workqueue's ~50 us
-# launch only the large ones (gate+up 1.8M, the output head 28M)
-PARALLEL_MACS = 200_000 if THREADING == "tbb" else 1_500_000
+# (SmolLM2's smallest, attn_output, 0.33M: 53 -> 42 us; a ~3 us launch is lost in any product,
+# and the serial kernel need not be built); with workqueue's ~50 us launch only the large ones
+# (gate+up 1.8M, the output head 28M)
+PARALLEL_MACS = 0 if THREADING == "tbb" else 1_500_000
 
 
 class Matvec:

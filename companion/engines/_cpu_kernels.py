@@ -515,6 +515,7 @@ class Matvec:
         self.rows = sum(r.shape[0] for r in w)
         self.cols = w[0].shape[1] // GGML_QUANT_SIZES[qtype][1] * GGML_QUANT_SIZES[qtype][0]
         self.kind, self.w = KIND[qtype], (w + [empty] * 3)[:3]
+        self.k_table = F16_TABLE
         self.kernel = _matvec if self.rows * self.cols >= PARALLEL_MACS else _matvec_serial
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

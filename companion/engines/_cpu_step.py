@@ -86,34 +86,40 @@ def attend(qkv, bias, q_norm, k_norm, cos, sin, rope_dim, neox, n_head, n_kv, ep
             v_cache[pos, g, j] = qkv[q_dim + kv_dim + g * hd + j]
     lo = 0 if window == 0 else max(0, pos - window + 1)
     n = pos + 1 - lo
-    scores = np.empty(n, np.float32)
-    acc = np.empty(hd, np.float32)
     group = n_head // n_kv
-    for h in range(n_head):
-        g = h // group
-        q = qkv[h * hd : (h + 1) * hd]
-        top = np.float32(-np.inf)
+    scores = np.empty((group, n), np.float32)  # the group's heads share each key and value row
+    acc = np.empty((group, hd), np.float32)
+    for g in range(n_kv):
+        q = qkv[g * group * hd : (g + 1) * group * hd].reshape((group, hd))  # the group's query heads
         for i in range(n):
             k = k_cache[lo + i, g]  # (hd,)
-            d = np.float32(0)
-            for j in range(hd):
-                d += q[j] * k[j]
-            d *= scale
-            scores[i] = d
-            top = max(top, d)
-        total = np.float32(0)
-        for i in range(n):
-            scores[i] = np.exp(scores[i] - top)
-            total += scores[i]
+            for a in range(group):
+                d = np.float32(0)
+                for j in range(hd):
+                    d += q[a, j] * k[j]
+                scores[a, i] = d * scale
         acc[:] = 0
+        for a in range(group):
+            top = np.float32(-np.inf)
+            for i in range(n):
+                top = max(top, scores[a, i])
+            total = np.float32(0)
+            for i in range(n):
+                e = np.exp(scores[a, i] - top)
+                scores[a, i] = e
+                total += e
+            inv = np.float32(1) / total
+            for i in range(n):
+                scores[a, i] *= inv
         for i in range(n):
             v = v_cache[lo + i, g]  # (hd,)
-            p = scores[i]
+            for a in range(group):
+                p = scores[a, i]
+                for j in range(hd):
+                    acc[a, j] += p * v[j]
+        for a in range(group):
             for j in range(hd):
-                acc[j] += p * v[j]
-        inv = np.float32(1) / total
-        for j in range(hd):
-            out[h * hd + j] = acc[j] * inv
+                out[(g * group + a) * hd + j] = acc[a, j]
 
 
 @njit(cache=True)

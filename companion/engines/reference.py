@@ -288,6 +288,7 @@ class ReferenceEngine(Engine):
         self.k_cache = np.zeros(shape, dtype=f32)  # (L, capacity, n_kv, hd)
         self.v_cache = np.zeros(shape, dtype=f32)  # (L, capacity, n_kv, hd)
         self._n_past = 0
+        self._steps: list[_DecodeLayer] | None = None  # prepared by the first decode step
 
     def _grow(self, n: int) -> None:
         """Room for n positions in the KV cache (n <= n_ctx)."""
@@ -398,39 +399,76 @@ class ReferenceEngine(Engine):
     def _decode_step(self, token: int) -> np.ndarray:
         """One new position of a lean model: the products by the compiled kernels, everything
         between them by companion.engines._cpu_step (one compiled call per operation and layer
-        instead of ~20 numpy calls), the same arithmetic as _forward for T = 1."""
+        instead of ~20 numpy calls), the same arithmetic as _forward for T = 1. Each layer's
+        arguments and output buffers are prepared once (_DecodeLayer)."""
         from companion.engines import _cpu_step as cs
 
         cfg, w, pos = self.cfg, self.w, self._n_past
+        if self._steps is None:
+            self._steps = [_DecodeLayer(self, li) for li in range(cfg.n_layer)]
         rope = rope_tables(cfg, np.array([pos]), cfg.rope_base, w.rope_freqs)  # (1, r/2) cos, sin
         rope_swa = rope_tables(cfg, np.array([pos]), cfg.rope_base_swa, w.rope_freqs) if cfg.sliding_window else rope
         scale, eps, gelu = f32(cfg.q_scale), cfg.rms_eps, cfg.ffn_act == "gelu_tanh"
         x = (w.embed([token]) * f32(cfg.embd_scale))[0]  # (d,)
-        h = np.empty_like(x)  # (d,) the normed input of the next product
-        att = np.empty(cfg.n_head * cfg.head_dim, f32)  # (H*hd,)
-        act = np.empty(cfg.n_ff, f32)  # (ff,)
-        cs.rms_norm(x, w.layers[0].attn_norm, eps, h)
-        for li, lw in enumerate(w.layers):
-            swa = cfg.is_swa(li)
-            cos, sin = rope_swa if swa else rope  # (1, r/2) each
-            qkv = matmul(h[None], lw.wqkv)[0]  # (q + 2kv,)
+        h = np.empty((1, x.shape[0]), f32)  # (1, d) the normed input of the next product
+        att = np.empty((1, cfg.n_head * cfg.head_dim), f32)  # (1, H*hd)
+        act = np.empty((1, cfg.n_ff), f32)  # (1, ff)
+        cs.rms_norm(x, w.layers[0].attn_norm, eps, h[0])
+        for li, st in enumerate(self._steps):
+            cos, sin = rope_swa if st.swa else rope  # (1, r/2) each
+            qkv = st.qkv(h)[0]  # (q + 2kv,)
             cs.attend(
-                qkv, _or_empty(lw.bqkv), _or_empty(lw.q_norm), _or_empty(lw.k_norm), cos[0], sin[0],
-                cfg.rope_dim, cfg.rope_neox, cfg.n_head, cfg.n_head_kv, eps, self.k_cache[li], self.v_cache[li],
-                pos, cfg.sliding_window if swa else 0, scale, att,
+                qkv, st.bias, st.q_norm, st.k_norm, cos[0], sin[0], cfg.rope_dim, cfg.rope_neox, cfg.n_head,
+                cfg.n_head_kv, eps, self.k_cache[li], self.v_cache[li], pos, st.window, scale, att[0],
             )  # fmt: skip
-            out = matmul(att[None], lw.wo)[0]  # (d,)
-            cs.residual_norm(x, out, _or_empty(lw.post_attn_norm), eps, lw.ffn_norm, h)
-            cs.gated(matmul(h[None], lw.w_gate_up)[0], gelu, act)
-            out = matmul(act[None], lw.w_down)[0]  # (d,)
-            nxt = w.layers[li + 1].attn_norm if li + 1 < len(w.layers) else w.output_norm
-            cs.residual_norm(x, out, _or_empty(lw.post_ffn_norm), eps, nxt, h)
+            cs.residual_norm(x, st.wo(att)[0], st.post_attn, eps, st.ffn_norm, h[0])
+            cs.gated(st.gate_up(h)[0], gelu, act[0])
+            cs.residual_norm(x, st.down(act)[0], st.post_ffn, eps, st.next_norm, h[0])
         self._n_past = pos + 1
-        logits = matmul(h[None], w.output)  # (1, V)
+        logits = matmul(h, w.output)  # (1, V)
         if cfg.logit_softcap:
             c = f32(cfg.logit_softcap)
             logits = c * np.tanh(logits / c)  # (1, V)
         return logits
+
+
+class _DecodeLayer:
+    """One layer's arguments for ReferenceEngine._decode_step: its four products as calls on a
+    (1, cols) row that reuse one output buffer each (the compiled kernel called directly where
+    the matrix is quantized), and its vectors, an empty array where the model has none."""
+
+    def __init__(self, engine: ReferenceEngine, li: int):
+        cfg, lw, layers = engine.cfg, engine.w.layers[li], engine.w.layers
+        self.swa = cfg.is_swa(li)
+        self.window = cfg.sliding_window if self.swa else 0
+        self.bias, self.q_norm, self.k_norm = _or_empty(lw.bqkv), _or_empty(lw.q_norm), _or_empty(lw.k_norm)
+        self.post_attn, self.post_ffn = _or_empty(lw.post_attn_norm), _or_empty(lw.post_ffn_norm)
+        self.ffn_norm = lw.ffn_norm
+        self.next_norm = layers[li + 1].attn_norm if li + 1 < len(layers) else engine.w.output_norm
+        self.qkv, self.wo = _row_product(lw.wqkv), _row_product(lw.wo)
+        self.gate_up, self.down = _row_product(lw.w_gate_up), _row_product(lw.w_down)
+
+
+def _row_product(w: Weight) -> Any:
+    """x (1, cols) -> x @ W.T (1, rows): a fused quantized matrix through its prepared kernel
+    into one reused buffer (the caller uses the result before the next call), else matmul."""
+    mv = None
+    if isinstance(w, QuantMatrix | Stacked) and (not isinstance(w, Stacked) or w.fused):
+        parts = w.parts if isinstance(w, Stacked) else [w]
+        if w._mv is None:
+            w._mv = parts[0].k.Matvec(parts[0].qtype, [p.raw for p in parts])
+        mv = w._mv
+    if mv is None:
+        return lambda x: matmul(x, w)
+    out = np.empty((1, mv.rows), f32)  # (1, rows)
+    w0, w1, w2 = mv.w
+    kernel, kind, table = mv.kernel, mv.kind, mv.k_table
+
+    def run(x: np.ndarray) -> np.ndarray:
+        kernel(kind, w0, w1, w2, x, table, out)
+        return out
+
+    return run
 
 
 def _or_empty(a: np.ndarray | None) -> np.ndarray:

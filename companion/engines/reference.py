@@ -454,7 +454,7 @@ def _row_product(w: Weight) -> Any:
     into one reused buffer (the caller uses the result before the next call), else matmul."""
     mv = None
     if isinstance(w, QuantMatrix | Stacked) and (not isinstance(w, Stacked) or w.fused):
-        parts = w.parts if isinstance(w, Stacked) else [w]
+        parts: list[QuantMatrix] = list(w.parts) if isinstance(w, Stacked) else [w]  # type: ignore[arg-type]
         if w._mv is None:
             w._mv = parts[0].k.Matvec(parts[0].qtype, [p.raw for p in parts])
         mv = w._mv

@@ -438,7 +438,8 @@ class Desktop:
 
     def _set_pet_input(self, w: Any, rects: list[pet.Rect], ratio: float) -> None:
         """The pet's input region: device-pixel rectangles, as the X11 input shape (drawing
-        stays whole) or else as Qt's mask (logical pixels)."""
+        stays whole; where no compositing manager runs, transparent pixels would show black,
+        so the same region also shapes what is drawn) or else as Qt's mask (logical pixels)."""
         import os
 
         from PyQt6.QtCore import QRect
@@ -448,7 +449,10 @@ class Desktop:
             try:
                 shape = pet.X11Shape(os.environ.get("DISPLAY"))
                 try:
-                    shape.set_input(int(w.winId()), rects)
+                    bounding = not shape.compositing()
+                    shape.set_input(int(w.winId()), rects, bounding=bounding)
+                    if bounding:
+                        log.info("pet: no compositing manager on this screen: the window is cut to the avatar's outline")
                 finally:
                     shape.close()
                 return

@@ -349,7 +349,8 @@ class Outlines:
 class X11Shape:
     """Set and read a window's SHAPE input region on an X display (its own connection)."""
 
-    SHAPE_INPUT = 2  # X11/extensions/shape.h: ShapeInput
+    SHAPE_BOUNDING = 0  # X11/extensions/shape.h: ShapeBounding (what is drawn)
+    SHAPE_INPUT = 2  # ShapeInput (what takes clicks)
     SHAPE_SET = 0  # ShapeSet
     YX_BANDED = 3  # YXBanded: rows sorted top to bottom
 
@@ -377,23 +378,39 @@ class X11Shape:
 
         return XRectangle
 
-    def set_input(self, window: int, rects: list[tuple[int, int, int, int]]) -> None:
+    def set_input(self, window: int, rects: list[tuple[int, int, int, int]], bounding: bool = False) -> None:
+        """The window's input region; with bounding, also its drawn shape (for a screen with no
+        compositing manager, where a transparent window shows black instead of the desktop)."""
         c = self._c
         xrect = self._rect_type()
         array = (xrect * max(1, len(rects)))(*[xrect(*r) for r in rects])
         fn = self.xext.XShapeCombineRectangles
         fn.argtypes = [c.c_void_p, c.c_ulong, c.c_int, c.c_int, c.c_int, c.c_void_p, c.c_int, c.c_int, c.c_int]
-        fn(self.dpy, window, self.SHAPE_INPUT, 0, 0, array, len(rects), self.SHAPE_SET, self.YX_BANDED)
+        for kind in (self.SHAPE_INPUT, self.SHAPE_BOUNDING) if bounding else (self.SHAPE_INPUT,):
+            fn(self.dpy, window, kind, 0, 0, array, len(rects), self.SHAPE_SET, self.YX_BANDED)
         self.x11.XSync(self.dpy, 0)
 
-    def input_rects(self, window: int) -> list[tuple[int, int, int, int]]:
+    def compositing(self) -> bool:
+        """True when a compositing manager runs on the default screen (it owns the selection
+        _NET_WM_CM_S<screen>), so a window's transparent pixels show what is below."""
+        c = self._c
+        self.x11.XDefaultScreen.argtypes = [c.c_void_p]
+        self.x11.XInternAtom.argtypes = [c.c_void_p, c.c_char_p, c.c_int]
+        self.x11.XInternAtom.restype = c.c_ulong
+        self.x11.XGetSelectionOwner.argtypes = [c.c_void_p, c.c_ulong]
+        self.x11.XGetSelectionOwner.restype = c.c_ulong
+        atom = self.x11.XInternAtom(self.dpy, f"_NET_WM_CM_S{self.x11.XDefaultScreen(self.dpy)}".encode(), 0)
+        return bool(self.x11.XGetSelectionOwner(self.dpy, atom))
+
+    def input_rects(self, window: int, kind: int = SHAPE_INPUT) -> list[tuple[int, int, int, int]]:
+        """The window's input region (or, with kind=SHAPE_BOUNDING, its drawn shape)."""
         c = self._c
         xrect = self._rect_type()
         fn = self.xext.XShapeGetRectangles
         fn.argtypes = [c.c_void_p, c.c_ulong, c.c_int, c.POINTER(c.c_int), c.POINTER(c.c_int)]
         fn.restype = c.POINTER(xrect)
         count, ordering = c.c_int(0), c.c_int(0)
-        ptr = fn(self.dpy, window, self.SHAPE_INPUT, c.byref(count), c.byref(ordering))
+        ptr = fn(self.dpy, window, kind, c.byref(count), c.byref(ordering))
         out = [(ptr[i].x, ptr[i].y, ptr[i].width, ptr[i].height) for i in range(count.value)]
         if ptr:
             self.x11.XFree(ptr)

@@ -61,7 +61,7 @@ def _tbb_loaded() -> bool:
     # the wheel's folders (Linux lib/, Windows Library/bin), or a frozen app's top folder
     dirs = [Path(sys.prefix) / "lib", Path(sys.prefix) / "Library" / "bin", Path(getattr(sys, "_MEIPASS", sys.prefix))]
     for d in dirs:
-        for name in ("libtbb.so.12", "libtbb.12.dylib", "tbb12.dll"):
+        for name in ("libtbb.so.12", "tbb12.dll"):
             if (d / name).is_file():
                 try:
                     ctypes.CDLL(str(d / name), mode=getattr(ctypes, "RTLD_GLOBAL", 0))
@@ -515,7 +515,6 @@ class Matvec:
         self.rows = sum(r.shape[0] for r in w)
         self.cols = w[0].shape[1] // GGML_QUANT_SIZES[qtype][1] * GGML_QUANT_SIZES[qtype][0]
         self.kind, self.w = KIND[qtype], (w + [empty] * 3)[:3]
-        self.k_table = F16_TABLE
         self.kernel = _matvec if self.rows * self.cols >= PARALLEL_MACS else _matvec_serial
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

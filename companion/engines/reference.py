@@ -77,9 +77,7 @@ def _quant_matmul(x: np.ndarray, parts: Sequence[QuantMatrix], owner: Any) -> np
     multiplied by BLAS."""
     k, qtype, cols = parts[0].k, parts[0].qtype, parts[0].shape[1]
     if x.shape[0] <= FUSED_MAX_T:
-        if owner._mv is None:
-            owner._mv = k.Matvec(qtype, [p.raw for p in parts])
-        return owner._mv(x)
+        return _prepared(parts, owner)(x)
     out = np.empty((x.shape[0], sum(p.shape[0] for p in parts)), f32)  # (T, rows)
     step, o = max(1, DEQUANT_CHUNK // cols), 0
     for p in parts:
@@ -89,6 +87,14 @@ def _quant_matmul(x: np.ndarray, parts: Sequence[QuantMatrix], owner: Any) -> np
             out[:, o + r0 : o + r1] = x @ w.T
         o += p.shape[0]
     return out
+
+
+def _prepared(parts: Sequence[QuantMatrix], owner: Any) -> Any:
+    """The kernel call of parts (quantized alike, stacked by rows), prepared once and kept on
+    owner (the QuantMatrix or Stacked they make up)."""
+    if owner._mv is None:
+        owner._mv = parts[0].k.Matvec(parts[0].qtype, [p.raw for p in parts])
+    return owner._mv
 
 
 class Stacked:
@@ -452,17 +458,17 @@ class _DecodeLayer:
 def _row_product(w: Weight) -> Any:
     """x (1, cols) -> x @ W.T (1, rows): a fused quantized matrix through its prepared kernel
     into one reused buffer (the caller uses the result before the next call), else matmul."""
-    mv = None
-    if isinstance(w, QuantMatrix | Stacked) and (not isinstance(w, Stacked) or w.fused):
-        parts: list[QuantMatrix] = list(w.parts) if isinstance(w, Stacked) else [w]  # type: ignore[arg-type]
-        if w._mv is None:
-            w._mv = parts[0].k.Matvec(parts[0].qtype, [p.raw for p in parts])
-        mv = w._mv
-    if mv is None:
+    from companion.engines._cpu_kernels import F16_TABLE as table
+
+    if isinstance(w, QuantMatrix):
+        mv = _prepared([w], w)
+    elif isinstance(w, Stacked) and w.fused:
+        mv = _prepared(w.parts, w)  # type: ignore[arg-type]
+    else:
         return lambda x: matmul(x, w)
     out = np.empty((1, mv.rows), f32)  # (1, rows)
     w0, w1, w2 = mv.w
-    kernel, kind, table = mv.kernel, mv.kind, mv.k_table
+    kernel, kind = mv.kernel, mv.kind
 
     def run(x: np.ndarray) -> np.ndarray:
         kernel(kind, w0, w1, w2, x, table, out)

@@ -137,10 +137,10 @@ def add_model(path: str | Path, name: str | None = None) -> ModelEntry:
     models = _read()
     if name in models or name in {n for n, _ in _builtins()}:
         raise ModelError(f"a model named {name!r} exists already: remove it first or pass --name")
-    known = [(n, Path(d["path"])) for n, d in models.items()] + _builtins()
-    for other, other_path in known:
-        if other_path.exists() and p.exists() and os.path.samefile(other_path, p):
-            raise ModelError(f"{p} is known already as {other!r}: use `companion model use {other}`")
+    if p.exists():
+        for other, other_path in [(n, Path(d["path"])) for n, d in models.items()] + _builtins():
+            if other_path.exists() and os.path.samefile(other_path, p):
+                raise ModelError(f"{p} is known already as {other!r}: use `companion model use {other}`")
     model = GGUFModel(p)  # config and tensor checks
     model.tokenizer  # noqa: B018 - the tokenizer must build
     check_plannable(model)

@@ -4,8 +4,13 @@ set -euo pipefail
 source "$(dirname "$0")/setup.sh" test
 .venv/bin/ruff check companion tests
 .venv/bin/mypy
+# One pytest worker per core (at most 4), whole files per worker so module fixtures load once.
+workers=$(nproc)
+[ "$workers" -gt 4 ] && workers=4
+dist=()
+[ "$workers" -gt 1 ] && dist=(-n "$workers" --dist loadfile)
 set +e
-.venv/bin/python -m pytest -ra --durations=30 "$@"
+.venv/bin/python -m pytest -ra --durations=30 "${dist[@]}" "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then

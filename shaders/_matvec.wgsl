@@ -14,12 +14,6 @@
 
 // This invocation's share: (row r0, row r1, sum of x^2 over the elements it read).
 fn matvec_part(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec3<f32> {
-    return matvec_lanes(r0, r1, t, inv, lid, WG);
-}
-
-// The share of lane `lane` of `lanes` invocations that split the row pair's units between them
-// (matvec_part: the whole workgroup; attention_qkv_flash: a few lanes per pair).
-fn matvec_lanes(r0: u32, r1: u32, t: u32, inv: f32, lane: u32, lanes: u32) -> vec3<f32> {
     let ng = qgroups();
     let per = 8u / ng;  // element vec4s per unit
     let nu = (K / 32u) * ng;  // units per row
@@ -27,7 +21,7 @@ fn matvec_lanes(r0: u32, r1: u32, t: u32, inv: f32, lane: u32, lanes: u32) -> ve
     let one = hf4(1.0);
     var acc = vec2<f32>(0.0);
     var ss = 0.0;
-    for (var u = lane; u < nu; u += lanes) {
+    for (var u = lid; u < nu; u += WG) {
         let b = u / ng;
         let gi = u % ng;
         let u0 = qload(r0, b, gi);

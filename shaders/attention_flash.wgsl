@@ -12,7 +12,7 @@
 // 1        q     storage read  array<f32>      (NH * HD,)            roped query
 // 2        kc    storage read  array<kv4>      (n_ctx, NKV * HD)     roped keys  (kv: _prec.wgsl, f32 or f16)
 // 3        vc    storage read  array<kv4>      (n_ctx, NKV * HD)
-// 4        part  storage rw    array<vec4f32>  (NH, SLOTS, HD / 4 + 1) sum_j exp(s_j - m) v_j, then (m, l, 0, 0)
+// 4        part  storage rw    array<vec4f32>  (NH, S, HD / 4 + 1)   sum_j exp(s_j - m) v_j, then (m, l, 0, 0)
 // overrides: NH, NKV, HD (multiple of 4, <= 256), WG (power of two, 64..256, >= HD / 4, = FLASH_WG),
 //            SCALE (factor on q.k; 0 = 1 / sqrt(HD)); S, WINDOW, FLASH_WG (_flash.wgsl)
 // dispatch: (NH, S, 1)
@@ -36,7 +36,7 @@ override WG: u32 = 64u;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
     let s = wid.y;
-    let sp = flash_split(step.n_past);
+    let sp = flash_span(step.n_past + 1u);
     if (s >= sp.used) {
         return;  // uniform: the whole workgroup leaves, the merge reads only `used` splits
     }
@@ -49,7 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let r = online_total(st, lid);
     let d4 = HD / 4u;
-    let ob = (h * flash_slots() + s) * (d4 + 1u);
+    let ob = (h * S + s) * (d4 + 1u);
     if (lid < d4) {
         part[ob + lid] = r;
     }

@@ -1,6 +1,5 @@
 // y += Wo att for the one new token of a decode step, where att is merged here from
-// the attention kernel's partials (attention_flash.wgsl or attention_qkv_flash.wgsl): the
-// flash-decoding merge fused into the output projection,
+// attention_flash.wgsl's partials: the flash-decoding merge fused into the output projection,
 // so splitting the keys costs no dispatch. Every workgroup (a row pair, as split-K matmul.wgsl)
 // first rebuilds the whole (NH * HD,) attention output in workgroup memory: per head,
 // m* = max_s m_s, w_s = exp(m_s - m*) / sum_s l_s exp(m_s - m*), att = sum_s w_s o_s (a few
@@ -10,11 +9,11 @@
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_past (the token's position)
 // 1        wq    storage read  array<vec4u32> blob of Wo (M, K = NH * HD), ROWMAJOR   (_quant.wgsl)
-// 2        part  storage read  array<vec4f32>  (NH, SLOTS, HD / 4 + 1) the partials (_flash.wgsl)
+// 2        part  storage read  array<vec4f32>  (NH, S, HD / 4 + 1)  attention_flash.wgsl's partials
 // 3        y     storage rw    array<f32>      (M,)  the residual stream, y += Wo att
 // overrides: QTYPE, M, K (= NH * HD, <= 1024), NH, HD, WG (power of two, 64..256: the merge
 //            spreads over it, the split-K loop leaves the extra invocations idle), S, WINDOW,
-//            FLASH_WG, CUR (as the attention kernel's, _flash.wgsl)
+//            FLASH_WG (as attention_flash.wgsl's, _flash.wgsl)
 // dispatch: (ceil(M / 2), 1, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
@@ -33,8 +32,8 @@ override HD: u32;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 var<workgroup> x: array<vec4<f32>, 256>;  // (K / 4,) the merged attention output: _matvec's input
-var<workgroup> wts: array<f32, SLOTS_MAX>;      // (NH, SLOTS) merge weights of the partials
-var<workgroup> mls: array<vec2<f32>, SLOTS_MAX>; // (NH, SLOTS) the partials' (m, l)
+var<workgroup> wts: array<f32, 512>;      // (NH, S) merge weights of the partials (NH * S <= 512)
+var<workgroup> mls: array<vec2<f32>, 512>; // (NH, S) the partials' (m, l)
 
 fn in_scale(j: u32) -> vec4<f32> {
     return vec4<f32>(1.0);
@@ -48,39 +47,39 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     let d4 = HD / 4u;
-    let u = flash_parts(step.n_past);
-    let sl = flash_slots();
+    let sp = flash_span(step.n_past + 1u);
+    let u = sp.used;
     // every (m, l) pair into workgroup memory at once (independent loads), then the per-head
     // max and denominator from there, then the weighted sums with four loads in flight
     for (var i = lid; i < NH * u; i += WG) {
         let h = i / u;
         let s = i % u;
-        mls[h * sl + s] = part[(h * sl + s) * (d4 + 1u) + d4].xy;
+        mls[h * S + s] = part[(h * S + s) * (d4 + 1u) + d4].xy;
     }
     workgroupBarrier();
     for (var h = lid; h < NH; h += WG) {
         var mx = -3.0e38;
         for (var s = 0u; s < u; s++) {
-            mx = max(mx, mls[h * sl + s].x);
+            mx = max(mx, mls[h * S + s].x);
         }
         var l = 0.0;
         for (var s = 0u; s < u; s++) {
-            let ml = mls[h * sl + s];
+            let ml = mls[h * S + s];
             let e = exp(ml.x - mx);
-            wts[h * sl + s] = e;
+            wts[h * S + s] = e;
             l += ml.y * e;
         }
         let inv = 1.0 / l;
         for (var s = 0u; s < u; s++) {
-            wts[h * sl + s] *= inv;
+            wts[h * S + s] *= inv;
         }
     }
     workgroupBarrier();
     for (var i = lid; i < K / 4u; i += WG) {
         let h = i / d4;
         let lane = i % d4;
-        let pb = h * sl * (d4 + 1u) + lane;
-        let wb = h * sl;
+        let pb = h * S * (d4 + 1u) + lane;
+        let wb = h * S;
         var a0 = vec4<f32>(0.0);
         var a1 = vec4<f32>(0.0);
         var a2 = vec4<f32>(0.0);

@@ -131,10 +131,9 @@ def rope_ref(x, pos, base, neox):
     return out
 
 
-def run_program(device, data: dict, dispatches: list, step: dict, out, features=(), out_dtype=None):
+def run_program(device, data: dict, dispatches: list, step: dict, out: str, features=(), out_dtype=None):
     """Run dispatches [(shader, constants, buffers, workgroups)] in one pass; data: name ->
-    array (uploaded) or int (zeroed bytes). Returns the `out` buffer, or a list of them for a
-    tuple of names (out_dtype then a dtype or a dict of name -> dtype)."""
+    array (uploaded) or int (zeroed bytes). Returns the `out` buffer."""
     import numpy as np
 
     from companion.gpu.builder import STEP_SIZE, BuiltPlan, PlanWriter, uniform_block
@@ -153,9 +152,5 @@ def run_program(device, data: dict, dispatches: list, step: dict, out, features=
                 programs={"p": Program(name="p", dispatches=ds)}, features=sorted(features))
     ex = Executor(plan, BuiltPlan(plan, w.blobs).resolve, device=device)
     ex.set_uniforms(**step)
-    got = []
-    for i, name in enumerate([out] if isinstance(out, str) else out):
-        size = data[name] if isinstance(data[name], int) else data[name].nbytes
-        dt = out_dtype.get(name) if isinstance(out_dtype, dict) else out_dtype
-        got.append(np.frombuffer(ex.run([("p", {})] if i == 0 else [], read=(name, 0, size)), dt or np.float32).copy())
-    return got[0] if isinstance(out, str) else got
+    size = data[out] if isinstance(data[out], int) else data[out].nbytes
+    return np.frombuffer(ex.run([("p", {})], read=(out, 0, size)), out_dtype or np.float32).copy()

@@ -93,61 +93,6 @@ def test_flash_attention_window_and_scale(gpu_device, window, n_past):
     close(got, Wo @ att.reshape(-1), 2e-4)
 
 
-@pytest.mark.parametrize(
-    "H,KV,hd,n_past,window,neox",
-    [(9, 3, 64, 0, 0, False), (9, 3, 64, 143, 0, True), (9, 3, 64, 1100, 0, False), (4, 2, 128, 300, 0, True),
-     (4, 1, 256, 40, 0, False), (4, 1, 64, 600, 512, False)],
-)  # fmt: skip
-@pytest.mark.parametrize("variant", list(VARIANTS), indirect=True)
-def test_attention_computes_its_own_qkv(gpu_device, variant, H, KV, hd, n_past, window, neox):
-    """attention_qkv_flash: norm + q, k, v + RoPE + the cache write folded into flash attention
-    (the new key a partial of its own), merged by matmul_attn: the residual, and the cache rows
-    it writes, against numpy."""
-    from companion.gpu.builder import qkv_pair_order, rope_table
-
-    rng = np.random.default_rng(n_past + hd + window)
-    qtype, K = QT.Q4_1, 576
-    NQ, NK = H * hd, KV * hd
-    M = NQ + 2 * NK
-    n_ctx = n_past + 3
-    raw = quantize((rng.standard_normal((M, K)) / np.sqrt(K)).astype(np.float32), qtype)  # rows q | k | v; unit-scale q: a flat softmax
-    W = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)  # (M, K)
-    blob = repack(raw.reshape(M, -1)[qkv_pair_order(H, KV, hd, neox)], qtype, K, rowmajor=True)
-    wo_blob, Wo = make_weight_rowmajor(rng, K, NQ, QT.Q8_0)  # (K, NQ): back to the residual
-    x = rng.standard_normal(K).astype(np.float32)  # (K,) the residual stream
-    g = (1 + 0.1 * rng.standard_normal(K)).astype(np.float32)  # (K,)
-    kvt = np.float16 if "shader-f16" in variant else np.float32
-    kc = (rng.standard_normal((n_ctx, KV, hd)) * 0.5).astype(kvt)  # (n_ctx, KV, hd); row n_past is written
-    vc = rng.standard_normal((n_ctx, KV, hd)).astype(kvt)
-    shared = dict(S=FLASH_S, FLASH_WG=FLASH_WG, CUR=True, **({"WINDOW": window} if window else {}))
-    heads = dict(NH=H, HD=hd, **shared)
-    data = {"wq": blob, "x": x, "g": g, "rope": rope_table(n_ctx, hd, 10000.0), "kc": kc, "vc": vc,
-            "part": part_bytes(H, hd), "wo": wo_blob}  # fmt: skip
-    disp = [
-        ("attention_qkv_flash.wgsl", dict(QTYPE=int(qtype), M=M, K=K, ROWMAJOR=True, EPS=1e-5, NEOX=neox, WG=FLASH_WG, NKV=KV, **heads),
-         ["wq", "x", "g", "rope", "kc", "vc", "part"], (H, FLASH_S + 1, 1)),
-        ("matmul_attn.wgsl", dict(QTYPE=int(QT.Q8_0), M=K, K=NQ, WG=max(splitk_wg(QT.Q8_0, NQ), MERGE_WG), ROWMAJOR=True, **heads),
-         ["wo", "part", "x"], (K // 2, 1, 1)),
-    ]  # fmt: skip
-    step = {"n_past": n_past, "n_tokens": 1}
-    got, got_k, got_v = run_program(gpu_device, data, disp, step, ("x", "kc", "vc"), variant, {"kc": kvt, "vc": kvt})
-    got_k, got_v = (c.astype(np.float32).reshape(n_ctx, KV, hd) for c in (got_k, got_v))
-
-    h = rms(x, g) @ W.T  # (M,)
-    pos = np.array([n_past])
-    q = rope_ref(h[:NQ].reshape(1, H, hd), pos, 10000.0, neox)[0]  # (H, hd)
-    k_new = rope_ref(h[NQ : NQ + NK].reshape(1, KV, hd), pos, 10000.0, neox)[0]  # (KV, hd)
-    v_new = h[NQ + NK :].reshape(KV, hd)
-    tol = tiled_tol(variant)
-    close(got_k[n_past], k_new, tol)
-    close(got_v[n_past], v_new, tol)
-    others = np.arange(n_ctx) != n_past
-    np.testing.assert_array_equal(got_k[others], kc[others].astype(np.float32))  # no other row written
-    np.testing.assert_array_equal(got_v[others], vc[others].astype(np.float32))
-    att = attention_ref(q, got_k, got_v, n_past + 1, window)  # (H, hd) over the caches as written
-    close(got, x + Wo @ att.reshape(-1), tol)
-
-
 QTYPES = [QT.F32, QT.F16, QT.Q4_0, QT.Q4_1, QT.Q8_0, QT.Q5_0, QT.Q4_K, QT.Q5_K, QT.Q6_K]
 
 
@@ -251,7 +196,7 @@ def test_matmul_qkv_tiled(gpu_device, variant, qtype, neox, T, n_past):
     assert not kc[:n_past].any() and not kc[n_past + T :].any()
 
 
-MINE = ("attention_flash.wgsl", "attention_qkv_flash.wgsl", "matmul_attn.wgsl", "matmul_tiled.wgsl", "matmul_swiglu_tiled.wgsl", "matmul_qkv_tiled.wgsl")
+MINE = ("attention_flash.wgsl", "matmul_attn.wgsl", "matmul_tiled.wgsl", "matmul_swiglu_tiled.wgsl", "matmul_qkv_tiled.wgsl")
 
 COMPILE_JS = """async (mods) => {
   const adapter = await navigator.gpu.requestAdapter();
@@ -273,19 +218,17 @@ COMPILE_JS = """async (mods) => {
 }"""
 
 
-def test_new_kernels_build_in_chromium(chromium_required, page, tmp_path, monkeypatch):
+def test_new_kernels_build_in_chromium(chromium_required, page, tmp_path):
     """The page's executor runs the same plan on GPUs: Tint (stricter uniformity analysis than
-    naga) must accept these kernels and their override-sized workgroups, f32 and subgroups
-    (attention_flash: as models whose q, k, v the attention kernel cannot compute use it)."""
-    from companion.gpu import _flash, shaders
+    naga) must accept these kernels and their override-sized workgroups, f32 and subgroups."""
+    from companion.gpu import shaders
     from companion.gpu.builder import build_plan
     from companion.model import load_model
     from companion.testing import write_tiny_gguf
 
     model = load_model(str(write_tiny_gguf(tmp_path / "tiny.gguf", n_layer=1, context_length=512)))
     mods = []
-    for allow, fuse in (("none", True), ("subgroups", True), ("none", False)):
-        monkeypatch.setattr(_flash, "FUSE_QKV", fuse)
+    for allow in ("none", "subgroups"):
         plan = build_plan(model, n_ctx=256, max_batch=32, features=["subgroups"], allow=allow, layout="splitk").plan
         for p in plan.pipelines:
             if p.shader in MINE:

@@ -300,14 +300,12 @@ def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
     assert all(p.constants.get("ROWMAJOR") for p in special)
     assert all(bool(p.constants.get("ROWMAJOR")) == (want == "splitk") for p in plan.pipelines if p.shader == "embed.wgsl")
     n_layer = int(plan.model["n_layer"])
-    # a layer: norm+qkv, attention, output, norm+gate+up, down; split-K decode folds the first
-    # into the flash attention kernel (attention_qkv_flash)
-    assert plan.dispatch_count("decode") == 1 + (4 if want == "splitk" else 5) * n_layer + 1
+    assert plan.dispatch_count("decode") == 1 + 5 * n_layer + 1
     att = {p.shader for p in plan.pipelines if p.shader.startswith("attention")}
-    assert att == ({"attention_split.wgsl", "attention_qkv_flash.wgsl"} if want == "splitk" else {"attention.wgsl"})
+    assert att == ({"attention_split.wgsl", "attention_flash.wgsl"} if want == "splitk" else {"attention.wgsl"})
     if want == "splitk":  # decode uses the flash pair, batches the split attention
         decode = {d.pipeline.split("|")[0] for d in plan.programs["decode"].dispatches}
-        assert {"attention_qkv_flash", "matmul_attn"} <= decode and not {"attention_split", "matmul_qkv"} & decode
+        assert {"attention_flash", "matmul_attn"} <= decode and "attention_split" not in decode
 
 
 def test_auto_features_use_the_f32_kernels(monkeypatch):

@@ -15,7 +15,7 @@ from gguf import GGMLQuantizationType as QT
 
 from companion.errors import UnsupportedModelError
 from companion.gpu import _flash, _tiled, shaders
-from companion.gpu._flash import QkvInput, flash_dispatches, flash_fits, part_bytes, qkv_fits
+from companion.gpu._flash import flash_dispatches, flash_fits, part_bytes
 from companion.gpu._tiled import TILED, tiled_dispatch
 from companion.gpu.adapters import (
     AUTO_F32_NOTE,
@@ -87,7 +87,6 @@ SHADER_BINDINGS: dict[str, list[str]] = {
     "add_norm.wgsl": [U, R, R, W],
     "attention_flash.wgsl": [U, R, R, R, W],
     "matmul_attn.wgsl": [U, R, R, W],
-    "attention_qkv_flash.wgsl": [U, R, R, R, R, W, W, W],
     "matmul_tiled.wgsl": [U, R, R, W],
     "matmul_swiglu_tiled.wgsl": [U, R, R, R, W],
     "matmul_qkv_tiled.wgsl": [U, R, R, R, R, W, W, W],
@@ -681,7 +680,7 @@ def build_plan(
     w.buffer("att", B * NQ * 4)  # (B, NQ) attention output
     flash = splitk and _flash.ENABLED and flash_fits(H, hd)  # decode attention split over workgroups (gpu/_flash.py)
     if flash:
-        w.buffer("attn_part", part_bytes(H, hd))  # (H, FLASH_S + 1, hd / 4 + 1) vec4 partials
+        w.buffer("attn_part", part_bytes(H, hd))  # (H, FLASH_S, hd / 4 + 1) vec4 partials
     w.buffer("ff", B * ff * 4)  # (B, ff) swiglu output
     w.buffer("logits", B * V * 4)  # (B, V) logits (row 0 only unless prefill_all)
     if any(not L.fused_qkv for L in layers):
@@ -713,13 +712,7 @@ def build_plan(
                 att = w.pipeline("attention_split.wgsl", NH=H, NKV=KV, HD=hd, WG=256, **att_consts, **({"WINDOW": L.window} if L.window else {}))
             else:  # CPU rasterizers: an invocation per head dimension walks the keys
                 att = w.pipeline("attention.wgsl", NH=H, NKV=KV, HD=hd, WG=64, **att_consts, **({"WINDOW": L.window} if L.window else {}))
-            Q = L.wo
-            flash_here = flash and n_tokens == 1 and L.post_attn_norm is None and _ceil(Q.M, 2) <= MAX_GROUPS
-            qkv_in = None
-            if flash_here and L.fused_qkv and qkv_fits(hd):  # the attention kernel computes q, k and v itself
-                Q = L.qkv[0]
-                qkv_in = QkvInput(Q.buffer, Q.qtype, Q.M, Q.K, L.attn_norm, L.rope, cfg.rope_neox, cfg.rms_eps)
-            elif L.fused_qkv:
+            if L.fused_qkv:
                 Q = L.qkv[0]
                 ds.append(matmul_dispatch(
                     w, "matmul_qkv.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["x", L.attn_norm, L.rope, "q", L.k, L.v],
@@ -740,11 +733,10 @@ def build_plan(
                 )  # fmt: skip
                 ds.append(w.dispatch(pl, ["step", "qkv", L.aux or "qkv", L.rope, "q", L.k, L.v], (H + 2 * KV, T, 1), f"blk.{i} {'bias+' if cfg.has_qkv_bias else ''}{'qk_norm+' if cfg.qk_norm else ''}rope+kv"))
             Q = L.wo
-            if flash_here:
+            if flash and n_tokens == 1 and L.post_attn_norm is None and _ceil(Q.M, 2) <= MAX_GROUPS:
                 ds += flash_dispatches(
                     w, layer=f"blk.{i}", n_head=H, n_head_kv=KV, head_dim=hd, k_cache=L.k, v_cache=L.v, part="attn_part",
                     wo=Q.buffer, wo_qtype=Q.qtype, wo_rows=Q.M, wo_wg=splitk_wg(Q.qtype, Q.K), window=L.window, att_consts=att_consts,
-                    qkv=qkv_in,
                 )  # fmt: skip
             else:
                 ds.append(w.dispatch(att, ["step", "q", L.k, L.v, "att"], (H, T, 1), f"blk.{i} attention" + (f" (window {L.window})" if L.window else "")))

@@ -52,3 +52,21 @@ def test_avatar_bench_json(tmp_path, gpu_adapter_info, monkeypatch):
     ad = r["adaptation_while_decoding"]
     assert ad["busy_fps"] <= BUSY_FPS * 1.05 and ad["busy_interval_ms"] >= 1000 / BUSY_FPS, ad
     assert isinstance(ad["adapts"], bool)
+
+
+def test_benches_run_where_a_loop_already_runs():
+    """The benches' asyncio work also runs from a thread with a running event loop (Playwright's
+    sync API in the same test worker, a notebook), where asyncio.run refuses."""
+    import asyncio
+
+    from companion._asyncrun import run_coroutine
+
+    async def inner() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    async def outer() -> int:
+        return run_coroutine(inner)
+
+    assert run_coroutine(inner) == 7
+    assert run_coroutine(outer) == 7  # outer's own call finds outer's loop running

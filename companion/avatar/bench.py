@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from companion._asyncrun import run_coroutine
 from companion.avatar.pose import VISEMES, Pose
 from companion.avatar.render import AvatarRenderer
 from companion.avatar.stream import BUSY_FPS, TARGET_FPS, FrameStream, decode_frame
@@ -116,7 +117,7 @@ def stream_paced(renderer: AvatarRenderer, size: int, seconds: float, busy: bool
 
     renderer.render(animated_pose(0.0), size)  # compiled before timing
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    records = asyncio.run(run())
+    records = run_coroutine(run)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     n = len(records)
     span = records[-1][0] - records[0][0] if n > 1 else 0.0

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
@@ -20,6 +19,7 @@ import tempfile
 import time
 from typing import Any, Literal
 
+from companion._asyncrun import run_coroutine
 from companion.bridge.messages import Generate, Token
 from companion.bridge.server import BridgeServer
 from companion.chromium import chromium_path, launch_context
@@ -100,7 +100,7 @@ def round_trip(n: int = 1000, client: Literal["python", "chromium"] = "python") 
     """Median / p99 milliseconds of n bridge round trips (after 20 warm-up ones)."""
     with BridgeServer(None) as server:
         if client == "python":
-            samples = asyncio.run(_python_round_trips(server, n))
+            samples = run_coroutine(lambda: _python_round_trips(server, n))
         elif client == "chromium":
             if not os.access(chromium_path(), os.X_OK):
                 raise RuntimeError(f"{chromium_path()} is not installed")

@@ -12,7 +12,6 @@
 // write results. The including file declares the overrides WG, TT, SPLITK and `step`.
 
 override FUSED_NORM: bool = false;  // SPLITK: the norm's sum of squares from the matvec loop
-
 struct NormedPair {
     ok: bool,  // this invocation writes the results
     p: u32,  // the row pair: blob rows p and p + M/2
@@ -30,6 +29,27 @@ fn normed_pair(gid: vec3<u32>, wid: vec3<u32>, lid: u32) -> NormedPair {
         out.t0 = wid.y;
     }
     if (out.t0 >= step.n_tokens) {
+        return out;
+    }
+    if (SPLITK && PAIRS > 1u) {
+        // PAIRS row pairs per workgroup, each summed by its own WG / PAIRS lanes
+        let lanes = WG / PAIRS;
+        let p = wid.x * PAIRS + lid / lanes;
+        if (wid.x * PAIRS >= n_pair) {
+            return out;
+        }
+        let pc = min(p, n_pair - 1u);  // lanes past the last pair repeat it and write nothing
+        var v: vec2<f32>;
+        if (FUSED_NORM) {
+            let s = matvec_group(pc, pc + n_pair, out.t0, 1.0, lid);
+            v = s.xy * inverseSqrt(s.z / f32(K) + EPS);
+        } else {
+            v = matvec_group(pc, pc + n_pair, out.t0, inv_rms_sk(out.t0, lid), lid).xy;
+        }
+        out.ok = lid % lanes == 0u && p < n_pair;
+        out.p = p;
+        out.nt = 1u;
+        out.acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
         return out;
     }
     if (SPLITK) {

@@ -15,9 +15,10 @@
 //            YS, YO (output row stride and column offset), CAP (soft-capping, 0 = off),
 //            SPLITK (GPUs, with ROWMAJOR and TT 1: workgroup (i, t) computes rows i, i + ceil(M/2)
 //            of token t, _matvec.wgsl), RP (SPLITK: workgroup (i, t) computes row pairs
-//            i RP .. i RP + RP - 1 with one RMSNorm scale)
+//            i RP .. i RP + RP - 1 with one RMSNorm scale; with PAIRS, RP groups of PAIRS pairs
+//            computed at once, _matvec.wgsl)
 // dispatch: (ceil(ceil(M / 2) / WG), LAST_ONLY ? 1 : ceil(n_tokens / TT), 1);
-//           SPLITK: (ceil(ceil(M / 2) / RP), LAST_ONLY ? 1 : n_tokens, 1)
+//           SPLITK: (ceil(ceil(M / 2) / (RP PAIRS)), LAST_ONLY ? 1 : n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl
@@ -69,12 +70,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     var acc: Acc;
     if (SPLITK) {
         // RP row pairs per workgroup share one RMSNorm scale (the output head has ~25k pairs)
+        // (PAIRS > 1: RP groups of PAIRS pairs, each pair summed by WG / PAIRS lanes)
         let inv = inv_rms_sk(t0, lid);
+        let lanes = WG / PAIRS;
         for (var k = 0u; k < RP; k++) {
-            let p = wid.x * RP + k;
+            let p = (wid.x * RP + k) * PAIRS + lid / lanes;
             let pc = min(p, half - 1u);  // every invocation joins the barriers
-            let v = matvec_pair(pc, min(pc + half, M - 1u), t0, inv, lid);
-            if (lid == 0u && p < half) {
+            var v: vec2<f32>;
+            if (PAIRS > 1u) {
+                v = matvec_group(pc, min(pc + half, M - 1u), t0, inv, lid).xy;
+            } else {
+                v = matvec_pair(pc, min(pc + half, M - 1u), t0, inv, lid);
+            }
+            if (lid % lanes == 0u && p < half) {
                 let o = out_row(t0);
                 y[o + p] = capped(v.x);
                 if (p + half < M) {

@@ -20,7 +20,8 @@
 //            SPLITK (GPUs, with ROWMAJOR and TT 1: workgroup (p, t) computes pair p of token t,
 //            _matvec.wgsl)
 //            FUSED_NORM (SPLITK, f32: the norm's sum of squares from the matvec loop, _normed_pair.wgsl)
-// dispatch: (ceil(M / 2 / WG), ceil(n_tokens / TT), 1); SPLITK: (M / 2, n_tokens, 1)
+//            PAIRS (SPLITK: workgroup (p, t) computes pairs p PAIRS .. p PAIRS + PAIRS - 1, _matvec.wgsl)
+// dispatch: (ceil(M / 2 / WG), ceil(n_tokens / TT), 1); SPLITK: (ceil(M / 2 / PAIRS), n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl

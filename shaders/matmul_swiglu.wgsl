@@ -12,7 +12,8 @@
 // overrides: QTYPE, M (= 2N), K, EPS, ACT (0 silu, 1 gelu_tanh), WG (power of two <= 256), TT (1..4), SPLITK (GPUs, with
 //            ROWMAJOR and TT 1: workgroup (i, t) computes rows i, i + N of token t, _matvec.wgsl)
 //            FUSED_NORM (SPLITK, f32: the norm's sum of squares from the matvec loop, _normed_pair.wgsl)
-// dispatch: (ceil(N / WG), ceil(n_tokens / TT), 1); SPLITK: (N, n_tokens, 1)
+//            PAIRS (SPLITK: workgroup (i, t) computes pairs i PAIRS .. i PAIRS + PAIRS - 1, _matvec.wgsl)
+// dispatch: (ceil(N / WG), ceil(n_tokens / TT), 1); SPLITK: (ceil(N / PAIRS), n_tokens, 1)
 //!include _step.wgsl
 //!include _prec.wgsl
 //!include _quant.wgsl

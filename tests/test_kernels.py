@@ -356,6 +356,32 @@ def test_matmul_swiglu_splitk_fused_norm(gpu_device, variant, qtype, N, K, T):
     check_swiglu(gpu_device, variant, qtype, N, K, T, dict(SK, FUSED_NORM=True), (N, T, 1), rowmajor=True)
 
 
+@pytest.mark.parametrize("qtype,N,K", [(QT.Q4_1, 101, 576), (QT.Q6_K, 7, 256)])
+@pytest.mark.parametrize("pairs", [2, 4])
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("variant", ["f32", "f16+subgroups"], indirect=True)
+def test_splitk_row_pairs_per_workgroup(gpu_device, variant, qtype, N, K, pairs, fused):
+    """PAIRS (_matvec.wgsl, the decode step's norm+matvec kernels on GPUs): each workgroup
+    computes several row pairs, WG / PAIRS lanes each (16 lanes for 18 Q4_1 units: lanes
+    loop), the last workgroup partly past the rows; swiglu and the output head's RP groups."""
+    if fused and "shader-f16" in variant:
+        pytest.skip("FUSED_NORM is for the f32 kernels")
+    check_swiglu(gpu_device, variant, qtype, N, K, 1, dict(SK, PAIRS=pairs, FUSED_NORM=fused), (ceil(N, pairs), 1, 1), rowmajor=True)  # WG 64
+    if fused:
+        return
+    rng = np.random.default_rng(N * pairs)
+    M = 2 * N + 1  # odd: the last pair's second row does not exist
+    blob, W = make_weight_rowmajor(rng, M, K, qtype)
+    x = rng.standard_normal((1, K)).astype(np.float32)  # (1, K)
+    g = rng.standard_normal(K).astype(np.float32)  # (K,)
+    got = run_kernel(
+        gpu_device, "matmul_norm.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=32 * pairs, EPS=1e-5, RP=2, PAIRS=pairs, **SK),
+        {"wq": blob, "x": x, "g": g, "y": M * 4}, ["wq", "x", "g", "y"], (ceil(ceil(M, 2), 2 * pairs), 1, 1), {"n_tokens": 1}, "y",
+        features=variant,
+    )  # fmt: skip
+    close(got, (rms(x, g) @ W.T)[0], tol_for(variant))
+
+
 @pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.F16], ids=lambda q: q.name)
 @pytest.mark.parametrize("neox", [False, True])
 @pytest.mark.parametrize("H,KV,hd,K,T,n_past", [(2, 1, 8, 32, 3, 0), (9, 3, 64, 576, 1, 7)])

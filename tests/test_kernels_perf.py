@@ -196,7 +196,8 @@ def test_matmul_qkv_tiled(gpu_device, variant, qtype, neox, T, n_past):
     assert not kc[:n_past].any() and not kc[n_past + T :].any()
 
 
-MINE = ("attention_flash.wgsl", "matmul_attn.wgsl", "matmul_tiled.wgsl", "matmul_swiglu_tiled.wgsl", "matmul_qkv_tiled.wgsl")
+MINE = ("attention_flash.wgsl", "matmul_attn.wgsl", "matmul_tiled.wgsl", "matmul_swiglu_tiled.wgsl", "matmul_qkv_tiled.wgsl",
+        "matmul_swiglu.wgsl", "matmul_qkv.wgsl", "matmul_norm.wgsl")  # the last three: decode with PAIRS
 
 COMPILE_JS = """async (mods) => {
   const adapter = await navigator.gpu.requestAdapter();

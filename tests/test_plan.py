@@ -359,10 +359,14 @@ def test_splitk_rows_beyond_one_grid_dimension_fall_back():
     p = w.pipelines[d.pipeline]
     assert p.constants["ROWMAJOR"] and not p.constants.get("SPLITK")
     assert d.workgroups[0] <= 65535
+    # a decode step's head: PAIRS row pairs at once per workgroup (64 lanes each for Q8_0, K 576)
     d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], 1, "head", "splitk", EPS=1e-5)
-    assert w.pipelines[d.pipeline].constants["SPLITK"] and d.workgroups == (24576, 1, 1)
+    c = w.pipelines[d.pipeline].constants
+    assert c["SPLITK"] and c["PAIRS"] == 4 and c["WG"] == 256 and d.workgroups == (24576 // 4, 1, 1)
     d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], 1, "head", "splitk", EPS=1e-5, RP=4)
-    assert w.pipelines[d.pipeline].constants["RP"] == 4 and d.workgroups == (6144, 1, 1)
+    assert w.pipelines[d.pipeline].constants["RP"] == 4 and d.workgroups == (24576 // 16, 1, 1)
+    d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], None, "head", "splitk", EPS=1e-5, RP=4)
+    assert "PAIRS" not in w.pipelines[d.pipeline].constants and d.workgroups[0] == 6144  # batches: one pair at a time
     d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], 1, "head", "rows", EPS=1e-5, RP=4)
     assert "RP" not in w.pipelines[d.pipeline].constants
 

@@ -108,6 +108,12 @@ FUSED_NORM = True
 
 
 MAX_GROUPS = 65535  # workgroups per dimension (WebGPU default limit)
+# split-K norm+matvec kernels of a decode step: row pairs each workgroup computes at once
+# (shaders/_matvec.wgsl PAIRS; the output head's on top of its HEAD_RP serial ones). H200, same
+# runs, decode tok/s at contexts 0/512/2048: none 702/681/612, norm+gate+up and norm+qkv at 2
+# 763/734/649, and the head at 4 785/761/672; ffn_down's and the attention merge's at 4 gained
+# nothing (their 288 workgroups already fit the GPU), nor did 4 or 8 for norm+gate+up.
+SPLITK_PAIRS: dict[str, int] = {"matmul_swiglu.wgsl": 2, "matmul_qkv.wgsl": 2, "matmul_norm.wgsl": 4}
 
 
 def splitk_wg(qtype: int, K: int) -> int:
@@ -437,6 +443,12 @@ def matmul_dispatch(
         wg = splitk_wg(qtype, K)
         if rp > 1:
             constants = dict(constants, RP=rp)
+        per = SPLITK_PAIRS.get(shader, 1) if n_tokens is not None else 1
+        if per > 1:  # several row pairs per workgroup at once (shaders/_matvec.wgsl PAIRS)
+            per = min(per, 256 // wg)
+            constants = dict(constants, PAIRS=per)
+            wg *= per
+            rp *= per
         pl = w.pipeline(shader, QTYPE=qtype, M=M, K=K, WG=wg, TT=1, ROWMAJOR=True, SPLITK=True, **constants)
         ys: Dim = 1 if constants.get("LAST_ONLY") else (Count(var="n_tokens") if n_tokens is None else n_tokens)
         return w.dispatch(pl, ["step", weight, *buffers], (_ceil(pairs, rp), ys, 1), label)

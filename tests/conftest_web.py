@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class FakeChatSession:
     received: list[str] = field(default_factory=list)
     resets: int = 0
     fail_with: Exception | None = None  # raise this from send() instead of answering
+    after_end: float = 0.0  # seconds send() goes on after its ReplyDone (ChatSession saves the turn)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -59,11 +61,13 @@ class FakeChatSession:
         for i, word in enumerate(words):
             if self._stop.is_set():
                 yield ReplyDone("stopped", " ".join(words[:i]), {"tokens": i})
+                time.sleep(self.after_end)
                 return
             yield TextDelta(word if i == 0 else " " + word)
             self.started.set()
             self._stop.wait(self.pace)
         yield ReplyDone("done", self.reply, {"tokens": len(words), "tok_per_s": 100.0})
+        time.sleep(self.after_end)
 
     def stop(self) -> None:
         self._stop.set()

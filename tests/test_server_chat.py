@@ -136,6 +136,20 @@ def test_stop_ends_the_reply_and_keeps_the_session(page, fake_chat):
     assert page.until("reply_done", "reply_stopped")[0]["turn"] == 2
 
 
+def test_the_next_message_is_taken_as_soon_as_the_reply_ends(page, fake_chat):
+    """The page enables sending when it sees the reply's end; the session may still be saving
+    that turn (ChatSession's bookkeeping after ReplyDone): the next message must not be refused
+    as busy (it waits for the chat worker instead)."""
+    fake_chat.after_end = 0.5
+    page.send(type="user_message", text="hi")
+    page.until("reply_done", "reply_stopped", "reply_error")
+    page.send(type="user_message", text="and again")  # at once
+    end, before = page.until("reply_done", "reply_stopped", "reply_error")
+    assert not [m for m in before if m["type"] == "error"], before
+    assert end["type"] == "reply_done" and end["turn"] == 2
+    assert fake_chat.received == ["hi", "and again"]
+
+
 def test_reset(page, fake_chat):
     page.send(type="reset")
     page.send(type="ping", seq=1)

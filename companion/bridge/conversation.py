@@ -556,6 +556,9 @@ class Conversation:
         def on_event(event: core.Event, avatar: list[Any]) -> None:
             if isinstance(event, core.ReplyDone):
                 ended.append(True)
+                # the page may send the next message as soon as it sees the end: accept it
+                # (its reply waits on the one chat worker for this one's bookkeeping)
+                self._busy = False
                 self._broadcast(_end_message(turn, event))
             elif isinstance(event, core.EngineSwitch):
                 self._engine_status = EngineStatus(
@@ -590,8 +593,9 @@ class Conversation:
         finally:
             if not ended:
                 self._broadcast(_end_message(turn, core.ReplyDone("done", "")))
-            self._busy = False
-            self._avatar(self.avatar.reply_ended())  # nothing when ReplyDone already ended it
+            if self._turn == turn:  # not a newer reply accepted since this one's end was sent
+                self._busy = False
+                self._avatar(self.avatar.reply_ended())  # nothing when ReplyDone already ended it
 
 
 def _end_message(turn: int, end: core.ReplyDone) -> ReplyDone | ReplyStopped | ReplyError:

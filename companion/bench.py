@@ -207,15 +207,19 @@ def plot(result: dict[str, Any], path: str) -> str | None:
         mine = result.get(part) or {}
         keys = list(mine)
         xs = np.arange(len(keys))
-        ax.bar(xs - 0.2, [mine[k]["tok_per_s"] for k in keys], 0.4, label=f"companion {result.get('engine', '')}")
+        ours = [mine[k]["tok_per_s"] for k in keys]
+        ax.bar(xs - 0.2, ours, 0.4, label=f"companion {result.get('engine', '')}")
         theirs = peer.get(part) or {}
         if theirs:
             ax.bar(xs + 0.2, [theirs.get(k, 0) for k in keys], 0.4, label=peer.get("peer", "peer"))
+            for x, k, v in zip(xs, keys, ours, strict=True):  # our figure over the peer's, on our bar
+                if theirs.get(k):
+                    ax.annotate(f"{v / theirs[k]:.2f}x", (x - 0.2, v), ha="center", va="bottom", fontsize=7)
         ax.set_xticks(xs, keys)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("tokens / s")
         ax.set_title(title)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.suptitle(f"{result.get('model', '')} on {result.get('adapter', '')} ({result.get('machine', {}).get('date', '')})", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -18,7 +18,7 @@ fn matvec_part(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec3<f32> {
 }
 
 // The share of lane `lane` of `lanes` invocations that split the row pair's units between them
-// (matvec_part: the whole workgroup; attention_qkv_flash: a few lanes per pair).
+// (matvec_part: the whole workgroup; matvec_group: WG / PAIRS lanes).
 fn matvec_lanes(r0: u32, r1: u32, t: u32, inv: f32, lane: u32, lanes: u32) -> vec3<f32> {
     let ng = qgroups();
     let per = 8u / ng;  // element vec4s per unit
@@ -96,8 +96,8 @@ fn seg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
 }
 
 // (row r0, row r1, sum of x[t]^2) summed over this invocation's group of lanes: with PAIRS > 1
-// a workgroup computes PAIRS row pairs at once (fewer, fuller workgroups: an H200 decodes
-// ~6% faster with two pairs per workgroup in the norm+gate+up kernel than with one).
+// a workgroup computes PAIRS row pairs at once (fewer, fuller workgroups; builder.SPLITK_PAIRS
+// has the H200 figures).
 // Call from uniform control flow (barriers).
 fn matvec_group(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec3<f32> {
     let lanes = WG / PAIRS;

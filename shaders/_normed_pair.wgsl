@@ -4,6 +4,7 @@
 // invocation and returns their dot products with rmsnorm(x) * g, in either layout:
 //   rows    invocation gid.x owns pair p = gid.x for TT tokens from wid.y * TT (CPU rasterizers)
 //   SPLITK  workgroup (p, t) owns pair p of token t; its threads split K (GPUs, _matvec.wgsl)
+// With PAIRS (_matvec.wgsl) a split-K workgroup computes several row pairs at once.
 // With FUSED_NORM (split-K f32 kernels) the RMSNorm's sum of squares comes from the matvec's
 // own loop (_matvec.wgsl matvec_pair_ss: one pass over x and one reduction, not two) and the
 // scale is applied to the two dot products. The f16 kernels round the scaled inputs, so they
@@ -12,6 +13,7 @@
 // write results. The including file declares the overrides WG, TT, SPLITK and `step`.
 
 override FUSED_NORM: bool = false;  // SPLITK: the norm's sum of squares from the matvec loop
+
 struct NormedPair {
     ok: bool,  // this invocation writes the results
     p: u32,  // the row pair: blob rows p and p + M/2

@@ -103,3 +103,16 @@ fn matvec_group(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec3<f32> {
     let lanes = WG / PAIRS;
     return seg_sum4(vec4<f32>(matvec_lanes(r0, r1, t, inv, lid % lanes, lanes), 0.0), lid).xyz;
 }
+
+// The row pair's sums for the caller's lane group: matvec_group where PAIRS > 1, else the
+// whole workgroup's (matvec_pair_ss with ss, the sum of x^2 in .z; matvec_pair without, .z 0).
+// Call from uniform control flow (barriers); the result is valid in each group's first lane.
+fn matvec_rows(r0: u32, r1: u32, t: u32, inv: f32, lid: u32, ss: bool) -> vec3<f32> {
+    if (PAIRS > 1u) {
+        return matvec_group(r0, r1, t, inv, lid);
+    }
+    if (ss) {
+        return matvec_pair_ss(r0, r1, t, lid);
+    }
+    return vec3<f32>(matvec_pair(r0, r1, t, inv, lid), 0.0);
+}

@@ -33,8 +33,8 @@ fn normed_pair(gid: vec3<u32>, wid: vec3<u32>, lid: u32) -> NormedPair {
     if (out.t0 >= step.n_tokens) {
         return out;
     }
-    if (SPLITK && PAIRS > 1u) {
-        // PAIRS row pairs per workgroup, each summed by its own WG / PAIRS lanes
+    if (SPLITK) {
+        // PAIRS row pairs per workgroup, each summed by its own WG / PAIRS lanes (1: all of them)
         let lanes = WG / PAIRS;
         let p = wid.x * PAIRS + lid / lanes;
         if (wid.x * PAIRS >= n_pair) {
@@ -43,30 +43,13 @@ fn normed_pair(gid: vec3<u32>, wid: vec3<u32>, lid: u32) -> NormedPair {
         let pc = min(p, n_pair - 1u);  // lanes past the last pair repeat it and write nothing
         var v: vec2<f32>;
         if (FUSED_NORM) {
-            let s = matvec_group(pc, pc + n_pair, out.t0, 1.0, lid);
+            let s = matvec_rows(pc, pc + n_pair, out.t0, 1.0, lid, true);
             v = s.xy * inverseSqrt(s.z / f32(K) + EPS);
         } else {
-            v = matvec_group(pc, pc + n_pair, out.t0, inv_rms_sk(out.t0, lid), lid).xy;
+            v = matvec_rows(pc, pc + n_pair, out.t0, inv_rms_sk(out.t0, lid), lid, false).xy;
         }
         out.ok = lid % lanes == 0u && p < n_pair;
         out.p = p;
-        out.nt = 1u;
-        out.acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
-        return out;
-    }
-    if (SPLITK) {
-        if (wid.x >= n_pair) {
-            return out;
-        }
-        var v: vec2<f32>;
-        if (FUSED_NORM) {
-            let s = matvec_pair_ss(wid.x, wid.x + n_pair, out.t0, lid);
-            v = s.xy * inverseSqrt(s.z / f32(K) + EPS);
-        } else {
-            v = matvec_pair(wid.x, wid.x + n_pair, out.t0, inv_rms_sk(out.t0, lid), lid);
-        }
-        out.ok = lid == 0u;
-        out.p = wid.x;
         out.nt = 1u;
         out.acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
         return out;

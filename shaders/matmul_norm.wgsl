@@ -76,12 +76,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         for (var k = 0u; k < RP; k++) {
             let p = (wid.x * RP + k) * PAIRS + lid / lanes;
             let pc = min(p, half - 1u);  // every invocation joins the barriers
-            var v: vec2<f32>;
-            if (PAIRS > 1u) {
-                v = matvec_group(pc, min(pc + half, M - 1u), t0, inv, lid).xy;
-            } else {
-                v = matvec_pair(pc, min(pc + half, M - 1u), t0, inv, lid);
-            }
+            let v = matvec_rows(pc, min(pc + half, M - 1u), t0, inv, lid, false).xy;
             if (lid % lanes == 0u && p < half) {
                 let o = out_row(t0);
                 y[o + p] = capped(v.x);

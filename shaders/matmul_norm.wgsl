@@ -16,7 +16,10 @@
 //            SPLITK (GPUs, with ROWMAJOR and TT 1: workgroup (i, t) computes rows i, i + ceil(M/2)
 //            of token t, _matvec.wgsl), RP (SPLITK: workgroup (i, t) computes row pairs
 //            i RP .. i RP + RP - 1 with one RMSNorm scale; with PAIRS, RP groups of PAIRS pairs
-//            computed at once, _matvec.wgsl)
+//            computed at once, _matvec.wgsl), CAND (SPLITK, LAST_ONLY: each workgroup also writes
+//            its best logit and id, ties to the lowest id, as the f32 pair y[CAND + 2 wid.x],
+//            y[CAND + 2 wid.x + 1] (the id's bits): sample.wgsl's greedy path reads these few
+//            hundred candidates instead of every logit; 0 = off)
 // dispatch: (ceil(ceil(M / 2) / WG), LAST_ONLY ? 1 : ceil(n_tokens / TT), 1);
 //           SPLITK: (ceil(ceil(M / 2) / (RP PAIRS)), LAST_ONLY ? 1 : n_tokens, 1)
 //!include _step.wgsl
@@ -36,6 +39,7 @@ override RP: u32 = 1u;  // SPLITK: row pairs per workgroup
 override YS: u32 = 0u;  // output row stride (0: M)
 override YO: u32 = 0u;  // column of y where row 0 of W lands
 override CAP: f32 = 0.0;  // soft-capping: y = CAP tanh(y / CAP); 0 = off
+override CAND: u32 = 0u;  // SPLITK + LAST_ONLY: where in y the (best logit, id) pairs go; 0 = off
 
 fn out_row(t: u32) -> u32 {
     if (LAST_ONLY) {
@@ -73,16 +77,35 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         // (PAIRS > 1: RP groups of PAIRS pairs, each pair summed by WG / PAIRS lanes)
         let inv = inv_rms_sk(t0, lid);
         let lanes = WG / PAIRS;
+        var bv = -3.4e38;  // CAND: the best logit this lane wrote, ties to the lowest id
+        var bi = 0u;
         for (var k = 0u; k < RP; k++) {
             let p = (wid.x * RP + k) * PAIRS + lid / lanes;
             let pc = min(p, half - 1u);  // every invocation joins the barriers
             let v = matvec_rows(pc, min(pc + half, M - 1u), t0, inv, lid, false).xy;
             if (lid % lanes == 0u && p < half) {
                 let o = out_row(t0);
-                y[o + p] = capped(v.x);
-                if (p + half < M) {
-                    y[o + p + half] = capped(v.y);
+                let c0 = capped(v.x);
+                y[o + p] = c0;
+                if (c0 > bv || (c0 == bv && p < bi)) {
+                    bv = c0;
+                    bi = p;
                 }
+                if (p + half < M) {
+                    let c1 = capped(v.y);
+                    y[o + p + half] = c1;
+                    if (c1 > bv || (c1 == bv && p + half < bi)) {
+                        bv = c1;
+                        bi = p + half;
+                    }
+                }
+            }
+        }
+        if (CAND > 0u) {
+            let best = wg_argmax(bv, bi, lid);
+            if (lid == 0u) {
+                y[CAND + 2u * wid.x] = best.v;
+                y[CAND + 2u * wid.x + 1u] = bitcast<f32>(best.i);
             }
         }
         return;

@@ -13,11 +13,15 @@
 //                                                vec4s, so the argmax pass issues 4x fewer loads)
 // 2        hist    storage read  array<u32>      (n_hist,) recent ids for the penalty
 // 3        out     storage rw    array<u32>      (1,)  chosen id
-// overrides: V
+// overrides: V, NC and CAND (NC > 0: the output head left NC (best logit, id) candidate pairs at
+//            logits[CAND..] as f32 (matmul_norm.wgsl CAND); greedy without a penalty then takes
+//            the argmax of those instead of reading all V logits)
 // dispatch: (1, 1, 1)
 //!include _step.wgsl
 
 override V: u32;
+override NC: u32 = 0u;  // candidate pairs from the output head (0: none)
+override CAND: u32 = 0u;  // where they start, in floats
 const WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -70,6 +74,25 @@ fn pcg(v: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
+    // 0. greedy, nothing penalised: the best of the head's per-workgroup candidates
+    if (NC > 0u && step.temperature <= 0.0 && (step.repeat_penalty == 1.0 || step.n_hist == 0u)) {
+        var cv = -3.4e38;
+        var ci = 0u;
+        for (var c = lid; c < NC; c += WG) {
+            let v = lg(CAND + 2u * c);
+            let i = bitcast<u32>(lg(CAND + 2u * c + 1u));
+            if (v > cv || (v == cv && i < ci)) {
+                cv = v;
+                ci = i;
+            }
+        }
+        let top = wg_argmax(cv, ci, lid);
+        if (lid == 0u) {
+            out[0] = top.i;
+        }
+        return;
+    }
+
     // 1. repetition penalty, once per distinct id in the history
     let pen = step.repeat_penalty;
     if (pen != 1.0) {

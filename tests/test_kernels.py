@@ -707,3 +707,55 @@ def test_embed_row_chunks(gpu_device, layout):
             {"ids": ids, "wq": blob, "x": x}, ["ids", "wq", "x"], (1, len(ids), 1), {"n_tokens": len(ids)}, "x",
         ).reshape(len(ids), K)
     np.testing.assert_allclose(x, np.concatenate(full)[ids] * scale, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0], ids=lambda q: q.name)
+@pytest.mark.parametrize("pairs,rp", [(1, 1), (2, 2), (4, 4)])
+@pytest.mark.parametrize("variant", ["f32", "f16+subgroups"], indirect=True)
+def test_head_candidates_feed_the_greedy_sampler(gpu_device, variant, qtype, pairs, rp):
+    """CAND (matmul_norm.wgsl) + NC (sample.wgsl), a decode step's head and greedy sampler on
+    GPUs: each head workgroup leaves its best (logit, id); the sampler's argmax over those is the
+    argmax over all logits, ties to the lowest id (the best row copied to a lower id in another
+    workgroup and to the other row of a pair), and with a repetition penalty on a candidate the
+    sampler reads every logit instead, as without candidates."""
+    rng = np.random.default_rng(7 * pairs + rp)
+    M, K = 1001, 64  # odd: the last pair has one row
+    half = ceil(M, 2)
+    raw = quantize(rng.standard_normal((M, K)).astype(np.float32), qtype)  # (M, bytes per row)
+    x = rng.standard_normal((1, K)).astype(np.float32)
+    g = rng.standard_normal(K).astype(np.float32)
+    W = quants.dequantize(raw, qtype).reshape(M, K).astype(np.float32)
+    best = int(np.argmax((rms(x, g) @ W.T)[0]))
+    twin = best - half if best >= half else (best + half if best + half < M else 5)  # the other row of its pair
+    # workgroup 0's first lane group sees row `half` (pair 0's second row) before row `pairs`
+    # (the pair it takes next, rp > 1): the lower id must win there too
+    copies = sorted({best, twin, M - 2, half, pairs if rp > 1 else 7})
+    for r in copies:
+        raw[r] = raw[best]
+    blob = repack(raw.reshape(M, -1), qtype, K, rowmajor=True)
+    groups = ceil(half, rp * pairs)
+    head = ("matmul_norm.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=32 * pairs, EPS=1e-5, LAST_ONLY=True, RP=rp,
+                                     PAIRS=pairs, CAND=M, **SK), ["wq", "x", "g", "y"], (groups, 1, 1))  # fmt: skip
+    data = {"wq": blob, "x": x, "g": g, "y": (M + 2 * groups) * 4, "hist": np.zeros(5, np.uint32), "out": 4}
+    logits = run_program(gpu_device, data, [head], {"n_tokens": 1}, "y", variant)
+    y, cand = logits[:M], logits[M:].reshape(groups, 2)
+    ids = cand[:, 1].view(np.uint32)
+    for gi in range(groups):  # each workgroup's own rows: rows p and p + half for its pairs
+        p = np.arange(gi * rp * pairs, min(half, (gi + 1) * rp * pairs))
+        rows = np.concatenate([p, p[p + half < M] + half])
+        top = rows[y[rows] == y[rows].max()].min()
+        assert (ids[gi], cand[gi, 0]) == (top, y[top]), gi
+    want = int(np.argmax(y))  # numpy: the first of equal maxima
+    assert want == copies[0]
+    for nc in (groups, 0):  # with the candidates and the full pass over the logits
+        samp = ("sample.wgsl", dict(V=M, NC=nc, CAND=M), ["y", "hist", "out"], (1, 1, 1))
+        st = dict(n_tokens=1, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0, n_hist=0)
+        assert int(run_program(gpu_device, data, [head, samp], st, "out", variant, np.uint32)[0]) == want
+        # the penalty lowers the best row's copies: every logit is read (the ids differ)
+        pen = dict(st, repeat_penalty=1e6, n_hist=len(copies))
+        data["hist"] = np.array(copies, np.uint32)
+        y2 = y.copy()
+        y2[copies] = y[best] / 1e6 if y[best] > 0 else y[best] * 1e6
+        got = int(run_program(gpu_device, data, [head, samp], pen, "out", variant, np.uint32)[0])
+        assert got == int(np.argmax(y2)) and got not in copies
+        data["hist"] = np.zeros(len(copies), np.uint32)

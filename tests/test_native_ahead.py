@@ -117,3 +117,25 @@ def test_splitk_layout_runs_ahead(gpu_adapter_info, tiny):
     with _engine(tiny, 1, "splitk") as one, _engine(tiny, 4, "splitk") as eng:
         eng.eog_ids = frozenset()
         assert _decode(one, SAMPLED, [5, 9, 40], 10) == _decode(eng, SAMPLED, [5, 9, 40], 10)
+
+
+@pytest.mark.slow
+def test_splitk_greedy_is_the_argmax_of_the_logits(gpu_adapter_info, tiny):
+    """Greedy on the split-K layout samples from the head's per-workgroup candidates
+    (sample_decode): the ids are the argmax of the very logits eval returns, one submit per
+    token and running ahead."""
+    import numpy as np
+
+    with _engine(tiny, 4, "splitk") as eng, _engine(tiny, 1, "splitk") as one:
+        pipes = {p.name: p for p in eng.plan.pipelines}
+        assert pipes[eng.plan.programs["sample_decode"].dispatches[0].pipeline].constants["NC"] > 1
+        eng.eog_ids = frozenset()
+        prompt = [5, 9, 40]
+        got = _decode(eng, SamplingParams.greedy_params(), prompt, 12)
+        assert _decode(one, SamplingParams.greedy_params(), prompt, 12) == got
+        one.reset()
+        logits, want = one.eval(prompt), []
+        for _ in range(12):
+            want.append(int(np.argmax(logits.reshape(-1, logits.shape[-1])[-1])))
+            logits = one.eval([want[-1]])
+        assert got == want

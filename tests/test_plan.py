@@ -59,7 +59,7 @@ def test_plan_version_is_checked(built):
 
 def test_plan_shape(built):
     plan = built.plan
-    assert set(plan.programs) == {"prefill", "prefill_all", "decode", "sample"}
+    assert set(plan.programs) == {"prefill", "prefill_all", "decode", "sample", "sample_decode"}
     n_layer = int(plan.model["n_layer"])
     # fused: embed + 5 per block (norm+qkv+rope, attention, out+residual, norm+gate+up+swiglu, down+residual) + head
     assert plan.dispatch_count("decode") == 1 + 5 * n_layer + 1
@@ -306,6 +306,19 @@ def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
     if want == "splitk":  # decode uses the flash pair, batches the split attention
         decode = {d.pipeline.split("|")[0] for d in plan.programs["decode"].dispatches}
         assert {"attention_flash", "matmul_attn"} <= decode and "attention_split" not in decode
+    # the decode step's head leaves one best (logit, id) per workgroup past the logits' row 0
+    # for sample_decode (split-K only); prefill's head and "sample" read every logit
+    pipes = {p.name: p for p in plan.pipelines}
+    V = int(plan.model["n_vocab"])
+    head = plan.programs["decode"].dispatches[-1]
+    nc = pipes[plan.programs["sample_decode"].dispatches[0].pipeline].constants.get("NC", 0)
+    assert pipes[plan.programs["sample"].dispatches[0].pipeline].constants.get("NC", 0) == 0
+    assert pipes[plan.programs["prefill"].dispatches[-1].pipeline].constants.get("CAND", 0) == 0
+    if want == "splitk":
+        assert pipes[head.pipeline].constants["CAND"] == V and nc == head.workgroups[0] and 2 * nc <= 7 * V
+        assert pipes[plan.programs["sample_decode"].dispatches[0].pipeline].constants["CAND"] == V
+    else:
+        assert "CAND" not in pipes[head.pipeline].constants and nc == 0
 
 
 def test_auto_features_use_the_f32_kernels(monkeypatch):

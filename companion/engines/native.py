@@ -196,7 +196,8 @@ class NativeEngine(Engine):
         for c in chunks[:-1]:
             self._feed(c, "prefill")
         last = chunks[-1]
-        raw = self._feed(last, "decode" if len(last) == 1 else "prefill", tail=["sample"])
+        one = len(last) == 1  # a decode step's head leaves candidates for the greedy sampler
+        raw = self._feed(last, "decode" if one else "prefill", tail=["sample_decode" if one else "sample"])
         assert raw is not None
         if len(ids) == 1:
             self._set_stats(before, 1)
@@ -290,7 +291,7 @@ class NativeEngine(Engine):
             post = [Copy(io["token_out"], 0, ring, 4 * j, 4)]
             if ch.hist_n:
                 post.append(Copy(io["token_out"], 0, hist_buf, 4 * (ch.hist_l + g), 4))
-            steps.append(Step([("decode", {}), ("sample", {})], pre, post))
+            steps.append(Step([("decode", {}), ("sample_decode", {})], pre, post))
         ex.write(steps_buf, b"".join(blocks), offset=s0)
         pend: Pending = ex.submit_steps(steps, [Copy(ring, 0, "", 0, 4 * k)], submit=now)
         ch.inflight.append((pend, k))

@@ -101,6 +101,7 @@ ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3")
 TT_PREFILL = 4  # token rows per invocation in batched matmuls (1..4)
 MAX_HIST = 1024  # ids the repetition-penalty history buffer holds
 HEAD_RP = 4  # split-K output head: row pairs per workgroup, sharing one RMSNorm scale
+HEAD_CANDIDATES = True  # split-K decode head leaves per-workgroup argmax candidates (sample_decode)
 # split-K norm+matvec kernels on the f32 path: the RMSNorm's sum of squares taken in the matvec
 # loop (shaders/_normed_pair.wgsl FUSED_NORM: one pass over x and one reduction, not two; H200
 # decode +3..6% in two same-run comparisons). False: inv_rms_sk first, as the f16 kernels do.
@@ -778,24 +779,36 @@ def build_plan(
             Q = c.weight
             if len(out_chunks) > 1:
                 head |= {"YS": V, "YO": c.row0}
-            ds.append(matmul_dispatch(
-                w, "matmul_norm.wgsl", Q.buffer, Q.qtype, Q.M, d, ["x", out_norm, "logits"], n_tokens,
-                "output_norm+output" + (f" rows {c.row0}.." if len(out_chunks) > 1 else ""), lay, EPS=cfg.rms_eps,
-                LAST_ONLY=not all_logits, RP=HEAD_RP, **head,
-            ))  # fmt: skip
+            one = dict(
+                EPS=cfg.rms_eps, LAST_ONLY=not all_logits, RP=HEAD_RP, **head,
+                # a decode step's head leaves its per-workgroup best logits past row 0 (sample_decode)
+                **({"CAND": V} if HEAD_CANDIDATES and n_tokens == 1 and not all_logits and len(out_chunks) == 1 and B > 1 else {}),
+            )  # fmt: skip
+            label = "output_norm+output" + (f" rows {c.row0}.." if len(out_chunks) > 1 else "")
+            dh = matmul_dispatch(w, "matmul_norm.wgsl", Q.buffer, Q.qtype, Q.M, d, ["x", out_norm, "logits"], n_tokens, label, lay, **one)
+            n_cand = int(dh.workgroups[0])  # type: ignore[arg-type]
+            if "CAND" in one and (not w.pipelines[dh.pipeline].constants.get("SPLITK") or 2 * n_cand > (B - 1) * V):
+                del one["CAND"]  # the rows kernels (or no room past row 0): the full sampler
+                dh = matmul_dispatch(w, "matmul_norm.wgsl", Q.buffer, Q.qtype, Q.M, d, ["x", out_norm, "logits"], n_tokens, label, lay, **one)
+            if "CAND" in one:
+                candidates.append(n_cand)
+            ds.append(dh)
         return ds
 
-    sample_pl = w.pipeline("sample.wgsl", V=V)
+    candidates: list[int] = []  # per-workgroup best logits the decode step's head leaves (CAND)
     programs = {
         "prefill": Program(name="prefill", vars=["n_tokens"], max_vars={"n_tokens": B}, dispatches=forward(None, False)),
         "prefill_all": Program(name="prefill_all", vars=["n_tokens"], max_vars={"n_tokens": B}, dispatches=forward(None, True)),
         "decode": Program(name="decode", dispatches=forward(1, False)),
-        "sample": Program(
-            name="sample",
-            dispatches=[w.dispatch(sample_pl, ["step", "logits", "hist", "token_out"], (1, 1, 1), "sample")],
-            readback=Readback(buffer="token_out", size=4),
-        ),
     }
+    # "sample" follows any head; "sample_decode" only "decode", whose head may have left candidates
+    for name, nc in (("sample", 0), ("sample_decode", sum(candidates))):
+        pl = w.pipeline("sample.wgsl", V=V, **({"NC": nc, "CAND": V} if nc else {}))
+        programs[name] = Program(
+            name=name,
+            dispatches=[w.dispatch(pl, ["step", "logits", "hist", "token_out"], (1, 1, 1), "sample")],
+            readback=Readback(buffer="token_out", size=4),
+        )
     biggest = max(b.size for b in w.buffers.values())
     plan = Plan(
         model={

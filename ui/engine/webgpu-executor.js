@@ -448,7 +448,9 @@ export class WebGPUExecutor {
       repeat_penalty: s.repeat_penalty ?? 1.0, n_hist: hist.length,
     });
     for (const c of chunks) this.feed(c, "prefill");
-    const raw = await this.feed(last, last.length === 1 ? "decode" : "prefill", ["sample"]);
+    // a decode step's head leaves candidates for the greedy sampler ("sample_decode")
+    const one = last.length === 1;
+    const raw = await this.feed(last, one ? "decode" : "prefill", [one && this.plan.programs.sample_decode ? "sample_decode" : "sample"]);
     const id = new Uint32Array(/** @type {ArrayBuffer} */ (raw))[0];
     return { id, n_past: this.nPast, ms: performance.now() - t0 };
   }

@@ -11,6 +11,10 @@ struct Step {
     min_p: f32,           // sampling: 0 = off
     repeat_penalty: f32,  // sampling: 1 = off
     n_hist: u32,          // sampling: ids in the penalty history buffer
+    tok_in: u32,          // embed.wgsl: the ids start here in its ids buffer (0 but in a decode chain)
+    tok_out: u32,         // sample.wgsl: where the chosen id goes in its out buffer (likewise)
+    hist_at: u32,         // sample.wgsl CHAIN: the penalty history starts here in out
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }

@@ -5,7 +5,7 @@
 //
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_tokens
-// 1        ids   storage read  array<u32>      (n_tokens,) token ids
+// 1        ids   storage read  array<u32>      (tok_in + n_tokens,) token ids from tok_in (uniform)
 // 2        wq    storage read  array<vec4u32> blob of the table rows ROW0.. (M rows, K = n_embd)  (_quant.wgsl)
 // 3        x     storage rw    array<vec4f32>  (n_tokens, K)
 // overrides: QTYPE, M, K, SCALE, ROW0, CHUNKED (ids outside the chunk are skipped, not clamped), WG
@@ -31,12 +31,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (b >= K / 32u || t >= step.n_tokens) {
         return;
     }
-    var id = min(ids[t], M - 1u);
+    let raw = ids[step.tok_in + t];
+    var id = min(raw, M - 1u);
     if (CHUNKED) {
-        if (ids[t] < ROW0 || ids[t] >= ROW0 + M) {
+        if (raw < ROW0 || raw >= ROW0 + M) {
             return;
         }
-        id = ids[t] - ROW0;
+        id = raw - ROW0;
     }
     for (var i = 0u; i < 8u; i++) {
         x[t * (K / 4u) + b * 8u + i] = dq4(id, b, i) * SCALE;

@@ -12,7 +12,9 @@
 // 1        logits  storage rw    array<vec4f32>  (V,)  (the penalty is applied in place; read as
 //                                                vec4s, so the argmax pass issues 4x fewer loads)
 // 2        hist    storage read  array<u32>      (n_hist,) recent ids for the penalty
-// 3        out     storage rw    array<u32>      (1,)  chosen id
+// 3        out     storage rw    array<u32>      (1,)  chosen id, at out[tok_out] (uniform)
+//                                                (CHAIN: a decode chain's ids, the penalty history
+//                                                read from out[hist_at ..] instead of hist)
 // overrides: V, NC and CAND (NC > 0: the output head left NC (best logit, id) candidate pairs at
 //            logits[CAND..] as f32 (matmul_norm.wgsl CAND); greedy without a penalty then takes
 //            the argmax of those instead of reading all V logits)
@@ -22,6 +24,7 @@
 override V: u32;
 override NC: u32 = 0u;  // candidate pairs from the output head (0: none)
 override CAND: u32 = 0u;  // where they start, in floats
+override CHAIN: bool = false;  // the penalty history lies in out (a decode chain's ids), not hist
 const WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -66,6 +69,14 @@ fn key(x: f32) -> u32 {
     return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 
+// Id i of the penalty history.
+fn hist_id(i: u32) -> u32 {
+    if (CHAIN) {
+        return out[step.hist_at + i];
+    }
+    return hist[i];
+}
+
 fn pcg(v: u32) -> u32 {
     let s = v * 747796405u + 2891336453u;
     let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
@@ -88,7 +99,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         }
         let top = wg_argmax(cv, ci, lid);
         if (lid == 0u) {
-            out[0] = top.i;
+            out[step.tok_out] = top.i;
         }
         return;
     }
@@ -97,10 +108,10 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     let pen = step.repeat_penalty;
     if (pen != 1.0) {
         for (var i = lid; i < step.n_hist; i += WG) {
-            let id = hist[i];
+            let id = hist_id(i);
             var first = id < V;
             for (var j = 0u; j < i; j++) {
-                if (hist[j] == id) {
+                if (hist_id(j) == id) {
                     first = false;
                     break;
                 }
@@ -141,7 +152,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     let mx = best.v;
     let am = best.i;
     if (lid == 0u) {
-        out[0] = am;
+        out[step.tok_out] = am;
     }
     storageBarrier();
     workgroupBarrier();
@@ -252,6 +263,6 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                 }
             }
         }
-        out[0] = pick;
+        out[step.tok_out] = pick;
     }
 }

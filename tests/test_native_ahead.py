@@ -12,6 +12,8 @@ from companion.sampling import Sampler, SamplingParams
 pytestmark = pytest.mark.gpu
 
 SAMPLED = SamplingParams(temperature=1.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.3, repeat_last_n=6, seed=7)
+# a penalty that decides: the last two ids are (nearly) never chosen again
+GREEDY_PENALTY = SamplingParams(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1e4, repeat_last_n=2)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def _decode(eng, params: SamplingParams, prompt: list[int], n: int) -> list[int]
     return out
 
 
-@pytest.mark.parametrize("params", [SamplingParams.greedy_params(), SAMPLED], ids=["greedy", "sampled+penalty"])
+@pytest.mark.parametrize("params", [SamplingParams.greedy_params(), SAMPLED, GREEDY_PENALTY], ids=["greedy", "sampled+penalty", "greedy+penalty"])
 def test_same_ids_as_one_submit_per_token(gpu_adapter_info, tiny, params):
     prompt = [5, 9, 40, 41, 7]
     with _engine(tiny, 1) as one, _engine(tiny, 4) as ahead:
@@ -53,6 +55,7 @@ def test_same_ids_as_one_submit_per_token(gpu_adapter_info, tiny, params):
         assert a == b
         assert ahead.n_past == one.n_past == len(prompt) + 18
         assert ahead.stats["submits_per_token"] == pytest.approx(0.25)
+        assert ahead.stats["passes_per_token"] == pytest.approx(0.25)  # k steps in one compute pass
         assert ahead.stats["readback_bytes_per_token"] == 4
         assert one.stats["submits_per_token"] == 1
         if params.repeat_penalty != 1.0:  # the penalty really acted: without it the ids differ

@@ -59,7 +59,7 @@ def test_plan_version_is_checked(built):
 
 def test_plan_shape(built):
     plan = built.plan
-    assert set(plan.programs) == {"prefill", "prefill_all", "decode", "sample", "sample_decode"}
+    assert set(plan.programs) == {"prefill", "prefill_all", "decode", "sample", "sample_decode", "sample_chain"}
     n_layer = int(plan.model["n_layer"])
     # fused: embed + 5 per block (norm+qkv+rope, attention, out+residual, norm+gate+up+swiglu, down+residual) + head
     assert plan.dispatch_count("decode") == 1 + 5 * n_layer + 1
@@ -314,6 +314,9 @@ def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
     nc = pipes[plan.programs["sample_decode"].dispatches[0].pipeline].constants.get("NC", 0)
     assert pipes[plan.programs["sample"].dispatches[0].pipeline].constants.get("NC", 0) == 0
     assert pipes[plan.programs["prefill"].dispatches[-1].pipeline].constants.get("CAND", 0) == 0
+    chain = pipes[plan.programs["sample_chain"].dispatches[0].pipeline].constants
+    assert chain["CHAIN"] and chain.get("NC", 0) == nc  # a decode chain's sampler: ids and history in "chain"
+    assert plan.programs["sample_chain"].dispatches[0].bindings[3].buffer == plan.io["chain"] == "chain"
     if want == "splitk":
         assert pipes[head.pipeline].constants["CAND"] == V and nc == head.workgroups[0] and 2 * nc <= 7 * V
         assert pipes[plan.programs["sample_decode"].dispatches[0].pipeline].constants["CAND"] == V

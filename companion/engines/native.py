@@ -13,7 +13,7 @@ import numpy as np
 
 from companion.engines.base import Engine
 from companion.gpu.adapters import adapter_features, request_adapter, request_device
-from companion.gpu.executor import Copy, Executor, Pending, Step
+from companion.gpu.executor import Copy, Executor, Pending
 from companion.sampling import Sampler, SamplingParams
 from companion.settings import Settings
 
@@ -215,6 +215,7 @@ class NativeEngine(Engine):
         self.stats = {
             "dispatches_per_token": (c["dispatches"] - before["dispatches"]) / n_tokens,
             "submits_per_token": (c["submits"] - before["submits"]) / n_tokens,
+            "passes_per_token": (c["passes"] - before["passes"]) / n_tokens,  # compute passes
             "readback_bytes_per_token": (c["readback_bytes"] - before["readback_bytes"]) / n_tokens,
             "encode_ms_per_token": round(1e3 * (c["encode_s"] - before["encode_s"]) / n_tokens, 4),
         }
@@ -254,46 +255,45 @@ class NativeEngine(Engine):
 
     def _submit(self, ch: _Chain, history: Sequence[int], now: bool = True) -> bool:
         """Record and submit up to `ahead` decode steps continuing the chain (now=False: record
-        only; the caller submits it); False if no room."""
+        only; the caller submits it); False if no room.
+
+        The steps share one compute pass and copy nothing between them: the plan's "chain"
+        buffer holds the penalty history (or just the chain's first input id) at 0 .. L-1 and
+        step g's id at L + g, so step g embeds chain[L - 1 + g], samples into chain[L + g] and
+        reads its penalty window from there too (sample_chain); each step's uniform block is its
+        own 256-byte slot of a scratch buffer, bound in place of "step" (Executor.alias). One
+        copy at the end brings the k ids back."""
         k = min(self.ahead, self._n_ctx - ch.gpu_past)
         if k <= 0:
             return False
         ex, io = self.executor, self.plan.io
-        size = self.plan.uniform.size
         before = dict(ex.counters)
-        first = ch.n_spec == 0
-        steps_buf = ex.scratch("chain_steps", 2 * self.ahead * size)
-        ring = ex.scratch("chain_ids", self.ahead * 4)
-        hist_buf = ex.scratch("chain_hist", 4 * (ch.hist_n + self._n_ctx)) if ch.hist_n else ""
-        if first:
-            ex.write(io["tokens"], np.asarray([ch.last], dtype=np.uint32))
-            if ch.hist_n:
-                base = [int(h) for h in history[-ch.hist_n :]]
-                ch.hist_l = len(base)
-                if base:
-                    ex.write(hist_buf, np.asarray(base, dtype=np.uint32))
-        p = ch.params
-        blocks, steps = [], []
-        s0 = ch.slot * self.ahead * size
+        slot = 256  # uniform blocks at the binding offset alignment WebGPU guarantees
+        blocks_buf = ex.scratch("chain_steps", 2 * self.ahead * slot, uniform=True)
+        if ch.n_spec == 0:
+            base = [int(h) for h in history[-ch.hist_n :]] if ch.hist_n else []
+            if not base or base[-1] != ch.last:
+                base = (base + [ch.last])[-max(1, ch.hist_n) :]
+            ch.hist_l = len(base)
+            ex.write(io["chain"], np.asarray(base, dtype=np.uint32))
+        p, L = ch.params, ch.hist_l
+        blocks: list[bytes] = []
+        programs: list[tuple[str, dict[str, int]]] = []
+        s0 = ch.slot * self.ahead
         for j in range(k):
             g = ch.n_spec + j
-            n_hist = min(ch.hist_l + g, ch.hist_n)
-            blocks.append(ex.uniform_bytes(
+            n_hist = min(L + g, ch.hist_n)
+            block = ex.uniform_bytes(
                 n_past=ch.gpu_past + j, n_tokens=1, seed=p.seed & 0xFFFFFFFF, rng_step=ch.rng + j,
                 temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p,
-                repeat_penalty=p.repeat_penalty, n_hist=n_hist,
-            ))  # fmt: skip
-            pre = [Copy(steps_buf, s0 + j * size, self.plan.uniform.buffer, 0, size)]
-            if not (first and j == 0):  # the previous step's id, where it was sampled
-                pre.append(Copy(io["token_out"], 0, io["tokens"], 0, 4))
-            if n_hist:
-                pre.append(Copy(hist_buf, 4 * (ch.hist_l + g - n_hist), io["history"], 0, 4 * n_hist))
-            post = [Copy(io["token_out"], 0, ring, 4 * j, 4)]
-            if ch.hist_n:
-                post.append(Copy(io["token_out"], 0, hist_buf, 4 * (ch.hist_l + g), 4))
-            steps.append(Step([("decode", {}), ("sample_decode", {})], pre, post))
-        ex.write(steps_buf, b"".join(blocks), offset=s0)
-        pend: Pending = ex.submit_steps(steps, [Copy(ring, 0, "", 0, 4 * k)], submit=now)
+                repeat_penalty=p.repeat_penalty, n_hist=n_hist, tok_in=L - 1 + g, tok_out=L + g, hist_at=L + g - n_hist,
+            )  # fmt: skip
+            blocks.append(block + bytes(slot - len(block)))
+            step = {self.plan.uniform.buffer: (blocks_buf, (s0 + j) * slot)}
+            programs.append((ex.alias("decode", {**step, io["tokens"]: (io["chain"], 0)}), {}))
+            programs.append((ex.alias("sample_chain", step), {}))
+        ex.write(blocks_buf, b"".join(blocks), offset=s0 * slot)
+        pend: Pending = ex.submit_pass(programs, [Copy(io["chain"], 4 * (L + ch.n_spec), "", 0, 4 * k)], submit=now)
         ch.inflight.append((pend, k))
         ch.n_spec += k
         ch.gpu_past += k

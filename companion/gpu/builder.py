@@ -67,8 +67,12 @@ STEP_FIELDS: list[tuple[str, str]] = [
     ("min_p", "f32"),
     ("repeat_penalty", "f32"),
     ("n_hist", "u32"),
+    ("tok_in", "u32"),
+    ("tok_out", "u32"),
+    ("hist_at", "u32"),
     ("_pad0", "u32"),
     ("_pad1", "u32"),
+    ("_pad2", "u32"),
 ]
 STEP_SIZE = 4 * len(STEP_FIELDS)
 
@@ -687,6 +691,7 @@ def build_plan(
     w.buffer("step", STEP_SIZE, usage="uniform")
     w.buffer("ids", B * 4)
     w.buffer("hist", MAX_HIST * 4)
+    w.buffer("chain", (MAX_HIST + n_ctx + 1) * 4)  # a decode chain's ids: penalty history, then each step's id
     w.buffer("token_out", 4)
     w.buffer("x", B * d * 4)  # (B, d) residual stream
     w.buffer("q", B * NQ * 4)  # (B, NQ) roped queries
@@ -801,13 +806,20 @@ def build_plan(
         "prefill_all": Program(name="prefill_all", vars=["n_tokens"], max_vars={"n_tokens": B}, dispatches=forward(None, True)),
         "decode": Program(name="decode", dispatches=forward(1, False)),
     }
-    # "sample" follows any head; "sample_decode" only "decode", whose head may have left candidates
-    for name, nc in (("sample", 0), ("sample_decode", sum(candidates))):
-        pl = w.pipeline("sample.wgsl", V=V, **({"NC": nc, "CAND": V} if nc else {}))
+    # "sample" follows any head; "sample_decode" only "decode", whose head may have left
+    # candidates; "sample_chain" likewise, in a decode chain: the history and the ids in "chain"
+    # (NativeEngine runs decode steps ahead with the decode program's "ids" bound to "chain")
+    nc = sum(candidates)
+    for name, out, consts in (("sample", "token_out", {}), ("sample_decode", "token_out", {"NC": nc}), ("sample_chain", "chain", {"NC": nc, "CHAIN": True})):
+        if not consts.get("NC"):
+            consts.pop("NC", None)
+        else:
+            consts["CAND"] = V
+        pl = w.pipeline("sample.wgsl", V=V, **consts)
         programs[name] = Program(
             name=name,
-            dispatches=[w.dispatch(pl, ["step", "logits", "hist", "token_out"], (1, 1, 1), "sample")],
-            readback=Readback(buffer="token_out", size=4),
+            dispatches=[w.dispatch(pl, ["step", "logits", "hist", out], (1, 1, 1), "sample")],
+            readback=Readback(buffer=out, size=4) if out == "token_out" else None,  # a chain reads its ids itself
         )
     biggest = max(b.size for b in w.buffers.values())
     plan = Plan(
@@ -823,7 +835,7 @@ def build_plan(
         buffers=list(w.buffers.values()),
         pipelines=list(w.pipelines.values()),
         programs=programs,
-        io={"tokens": "ids", "logits": "logits", "history": "hist", "token_out": "token_out"},
+        io={"tokens": "ids", "logits": "logits", "history": "hist", "token_out": "token_out", "chain": "chain"},
         notes=w.notes,
     )  # fmt: skip
 

@@ -7,7 +7,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ _RAW: list = []
 
 
 def _raw_pass_calls():
-    """(set_pipeline, set_bind_group, dispatch_workgroups, NULL, copy_buffer_to_buffer) of
+    """(set_pipeline, set_bind_group, dispatch_workgroups, NULL) of
     wgpu-native's C API, straight from the cffi library, or None where this wgpu-py lacks them
     (then the Python methods are used). Encoding a decode step is ~150 dispatches x 3 calls:
     the Python wrappers' argument handling (a cffi array per set_bind_group) and wgpu-py's
@@ -38,7 +38,7 @@ def _raw_pass_calls():
             from wgpu.backends.wgpu_native._api import ffi, lib
 
             _RAW.append((lib.wgpuComputePassEncoderSetPipeline, lib.wgpuComputePassEncoderSetBindGroup,
-                         lib.wgpuComputePassEncoderDispatchWorkgroups, ffi.NULL, lib.wgpuCommandEncoderCopyBufferToBuffer))
+                         lib.wgpuComputePassEncoderDispatchWorkgroups, ffi.NULL))
         except Exception:  # another wgpu-py layout: the public methods still work
             _RAW.append(None)
     return _RAW[0]
@@ -57,15 +57,6 @@ class Copy:
     dst: str
     dst_offset: int
     size: int
-
-
-@dataclass
-class Step:
-    """One step of Executor.submit_steps: copies, then programs in one compute pass, then copies."""
-
-    programs: list[tuple[str, dict[str, int]]]
-    before: list[Copy] = field(default_factory=list)
-    after: list[Copy] = field(default_factory=list)
 
 
 class Pending:
@@ -129,7 +120,7 @@ class Executor:
         self.device = device
         self.adapter_info = dict(device.adapter.info) if getattr(device, "adapter", None) else {}
         self.usable = True
-        self.counters: dict[str, float] = {"submits": 0, "dispatches": 0, "readback_bytes": 0, "encode_s": 0.0}
+        self.counters: dict[str, float] = {"submits": 0, "passes": 0, "dispatches": 0, "readback_bytes": 0, "encode_s": 0.0}
         have = {str(f) for f in device.features}
         lacking = [f for f in plan.features if wgpu_feature_name(f) not in have]
         if lacking:
@@ -225,7 +216,8 @@ class Executor:
         self._fast_raw: dict[tuple, list[tuple[Any, Any, int, int, int]]] = {}  # C handles
         self._uniform = bytearray(plan.uniform.size)
         self._fields = {f.name: f for f in plan.uniform.fields}
-        self._stagings: list[Any] = []  # free mappable buffers for submit_steps' readbacks
+        self._stagings: list[Any] = []  # free mappable buffers for submit_pass' readbacks
+        self._alias: dict[str, str] = {}  # alias() name -> its program
 
     # -- per step
     def _check(self) -> None:
@@ -243,19 +235,51 @@ class Executor:
 
     def uniform_bytes(self, **values: float | int) -> bytes:
         """The uniform block as set_uniforms left it, with `values` changed in this copy only
-        (one step's block for submit_steps)."""
+        (one decode step's block, bound through alias())."""
         block = bytearray(self._uniform)
         self._pack(block, values)
         return bytes(block)
 
-    def scratch(self, name: str, size: int) -> str:
+    def scratch(self, name: str, size: int, uniform: bool = False) -> str:
         """A buffer of the executor's own (not in the plan) that copies may read and write,
         created on first use with at least `size` bytes; returns its name for write() and
-        Copy."""
+        Copy. uniform: it can also stand in for the step uniform in alias()."""
         buf = self.buffers.get(name)
         if buf is None or buf.size < size:
             BU = self._w.BufferUsage
-            self.buffers[name] = self.device.create_buffer(label=name, size=max(256, -(-size // 256) * 256), usage=BU.COPY_DST | BU.COPY_SRC)
+            usage = BU.COPY_DST | BU.COPY_SRC | (BU.UNIFORM if uniform else 0)
+            self.buffers[name] = self.device.create_buffer(label=name, size=max(256, -(-size // 256) * 256), usage=usage)
+            self.bind_groups = {k: v for k, v in self.bind_groups.items() if k not in self._alias}  # stale
+            self._alias.clear()
+            self._fast.clear()
+            self._fast_raw.clear()
+        return name
+
+    def alias(self, program: str, swap: dict[str, tuple[str, int]]) -> str:
+        """A name for `program` whose dispatches bind other buffers: swap maps a plan buffer to
+        (buffer, byte offset), bound from that offset to its end (a step uniform block of a
+        scratch buffer, say). Its bind groups are made on first use and kept; use the name
+        like a program's in run() and submit_pass()."""
+        name = program + "@" + ",".join(f"{k}={b}+{o}" for k, (b, o) in sorted(swap.items()))
+        if name not in self._alias:
+            prog, groups = self.plan.programs[program], []
+            for d in prog.dispatches:
+                _, bgl = self.pipelines[d.pipeline]
+                entries = []
+                for bb in d.bindings:
+                    if bb.buffer in swap:
+                        buf_name, offset = swap[bb.buffer]
+                        buf = self.buffers[buf_name]
+                        size = buf.size - offset
+                        if bb.buffer == self.plan.uniform.buffer:
+                            size = min(size, self.buffers[bb.buffer].size)
+                    else:
+                        buf, offset = self.buffers[bb.buffer], bb.offset
+                        size = bb.size if bb.size is not None else buf.size - bb.offset
+                    entries.append({"binding": bb.binding, "resource": {"buffer": buf, "offset": offset, "size": size}})
+                groups.append(self.device.create_bind_group(label=d.label or d.pipeline, layout=bgl, entries=entries))
+            self.bind_groups[name] = groups
+            self._alias[name] = program
         return name
 
     def write(self, buffer: str, data: np.ndarray | bytes, offset: int = 0) -> None:
@@ -283,7 +307,7 @@ class Executor:
                 n += self._record(cp, name, vars)
             cp.end()
             if read is None and programs:
-                rb = self.plan.programs[programs[-1][0]].readback
+                rb = self.plan.programs[self._alias.get(programs[-1][0], programs[-1][0])].readback
                 if rb is not None:
                     read = (rb.buffer, rb.offset, rb.size)
             staging = None
@@ -295,6 +319,7 @@ class Executor:
             self.counters["encode_s"] += time.perf_counter() - t0
             dev.queue.submit([cb])
             self.counters["submits"] += 1
+            self.counters["passes"] += 1
             self.counters["dispatches"] += n
             if staging is None:
                 return None
@@ -311,44 +336,27 @@ class Executor:
             self.usable = False
             raise _lost(exc) from exc
 
-    def submit_steps(self, steps: Sequence[Step], read: Sequence[Copy], submit: bool = True) -> Pending:
-        """Record several steps into one command buffer and submit it without waiting: each
-        step's copies, its programs in one compute pass, its copies after. `read` lists copies
-        (destination offsets ignored) packed in order into one mappable buffer, returned by
-        Pending.result(), the only wait. Steps depend on each other only through buffers, so
-        a step's inputs can be what the previous one wrote (a sampled id feeding the next
-        token's embedding): the host learns the ids of k tokens with one submit and one map,
-        and encodes the next command buffer while the GPU runs this one. submit=False: only
-        record it; Pending.submit() submits it (record the next command buffer while the GPU
-        runs the last one, wait for that one, then submit: wgpu-py's map waits for every
-        submitted command buffer, so one submitted early would be waited for too)."""
+    def submit_pass(self, programs: Sequence[tuple[str, dict[str, int]]], read: Sequence[Copy], submit: bool = True) -> Pending:
+        """Record programs (plan or alias() names) into one compute pass and submit it without
+        waiting. `read` lists copies (destination offsets ignored) packed in order into one
+        mappable buffer, returned by Pending.result(), the only wait. Programs depend on each
+        other only through buffers, so several decode steps fit in one pass (a sampled id
+        feeding the next step's embedding in place): the host learns the ids of k tokens with
+        one submit and one map, and encodes the next command buffer while the GPU runs this
+        one. submit=False: only record it; Pending.submit() submits it (record the next command
+        buffer while the GPU runs the last one, wait for that one, then submit: wgpu-py's map
+        waits for every submitted command buffer, so one submitted early would be waited for
+        too)."""
         self._check()
         wgpu, dev = self._w, self.device
-        raw = _raw_pass_calls()
         t0 = time.perf_counter()
         try:
             enc = dev.create_command_encoder()
-            if raw is not None:  # the C call (checked when the encoder finishes)
-                copy_c, e = raw[4], enc._internal
-                bufs = {k: b._internal for k, b in self.buffers.items()}
-
-                def copy(c: Copy) -> None:
-                    copy_c(e, bufs[c.src], c.src_offset, bufs[c.dst], c.dst_offset, c.size)
-            else:
-
-                def copy(c: Copy) -> None:
-                    enc.copy_buffer_to_buffer(self.buffers[c.src], c.src_offset, self.buffers[c.dst], c.dst_offset, c.size)
-
             n = 0
-            for st in steps:
-                for c in st.before:
-                    copy(c)
-                cp = enc.begin_compute_pass()
-                for name, vars in st.programs:
-                    n += self._record(cp, name, vars)
-                cp.end()
-                for c in st.after:
-                    copy(c)
+            cp = enc.begin_compute_pass()
+            for name, vars in programs:
+                n += self._record(cp, name, vars)
+            cp.end()
             size = sum(c.size for c in read)
             staging = None
             if size:
@@ -363,6 +371,7 @@ class Executor:
             self.usable = False
             raise _lost(exc) from exc
         self.counters["submits"] += 1
+        self.counters["passes"] += 1
         self.counters["dispatches"] += n
         pend = Pending(self, staging, size, cb)
         if submit:
@@ -381,7 +390,7 @@ class Executor:
         key = (name, *sorted(vars.items()))
         fast = self._fast.get(key)
         if fast is None:  # per-dispatch handles and counts, resolved once per (program, vars)
-            prog = self.plan.programs[name]
+            prog = self.plan.programs[self._alias.get(name, name)]
             fast = self._fast[key] = [
                 (self.pipelines[d.pipeline][0], bg, d.counts(vars))
                 for d, bg in zip(prog.dispatches, self.bind_groups[name], strict=True)
@@ -389,7 +398,7 @@ class Executor:
             ]
         raw = _raw_pass_calls()
         if raw is not None:  # wgpu-native's C entry points: no per-call argument handling
-            set_pipeline, set_bind_group, dispatch, null, _ = raw
+            set_pipeline, set_bind_group, dispatch, null = raw
             c = cp._internal
             raws = self._fast_raw.get(key)
             if raws is None:

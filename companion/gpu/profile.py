@@ -68,7 +68,7 @@ def _record(cp, items) -> None:
             cp.set_bind_group(0, bg)
             cp.dispatch_workgroups(x, y, z)
         return
-    set_pipeline, set_bind_group, dispatch, null, _ = raw
+    set_pipeline, set_bind_group, dispatch, null = raw
     c = cp._internal
     for _, pipe, bg, (x, y, z) in items:
         set_pipeline(c, pipe._internal)

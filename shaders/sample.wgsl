@@ -1,10 +1,14 @@
 // Choose the next token on the GPU from (V,) logits: repetition penalty, then argmax (greedy)
 // or temperature + top-k + top-p + min-p, drawing from a counter-based random stream
 // u = pcg(pcg(seed) + rng_step). Only the 4-byte id leaves the GPU.
-// Thresholds are found by binary search over order-preserving u32 keys of the logits, so no
-// sort is needed: top-k keeps keys >= the k-th largest key (ties at the boundary all stay),
-// top-p keeps the highest keys whose mass reaches top_p (sequence of llama.cpp / Sampler:
-// top-k, softmax, top-p, min-p); the draw walks candidates in id order.
+// Thresholds are order-preserving u32 keys of the logits, so no sort of all V is needed: top-k
+// keeps keys >= the k-th largest key (ties at the boundary all stay), top-p keeps the highest
+// keys whose mass reaches top_p (sequence of llama.cpp / Sampler: top-k, softmax, top-p,
+// min-p); the draw walks candidates in id order. With 0 < top_k <= KMAX (the usual case) the
+// k-th largest key comes from a radix select (four passes over the logits, 8 bits each), the
+// survivors (at most CAP, ties included) are gathered into workgroup memory in id order, and
+// top-p, min-p and the draw work on those; otherwise, or when more than CAP tie, each threshold
+// is a binary search over the keys (a pass over the logits per bit).
 //
 // binding  name    type                          shape
 // 0        step    uniform Step                  temperature, top_k, top_p, min_p,
@@ -15,7 +19,7 @@
 // 3        out     storage rw    array<u32>      (1,)  chosen id, at out[tok_out] (uniform)
 //                                                (CHAIN: a decode chain's ids, the penalty history
 //                                                read from out[hist_at ..] instead of hist)
-// overrides: V, NC and CAND (NC > 0: the output head left NC (best logit, id) candidate pairs at
+// overrides: V, KMAX (the largest top-k of the gathered path, 0: always the passes), NC and CAND (NC > 0: the output head left NC (best logit, id) candidate pairs at
 //            logits[CAND..] as f32 (matmul_norm.wgsl CAND); greedy without a penalty then takes
 //            the argmax of those instead of reading all V logits)
 // dispatch: (1, 1, 1)
@@ -34,6 +38,19 @@ const WG: u32 = 256u;
 
 var<workgroup> rf: array<f32, WG>;  // per-invocation prefix sums of the draw
 var<workgroup> total: f32;
+
+override KMAX: u32 = 256u;  // top-k up to this: the radix select and the gathered candidates (0: never)
+const CAP: u32 = 512u;  // candidates gathered (ties at the k-th key included), else the slow path
+var<workgroup> bins: array<atomic<u32>, 256>;  // radix select: keys per value of the current byte
+var<workgroup> sel: vec2<u32>;  // radix select: the byte's value, keys above it
+var<workgroup> n_cand: atomic<u32>;
+var<workgroup> n_got: u32;  // n_cand once gathering is done (for workgroupUniformLoad)
+var<workgroup> t_best: atomic<u32>;  // top-p: the highest key whose upper mass reaches the goal
+var<workgroup> g_val: array<f32, CAP>;  // gathered: logit, in gathering order
+var<workgroup> g_id: array<u32, CAP>;
+var<workgroup> c_val: array<f32, CAP>;  // the same in id order (then the weights)
+var<workgroup> c_id: array<u32, CAP>;
+var<workgroup> c_w: array<f32, CAP>;
 
 //!include _reduce.wgsl
 
@@ -81,6 +98,139 @@ fn pcg(v: u32) -> u32 {
     let s = v * 747796405u + 2891336453u;
     let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
     return (w >> 22u) ^ w;
+}
+
+// The k-th largest key (counting equal keys), by radix select: a byte at a time from the top,
+// the keys that share the bytes chosen so far counted per value of the next byte.
+fn kth_key(k: u32, lid: u32) -> u32 {
+    var prefix = 0u;
+    var want = k;
+    for (var round = 0u; round < 4u; round++) {
+        let shift = 24u - 8u * round;
+        let high = select(~((1u << (shift + 8u)) - 1u), 0u, round == 0u);  // the bytes chosen so far
+        atomicStore(&bins[lid], 0u);
+        workgroupBarrier();
+        for (var i = lid; i < V; i += WG) {
+            let kk = key(lg(i));
+            if ((kk & high) == prefix) {
+                atomicAdd(&bins[(kk >> shift) & 255u], 1u);
+            }
+        }
+        workgroupBarrier();
+        if (lid == 0u) {
+            var above = 0u;
+            var b = 255u;
+            loop {
+                let c = atomicLoad(&bins[b]);
+                if (above + c >= want || b == 0u) {
+                    break;
+                }
+                above += c;
+                b -= 1u;
+            }
+            sel = vec2<u32>(b, above);
+        }
+        let got = workgroupUniformLoad(&sel);
+        prefix |= got.x << shift;
+        want -= got.y;
+    }
+    return prefix;
+}
+
+// Gather the logits with key >= thr into c_val / c_id in id order; false (and nothing usable)
+// when more than CAP do. Workgroup-uniform result.
+fn gathered(thr: u32, lid: u32) -> bool {
+    if (lid == 0u) {
+        atomicStore(&n_cand, 0u);
+    }
+    workgroupBarrier();
+    for (var i = lid; i < V; i += WG) {
+        let l = lg(i);
+        if (key(l) >= thr) {
+            let s = atomicAdd(&n_cand, 1u);
+            if (s < CAP) {
+                g_val[s] = l;
+                g_id[s] = i;
+            }
+        }
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        n_got = atomicLoad(&n_cand);
+    }
+    let n = workgroupUniformLoad(&n_got);
+    if (n > CAP) {
+        return false;
+    }
+    for (var j = lid; j < n; j += WG) {  // rank by id: the ids are distinct
+        var r = 0u;
+        for (var m = 0u; m < n; m++) {
+            r += select(0u, 1u, g_id[m] < g_id[j]);
+        }
+        c_val[r] = g_val[j];
+        c_id[r] = g_id[j];
+    }
+    workgroupBarrier();
+    return true;
+}
+
+// Softmax, top-p, min-p and the draw over the n_cand gathered candidates (keys >= thr, in id
+// order): the same thresholds as the passes over all logits below, on a few hundred values.
+fn few(thr0: u32, mx: f32, lid: u32) {
+    let n = workgroupUniformLoad(&n_got);
+    let temp = step.temperature;
+    for (var j = lid; j < n; j += WG) {
+        c_w[j] = exp((c_val[j] - mx) / temp);
+    }
+    if (lid == 0u) {
+        atomicStore(&t_best, thr0);
+    }
+    workgroupBarrier();
+    var thr = thr0;
+    if (step.top_p < 1.0) {
+        var z = 0.0;
+        for (var m = 0u; m < n; m++) {
+            z += c_w[m];
+        }
+        let goal = z * step.top_p;
+        for (var j = lid; j < n; j += WG) {  // the mass of the keys at or above candidate j's
+            let kj = key(c_val[j]);
+            var s = 0.0;
+            for (var m = 0u; m < n; m++) {
+                if (key(c_val[m]) >= kj) {
+                    s += c_w[m];
+                }
+            }
+            if (s >= goal) {
+                atomicMax(&t_best, kj);
+            }
+        }
+        workgroupBarrier();
+        thr = atomicLoad(&t_best);
+    }
+    if (step.min_p > 0.0) {
+        thr = max(thr, key(mx + temp * log(step.min_p)));
+    }
+    thr = min(thr, key(mx));  // the best token always survives
+    if (lid == 0u) {
+        var tot = 0.0;
+        for (var m = 0u; m < n; m++) {
+            if (key(c_val[m]) >= thr) {
+                tot += c_w[m];
+            }
+        }
+        let want = f32(pcg(pcg(step.seed) + step.rng_step) >> 8u) * (1.0 / 16777216.0) * tot;
+        var acc = 0.0;
+        for (var m = 0u; m < n; m++) {
+            if (key(c_val[m]) >= thr) {
+                acc += c_w[m];
+                if (acc > want) {
+                    out[step.tok_out] = c_id[m];
+                    break;
+                }
+            }
+        }
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -164,7 +314,13 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 
     // 3. top-k: the largest key with at least k logits at or above it
     var thr = 0u;
-    if (step.top_k > 0u && step.top_k < V) {
+    if (step.top_k > 0u && step.top_k < V && step.top_k <= KMAX) {
+        thr = kth_key(step.top_k, lid);
+        if (gathered(thr, lid)) {
+            few(thr, mx, lid);
+            return;
+        }
+    } else if (step.top_k > 0u && step.top_k < V) {
         var lo = 0u;
         var hi = kmx;
         loop {

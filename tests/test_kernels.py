@@ -228,13 +228,13 @@ def test_attention(gpu_device, variant, H, KV, hd, T, n_past, shader, wg):
     close(got, want, 1e-4)
 
 
-def sample(device, logits, step, hist=(), features=()):
+def sample(device, logits, step, hist=(), features=(), **consts):
     V = logits.size
     h = np.zeros(max(4, len(hist)), np.uint32)
     h[: len(hist)] = hist
     st = dict(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0, n_hist=len(hist), seed=0, rng_step=0)
     st.update(step)
-    return int(run_kernel(device, "sample.wgsl", dict(V=V), {"logits": logits, "hist": h, "out": 4},
+    return int(run_kernel(device, "sample.wgsl", dict(V=V, **consts), {"logits": logits, "hist": h, "out": 4},
                           ["logits", "hist", "out"], (1, 1, 1), st, "out", np.uint32, features)[0])
 
 
@@ -294,6 +294,36 @@ def test_sample_stays_in_candidate_set_and_follows_seed(gpu_device, variant):
     assert set(picks) <= allowed
     assert len(set(picks)) > 1  # it really draws
     assert picks[:4] == [sample(gpu_device, logits, dict(st, rng_step=i), features=variant) for i in range(4)]
+
+
+@pytest.mark.parametrize("top_k,top_p,min_p", [(40, 0.95, 0.05), (3, 1.0, 0.0), (256, 0.5, 0.0), (17, 0.9, 0.2)])
+def test_sample_gathered_top_k_draws_as_the_passes_do(gpu_device, top_k, top_p, min_p):
+    """With top_k <= KMAX the sampler gathers the top-k logits (radix select) and filters and
+    draws among those; the ids are those of the passes over every logit (KMAX 0) for the same
+    seeds and steps, on a real vocabulary's size with a spread of logits and equal values."""
+    rng = np.random.default_rng(top_k)
+    logits = (rng.standard_normal(49152) * 2.5).astype(np.float32)
+    logits[rng.integers(0, 49152, 60)] = np.sort(logits)[-top_k // 2 - 1]  # ties around the k-th
+    st = dict(temperature=0.8, top_k=top_k, top_p=top_p, min_p=min_p, seed=5)
+    fast = [sample(gpu_device, logits, dict(st, rng_step=i)) for i in range(24)]
+    slow = [sample(gpu_device, logits, dict(st, rng_step=i), KMAX=0) for i in range(24)]
+    assert fast == slow
+    assert len(set(fast)) > 1 or top_p <= 0.5
+    from companion.sampling import SamplingParams, filter_probs
+
+    allowed = filter_probs(logits, SamplingParams(temperature=0.8, top_k=top_k, top_p=top_p, min_p=min_p))[0]
+    ties = np.flatnonzero(logits >= np.sort(logits)[-top_k])  # the GPU keeps every tie at the k-th
+    assert set(fast) <= set(allowed.tolist()) | set(ties.tolist())
+
+
+def test_sample_many_ties_at_the_kth_logit(gpu_device):
+    """More equal logits at the k-th place than the gathered path holds (CAP 512): every one of
+    them stays a candidate (the passes over the logits take over), and the draws spread over them."""
+    logits = np.full(5000, -1.0, np.float32)
+    logits[::7] = 2.0  # 715 equal best logits
+    st = dict(temperature=1.0, top_k=40, seed=9)
+    picks = {sample(gpu_device, logits, dict(st, rng_step=i)) for i in range(40)}
+    assert all(p % 7 == 0 for p in picks) and len(picks) > 20
 
 
 def test_sample_distribution(gpu_device):

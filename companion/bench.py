@@ -65,15 +65,15 @@ def _decode(engine: Engine, prompt: list[int], n: int) -> tuple[float, float]:
     return t1 - t0, time.perf_counter() - t1
 
 
-def bench_chat(engine: Engine, model: GGUFModel, decode_tokens: int, repeats: int) -> dict[str, Any]:
+def bench_chat(engine: Engine, model: GGUFModel, decode_tokens: int, repeats: int, sampling: SamplingParams | None = None) -> dict[str, Any]:
     """The reply rate through the chat loop (ChatSession: template, detokenizer, emotion tags
-    and the per-sentence emotion reading), greedy, a fresh conversation each run; medians of the
-    session's own stats after one warm-up."""
+    and the per-sentence emotion reading), greedy unless `sampling` says otherwise, a fresh
+    conversation each run; medians of the session's own stats after one warm-up."""
     from companion.chat import ChatSession
 
     rates, ttfts, counts = [], [], []
     for r in range(repeats + 1):
-        session = ChatSession(model, engine, sampling=SamplingParams.greedy_params(), max_new_tokens=decode_tokens)
+        session = ChatSession(model, engine, sampling=sampling or SamplingParams.greedy_params(), max_new_tokens=decode_tokens)
         done = None
         for ev in session.send(CHAT_PROMPT):
             done = ev
@@ -167,6 +167,12 @@ def bench_engine(
             out["decode_long_vs_short"] = round(out["decode"][str(longest)]["tok_per_s"] / out["decode"]["0"]["tok_per_s"], 3)
     if chat:
         out["chat"] = bench_chat(engine, model, decode_tokens, repeats)
+        # what a user gets: the app's default sampling (temperature, top-k/p, min-p, penalty), seeded
+        from companion.settings import Settings
+
+        app = SamplingParams.from_settings(Settings(), seed=1)
+        out["chat_app_sampling"] = bench_chat(engine, model, decode_tokens, repeats, app)
+        out["chat_app_sampling"]["sampling"] = app.model_dump(include={"temperature", "top_k", "top_p", "min_p", "repeat_penalty"})
     notes = getattr(engine, "notes", None) or getattr(getattr(engine, "plan", None), "notes", None)
     if notes:  # how the plan laid the model out (kernel variants, layout, tables split in row chunks)
         out["plan_notes"] = list(notes)

@@ -73,4 +73,7 @@ def test_bench_engine_reports_contexts_prefill_and_chat(gpu_adapter_info, tmp_pa
     assert r["decode_long_vs_short"] > 0
     assert r["submits_per_token"] == 0.25 and r["encode_ms_per_token"] > 0
     assert "decode_tok_per_s" in r["chat"] or "error" in r["chat"]
+    app = r["chat_app_sampling"]  # the app's default sampling, as a user's replies are drawn
+    assert "decode_tok_per_s" in app or "error" in app
+    assert app["sampling"]["temperature"] > 0 and app["sampling"]["top_k"] > 0
     assert r["peak_rss_mb"] > 0 and r["machine"]["date"]

@@ -111,3 +111,18 @@ fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
     workgroupBarrier();
     return r;
 }
+
+// Maximum of four values over the workgroup, lane by lane (grouped attention's running maxima).
+fn wg_max4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+    red_v4[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red_v4[lid] = max(red_v4[lid], red_v4[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = workgroupUniformLoad(&red_v4[0]);
+    workgroupBarrier();
+    return r;
+}

@@ -133,3 +133,22 @@ fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
     workgroupBarrier();
     return r;
 }
+
+// Maximum of four values over the workgroup, lane by lane, as wg_sum4.
+fn wg_max4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+    let s = subgroupMax(v);
+    let n = subgroupAdd(1u);
+    let lane = subgroupExclusiveAdd(1u);
+    red_v4[lid] = select(vec4<f32>(-3.4e38), s, lane == 0u);
+    workgroupBarrier();
+    var t = vec4<f32>(-3.4e38);
+    for (var c = 0u; c < WG / 4u; c++) {
+        let i = lane + c * n;
+        if (i < WG) {
+            t = max(t, red_v4[i]);
+        }
+    }
+    let r = subgroupMax(t);
+    workgroupBarrier();
+    return r;
+}

@@ -199,10 +199,15 @@ def test_matmul_qkv_writes_kv_cache(gpu_device, variant):
 @pytest.mark.parametrize("H,KV,hd,T,n_past", [(2, 1, 8, 1, 0), (9, 3, 64, 4, 3), (4, 2, 32, 1, 300), (3, 3, 16, 7, 250),
                                                (2, 1, 96, 2, 600), (1, 1, 256, 1, 40)])
 @pytest.mark.parametrize("variant", ALL, indirect=True)
-@pytest.mark.parametrize("shader,wg", [("attention.wgsl", 64), ("attention_split.wgsl", 256), ("attention_split.wgsl", 64)])
-def test_attention(gpu_device, variant, H, KV, hd, T, n_past, shader, wg):
+@pytest.mark.parametrize("shader,wg,gq", [("attention.wgsl", 64, 1), ("attention_split.wgsl", 256, 1), ("attention_split.wgsl", 64, 1),
+                                          ("attention_split.wgsl", 256, 0), ("attention_split.wgsl", 64, 0)])  # fmt: skip
+def test_attention(gpu_device, variant, H, KV, hd, T, n_past, shader, wg, gq):
+    """gq 0: attention_split's query heads per workgroup as the plan picks them (all of a
+    key/value head's, up to 4)."""
     if hd // 4 > wg:
         pytest.skip("attention_split needs WG >= HD / 4")
+    gq = gq or max(g for g in (1, 2, 3, 4) if (H // KV) % g == 0)
+    consts = dict(GQ=gq) if shader == "attention_split.wgsl" else {}
     rng = np.random.default_rng(H + T + n_past)
     n_ctx = n_past + T + 3
     NQ = H * hd
@@ -212,9 +217,9 @@ def test_attention(gpu_device, variant, H, KV, hd, T, n_past, shader, wg):
     if "shader-f16" in variant:  # the f16 KV cache: store f16, compare against its exact values
         kc, vc = kc.astype(np.float16), vc.astype(np.float16)
     got = run_kernel(
-        gpu_device, shader, dict(NH=H, NKV=KV, HD=hd, WG=wg),
+        gpu_device, shader, dict(NH=H, NKV=KV, HD=hd, WG=wg, **consts),
         {"q": q, "kc": kc, "vc": vc, "o": T * NQ * 4}, ["q", "kc", "vc", "o"],
-        (H, T, 1), {"n_tokens": T, "n_past": n_past}, "o", features=variant,
+        (H // gq, T, 1), {"n_tokens": T, "n_past": n_past}, "o", features=variant,
     ).reshape(T, H, hd)
     kc, vc = kc.astype(np.float32), vc.astype(np.float32)
     want = np.zeros_like(q)
@@ -663,10 +668,10 @@ def test_matmul_geglu(gpu_device, variant, layout):
     close(got, gelu * u, tol_for(variant))
 
 
-@pytest.mark.parametrize("shader,wg", [("attention.wgsl", 64), ("attention_split.wgsl", 256)])
+@pytest.mark.parametrize("shader,wg,gq", [("attention.wgsl", 64, 1), ("attention_split.wgsl", 256, 1), ("attention_split.wgsl", 256, 4)])
 @pytest.mark.parametrize("window,T,n_past", [(4, 3, 6), (512, 2, 600), (8, 5, 0)])
 @pytest.mark.parametrize("variant", ALL, indirect=True)
-def test_attention_window_and_scale(gpu_device, variant, shader, wg, window, T, n_past):
+def test_attention_window_and_scale(gpu_device, variant, shader, wg, gq, window, T, n_past):
     rng = np.random.default_rng(window + T)
     H, KV, hd, scale = 4, 1, 256, 0.0625
     n_ctx = n_past + T + 2
@@ -676,9 +681,9 @@ def test_attention_window_and_scale(gpu_device, variant, shader, wg, window, T, 
     if "shader-f16" in variant:
         kc, vc = kc.astype(np.float16), vc.astype(np.float16)
     got = run_kernel(
-        gpu_device, shader, dict(NH=H, NKV=KV, HD=hd, WG=wg, WINDOW=window, SCALE=scale),
+        gpu_device, shader, dict(NH=H, NKV=KV, HD=hd, WG=wg, WINDOW=window, SCALE=scale, **({"GQ": gq} if gq > 1 else {})),
         {"q": q, "kc": kc, "vc": vc, "o": T * H * hd * 4}, ["q", "kc", "vc", "o"],
-        (H, T, 1), {"n_tokens": T, "n_past": n_past}, "o", features=variant,
+        (H // gq, T, 1), {"n_tokens": T, "n_past": n_past}, "o", features=variant,
     ).reshape(T, H, hd)
     kc, vc = kc.astype(np.float32), vc.astype(np.float32)
     want = np.zeros_like(q)

@@ -105,6 +105,7 @@ ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3")
 TT_PREFILL = 4  # token rows per invocation in batched matmuls (1..4)
 MAX_HIST = 1024  # ids the repetition-penalty history buffer holds
 HEAD_RP = 4  # split-K output head: row pairs per workgroup, sharing one RMSNorm scale
+ATTN_GQ = 4  # batched split-K attention: at most this many query heads per workgroup (<= 4; 1: one each)
 HEAD_CANDIDATES = True  # split-K decode head leaves per-workgroup argmax candidates (sample_decode)
 # split-K norm+matvec kernels on the f32 path: the RMSNorm's sum of squares taken in the matvec
 # loop (shaders/_normed_pair.wgsl FUSED_NORM: one pass over x and one reduction, not two; H200
@@ -707,6 +708,9 @@ def build_plan(
         w.buffer("tmp", B * d * 4)  # (B, d) a block's output before its post-norm
     act = 1 if cfg.ffn_act == "gelu_tanh" else 0
     att_consts: dict[str, float | int | bool] = {"SCALE": cfg.q_scale} if cfg.attn_scale else {}
+    # batched split-K attention: the query heads of a key/value head that one workgroup serves
+    # (they share each key and value load; H200 prefill of 512 tokens, SmolLM2: see attention_split.wgsl)
+    att_gq = max(g for g in range(1, ATTN_GQ + 1) if (H // KV) % g == 0)
 
     def forward(n_tokens: int | None, all_logits: bool) -> list[Dispatch]:
         T: Dim = Count(var="n_tokens") if n_tokens is None else n_tokens
@@ -727,7 +731,7 @@ def build_plan(
             ds.append(w.dispatch(pl, ["step", "ids", E.buffer, "x"], (_ceil(E.K // 32, WG), T, 1), "embed" + (f" rows {c.row0}.." if many else "")))
         for i, L in enumerate(layers):
             if splitk:  # GPUs: keys spread over the workgroup's invocations
-                att = w.pipeline("attention_split.wgsl", NH=H, NKV=KV, HD=hd, WG=256, **att_consts, **({"WINDOW": L.window} if L.window else {}))
+                att = w.pipeline("attention_split.wgsl", NH=H, NKV=KV, HD=hd, WG=256, GQ=att_gq, **att_consts, **({"WINDOW": L.window} if L.window else {}))
             else:  # CPU rasterizers: an invocation per head dimension walks the keys
                 att = w.pipeline("attention.wgsl", NH=H, NKV=KV, HD=hd, WG=64, **att_consts, **({"WINDOW": L.window} if L.window else {}))
             if L.fused_qkv:
@@ -757,7 +761,8 @@ def build_plan(
                     wo=Q.buffer, wo_qtype=Q.qtype, wo_rows=Q.M, wo_wg=splitk_wg(Q.qtype, Q.K), window=L.window, att_consts=att_consts,
                 )  # fmt: skip
             else:
-                ds.append(w.dispatch(att, ["step", "q", L.k, L.v, "att"], (H, T, 1), f"blk.{i} attention" + (f" (window {L.window})" if L.window else "")))
+                heads = H // att_gq if att.startswith("attention_split") else H  # workgroups per token
+                ds.append(w.dispatch(att, ["step", "q", L.k, L.v, "att"], (heads, T, 1), f"blk.{i} attention" + (f" (window {L.window})" if L.window else "")))
             add_pl = w.pipeline("add_norm.wgsl", K=d, EPS=cfg.rms_eps, WG=64) if cfg.post_norms else ""
             Q = L.wo
             if ds[-1].pipeline.startswith("matmul_attn"):

@@ -322,6 +322,7 @@ def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
         assert pipes[plan.programs["sample_decode"].dispatches[0].pipeline].constants["CAND"] == V
     else:
         assert "CAND" not in pipes[head.pipeline].constants and nc == 0
+    assert not any(p.constants.get("CAND") for p in plan.pipelines if p.shader == "matmul_norm.wgsl" and not p.constants.get("SPLITK"))  # none unused
 
 
 def test_auto_features_use_the_f32_kernels(monkeypatch):

@@ -799,6 +799,7 @@ def build_plan(
             n_cand = int(dh.workgroups[0])  # type: ignore[arg-type]
             if "CAND" in one and (not w.pipelines[dh.pipeline].constants.get("SPLITK") or 2 * n_cand > (B - 1) * V):
                 del one["CAND"]  # the rows kernels (or no room past row 0): the full sampler
+                w.pipelines.pop(dh.pipeline)  # only this dispatch had it: not compiled for nothing
                 dh = matmul_dispatch(w, "matmul_norm.wgsl", Q.buffer, Q.qtype, Q.M, d, ["x", out_norm, "logits"], n_tokens, label, lay, **one)
             if "CAND" in one:
                 candidates.append(n_cand)

@@ -19,7 +19,8 @@
 // 3        out     storage rw    array<u32>      (1,)  chosen id, at out[tok_out] (uniform)
 //                                                (CHAIN: a decode chain's ids, the penalty history
 //                                                read from out[hist_at ..] instead of hist)
-// overrides: V, KMAX (the largest top-k of the gathered path, 0: always the passes), NC and CAND (NC > 0: the output head left NC (best logit, id) candidate pairs at
+// overrides: V, KMAX (the largest top-k of the gathered path, 0: always the passes), CHAIN,
+//            NC and CAND (NC > 0: the output head left NC (best logit, id) candidate pairs at
 //            logits[CAND..] as f32 (matmul_norm.wgsl CAND); greedy without a penalty then takes
 //            the argmax of those instead of reading all V logits)
 // dispatch: (1, 1, 1)

@@ -200,18 +200,7 @@ class Executor:
             self.pipelines[p.name] = (pipe, bgl)
 
         # bind groups are static: create every dispatch's once
-        self.bind_groups: dict[str, list[Any]] = {}
-        for name, prog in plan.programs.items():
-            groups = []
-            for d in prog.dispatches:
-                _, bgl = self.pipelines[d.pipeline]
-                entries = []
-                for bb in d.bindings:
-                    buf = self.buffers[bb.buffer]
-                    size = bb.size if bb.size is not None else buf.size - bb.offset
-                    entries.append({"binding": bb.binding, "resource": {"buffer": buf, "offset": bb.offset, "size": size}})
-                groups.append(dev.create_bind_group(label=d.label or d.pipeline, layout=bgl, entries=entries))
-            self.bind_groups[name] = groups
+        self.bind_groups: dict[str, list[Any]] = {name: [self._bind_group(d) for d in prog.dispatches] for name, prog in plan.programs.items()}
         self._fast: dict[tuple, list[tuple[Any, Any, tuple[int, int, int]]]] = {}
         self._fast_raw: dict[tuple, list[tuple[Any, Any, int, int, int]]] = {}  # C handles
         self._uniform = bytearray(plan.uniform.size)
@@ -249,10 +238,12 @@ class Executor:
             BU = self._w.BufferUsage
             usage = BU.COPY_DST | BU.COPY_SRC | (BU.UNIFORM if uniform else 0)
             self.buffers[name] = self.device.create_buffer(label=name, size=max(256, -(-size // 256) * 256), usage=usage)
-            self.bind_groups = {k: v for k, v in self.bind_groups.items() if k not in self._alias}  # stale
-            self._alias.clear()
-            self._fast.clear()
-            self._fast_raw.clear()
+            stale = [a for a in self._alias if f"={name}+" in a]  # aliases bound to the old buffer
+            for a in stale:
+                del self._alias[a], self.bind_groups[a]
+            for cache in (self._fast, self._fast_raw):
+                for key in [k for k in cache if k[0] in stale]:
+                    del cache[key]
         return name
 
     def alias(self, program: str, swap: dict[str, tuple[str, int]]) -> str:
@@ -262,25 +253,27 @@ class Executor:
         like a program's in run() and submit_pass()."""
         name = program + "@" + ",".join(f"{k}={b}+{o}" for k, (b, o) in sorted(swap.items()))
         if name not in self._alias:
-            prog, groups = self.plan.programs[program], []
-            for d in prog.dispatches:
-                _, bgl = self.pipelines[d.pipeline]
-                entries = []
-                for bb in d.bindings:
-                    if bb.buffer in swap:
-                        buf_name, offset = swap[bb.buffer]
-                        buf = self.buffers[buf_name]
-                        size = buf.size - offset
-                        if bb.buffer == self.plan.uniform.buffer:
-                            size = min(size, self.buffers[bb.buffer].size)
-                    else:
-                        buf, offset = self.buffers[bb.buffer], bb.offset
-                        size = bb.size if bb.size is not None else buf.size - bb.offset
-                    entries.append({"binding": bb.binding, "resource": {"buffer": buf, "offset": offset, "size": size}})
-                groups.append(self.device.create_bind_group(label=d.label or d.pipeline, layout=bgl, entries=entries))
-            self.bind_groups[name] = groups
+            self.bind_groups[name] = [self._bind_group(d, swap) for d in self.plan.programs[program].dispatches]
             self._alias[name] = program
         return name
+
+    def _bind_group(self, d, swap: dict[str, tuple[str, int]] | None = None):
+        """Dispatch d's bind group: its plan bindings, or where swap names a binding's buffer,
+        that (buffer, offset) from the offset on (a uniform no longer than the plan's)."""
+        _, bgl = self.pipelines[d.pipeline]
+        entries = []
+        for bb in d.bindings:
+            if swap and bb.buffer in swap:
+                buf_name, offset = swap[bb.buffer]
+                buf = self.buffers[buf_name]
+                size = buf.size - offset
+                if bb.buffer == self.plan.uniform.buffer:
+                    size = min(size, self.buffers[bb.buffer].size)
+            else:
+                buf, offset = self.buffers[bb.buffer], bb.offset
+                size = bb.size if bb.size is not None else buf.size - bb.offset
+            entries.append({"binding": bb.binding, "resource": {"buffer": buf, "offset": offset, "size": size}})
+        return self.device.create_bind_group(label=d.label or d.pipeline, layout=bgl, entries=entries)
 
     def write(self, buffer: str, data: np.ndarray | bytes, offset: int = 0) -> None:
         """Queue a write of host data into a buffer (no submit)."""

@@ -458,6 +458,7 @@ def matmul_dispatch(
         pl = w.pipeline(shader, QTYPE=qtype, M=M, K=K, WG=wg, TT=1, ROWMAJOR=True, SPLITK=True, **constants)
         ys: Dim = 1 if constants.get("LAST_ONLY") else (Count(var="n_tokens") if n_tokens is None else n_tokens)
         return w.dispatch(pl, ["step", weight, *buffers], (_ceil(pairs, rp), ys, 1), label)
+    constants.pop("CAND", None)  # per-workgroup candidates: split-K heads only (matmul_norm.wgsl)
     rowmajor = layout == "rowmajor"  # the rows kernels on a row-major blob (too many rows for split-K)
     if rowmajor:
         constants = dict(constants, ROWMAJOR=True)
@@ -789,20 +790,14 @@ def build_plan(
             Q = c.weight
             if len(out_chunks) > 1:
                 head |= {"YS": V, "YO": c.row0}
-            one = dict(
-                EPS=cfg.rms_eps, LAST_ONLY=not all_logits, RP=HEAD_RP, **head,
-                # a decode step's head leaves its per-workgroup best logits past row 0 (sample_decode)
-                **({"CAND": V} if HEAD_CANDIDATES and n_tokens == 1 and not all_logits and len(out_chunks) == 1 and B > 1 else {}),
-            )  # fmt: skip
+            # a decode step's head leaves its per-workgroup best logits past row 0 (sample_decode):
+            # at most ceil(V / 2) pairs of floats, which rows 1 and 2 of the logits hold (B >= 3)
+            cand = {"CAND": V} if HEAD_CANDIDATES and n_tokens == 1 and not all_logits and len(out_chunks) == 1 and B >= 3 else {}
             label = "output_norm+output" + (f" rows {c.row0}.." if len(out_chunks) > 1 else "")
-            dh = matmul_dispatch(w, "matmul_norm.wgsl", Q.buffer, Q.qtype, Q.M, d, ["x", out_norm, "logits"], n_tokens, label, lay, **one)
-            n_cand = int(dh.workgroups[0])  # type: ignore[arg-type]
-            if "CAND" in one and (not w.pipelines[dh.pipeline].constants.get("SPLITK") or 2 * n_cand > (B - 1) * V):
-                del one["CAND"]  # the rows kernels (or no room past row 0): the full sampler
-                w.pipelines.pop(dh.pipeline)  # only this dispatch had it: not compiled for nothing
-                dh = matmul_dispatch(w, "matmul_norm.wgsl", Q.buffer, Q.qtype, Q.M, d, ["x", out_norm, "logits"], n_tokens, label, lay, **one)
-            if "CAND" in one:
-                candidates.append(n_cand)
+            dh = matmul_dispatch(w, "matmul_norm.wgsl", Q.buffer, Q.qtype, Q.M, d, ["x", out_norm, "logits"], n_tokens, label, lay,
+                                 EPS=cfg.rms_eps, LAST_ONLY=not all_logits, RP=HEAD_RP, **head, **cand)  # fmt: skip
+            if w.pipelines[dh.pipeline].constants.get("CAND"):  # split-K took it (matmul_dispatch)
+                candidates.append(int(dh.workgroups[0]))  # type: ignore[arg-type]
             ds.append(dh)
         return ds
 
@@ -815,12 +810,8 @@ def build_plan(
     # "sample" follows any head; "sample_decode" only "decode", whose head may have left
     # candidates; "sample_chain" likewise, in a decode chain: the history and the ids in "chain"
     # (NativeEngine runs decode steps ahead with the decode program's "ids" bound to "chain")
-    nc = sum(candidates)
-    for name, out, consts in (("sample", "token_out", {}), ("sample_decode", "token_out", {"NC": nc}), ("sample_chain", "chain", {"NC": nc, "CHAIN": True})):
-        if not consts.get("NC"):
-            consts.pop("NC", None)
-        else:
-            consts["CAND"] = V
+    cands: dict[str, int] = {"NC": sum(candidates), "CAND": V} if candidates else {}
+    for name, out, consts in (("sample", "token_out", {}), ("sample_decode", "token_out", cands), ("sample_chain", "chain", {**cands, "CHAIN": True})):
         pl = w.pipeline("sample.wgsl", V=V, **consts)
         programs[name] = Program(
             name=name,

@@ -121,9 +121,9 @@ def _can_open_window() -> bool:
 def _launch(ctx: click.Context) -> None:
     settings = _settings(ctx)
     if _can_open_window():
-        from companion.shell.app import run
+        from companion.shell.app import end_process, run
 
-        sys.exit(run(settings))
+        end_process(run(settings))
     if sys.stdin is not None and sys.stdin.isatty():
         _err("No display here: starting the terminal chat (type /help).")
         ctx.invoke(chat, prompt=None)

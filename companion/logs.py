@@ -7,6 +7,7 @@ COMPANION_HOME/logs when COMPANION_HOME redirects all state (tests, portable ins
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import logging.handlers
 import os
@@ -20,6 +21,7 @@ import platformdirs
 from companion.settings import APP_NAME
 
 LOG_FILE = "companion.log"
+CRASH_FILE = "crash.log"  # Python tracebacks of every thread when the process dies of a signal
 MAX_BYTES = 1_000_000  # rotate at 1 MB ...
 BACKUPS = 4  # ... keeping companion.log.1 .. .4: at most 5 MB of logs
 _FORMAT = "%(asctime)s %(levelname)-7s %(process)d %(threadName)s %(name)s: %(message)s"
@@ -72,6 +74,23 @@ def setup_logging(verbose: bool = False, *, console: bool = True) -> Path | None
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_thread_uncaught
     return path if file_handler is not None else None
+
+
+_crash_stream = None  # kept open for the process's life: faulthandler writes to its descriptor
+
+
+def record_crashes() -> None:
+    """On a fatal signal (a segfault in a native library: Qt, a GPU driver) write every
+    thread's Python stack to crash.log beside the log: the desktop app has no console to
+    print them on, and a bug report can attach the file."""
+    global _crash_stream
+    if _crash_stream is None:
+        try:
+            log_dir().mkdir(parents=True, exist_ok=True)
+            _crash_stream = open(log_dir() / CRASH_FILE, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+        except OSError:
+            return
+    faulthandler.enable(file=_crash_stream, all_threads=True)
 
 
 def _add(root: logging.Logger, handler: logging.Handler) -> None:

@@ -76,7 +76,7 @@ def test_no_terminal_answers_one_greeting(runner, monkeypatch):
 def test_parity_json(runner, golden_path):
     res = runner.invoke(main, ["parity", "--engine", "reference", "--golden", str(golden_path), "--json"])
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
+    data = json.loads(res.stdout)
     assert data["passed"] and data["engine"] == "reference"
     assert all(p["max_abs_logit_diff"] <= 1.0 for p in data["prompts"])
 
@@ -90,7 +90,7 @@ def test_parity_fails_on_a_wrong_golden(runner, golden_path, tmp_path):
     bad.write_text(json.dumps(g))
     res = runner.invoke(main, ["parity", "--engine", "reference", "--golden", str(bad), "--json"])
     assert res.exit_code == 1
-    assert json.loads(res.output)["passed"] is False
+    assert json.loads(res.stdout)["passed"] is False
 
 
 def test_model_info(runner, tmp_path):
@@ -98,7 +98,7 @@ def test_model_info(runner, tmp_path):
     assert res.exit_code == 0 and "llama · 30 blocks" in res.output and "Q4_1×210" in res.output
     p = write_tiny_gguf(tmp_path / "tiny.gguf")
     res = runner.invoke(main, ["model", "info", str(p), "--json"])
-    assert json.loads(res.output)["config"]["n_layer"] == 2
+    assert json.loads(res.stdout)["config"]["n_layer"] == 2
 
 
 def test_bad_model_is_one_line_error(runner, tmp_path):
@@ -120,6 +120,6 @@ def test_bench_reference_json(runner):
     res = runner.invoke(main, ["bench", "--engine", "reference", "--json", "--prompt-tokens", "16", "--decode-tokens", "4", "--repeats", "1",
                                "--contexts", "0,32", "--prefill-sizes", "16,32", "--no-chat"])
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
+    data = json.loads(res.stdout)
     for key in ("prefill_tok_per_s", "decode_tok_per_s", "time_to_first_token_s", "peak_rss_mb"):
         assert data[key] > 0

@@ -30,7 +30,7 @@ def test_list_search_forget_wipe(companion_home):
     runner = CliRunner()
     r = runner.invoke(main, ["memory", "list", "--json"])
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)
     assert {m["text"] for m in rows} == {"The user lives in Lyon.", "The user likes tea."}
     r = runner.invoke(main, ["memory", "search", "Lyon"])
     assert r.exit_code == 0 and "lives in Lyon" in r.output.splitlines()[0]

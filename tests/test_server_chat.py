@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -247,6 +248,28 @@ def test_disconnect_stops_the_reply(bridge_server, fake_chat):
     p.until("assistant_delta")
     p.close()
     assert fake_chat._stop.wait(10)
+
+
+def test_quitting_mid_reply_stops_it_and_leaves_no_task_behind(bridge_server, fake_chat, caplog):
+    """The app quits (the server stops) while a reply streams: the chat is asked to stop and
+    the reply's task ends with the server's loop, not left pending for the garbage collector
+    ("Task was destroyed but it is pending!" on stderr, after the loop is gone)."""
+    import gc
+
+    fake_chat.pace = 0.2
+    p = Page(bridge_server)
+    p.until("engine_status")
+    p.send(type="user_message", text="a long story please")
+    p.until("assistant_delta")
+    replies = bridge_server.conversation._replies
+    assert len(replies) == 1  # the loop holds tasks weakly: the conversation keeps the reply's
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        bridge_server.stop()
+        gc.collect()
+    assert fake_chat._stop.wait(10)
+    assert not replies
+    assert not [r for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
+    p.close()
 
 
 # --- the executor channel (what the browser engine will use) ------------------------------------

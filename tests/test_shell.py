@@ -319,6 +319,14 @@ def _end(proc: subprocess.Popen[str]) -> str:
     return out or ""
 
 
+def _ended(proc: subprocess.Popen[str], home: Path) -> str:
+    """What an app that exited badly left: its output's end and any crash.log (faulthandler's
+    stacks of every thread at a fatal signal)."""
+    crash = home / "logs" / "crash.log"
+    stacks = crash.read_text(errors="replace")[-6000:] if crash.exists() else "(no crash.log)"
+    return f"{_end(proc)[-3000:]}\n--- crash.log ---\n{stacks}"
+
+
 def _shot(display: str, name: str) -> Path:
     """A screenshot of `display` under test-artifacts/."""
     from PIL import ImageGrab
@@ -362,7 +370,7 @@ def test_newcomer_window_is_not_blank_and_one_instance_runs(plain_xvfb, companio
         assert "already running" in second.stderr
         _wait_for(lambda: "a later launch asked 'show'" in _log(companion_home), 30, "the show request", proc)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, _end(proc)[-3000:]
+        assert proc.wait(60) == 0, _ended(proc, companion_home)
         assert "stopped cleanly" in _log(companion_home)
         assert not (companion_home / "instance.json").exists()
         print(f"painted after {painted_s:.1f} s; stddev {spread:.1f}, {colours} colours")
@@ -410,7 +418,7 @@ def test_failing_gpu_compositing_restarts_in_software_and_paints(plain_xvfb, com
         assert f"WARNING {proc.pid} MainThread companion.shell.app: starting again:" in log  # exec: the same process
         spread, colours = _wait_painted(plain_xvfb, "desktop-after-compositing-restart.png", proc)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, _end(proc)[-3000:]
+        assert proc.wait(60) == 0, _ended(proc, companion_home)
         print(f"painted after the restart: stddev {spread:.1f}, {colours} colours")
     finally:
         _end(proc)
@@ -611,7 +619,7 @@ def test_pet_window_click_through_drag_and_click(plain_xvfb, companion_home):
         SingleInstance(companion_home).send("quit")
         status = proc.wait(60)
         print(f"the app's exit status on quit: {status}")
-        assert status == 0, _end(proc)[-3000:]
+        assert status == 0, _ended(proc, companion_home)
     finally:
         pointer.close()
         backdrop.close()
@@ -636,7 +644,7 @@ def test_pet_quit_while_its_outline_is_drawn(plain_xvfb, companion_home):
         SingleInstance(companion_home).send("quit")
         status = proc.wait(60)
         print(f"the app's exit status on quit: {status}")
-        assert status == 0, _end(proc)[-3000:]
+        assert status == 0, _ended(proc, companion_home)
         log = _log(companion_home)
         if "pet input region: the avatar's outline" not in log:  # the child had not finished: stopped
             assert f"stopping its child process (pid {child})" in log, log[-3000:]

@@ -183,6 +183,7 @@ class Conversation:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turn = 0
         self._busy = False
+        self._replies: set[asyncio.Task[None]] = set()
         self.avatar = AvatarDirector()
         self._avatar_timer: asyncio.TimerHandle | None = None
         self._engine_status: EngineStatus | None = None
@@ -196,6 +197,10 @@ class Conversation:
 
     async def close_pages(self) -> None:
         """Close every page connection (on the loop, when the server shuts down)."""
+        self.stop_reply()
+        for task in list(self._replies):  # the worker thread ends the reply; stop waiting on it here
+            task.cancel()
+        await asyncio.gather(*self._replies, return_exceptions=True)
         for conn in list(self.connections):
             await conn.ws.close(code=1001, message=b"server shutting down")
         await self.frames.aclose()
@@ -346,7 +351,9 @@ class Conversation:
                 )
             self._busy = True
             self._turn += 1
-            asyncio.get_running_loop().create_task(self._reply(chat, message.text, self._turn))
+            task = asyncio.get_running_loop().create_task(self._reply(chat, message.text, self._turn))
+            self._replies.add(task)  # the loop holds tasks weakly: a reply must not vanish mid-way
+            task.add_done_callback(self._replies.discard)
         elif isinstance(message, UserTyping):
             self._avatar(self.avatar.typing(message.typing))
         elif isinstance(message, Stop):

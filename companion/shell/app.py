@@ -254,6 +254,9 @@ def run(settings: Settings, *, screenshot_path: Path | None = None, debug: bool 
     """The desktop app; returns the exit status. A second launch brings the first one's window
     forward and returns at once. With screenshot_path, save the screen once the page is
     connected and quit (smoke test)."""
+    from companion.logs import record_crashes
+
+    record_crashes()
     instance = SingleInstance(home_dir())
     if not instance.acquire():
         instance.send("pet" if "--pet" in sys.argv[1:] else "show", sys.argv[1:])
@@ -293,6 +296,22 @@ def run(settings: Settings, *, screenshot_path: Path | None = None, debug: bool 
     if desktop.restart_software:
         _restart_in_software()
     return 0
+
+
+def end_process(status: int) -> None:
+    """Exit with `status` once run() has returned (windows closed, stores and log flushed).
+    Where Qt ran, skip the interpreter's teardown: it destroys the web engine's objects in
+    whatever order the garbage collector picks, after the QApplication, which can crash
+    (a rare SIGSEGV at quit, seen in CI) and would turn a clean quit into a crash report."""
+    if "PyQt6.QtWidgets" not in sys.modules:
+        sys.exit(status)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed or absent (a windowed build)
+            pass
+    logging.shutdown()
+    os._exit(status)
 
 
 def _restart_in_software() -> None:

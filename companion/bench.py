@@ -182,13 +182,16 @@ def bench_engine(
     return out
 
 
-def with_peer(result: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
-    """The engine's result with the peer's (measured in the same run) and our/peer ratios."""
-    out = {**result, "peer": peer}
+def peer_ratios(result: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    """Our figures over a peer's (measured in the same run): top level, and per prefill size and
+    decode context where both measured them; {} for a peer that failed."""
     if "error" in peer:
-        return out
-    out["ratio_prefill_vs_peer"] = round(result["prefill_tok_per_s"] / peer["prefill_tok_per_s"], 3)
-    out["ratio_decode_vs_peer"] = round(result["decode_tok_per_s"] / peer["decode_tok_per_s"], 3)
+        return {}
+    out: dict[str, Any] = {}
+    if peer.get("prefill_tok_per_s"):
+        out["ratio_prefill_vs_peer"] = round(result["prefill_tok_per_s"] / peer["prefill_tok_per_s"], 3)
+    if peer.get("decode_tok_per_s"):
+        out["ratio_decode_vs_peer"] = round(result["decode_tok_per_s"] / peer["decode_tok_per_s"], 3)
     for part in ("prefill", "decode"):  # per size / context, where both measured it
         mine, theirs = result.get(part) or {}, peer.get(part) or {}
         both = {k: round(mine[k]["tok_per_s"] / theirs[k], 3) for k in mine if theirs.get(k)}
@@ -197,9 +200,31 @@ def with_peer(result: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def with_peer(result: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    """The engine's result with the peer's (measured in the same run) and our/peer ratios."""
+    return {**result, "peer": peer, **peer_ratios(result, peer)}
+
+
+def with_peers(result: dict[str, Any], peers: list[dict[str, Any]], absent: dict[str, str] | None = None) -> dict[str, Any]:
+    """The result with every peer measured in the same run under "peers" (each with its own
+    ratios), the peers that are not installed under "peers_absent" (with how to get them), and
+    the first llama.cpp peer that ran also as "peer" with the top-level ratio keys."""
+    out = {**result, "peers": [{**p, **peer_ratios(result, p)} for p in peers]}
+    if absent:
+        out["peers_absent"] = dict(absent)
+    ran = [p for p in peers if "error" not in p]
+    primary = next((p for p in ran if str(p.get("peer", "")).startswith("llama.cpp")), ran[0] if ran else None)
+    if primary is not None:
+        out = with_peer(out, primary)
+    elif peers:
+        out["peer"] = peers[0]
+    return out
+
+
 def plot(result: dict[str, Any], path: str) -> str | None:
-    """A PNG of decode tok/s by context and prefill tok/s by prompt length, the peer's beside
-    ours when measured; None (nothing written) without matplotlib."""
+    """A PNG of decode tok/s by context and prefill tok/s by prompt length, each peer's beside
+    ours where measured (the ratio over the first peer on our bars); None (nothing written)
+    without matplotlib."""
     try:
         import matplotlib
 
@@ -207,25 +232,30 @@ def plot(result: dict[str, Any], path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    peer = result.get("peer") or {}
+    peers = [p for p in result.get("peers") or ([result["peer"]] if result.get("peer") else []) if "error" not in p]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, part, title, xlabel in ((axes[0], "decode", "decode", "context (tokens)"), (axes[1], "prefill", "prefill", "prompt (tokens)")):
         mine = result.get(part) or {}
         keys = list(mine)
         xs = np.arange(len(keys))
+        shown = [p for p in peers if p.get(part)]
+        width = 0.8 / (1 + len(shown))
+        left = -0.4 + width / 2
         ours = [mine[k]["tok_per_s"] for k in keys]
-        ax.bar(xs - 0.2, ours, 0.4, label=f"companion {result.get('engine', '')}")
-        theirs = peer.get(part) or {}
-        if theirs:
-            ax.bar(xs + 0.2, [theirs.get(k, 0) for k in keys], 0.4, label=peer.get("peer", "peer"))
-            for x, k, v in zip(xs, keys, ours, strict=True):  # our figure over the peer's, on our bar
+        ax.bar(xs + left, ours, width, label=f"companion {result.get('engine', '')}")
+        for i, peer in enumerate(shown, 1):
+            theirs = peer[part]
+            ax.bar(xs + left + i * width, [theirs.get(k, 0) for k in keys], width, label=peer.get("peer", "peer"))
+        if shown:  # our figure over the first peer's, on our bar
+            theirs = shown[0][part]
+            for x, k, v in zip(xs, keys, ours, strict=True):
                 if theirs.get(k):
-                    ax.annotate(f"{v / theirs[k]:.2f}x", (x - 0.2, v), ha="center", va="bottom", fontsize=7)
+                    ax.annotate(f"{v / theirs[k]:.2f}x", (x + left, v), ha="center", va="bottom", fontsize=7)
         ax.set_xticks(xs, keys)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("tokens / s")
         ax.set_title(title)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1 if len(shown) > 1 else 2, frameon=False)
     fig.suptitle(f"{result.get('model', '')} on {result.get('adapter', '')} ({result.get('machine', {}).get('date', '')})", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

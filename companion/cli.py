@@ -309,6 +309,8 @@ def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool, model_p
 @click.option("--peer-python", type=click.Path(exists=True, dir_okay=False), help="An interpreter with llama-cpp-python: measure llama.cpp in the same run and report ratios (settings: peer_python, COMPANION_PEER_PYTHON).")
 @click.option("--peer-threads", default=os.cpu_count() or 1, show_default=True, help="CPU threads for the llama.cpp peer.")
 @click.option("--peer-llama-bench", type=click.Path(exists=True, dir_okay=False), help="llama.cpp's llama-bench binary (e.g. a CUDA build): measure it in the same run, all layers on the GPU, and report ratios.")
+@click.option("--peer-torch-python", type=click.Path(exists=True, dir_okay=False), help="An interpreter with PyTorch + transformers: measure them on the same GGUF in the same run (on the GPU for a GPU engine, where torch has CUDA).")
+@click.option("--vs", "vs", is_flag=True, help="Measure every peer installed, in the same run: llama.cpp (llama-cpp-python from the `bench` extra or --peer-python; llama-bench on PATH for a GPU engine) and PyTorch + transformers; the absent ones are listed with how to install them.")
 @click.option("--contexts", default="0,512,2048", show_default=True, help="Also decode after prompts of these lengths (comma-separated; empty: none).")
 @click.option("--prefill-sizes", default="128,512", show_default=True, help="Also prefill prompts of these lengths, with time to first token (comma-separated; empty: none).")
 @click.option("--chat/--no-chat", default=True, show_default=True, help="Also measure the reply rate through the chat loop.")
@@ -316,7 +318,8 @@ def parity(ctx: click.Context, engine: str, golden: Path, as_json: bool, model_p
 @_MODEL_OPTION
 @click.pass_context
 def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, decode_tokens: int, repeats: int, peer_python: str | None, peer_threads: int,
-          peer_llama_bench: str | None, contexts: str, prefill_sizes: str, chat: bool, plot_path: str | None, model_path: Path | None = None) -> None:  # fmt: skip
+          peer_llama_bench: str | None, peer_torch_python: str | None, vs: bool, contexts: str, prefill_sizes: str, chat: bool,
+          plot_path: str | None, model_path: Path | None = None) -> None:  # fmt: skip
     """Measure an engine: prefill and decode tok/s (also at longer contexts and through the chat
     loop), time to first token, per-token counters, peak RSS."""
     if ctx.invoked_subcommand is not None:
@@ -340,18 +343,14 @@ def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, de
         result = bench_engine(eng, model, prompt_tokens, decode_tokens, repeats, ctxs, sizes, chat)
     finally:
         eng.close()
-    if peer_python:
-        from companion.bench import bench_prompt, with_peer
-        from companion.bench_peer import run_peer
+    peers, absent = _bench_peers(
+        result, model, prompt_tokens, decode_tokens, repeats, peer_threads, ctxs, sizes,
+        python=peer_python, llama_bench=peer_llama_bench, torch_python=peer_torch_python, vs=vs,
+    )  # fmt: skip
+    if peers or absent:
+        from companion.bench import with_peers
 
-        peer = run_peer(peer_python, str(model.path), bench_prompt(model, prompt_tokens), decode_tokens, repeats, peer_threads)
-        result = with_peer(result, peer)
-    if peer_llama_bench:
-        from companion.bench import with_peer
-        from companion.bench_peer import run_llama_bench
-
-        peer = run_llama_bench(peer_llama_bench, str(model.path), prompt_tokens, sizes, ctxs, decode_tokens, repeats)
-        result = with_peer(result, peer)
+        result = with_peers(result, peers, absent)
     if plot_path:
         from companion.bench import plot
 
@@ -362,6 +361,54 @@ def bench(ctx: click.Context, engine: str, as_json: bool, prompt_tokens: int, de
     else:
         for k, v in result.items():
             click.echo(f"{k:>28}: {v}")
+
+
+def _bench_peers(
+    result: dict, model: Any, prompt_tokens: int, decode_tokens: int, repeats: int, threads: int, ctxs: list[int], sizes: list[int],
+    *, python: str | None, llama_bench: str | None, torch_python: str | None, vs: bool,
+) -> tuple[list[dict], dict[str, str]]:
+    """Measure the peers asked for (and with `vs` every one installed) on the same model, after
+    our own figures: (their results, {peer: why it was not measured and how to get it})."""
+    import shutil
+
+    from companion.bench import bench_prompt
+    from companion.bench_peer import NEEDS, has_modules, run_llama_bench, run_peer
+
+    gpu = result.get("engine") != "reference"
+    peers: list[dict] = []
+    absent: dict[str, str] = {}
+    prompt = bench_prompt(model, prompt_tokens)
+    # the prompts our figures used, by prefill size and decode context
+    by_size = {str(n): bench_prompt(model, n) for n in sizes}
+    by_context = {str(c): bench_prompt(model, max(1, c)) for c in ctxs}
+
+    def interpreter(given: str | None, kind: str) -> str | None:
+        """The Python to measure `kind` with: the one given, or (vs) this one if it has it."""
+        modules, how = NEEDS[kind]
+        if given is None and not vs:
+            return None
+        candidate = given or sys.executable
+        missing = has_modules(candidate, modules)
+        if missing is None:
+            return candidate
+        absent[kind] = f"{missing}: {how}"
+        return None
+
+    if llama_bench is None and vs and gpu:
+        llama_bench = shutil.which("llama-bench")
+        if llama_bench is None:
+            absent["llama-bench"] = "no llama-bench on PATH: build llama.cpp with its GPU backend (or pass --peer-llama-bench)"
+    if llama_bench:
+        peers.append(run_llama_bench(llama_bench, str(model.path), prompt_tokens, sizes, ctxs, decode_tokens, repeats))
+    py = interpreter(python, "llama-cpp-python")
+    if py is not None and not (gpu and llama_bench):  # on a GPU engine llama-bench is the peer that counts
+        peers.append(run_peer(py, str(model.path), prompt, decode_tokens, repeats, threads, kind="llama-cpp-python",
+                              prefill_prompts=by_size, context_prompts=by_context))  # fmt: skip
+    py = interpreter(torch_python, "torch")
+    if py is not None:
+        peers.append(run_peer(py, str(model.path), prompt, decode_tokens, repeats, threads, kind="torch", gpu=gpu,
+                              prefill_prompts=by_size, context_prompts=by_context))  # fmt: skip
+    return peers, absent
 
 
 @bench.command("memory")

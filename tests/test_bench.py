@@ -52,7 +52,91 @@ def test_llama_bench_peer_reads_its_json(tmp_path):
     assert out["prefill_tok_per_s"] == 128000.0 and out["decode_tok_per_s"] == 887.2
     assert "CUDA" in out["peer"]
     fake.write_text("#!/bin/sh\necho boom >&2\nexit 3\n")
-    assert run_llama_bench(str(fake), "m.gguf", 128, [128], [0], 8, 1) == {"error": "boom"}
+    assert run_llama_bench(str(fake), "m.gguf", 128, [128], [0], 8, 1) == {"peer": "llama.cpp llama-bench", "error": "boom"}
+
+
+def test_with_peers_lists_each_peer_with_its_ratios_and_the_absent_ones():
+    """Several peers from one run: each keeps its own ratios; llama.cpp is the headline peer
+    (the top-level ratio keys) even when another was measured first; a failed one is listed
+    without ratios, and the ones not installed say how to get them."""
+    from companion.bench import with_peers
+
+    ours = {"engine": "reference", "prefill_tok_per_s": 100.0, "decode_tok_per_s": 60.0, "decode": {"0": {"tok_per_s": 60.0}}}
+    torch_peer = {"peer": "PyTorch 2 + transformers 4 (CPU)", "prefill_tok_per_s": 200.0, "decode_tok_per_s": 12.0, "decode": {"0": 15.0}}
+    llama = {"peer": "llama.cpp (llama-cpp-python 0.3)", "prefill_tok_per_s": 400.0, "decode_tok_per_s": 120.0, "decode": {"0": 100.0}}
+    broken = {"peer": "llama.cpp llama-bench", "error": "no GPU"}
+    out = with_peers(ours, [torch_peer, broken, llama], {"torch-gpu": "no CUDA"})
+    by_name = {p["peer"]: p for p in out["peers"]}
+    assert by_name[torch_peer["peer"]]["ratio_decode_vs_peer"] == 5.0
+    assert by_name[torch_peer["peer"]]["ratio_decode_vs_peer_by_context"] == {"0": 4.0}
+    assert by_name[llama["peer"]]["ratio_prefill_vs_peer"] == 0.25
+    assert "ratio_decode_vs_peer" not in by_name["llama.cpp llama-bench"]
+    assert out["peer"]["peer"] == llama["peer"] and out["ratio_decode_vs_peer"] == 0.5
+    assert out["ratio_decode_vs_peer_by_context"] == {"0": 0.6}
+    assert out["peers_absent"] == {"torch-gpu": "no CUDA"}
+    only_failed = with_peers(ours, [broken])
+    assert only_failed["peer"] == broken and "ratio_decode_vs_peer" not in only_failed
+
+
+def test_a_peers_figures_come_from_its_two_primitives():
+    """The peer script's shared loop: medians after a warm-up run, per prefill size and per
+    decode context, from prefill(ids) and decode(ids, n) timings."""
+    from companion.bench_peer import _figures
+
+    calls: list[tuple[str, int]] = []
+
+    def prefill(ids):
+        calls.append(("prefill", len(ids)))
+        return len(ids) / 1000.0 * (3.0 if len(calls) == 1 else 1.0)  # the warm-up run is slow
+
+    def decode(ids, n):
+        calls.append(("decode", len(ids)))
+        return n / (200.0 - len(ids) / 100.0)
+
+    req = {"prompt_ids": [1] * 100, "decode_tokens": 10, "repeats": 1,
+           "prefill_prompts": {"512": [2] * 512}, "context_prompts": {"0": [3], "2048": [4] * 2048}}
+    out = _figures(req, prefill, decode)
+    assert out["prefill_tok_per_s"] == 1000.0 and out["prefill"] == {"512": 1000.0}
+    assert out["decode"] == {"0": 199.99, "2048": 179.52}
+    assert out["decode_tok_per_s"] == 199.0
+    assert calls.count(("prefill", 100)) == 2 and calls.count(("decode", 2048)) == 2  # repeats + a warm-up
+
+
+def test_has_modules_names_what_an_interpreter_lacks():
+    import sys
+
+    from companion.bench_peer import has_modules
+
+    assert has_modules(sys.executable, ("json", "sqlite3")) is None
+    missing = has_modules(sys.executable, ("json", "no_such_module_xyz"))
+    assert missing is not None and "no_such_module_xyz" in missing and "json" not in missing.split(" has no ")[1]
+    assert "did not run" in (has_modules("/nonexistent/python", ("json",)) or "")
+
+
+def test_bench_vs_names_the_peers_not_installed(tmp_path):
+    """`companion bench --vs` where no peer is installed: our figures, and for each peer why it
+    was not measured and the command that installs it."""
+    import json
+    from importlib.util import find_spec
+
+    from click.testing import CliRunner
+
+    from companion.cli import main
+    from companion.testing import write_tiny_gguf
+
+    if find_spec("llama_cpp") or find_spec("torch"):
+        pytest.skip("a peer is installed in this Python: --vs would measure it")
+    model = write_tiny_gguf(tmp_path / "tiny.gguf")
+    res = CliRunner().invoke(main, ["bench", "--engine", "reference", "--model", str(model), "--vs", "--json", "--prompt-tokens", "8",
+                                    "--decode-tokens", "4", "--repeats", "1", "--contexts", "", "--prefill-sizes", "", "--no-chat"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["decode_tok_per_s"] > 0
+    absent = out["peers_absent"]
+    assert "llama_cpp" in absent["llama-cpp-python"] and "companion[bench]" in absent["llama-cpp-python"]
+    assert "torch" in absent["torch"] and "pip install torch transformers accelerate" in absent["torch"]
+    assert "llama-bench" not in absent  # a CPU engine's peer is llama.cpp on the CPU
+    assert out["peers"] == [] and "ratio_decode_vs_peer" not in out
 
 
 @pytest.mark.gpu
@@ -77,3 +161,40 @@ def test_bench_engine_reports_contexts_prefill_and_chat(gpu_adapter_info, tmp_pa
     assert "decode_tok_per_s" in app or "error" in app
     assert app["sampling"]["temperature"] > 0 and app["sampling"]["top_k"] > 0
     assert r["peak_rss_mb"] > 0 and r["machine"]["date"]
+
+
+def test_plot_draws_ours_beside_each_peer(tmp_path, monkeypatch):
+    """The PNG: decode by context and prefill by size, one bar per peer beside ours, each
+    peer named in the legend; a failed peer is left out."""
+    from PIL import Image
+
+    from companion.bench import plot, with_peers
+
+    ours = {"engine": "native", "adapter": "H200", "model": "m", "prefill_tok_per_s": 1.0, "decode_tok_per_s": 1.0,
+            "decode": {"0": {"tok_per_s": 800.0}, "2048": {"tok_per_s": 700.0}},
+            "prefill": {"128": {"tok_per_s": 16000.0}, "512": {"tok_per_s": 28000.0}}, "machine": {"date": "2026-12-01"}}
+    peers = [{"peer": "llama.cpp llama-bench", "prefill_tok_per_s": 1.0, "decode_tok_per_s": 1.0, "decode": {"0": 960.0, "2048": 900.0},
+              "prefill": {"128": 14000.0, "512": 45000.0}},
+             {"peer": "PyTorch + transformers (GPU)", "prefill_tok_per_s": 1.0, "decode_tok_per_s": 1.0, "decode": {"0": 90.0, "2048": 80.0},
+              "prefill": {"128": 9000.0, "512": 20000.0}},
+             {"peer": "broken", "error": "x"}]
+    result = with_peers(ours, peers)
+    import matplotlib.axes
+
+    bars: list[int] = []
+    labels: list[str] = []
+    real_bar = matplotlib.axes.Axes.bar
+
+    def bar(self, xs, heights, *args, **kwargs):  # records each series, then draws it
+        bars.append(len(heights))
+        labels.append(kwargs.get("label", ""))
+        return real_bar(self, xs, heights, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", bar)
+    path = plot(result, str(tmp_path / "bench.png"))
+    assert path is not None
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size[0] > 600
+        assert len(img.convert("RGB").getcolors(1 << 20) or []) > 20  # drawn, not blank
+    assert bars == [2, 2, 2] * 2  # decode and prefill: ours, llama.cpp, PyTorch (not the broken one)
+    assert labels[:3] == ["companion native", "llama.cpp llama-bench", "PyTorch + transformers (GPU)"]

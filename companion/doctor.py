@@ -64,7 +64,7 @@ def versions() -> dict[str, str]:
 
 
 def paths(settings: Settings) -> dict[str, str]:
-    from companion.logs import log_file
+    from companion.logs import CRASH_FILE, log_dir, log_file
 
     home = home_dir()
     out = {
@@ -72,6 +72,9 @@ def paths(settings: Settings) -> dict[str, str]:
         "settings file": str(home / "settings.json"),
         "log file": str(log_file()),
     }
+    crash = log_dir() / CRASH_FILE
+    if crash.is_file() and crash.stat().st_size:  # the stacks of a crash: attach it to a bug report
+        out["crash log"] = f"{crash} ({crash.stat().st_size:,} bytes)"
     try:
         from companion.memory.store import default_db_path
 

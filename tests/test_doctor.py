@@ -91,3 +91,24 @@ def test_no_network_parity_prompt_and_chat_turn(companion_home):
     assert chat.stdout.strip()  # some words came back
     ip = subprocess.run(["unshare", "-n", "cat", "/proc/net/dev"], capture_output=True, text=True).stdout
     assert "eth" not in ip and "ens" not in ip  # really no network interface there
+
+
+def test_a_crash_leaves_its_stacks_in_crash_log_and_the_doctor_points_at_it(companion_home):
+    """A segfault in a native library (Qt, a driver) kills the desktop app without a Python
+    traceback; record_crashes() (the app's start) makes it leave every thread's stack in
+    logs/crash.log, and `companion doctor` lists that file for a bug report."""
+    import os
+    import subprocess
+    import sys
+
+    from companion.doctor import paths
+
+    assert "crash log" not in paths(Settings())
+    code = "from companion.logs import record_crashes; record_crashes(); import faulthandler; faulthandler._sigsegv()"
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "COMPANION_HOME": str(companion_home)},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode != 0
+    crash = companion_home / "logs" / "crash.log"
+    text = crash.read_text()
+    assert "Fatal Python error: Segmentation fault" in text and 'File "<string>", line 1' in text
+    assert paths(Settings())["crash log"].startswith(str(crash))

@@ -54,7 +54,8 @@ def _measure_llama_cpp(req: dict) -> dict:
     longest = max([len(req["prompt_ids"]), *map(len, (req.get("prefill_prompts") or {}).values()),
                    *map(len, (req.get("context_prompts") or {}).values())])  # fmt: skip
     n_ctx = longest + req["decode_tokens"] + 8
-    llm = Llama(model_path=req["model"], n_ctx=n_ctx, n_batch=512, n_threads=req["threads"], verbose=False, n_gpu_layers=req.get("n_gpu_layers", 0))
+    # one batch per prompt: llama-cpp-python keeps the scores of the last batch only
+    llm = Llama(model_path=req["model"], n_ctx=n_ctx, n_batch=n_ctx, n_threads=req["threads"], verbose=False, n_gpu_layers=req.get("n_gpu_layers", 0))
 
     def prefill(ids: list[int]) -> float:
         llm.reset()

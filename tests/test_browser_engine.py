@@ -96,6 +96,53 @@ def test_gpu_sampling_greedy_and_seeded(page_engine, reference_engine):
     assert all(0 <= t < 49152 for t in first)
 
 
+def test_run_ahead_gives_the_ids_of_single_steps(page_engine, monkeypatch):
+    """A decode loop with the page running 4 steps per request gives the same ids as one step
+    per request (greedy, and sampled with the repetition penalty, whose window then lives on
+    the GPU), in a quarter of the requests; positions run ahead and not used are dropped by
+    the next request (an eval after an unfinished run of steps lands where the core counts)."""
+    eng = page_engine.engine
+    prompt = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3717, 282, 2, 198, 1, 4093, 198]
+    sent: list[str] = []
+    real_request = eng._request
+
+    def request(message):
+        sent.append(message.type)
+        return real_request(message)
+
+    monkeypatch.setattr(eng, "_request", request)
+
+    def loop(ahead: int, params: SamplingParams, n: int) -> tuple[list[int], int]:
+        eng.ahead = ahead
+        eng.reset()
+        before = sent.count("generate")
+        s = Sampler(params)
+        hist = list(prompt)
+        tok = eng.next_token(prompt, s, hist)
+        out = [tok]
+        for _ in range(n - 1):
+            hist.append(tok)
+            tok = eng.next_token([tok], s, hist)
+            out.append(tok)
+        return out, sent.count("generate") - before
+
+    try:
+        for params in (SamplingParams.greedy_params(),
+                       SamplingParams(temperature=0.9, top_k=40, top_p=0.95, min_p=0.0, repeat_penalty=1.3, repeat_last_n=8, seed=7)):
+            one, one_requests = loop(1, params, 9)
+            four, four_requests = loop(4, params, 9)
+            assert four == one, params
+            assert one_requests == 9 and four_requests == 1 + 2  # the prompt, then 8 ids in 2 requests
+            assert eng.stats["tokens_per_request"] == 4.0
+        # 1 + 4 + 2 ids handed out of 1 + 8 run: the next eval continues from the core's count
+        loop(4, SamplingParams.greedy_params(), 7)
+        assert eng.n_past == len(prompt) + 6
+        eng.eval([198])
+        assert eng.n_past == len(prompt) + 7
+    finally:
+        eng.ahead = 4
+
+
 def test_no_webgpu_is_reported(chromium_required, chromium, plan_assets, model):
     pe = open_page_engine(chromium, plan_assets, model, init_script="delete Navigator.prototype.gpu;", load=False)
     try:

@@ -15,10 +15,12 @@
  * @property {(req: {n_keep: number}) => Promise<{n_past?: number}>} reset
  *   forget KV positions from n_keep on
  * @property {(req: {ids: number[], sampling: Object, step: number, history: number[],
- *                   want: "token"|"logits"})
- *             => Promise<{id: number, n_past?: number, ms?: number}
+ *                   want: "token"|"logits", steps?: number, n_past?: number|null})
+ *             => Promise<{id: number, ids?: number[], n_past?: number, ms?: number}
  *                        | {logits: Float32Array, n_past?: number}>} generate
- *   append ids, run one token; answer the sampled id, or the last position's logits
+ *   drop positions past n_past (when given), append ids, run one token; answer the sampled id,
+ *   or the last position's logits; with steps > 1 (one id), that many chained decode steps
+ *   and all their ids
  * @property {() => void} [dispose]
  * @property {((reason: string) => void)|null} [onfailure] set by ExecutorHost: report a failure
  *   that happens outside any request (a lost device) as engine_failed without a request_id
@@ -115,7 +117,7 @@ export class ExecutorHost {
         if (r.logits) {
           this.bridge.send({ type: "logits", request_id: rid, n_vocab: r.logits.length, values: f32ToBase64(r.logits), n_past: r.n_past ?? null });
         } else {
-          this.bridge.send({ type: "token", request_id: rid, id: r.id, n_past: r.n_past ?? null, ms: r.ms ?? null });
+          this.bridge.send({ type: "token", request_id: rid, id: r.id, ids: r.ids ?? null, n_past: r.n_past ?? null, ms: r.ms ?? null });
         }
       }
     } catch (e) {

@@ -234,14 +234,22 @@ class Generate(_Message):
     step: int = Field(0, ge=0)  # token index in the reply: with the seed, picks the draw
     history: list[int] = []  # recent ids for the repetition penalty (last repeat_last_n)
     want: Literal["token", "logits"] = "token"
+    # with want "token" and one id: run this many decode steps in one submit, each feeding the
+    # id the one before sampled (on the GPU), and answer them all (Token.ids); `history` then
+    # ends with that one id, and step j draws with step + j
+    steps: int = Field(1, ge=1, le=16)
+    # the core's position count before `ids`: the page drops positions past it first (ids a
+    # run of steps produced that the core did not use); None: the page's own count
+    n_past: int | None = Field(None, ge=0)
 
 
 class Token(_Message):
-    """Page executor → core: the sampled id for a generate request."""
+    """Page executor → core: the sampled id (or ids) for a generate request."""
 
     type: Literal["token"] = "token"
     request_id: int
     id: int = Field(ge=0)
+    ids: list[int] | None = None  # all the ids of a request with steps > 1 (id is the first)
     n_past: int | None = None  # positions in the page's KV cache after this request
     ms: float | None = None  # GPU time the page measured, for stats
 

@@ -24,7 +24,7 @@ import numpy as np
 from companion.bridge.engine_channel import ExecutorChannel, PageExecutorError
 from companion.bridge.messages import EngineLoad, EngineReset, EngineStatus, Generate, Logits, Token
 from companion.chromium import HeadlessChromium
-from companion.engines.base import Engine
+from companion.engines.base import Engine, RunAhead
 from companion.errors import EngineUnavailable
 from companion.sampling import Sampler
 
@@ -34,6 +34,7 @@ PAGE_TIMEOUT = 60.0  # s for a launched page to connect its executor
 LOAD_TIMEOUT = 900.0  # s for engine_load (compiling kernels on SwiftShader is slow)
 STEP_TIMEOUT = 600.0  # s for one generate (a long prompt prefilled on a CPU adapter)
 MAX_BATCH = 64  # token rows per prefill chunk, as NativeEngine
+AHEAD = 4  # decode steps per request when the page runs ahead of the caller (as native.AHEAD)
 EXECUTOR_PAGE = "/engine/host.html"  # the executor alone (no chat view, no avatar animation)
 
 
@@ -119,7 +120,9 @@ class PlanAssets:
 
 class BrowserEngine(Engine):
     """The model in a page's WebGPU executor. eval() asks for logits (parity); next_token()
-    asks for a GPU-sampled id, so only 4 bytes cross the bridge per token."""
+    asks for a GPU-sampled id, so only 4 bytes cross the bridge per token; in a decode loop the
+    page runs `ahead` steps per request, each feeding the id the one before sampled (RunAhead),
+    so a round trip over the bridge and a GPU readback serve `ahead` tokens."""
 
     name = "browser"
 
@@ -130,8 +133,11 @@ class BrowserEngine(Engine):
         report: Callable[[str], None] = log.info,
         publish: Callable[[EngineStatus], None] | None = None,
         on_close: Callable[[], None] | None = None,
+        ahead: int | None = None,
     ):
         self.channel = channel
+        self.ahead = max(1, min(16, int(ahead if ahead is not None else AHEAD)))
+        self._chain: RunAhead | None = None
         self.assets = assets
         self.report = report
         self.publish = publish  # relays the page's load progress to every page (the load bar)
@@ -192,14 +198,16 @@ class BrowserEngine(Engine):
         self.report(f"engine: browser on {self._adapter} (loaded in {self.load_seconds:.1f} s)")
 
     def reset(self, n_keep: int = 0) -> None:
+        self._chain = None
         self._n_past = max(0, min(n_keep, self._n_past))
         if self._loaded:
             self._request(EngineReset(request_id=0, n_keep=self._n_past))
 
     def eval(self, ids: Sequence[int]) -> np.ndarray:
+        self._chain = None
         self._check_room(len(ids))
         self._ensure_loaded()
-        reply = self._request(Generate(request_id=0, ids=[int(i) for i in ids], want="logits"))
+        reply = self._request(Generate(request_id=0, ids=[int(i) for i in ids], want="logits", n_past=self._n_past))
         if not isinstance(reply, Logits):
             self._fail(f"the page answered `{reply.type}` to a logits request")
         self._advance(len(ids), reply.n_past)
@@ -209,12 +217,18 @@ class BrowserEngine(Engine):
         return logits
 
     def next_token(self, ids: Sequence[int], sampler: Sampler, history: Sequence[int]) -> int:
-        """Forward pass and sampling in one submit in the page; only the id comes back."""
+        """Forward pass and sampling in one submit in the page; only the id comes back. When
+        the caller feeds back the id it was just given, the ids come from steps the page ran
+        ahead (`ahead` per request)."""
+        ch = self._chain
+        if ch is not None and ch.continues(ids, sampler, history, self._n_past):
+            return self._chain_next(ch, history)
+        self._chain = None
         self._check_room(len(ids))
         self._ensure_loaded()
         seed, step, hist = sampler.gpu_draw(history, self._max_hist)
         params = sampler.params.model_copy(update={"seed": seed})
-        msg = Generate(request_id=0, ids=[int(i) for i in ids], sampling=params, step=step, history=hist, want="token")
+        msg = Generate(request_id=0, ids=[int(i) for i in ids], sampling=params, step=step, history=hist, want="token", n_past=self._n_past)
         reply = self._request(msg)
         if not isinstance(reply, Token):
             self._fail(f"the page answered `{reply.type}` to a token request")
@@ -222,7 +236,36 @@ class BrowserEngine(Engine):
         self.last_ms = reply.ms
         if len(ids) == 1 and reply.ms is not None:
             self.stats = {"page_ms_per_token": round(reply.ms, 3), "load_s": round(self.load_seconds, 2)}
-        return int(reply.id)
+        tok = int(reply.id)
+        if self.ahead > 1:  # nothing is asked of the page until the caller feeds tok back
+            self._chain = RunAhead(
+                sampler=sampler, params=sampler.params.model_copy(), last=tok, draws=sampler.gpu_draws, n_past=self._n_past,
+                hist_len=len(history) + 1, hist_n=RunAhead.window(sampler.params, self._max_hist),
+            )  # fmt: skip
+        return tok
+
+    def _chain_next(self, ch: RunAhead, history: Sequence[int]) -> int:
+        """The next id of a run-ahead; a request for `ahead` more when none is left."""
+        if not ch.ready:
+            k = min(self.ahead, self._n_ctx - self._n_past)
+            if k <= 0:  # no room left: the plain path reports a full context
+                self._chain = None
+                return self.next_token([ch.last], ch.sampler, history)
+            params = ch.params.model_copy(update={"seed": ch.params.seed & 0xFFFFFFFF})
+            msg = Generate(request_id=0, ids=[ch.last], sampling=params, step=ch.draws, history=ch.penalty_base(history),
+                           want="token", steps=k, n_past=self._n_past)  # fmt: skip
+            reply = self._request(msg)
+            if not isinstance(reply, Token):
+                self._fail(f"the page answered `{reply.type}` to a token request")
+            got = [int(t) for t in (reply.ids or [reply.id])]
+            if len(got) != k or reply.n_past != self._n_past + k:
+                self._fail(f"the page ran {len(got)} steps to position {reply.n_past}; asked for {k} from {self._n_past}")
+            if reply.ms is not None:
+                self.last_ms = reply.ms / k
+                self.stats = {"page_ms_per_token": round(reply.ms / k, 3), "load_s": round(self.load_seconds, 2), "tokens_per_request": float(k)}
+            ch.ready.extend(got)
+        self._n_past += 1
+        return ch.hand_out(ch.ready.popleft(), self._n_past)
 
     def close(self) -> None:
         self._failed = self._failed or "the browser engine was closed"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from companion.engines.base import Engine
+from companion.engines.base import Engine, RunAhead
 from companion.gpu.adapters import adapter_features, request_adapter, request_device
 from companion.gpu.executor import Copy, Executor, Pending
 from companion.sampling import Sampler, SamplingParams
@@ -34,26 +34,15 @@ def default_max_batch(model, adapter_info: dict | None, layout: str | None) -> i
     return max(8, min(want, MAX_BINDING // (4 * int(model.config.n_vocab))))
 
 
-@dataclass
-class _Chain:
-    """Decode steps the GPU runs ahead of the caller: each step feeds the id the previous one
-    sampled (it never leaves the GPU), AHEAD steps per submit, one submit in flight while the
-    host waits for the one before. The caller is handed the ids one by one; any call that is
-    not "the id you just gave me, same sampler" ends the chain (the positions written past
-    the caller's are simply overwritten later)."""
+@dataclass(kw_only=True)
+class _Chain(RunAhead):
+    """The native engine's run-ahead (RunAhead): AHEAD steps per submit, one submit in flight
+    while the host waits for the one before."""
 
-    sampler: Sampler
-    params: SamplingParams
-    last: int  # the id the caller was given last (the input of the next step)
-    draws: int  # sampler.gpu_draws the next call must find
-    n_past: int  # the engine's n_past the next call must find
-    hist_len: int  # len(history) the next call must find (with the repetition penalty)
     gpu_past: int  # positions fed once every submitted step has run
     rng: int  # rng_step of the next step to record
     n_spec: int = 0  # ids sampled by submitted steps (their index in the penalty buffer)
-    hist_n: int = 0  # penalty window (0: no penalty)
     hist_l: int = 0  # ids of the caller's history at the chain's start in the penalty buffer
-    ready: deque = field(default_factory=deque)  # ids read back, not handed out yet
     inflight: deque = field(default_factory=deque)  # (Pending, steps) submitted, not read back
     stopped: bool = False  # an end-of-generation id was read back: submit no more
     slot: int = 0  # which half of the step-uniform scratch buffer the next submit writes
@@ -178,7 +167,7 @@ class NativeEngine(Engine):
         caller feeds back the id it was just given (a decode loop), the GPU runs `ahead` steps
         per submit ahead of it (see _Chain) and the ids come from there."""
         ch = self._chain
-        if ch is not None and self._continues(ch, ids, sampler, history):
+        if ch is not None and self.executor.usable and ch.continues(ids, sampler, history, self._n_past):
             return self._chain_next(ch, sampler, history)
         self._end_chain()
         self._check_room(len(ids))
@@ -203,7 +192,7 @@ class NativeEngine(Engine):
             self._set_stats(before, 1)
         tok = int(np.frombuffer(raw, np.uint32)[0])
         if self.ahead > 1 and tok not in self.eog_ids:
-            n_hist = min(p.repeat_last_n, int(self.plan.model["max_hist"])) if p.repeat_last_n and p.repeat_penalty != 1.0 else 0
+            n_hist = RunAhead.window(p, int(self.plan.model["max_hist"]))
             self._chain = _Chain(
                 sampler=sampler, params=p.model_copy(), last=tok, draws=sampler.gpu_draws, n_past=self._n_past,
                 hist_len=len(history) + 1, gpu_past=self._n_past, rng=sampler.gpu_draws, hist_n=n_hist,
@@ -221,14 +210,6 @@ class NativeEngine(Engine):
         }
 
     # -- running ahead (_Chain)
-    def _continues(self, ch: _Chain, ids: Sequence[int], sampler: Sampler, history: Sequence[int]) -> bool:
-        """Is this call the chain's next step: the last id back, same sampler, nothing between?"""
-        if len(ids) != 1 or int(ids[0]) != ch.last or sampler is not ch.sampler or sampler.params != ch.params:
-            return False
-        if sampler.gpu_draws != ch.draws or self._n_past != ch.n_past or not self.executor.usable:
-            return False
-        return not ch.hist_n or (len(history) == ch.hist_len and int(history[-1]) == ch.last)
-
     def _chain_next(self, ch: _Chain, sampler: Sampler, history: Sequence[int]) -> int:
         if ch.last in self.eog_ids:
             ch.stopped = False  # the caller goes on past an end-of-generation id (a benchmark)
@@ -247,11 +228,8 @@ class NativeEngine(Engine):
             ch.ready.extend(got)
             if any(t in self.eog_ids for t in got):
                 ch.stopped = True
-        tok = ch.ready.popleft()
         self._n_past += 1
-        sampler.gpu_draws += 1
-        ch.last, ch.draws, ch.n_past, ch.hist_len = tok, sampler.gpu_draws, self._n_past, ch.hist_len + 1
-        return tok
+        return ch.hand_out(ch.ready.popleft(), self._n_past)
 
     def _submit(self, ch: _Chain, history: Sequence[int], now: bool = True) -> bool:
         """Record and submit up to `ahead` decode steps continuing the chain (now=False: record
@@ -271,9 +249,7 @@ class NativeEngine(Engine):
         slot = 256  # uniform blocks at the binding offset alignment WebGPU guarantees
         blocks_buf = ex.scratch("chain_steps", 2 * self.ahead * slot, uniform=True)
         if ch.n_spec == 0:
-            base = [int(h) for h in history[-ch.hist_n :]] if ch.hist_n else []
-            if not base or base[-1] != ch.last:
-                base = (base + [ch.last])[-max(1, ch.hist_n) :]
+            base = ch.penalty_base(history)
             ch.hist_l = len(base)
             ex.write(io["chain"], np.asarray(base, dtype=np.uint32))
         p, L = ch.params, ch.hist_l

@@ -16,6 +16,8 @@ const WANTED_LIMITS = [
   "maxComputeWorkgroupSizeX", "maxComputeWorkgroupsPerDimension",
 ];
 const PARALLEL_FETCHES = 4; // weight downloads in flight (loopback: more only costs memory)
+const STEP_SLOT = 256; // bytes per uniform block of a decode chain (the binding offset alignment)
+const MAX_CHAIN = 16; // decode steps one chained generate may ask for (the bridge's limit)
 
 /** "max-buffer-size" -> "maxBufferSize" (plan limits use the spec's hyphenated names). */
 const camel = (s) => s.replace(/-([a-z])/g, (_m, c) => c.toUpperCase());
@@ -236,6 +238,8 @@ export class WebGPUExecutor {
     this.fields = new Map(fields.map((f) => [f.name, f]));
     /** @type {Map<number, GPUBuffer>} mappable staging buffers by size */
     this.staging = new Map();
+    // a decode chain's uniform blocks, one 256-byte slot per step
+    this.chainSteps = device.createBuffer({ label: "chain steps", size: MAX_CHAIN * STEP_SLOT, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
   }
 
   /**
@@ -284,8 +288,10 @@ export class WebGPUExecutor {
   /** Bind groups are static: one per dispatch, created once. @param {any} plan */
   createBindGroups(plan) {
     const device = /** @type {GPUDevice} */ (this.device);
-    /** @type {Map<string, Array<{pipeline: GPUComputePipeline, group: GPUBindGroup, workgroups: any[]}>>} */
+    /** @type {Map<string, Array<{pipeline: GPUComputePipeline, group: GPUBindGroup, workgroups: any[], layout: GPUBindGroupLayout, plan: any}>>} */
     this.programs = new Map();
+    /** @type {Map<string, any[]>} a decode chain's per-step copies of programs (chainProgram) */
+    this.chainPrograms = new Map();
     const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
     for (const [name, prog] of Object.entries(plan.programs)) {
       this.programs.set(name, prog.dispatches.map((d) => {
@@ -296,16 +302,24 @@ export class WebGPUExecutor {
         if (most.some((n) => n > maxGroups)) {
           throw new Error(`dispatch ${d.label} needs ${most.join("x")} workgroups; this adapter allows ${maxGroups} per dimension`);
         }
-        const entries = d.bindings.map((bb) => {
-          const buffer = this.buffers.get(bb.buffer);
-          if (!buffer) throw new Error(`dispatch ${d.label} binds an unknown buffer ${bb.buffer}`);
-          const offset = bb.offset || 0;
-          return { binding: bb.binding, resource: { buffer, offset, size: bb.size ?? buffer.size - offset } };
-        });
-        const group = device.createBindGroup({ label: d.label || d.pipeline, layout: p.layout, entries });
-        return { pipeline: p.pipeline, group, workgroups: d.workgroups };
+        return { pipeline: p.pipeline, group: this.bindGroup(d, p.layout), workgroups: d.workgroups, layout: p.layout, plan: d };
       }));
     }
+  }
+
+  /**
+   * The bind group of plan dispatch `d`, with the buffers named in `swap` bound in place of
+   * theirs (name -> [buffer, offset, size]): a decode chain's per-step uniform slots and ids.
+   * @param {any} d @param {GPUBindGroupLayout} layout
+   * @param {Record<string, [GPUBuffer, number, number|undefined]>} [swap]
+   */
+  bindGroup(d, layout, swap = {}) {
+    const entries = d.bindings.map((bb) => {
+      const [buffer, offset, size] = swap[bb.buffer] || [this.buffers.get(bb.buffer), bb.offset || 0, bb.size];
+      if (!buffer) throw new Error(`dispatch ${d.label} binds an unknown buffer ${bb.buffer}`);
+      return { binding: bb.binding, resource: { buffer, offset, size: size ?? buffer.size - offset } };
+    });
+    return /** @type {GPUDevice} */ (this.device).createBindGroup({ label: d.label || d.pipeline, layout, entries });
   }
 
   // --- running -------------------------------------------------------------------------------
@@ -349,18 +363,7 @@ export class WebGPUExecutor {
     device.queue.writeBuffer(this.buffers.get(this.plan.uniform.buffer), 0, this.uniform.buffer);
     const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass();
-    let n = 0;
-    let current = null;
-    for (const [name, vars] of programs) {
-      for (const d of this.programs.get(name)) {
-        const [x, y, z] = d.workgroups.map((w) => (typeof w === "number" ? w : Math.ceil(vars[w.var] / (w.per || 1))));
-        if (x * y * z === 0) continue;
-        if (current !== d.pipeline) pass.setPipeline((current = d.pipeline));
-        pass.setBindGroup(0, d.group);
-        pass.dispatchWorkgroups(x, y, z);
-        n += 1;
-      }
-    }
+    const n = this.record(pass, programs.map(([name, vars]) => [this.programs.get(name), vars]));
     pass.end();
     if (read === null && programs.length) {
       const rb = this.plan.programs[programs[programs.length - 1][0]].readback;
@@ -385,6 +388,104 @@ export class WebGPUExecutor {
     staging.unmap();
     this.stats.readbackBytes += read[2];
     return out;
+  }
+
+  /**
+   * Record dispatch lists into a compute pass (workgroup counts from `vars`); the count recorded.
+   * @param {GPUComputePassEncoder} pass
+   * @param {Array<[any[], Record<string, number>]>} lists
+   */
+  record(pass, lists) {
+    let n = 0;
+    let current = null;
+    for (const [dispatches, vars] of lists) {
+      for (const d of dispatches) {
+        const [x, y, z] = d.workgroups.map((w) => (typeof w === "number" ? w : Math.ceil(vars[w.var] / (w.per || 1))));
+        if (x * y * z === 0) continue;
+        if (current !== d.pipeline) pass.setPipeline((current = d.pipeline));
+        pass.setBindGroup(0, d.group);
+        pass.dispatchWorkgroups(x, y, z);
+        n += 1;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * Step slot `j`'s copy of program `name`: "step" bound to the j-th 256-byte uniform slot of
+   * the chain's scratch buffer, and (decode) the ids read from the plan's "chain" buffer.
+   * Made once per slot and kept. @param {string} name @param {number} j
+   */
+  chainProgram(name, j) {
+    const key = `${name}#${j}`;
+    let list = this.chainPrograms.get(key);
+    if (!list) {
+      const io = this.plan.io;
+      /** @type {Record<string, [GPUBuffer, number, number|undefined]>} */
+      const swap = { [this.plan.uniform.buffer]: [/** @type {GPUBuffer} */ (this.chainSteps), j * STEP_SLOT, this.plan.uniform.size] };
+      if (name === "decode") swap[io.tokens] = [/** @type {GPUBuffer} */ (this.buffers.get(io.chain)), 0, undefined];
+      list = this.programs.get(name).map((d) => ({ ...d, group: this.bindGroup(d.plan, d.layout, swap) }));
+      this.chainPrograms.set(key, list);
+    }
+    return list;
+  }
+
+  /**
+   * `steps` decode steps in one submit, each feeding the id the one before sampled on the GPU
+   * (as the native engine's run-ahead): the plan's "chain" buffer holds the penalty history,
+   * which ends with the input id, then each step's id; step j embeds chain[L - 1 + j], samples
+   * into chain[L + j] and reads its penalty window from the same buffer. One readback of the
+   * k ids. @param {any} req
+   */
+  async chain(req) {
+    const io = this.plan.io;
+    if (!this.plan.programs.sample_chain || !io.chain) throw new Error("this plan has no decode chain (sample_chain)");
+    const k = Math.min(Number(req.steps), MAX_CHAIN, this.nCtx - this.nPast);
+    const s = req.sampling || {};
+    const base = (req.history || []).slice(-this.maxHist).map(Number);
+    if (!base.length || base[base.length - 1] !== Number(req.ids[0])) throw new Error("a chained generate's history must end with its input id");
+    const L = base.length;
+    const penalty = (s.repeat_penalty ?? 1.0) !== 1.0 && (s.repeat_last_n ?? 64) > 0;
+    const window = penalty ? Math.min(s.repeat_last_n ?? 64, this.maxHist) : 0;
+    this.write(io.chain, new Uint32Array(base));
+    const blocks = new Uint8Array(k * STEP_SLOT);
+    const own = new Uint8Array(this.uniform.buffer);
+    const saved = own.slice();  // the blocks are packed in the plain path's block: put back after
+    for (let j = 0; j < k; j++) {
+      const nHist = Math.min(L + j, window);
+      this.setUniforms({
+        n_past: this.nPast + j, n_tokens: 1, seed: Number(s.seed || 0) >>> 0, rng_step: (req.step || 0) + j,
+        temperature: s.temperature ?? 0.7, top_k: s.top_k ?? 40, top_p: s.top_p ?? 0.95, min_p: s.min_p ?? 0.05,
+        repeat_penalty: s.repeat_penalty ?? 1.0, n_hist: nHist, tok_in: L - 1 + j, tok_out: L + j, hist_at: L + j - nHist,
+      });
+      blocks.set(own, j * STEP_SLOT);
+    }
+    own.set(saved);
+    const device = /** @type {GPUDevice} */ (this.device);
+    device.queue.writeBuffer(/** @type {GPUBuffer} */ (this.chainSteps), 0, blocks);
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    /** @type {Array<[any[], Record<string, number>]>} */
+    const lists = [];
+    for (let j = 0; j < k; j++) lists.push([this.chainProgram("decode", j), { n_tokens: 1 }], [this.chainProgram("sample_chain", j), { n_tokens: 1 }]);
+    const n = this.record(pass, lists);
+    pass.end();
+    const staging = this.stagingBuffer(4 * k);
+    enc.copyBufferToBuffer(/** @type {GPUBuffer} */ (this.buffers.get(io.chain)), 4 * L, staging, 0, 4 * k);
+    device.queue.submit([enc.finish()]);
+    this.stats.submits += 1;
+    this.stats.dispatches += n;
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, 4 * k);
+    } catch (e) {
+      this.fail(this.failure || `reading back from the GPU failed (${e.message}); the device may be lost`);
+      throw new Error(/** @type {string} */ (this.failure));
+    }
+    const ids = Array.from(new Uint32Array(staging.getMappedRange(0, 4 * k).slice(0)));
+    staging.unmap();
+    this.stats.readbackBytes += 4 * k;
+    this.nPast += k;
+    return ids;
   }
 
   check() {
@@ -429,8 +530,17 @@ export class WebGPUExecutor {
     const t0 = performance.now();
     const ids = req.ids.map(Number);
     if (!ids.length) throw new Error("generate needs at least one token");
+    if (req.n_past !== undefined && req.n_past !== null) {
+      // positions past the core's count were run ahead and not used: dropped
+      if (Number(req.n_past) > this.nPast) throw new Error(`the core counts ${req.n_past} positions, the page holds ${this.nPast} (was the page reloaded?)`);
+      this.nPast = Number(req.n_past);
+    }
     if (this.nPast + ids.length > this.nCtx) {
       throw new Error(`context full: ${this.nPast} + ${ids.length} tokens > n_ctx ${this.nCtx}`);
+    }
+    if ((req.steps || 1) > 1 && req.want !== "logits" && ids.length === 1) {
+      const got = await this.chain(req);
+      return { id: got[0], ids: got, n_past: this.nPast, ms: performance.now() - t0 };
     }
     const chunks = this.chunks(ids);
     const last = chunks.pop();

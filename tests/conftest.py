@@ -88,6 +88,23 @@ def shader_dir(tmp_path, monkeypatch) -> Iterator[Callable[..., Path]]:
     shaders.clear_cache()
 
 
+def decode_ids(eng, params, prompt: list[int], n: int) -> list[int]:
+    """n ids of a decode loop as the chat's generate_ids writes it (history grows with each id),
+    from a fresh sequence."""
+    from companion.sampling import Sampler
+
+    eng.reset()
+    sampler = Sampler(params)
+    history = list(prompt)
+    tok = eng.next_token(prompt, sampler, history)
+    out = [tok]
+    for _ in range(n - 1):
+        history.append(tok)
+        tok = eng.next_token([tok], sampler, history)
+        out.append(tok)
+    return out
+
+
 def break_step_helper(folder: Path) -> int:
     """Append an undeclared name to the shared helper _step.wgsl (which every kernel includes);
     returns the broken line's number."""

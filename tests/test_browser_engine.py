@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import break_step_helper
+from conftest import break_step_helper, decode_ids
 from conftest_browser import N_CTX, close_page_engine, open_page_engine
 
 from companion.errors import EngineUnavailable
@@ -114,16 +114,8 @@ def test_run_ahead_gives_the_ids_of_single_steps(page_engine, monkeypatch):
 
     def loop(ahead: int, params: SamplingParams, n: int) -> tuple[list[int], int]:
         eng.ahead = ahead
-        eng.reset()
         before = sent.count("generate")
-        s = Sampler(params)
-        hist = list(prompt)
-        tok = eng.next_token(prompt, s, hist)
-        out = [tok]
-        for _ in range(n - 1):
-            hist.append(tok)
-            tok = eng.next_token([tok], s, hist)
-            out.append(tok)
+        out = decode_ids(eng, params, prompt, n)
         return out, sent.count("generate") - before
 
     try:

@@ -6,6 +6,7 @@ submit per k tokens, nothing visible past an end-of-generation id, and every oth
 from __future__ import annotations
 
 import pytest
+from conftest import decode_ids
 
 from companion.sampling import Sampler, SamplingParams
 
@@ -31,27 +32,13 @@ def _engine(model, ahead: int, layout: str = "rows"):
     return NativeEngine(model, n_ctx=256, max_batch=16, features="none", layout=layout, ahead=ahead, progress=False)
 
 
-def _decode(eng, params: SamplingParams, prompt: list[int], n: int) -> list[int]:
-    """A decode loop as the chat's generate_ids writes it (history grows with each id)."""
-    eng.reset()
-    sampler = Sampler(params)
-    history = list(prompt)
-    tok = eng.next_token(prompt, sampler, history)
-    out = [tok]
-    for _ in range(n - 1):
-        history.append(tok)
-        tok = eng.next_token([tok], sampler, history)
-        out.append(tok)
-    return out
-
-
 @pytest.mark.parametrize("params", [SamplingParams.greedy_params(), SAMPLED, GREEDY_PENALTY], ids=["greedy", "sampled+penalty", "greedy+penalty"])
 def test_same_ids_as_one_submit_per_token(gpu_adapter_info, tiny, params):
     prompt = [5, 9, 40, 41, 7]
     with _engine(tiny, 1) as one, _engine(tiny, 4) as ahead:
         ahead.eog_ids = frozenset()  # run through the whole sequence
-        a = _decode(one, params, prompt, 19)
-        b = _decode(ahead, params, prompt, 19)
+        a = decode_ids(one, params, prompt, 19)
+        b = decode_ids(ahead, params, prompt, 19)
         assert a == b
         assert ahead.n_past == one.n_past == len(prompt) + 18
         assert ahead.stats["submits_per_token"] == pytest.approx(0.25)
@@ -59,7 +46,7 @@ def test_same_ids_as_one_submit_per_token(gpu_adapter_info, tiny, params):
         assert ahead.stats["readback_bytes_per_token"] == 4
         assert one.stats["submits_per_token"] == 1
         if params.repeat_penalty != 1.0:  # the penalty really acted: without it the ids differ
-            plain = _decode(one, params.model_copy(update={"repeat_penalty": 1.0}), prompt, 19)
+            plain = decode_ids(one, params.model_copy(update={"repeat_penalty": 1.0}), prompt, 19)
             assert plain != a
 
 
@@ -69,8 +56,8 @@ def test_other_calls_end_the_run_ahead(gpu_adapter_info, tiny):
     with _engine(tiny, 1) as one, _engine(tiny, 3) as eng:
         eng.eog_ids = frozenset()
         greedy = SamplingParams.greedy_params()
-        ref = _decode(one, greedy, prompt, 8)
-        got = _decode(eng, greedy, prompt, 5)  # stops inside the second submit
+        ref = decode_ids(one, greedy, prompt, 8)
+        got = decode_ids(eng, greedy, prompt, 5)  # stops inside the second submit
         assert got == ref[:5]
         assert eng.n_past == len(prompt) + 4
         # continue with a different id than the one handed out: the chain ends, positions follow
@@ -88,12 +75,12 @@ def test_stops_running_ahead_at_end_of_generation(gpu_adapter_info, tiny):
     prompt = [5, 9, 40, 41, 7]
     with _engine(tiny, 2) as eng:
         eng.eog_ids = frozenset()
-        ids = _decode(eng, SamplingParams.greedy_params(), prompt, 12)
+        ids = decode_ids(eng, SamplingParams.greedy_params(), prompt, 12)
         stop = ids[5]  # pretend the sixth id ends the reply
         eng.eog_ids = frozenset({stop})
         first = ids.index(stop)
         submits = eng.executor.counters["submits"]
-        again = _decode(eng, SamplingParams.greedy_params(), prompt, first + 1)
+        again = decode_ids(eng, SamplingParams.greedy_params(), prompt, first + 1)
         assert again == ids[: first + 1]
         # the prompt, then submits of 2 steps: none after the one that read the stop id back,
         # beyond the one already in flight
@@ -107,7 +94,7 @@ def test_context_limit_while_running_ahead(gpu_adapter_info, tiny):
     try:
         eng.eog_ids = frozenset()
         prompt = [5, 9, 40, 41, 7]
-        out = _decode(eng, SamplingParams.greedy_params(), prompt, 12)  # fills the 16 positions
+        out = decode_ids(eng, SamplingParams.greedy_params(), prompt, 12)  # fills the 16 positions
         assert len(out) == 12 and eng.n_past == 16
         with pytest.raises(ValueError, match="context full"):
             eng.next_token([out[-1]], Sampler(SamplingParams.greedy_params()), prompt + out)
@@ -119,7 +106,7 @@ def test_context_limit_while_running_ahead(gpu_adapter_info, tiny):
 def test_splitk_layout_runs_ahead(gpu_adapter_info, tiny):
     with _engine(tiny, 1, "splitk") as one, _engine(tiny, 4, "splitk") as eng:
         eng.eog_ids = frozenset()
-        assert _decode(one, SAMPLED, [5, 9, 40], 10) == _decode(eng, SAMPLED, [5, 9, 40], 10)
+        assert decode_ids(one, SAMPLED, [5, 9, 40], 10) == decode_ids(eng, SAMPLED, [5, 9, 40], 10)
 
 
 @pytest.mark.slow
@@ -134,8 +121,8 @@ def test_splitk_greedy_is_the_argmax_of_the_logits(gpu_adapter_info, tiny):
         assert pipes[eng.plan.programs["sample_decode"].dispatches[0].pipeline].constants["NC"] > 1
         eng.eog_ids = frozenset()
         prompt = [5, 9, 40]
-        got = _decode(eng, SamplingParams.greedy_params(), prompt, 12)
-        assert _decode(one, SamplingParams.greedy_params(), prompt, 12) == got
+        got = decode_ids(eng, SamplingParams.greedy_params(), prompt, 12)
+        assert decode_ids(one, SamplingParams.greedy_params(), prompt, 12) == got
         one.reset()
         logits, want = one.eval(prompt), []
         for _ in range(12):

@@ -15,6 +15,7 @@ from companion.gpu.builder import (
     STEP_SIZE,
     BuiltPlan,
     PlanWriter,
+    attention_gq,
     qkv_pair_order,
     repack,
     rope_table,
@@ -206,7 +207,7 @@ def test_attention(gpu_device, variant, H, KV, hd, T, n_past, shader, wg, gq):
     key/value head's, up to 4)."""
     if hd // 4 > wg:
         pytest.skip("attention_split needs WG >= HD / 4")
-    gq = gq or max(g for g in (1, 2, 3, 4) if (H // KV) % g == 0)
+    gq = gq or attention_gq(H, KV)
     consts = dict(GQ=gq) if shader == "attention_split.wgsl" else {}
     rng = np.random.default_rng(H + T + n_past)
     n_ctx = n_past + T + 3

@@ -196,8 +196,8 @@ class Conversation:
         self.frames = FrameStream(self._send_frame, self._frames_failed)  # renders on first use
 
     async def close_pages(self) -> None:
-        """Close every page connection (on the loop, when the server shuts down)."""
-        self.stop_reply()
+        """Close every page connection (on the loop, when the server shuts down, which has asked
+        the chat to stop its reply)."""
         for task in list(self._replies):  # the worker thread ends the reply; stop waiting on it here
             task.cancel()
         await asyncio.gather(*self._replies, return_exceptions=True)

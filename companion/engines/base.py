@@ -75,7 +75,6 @@ class Engine(ABC):
         """Release device resources."""
 
 
-
 @dataclass(kw_only=True)
 class RunAhead:
     """Decode steps a GPU engine runs ahead of its caller: each step feeds the id the one

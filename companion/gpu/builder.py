@@ -122,6 +122,13 @@ MAX_GROUPS = 65535  # workgroups per dimension (WebGPU default limit)
 SPLITK_PAIRS: dict[str, int] = {"matmul_swiglu.wgsl": 2, "matmul_qkv.wgsl": 2, "matmul_norm.wgsl": 4}
 
 
+def attention_gq(n_head: int, n_kv: int) -> int:
+    """Batched split-K attention: the query heads of a key/value head that one workgroup serves
+    (they share each key and value load; H200 prefill of 512 tokens, SmolLM2: see
+    attention_split.wgsl): the most, up to ATTN_GQ, that divide the group evenly."""
+    return max(g for g in range(1, ATTN_GQ + 1) if (n_head // n_kv) % g == 0)
+
+
 def splitk_wg(qtype: int, K: int) -> int:
     """Invocations per split-K workgroup: enough for one quant vec4 each (32..256, power of 2)."""
     units = (K // 32) * (KERNEL_TYPES[QT(qtype)] // 4)
@@ -709,9 +716,7 @@ def build_plan(
         w.buffer("tmp", B * d * 4)  # (B, d) a block's output before its post-norm
     act = 1 if cfg.ffn_act == "gelu_tanh" else 0
     att_consts: dict[str, float | int | bool] = {"SCALE": cfg.q_scale} if cfg.attn_scale else {}
-    # batched split-K attention: the query heads of a key/value head that one workgroup serves
-    # (they share each key and value load; H200 prefill of 512 tokens, SmolLM2: see attention_split.wgsl)
-    att_gq = max(g for g in range(1, ATTN_GQ + 1) if (H // KV) % g == 0)
+    att_gq = attention_gq(H, KV)
 
     def forward(n_tokens: int | None, all_logits: bool) -> list[Dispatch]:
         T: Dim = Count(var="n_tokens") if n_tokens is None else n_tokens

@@ -361,14 +361,38 @@ export class WebGPUExecutor {
     this.check();
     const device = /** @type {GPUDevice} */ (this.device);
     device.queue.writeBuffer(this.buffers.get(this.plan.uniform.buffer), 0, this.uniform.buffer);
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    const n = this.record(pass, programs.map(([name, vars]) => [this.programs.get(name), vars]));
-    pass.end();
     if (read === null && programs.length) {
       const rb = this.plan.programs[programs[programs.length - 1][0]].readback;
       if (rb) read = [rb.buffer, rb.offset || 0, rb.size];
     }
+    return this.submit(programs.map(([name, vars]) => [this.programs.get(name), vars]), read);
+  }
+
+  /**
+   * Record dispatch lists (workgroup counts from their `vars`) into one compute pass, copy
+   * `read` ([buffer, offset, size]) out after it, submit once and return those bytes (null
+   * without `read`).
+   * @param {Array<[any[], Record<string, number>]>} lists
+   * @param {[string, number, number]|null} read
+   * @returns {Promise<ArrayBuffer|null>}
+   */
+  async submit(lists, read) {
+    const device = /** @type {GPUDevice} */ (this.device);
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    let n = 0;
+    let current = null;
+    for (const [dispatches, vars] of lists) {
+      for (const d of dispatches) {
+        const [x, y, z] = d.workgroups.map((w) => (typeof w === "number" ? w : Math.ceil(vars[w.var] / (w.per || 1))));
+        if (x * y * z === 0) continue;
+        if (current !== d.pipeline) pass.setPipeline((current = d.pipeline));
+        pass.setBindGroup(0, d.group);
+        pass.dispatchWorkgroups(x, y, z);
+        n += 1;
+      }
+    }
+    pass.end();
     let staging = null;
     if (read) {
       staging = this.stagingBuffer(read[2]);
@@ -388,27 +412,6 @@ export class WebGPUExecutor {
     staging.unmap();
     this.stats.readbackBytes += read[2];
     return out;
-  }
-
-  /**
-   * Record dispatch lists into a compute pass (workgroup counts from `vars`); the count recorded.
-   * @param {GPUComputePassEncoder} pass
-   * @param {Array<[any[], Record<string, number>]>} lists
-   */
-  record(pass, lists) {
-    let n = 0;
-    let current = null;
-    for (const [dispatches, vars] of lists) {
-      for (const d of dispatches) {
-        const [x, y, z] = d.workgroups.map((w) => (typeof w === "number" ? w : Math.ceil(vars[w.var] / (w.per || 1))));
-        if (x * y * z === 0) continue;
-        if (current !== d.pipeline) pass.setPipeline((current = d.pipeline));
-        pass.setBindGroup(0, d.group);
-        pass.dispatchWorkgroups(x, y, z);
-        n += 1;
-      }
-    }
-    return n;
   }
 
   /**
@@ -463,29 +466,12 @@ export class WebGPUExecutor {
     own.set(saved);
     const device = /** @type {GPUDevice} */ (this.device);
     device.queue.writeBuffer(/** @type {GPUBuffer} */ (this.chainSteps), 0, blocks);
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
     /** @type {Array<[any[], Record<string, number>]>} */
     const lists = [];
     for (let j = 0; j < k; j++) lists.push([this.chainProgram("decode", j), { n_tokens: 1 }], [this.chainProgram("sample_chain", j), { n_tokens: 1 }]);
-    const n = this.record(pass, lists);
-    pass.end();
-    const staging = this.stagingBuffer(4 * k);
-    enc.copyBufferToBuffer(/** @type {GPUBuffer} */ (this.buffers.get(io.chain)), 4 * L, staging, 0, 4 * k);
-    device.queue.submit([enc.finish()]);
-    this.stats.submits += 1;
-    this.stats.dispatches += n;
-    try {
-      await staging.mapAsync(GPUMapMode.READ, 0, 4 * k);
-    } catch (e) {
-      this.fail(this.failure || `reading back from the GPU failed (${e.message}); the device may be lost`);
-      throw new Error(/** @type {string} */ (this.failure));
-    }
-    const ids = Array.from(new Uint32Array(staging.getMappedRange(0, 4 * k).slice(0)));
-    staging.unmap();
-    this.stats.readbackBytes += 4 * k;
+    const raw = await this.submit(lists, [io.chain, 4 * L, 4 * k]);
     this.nPast += k;
-    return ids;
+    return Array.from(new Uint32Array(/** @type {ArrayBuffer} */ (raw)));
   }
 
   check() {

@@ -135,37 +135,6 @@ def test_run_ahead_gives_the_ids_of_single_steps(page_engine, monkeypatch):
         eng.ahead = 4
 
 
-def test_page_switches_from_short_decode_to_flash(chromium_required, chromium, tmp_path, monkeypatch):
-    """The GPU layout's plan in the page: "decode_short" (attention inside the output
-    projection) for the first positions, "decode" (flash attention) after, picked per step in a
-    run-ahead request as in a plain one; the ids match the native engine's on the same plan."""
-    from companion.engines.browser import PlanAssets
-    from companion.engines.native import NativeEngine
-    from companion.gpu import _flash
-    from companion.model import load_model
-    from companion.testing import write_tiny_gguf
-
-    prompt = [5, 9, 40, 41, 7]
-    monkeypatch.setenv("COMPANION_GPU_LAYOUT", "splitk")
-    monkeypatch.setattr(_flash, "SHORT_MAX_KV", len(prompt) + 6)  # the switch inside the second request
-    tiny = load_model(str(write_tiny_gguf(tmp_path / "tiny.gguf", n_layer=2, weight_scale=4.0, context_length=512)))
-    greedy = SamplingParams.greedy_params()
-    with NativeEngine(tiny, n_ctx=64, max_batch=16, features="none", layout="splitk", progress=False) as native:
-        native.eog_ids = frozenset()
-        want = decode_ids(native, greedy, prompt, 13)
-    pe = open_page_engine(chromium, PlanAssets(tiny, 64, allow="none"), tiny)
-    try:
-        eng = pe.engine
-        eng.eog_ids = frozenset()
-        for ahead in (1, 4):
-            eng.ahead = ahead
-            assert decode_ids(eng, greedy, prompt, 13) == want, ahead
-        used = pe.page.evaluate("() => [...window.companion.executor.chainPrograms.keys()]")
-        assert {"decode_short#0", "decode#3"} <= set(used), used
-    finally:
-        close_page_engine(pe)
-
-
 def test_no_webgpu_is_reported(chromium_required, chromium, plan_assets, model):
     pe = open_page_engine(chromium, plan_assets, model, init_script="delete Navigator.prototype.gpu;", load=False)
     try:

@@ -5,15 +5,13 @@ checked whole-model in test_native.py (split-K layout parity)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from conftest_gpu import make_weight_rowmajor, rope_ref, run_program
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
-from companion.gpu._flash import FLASH_S, FLASH_WG, MERGE_WG, SHORT_WG, part_bytes, short_chunk
+from companion.gpu._flash import FLASH_S, FLASH_WG, MERGE_WG, part_bytes
 from companion.gpu._tiled import tile_split
 from companion.gpu.builder import STEP_SIZE, BuiltPlan, PlanWriter, repack, splitk_wg, uniform_block
 from companion.gpu.executor import Executor
@@ -93,53 +91,6 @@ def test_flash_attention_window_and_scale(gpu_device, window, n_past):
     )  # fmt: skip
     att = attention_ref(q, kc, vc, n_past + 1, window, scale)  # (H, hd)
     close(got, Wo @ att.reshape(-1), 2e-4)
-
-
-def run_short(device, variant, H, KV, hd, n_past, qtype, M=96, rp=1, window=0, scale=0.0, seed=0):
-    """matmul_attn_short on random q, caches, Wo and residual: (got, want) of x += Wo att."""
-    rng = np.random.default_rng(seed + H * 1000 + n_past)
-    n_ctx = n_past + 3
-    K = H * hd
-    q = rng.standard_normal((H, hd)).astype(np.float32)  # (H, hd)
-    kc = rng.standard_normal((n_ctx, KV, hd)).astype(np.float32) * 0.5  # (n_ctx, KV, hd)
-    vc = rng.standard_normal((n_ctx, KV, hd)).astype(np.float32)  # (n_ctx, KV, hd)
-    if "shader-f16" in variant:
-        kc, vc = kc.astype(np.float16), vc.astype(np.float16)
-    blob, Wo = make_weight_rowmajor(rng, M, K, qtype)
-    y0 = rng.standard_normal(M).astype(np.float32)  # (M,) residual
-    pairs = SHORT_WG // splitk_wg(qtype, K)
-    consts = dict(QTYPE=int(qtype), M=M, K=K, WG=SHORT_WG, ROWMAJOR=True, NH=H, NKV=KV, HD=hd, CH=short_chunk(H), PAIRS=pairs, RP=rp)
-    if window:
-        consts["WINDOW"] = window
-    if scale:
-        consts["SCALE"] = scale
-    groups = math.ceil(math.ceil(M / 2) / (pairs * rp))
-    got = run_program(
-        device, {"q": q, "kc": kc, "vc": vc, "wq": blob, "x": y0},
-        [("matmul_attn_short.wgsl", consts, ["wq", "q", "kc", "vc", "x"], (groups, 1, 1))],
-        {"n_past": n_past, "n_tokens": 1}, "x", variant,
-    )  # fmt: skip
-    att = attention_ref(q, kc.astype(np.float32), vc.astype(np.float32), n_past + 1, window, scale)  # (H, hd)
-    return got, y0 + Wo @ att.reshape(-1)
-
-
-# keys in one chunk, exactly two, several (NH 16: 64-key chunks), 1..4 query heads per kv head,
-# head sizes 32..128
-@pytest.mark.parametrize("H,KV,hd,n_past", [(9, 3, 64, 0), (9, 3, 64, 143), (9, 3, 64, 255), (9, 3, 64, 300), (4, 1, 64, 70),
-                                             (4, 4, 64, 20), (16, 4, 64, 200), (2, 2, 128, 40), (8, 2, 32, 129)])
-@pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0], ids=lambda q: q.name)
-@pytest.mark.parametrize("variant", list(VARIANTS), indirect=True)
-def test_short_attention_inside_output(gpu_device, variant, H, KV, hd, n_past, qtype):
-    got, want = run_short(gpu_device, variant, H, KV, hd, n_past, qtype)
-    close(got, want, 1.5e-2 if "shader-f16" in variant else 2e-4)
-
-
-@pytest.mark.parametrize("M,rp,window,scale,n_past", [(91, 2, 0, 0.0, 60), (64, 3, 16, 0.0, 100), (96, 1, 200, 0.125, 150)])
-def test_short_attention_rows_window_and_scale(gpu_device, M, rp, window, scale, n_past):
-    """Several serial row groups per workgroup (an odd row count: the last pair has one row),
-    a sliding window shorter than the context, and a model's own q.k scale."""
-    got, want = run_short(gpu_device, (), 9, 3, 64, n_past, QT.Q4_1, M=M, rp=rp, window=window, scale=scale)
-    close(got, want, 2e-4)
 
 
 QTYPES = [QT.F32, QT.F16, QT.Q4_0, QT.Q4_1, QT.Q8_0, QT.Q5_0, QT.Q4_K, QT.Q5_K, QT.Q6_K]
@@ -245,7 +196,7 @@ def test_matmul_qkv_tiled(gpu_device, variant, qtype, neox, T, n_past):
     assert not kc[:n_past].any() and not kc[n_past + T :].any()
 
 
-MINE = ("attention_flash.wgsl", "matmul_attn.wgsl", "matmul_attn_short.wgsl", "matmul_tiled.wgsl", "matmul_swiglu_tiled.wgsl", "matmul_qkv_tiled.wgsl",
+MINE = ("attention_flash.wgsl", "matmul_attn.wgsl", "matmul_tiled.wgsl", "matmul_swiglu_tiled.wgsl", "matmul_qkv_tiled.wgsl",
         "matmul_swiglu.wgsl", "matmul_qkv.wgsl", "matmul_norm.wgsl")  # the last three: decode with PAIRS
 
 COMPILE_JS = """async (mods) => {

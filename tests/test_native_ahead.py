@@ -50,30 +50,6 @@ def test_same_ids_as_one_submit_per_token(gpu_adapter_info, tiny, params):
             assert plain != a
 
 
-def test_run_ahead_switches_from_short_decode_to_flash_mid_submit(gpu_adapter_info, tiny, monkeypatch):
-    """The GPU layout's "decode_short" (attention inside the output projection) serves the
-    first positions and "decode" (flash attention) the rest, chosen per step inside a run-ahead
-    submit: the same ids as one submit per token, and as a plan with no short program."""
-    from companion.gpu import _flash
-
-    prompt = [5, 9, 40, 41, 7]
-    greedy = SamplingParams.greedy_params()
-    with _engine(tiny, 1, "splitk") as one, _engine(tiny, 4, "splitk") as ahead:
-        for eng in (one, ahead):
-            eng.plan.programs["decode_short"].max_kv = len(prompt) + 6  # the switch inside the second submit
-        ahead.eog_ids = frozenset()
-        a = decode_ids(one, greedy, prompt, 19)
-        b = decode_ids(ahead, greedy, prompt, 19)
-        assert a == b
-        used = {name.split("@")[0] for name in ahead.executor._alias}
-        assert {"decode_short", "decode"} <= used
-    monkeypatch.setattr(_flash, "SHORT", False)
-    with _engine(tiny, 4, "splitk") as flash_only:
-        assert "decode_short" not in flash_only.plan.programs
-        flash_only.eog_ids = frozenset()
-        assert decode_ids(flash_only, greedy, prompt, 19) == a
-
-
 def test_other_calls_end_the_run_ahead(gpu_adapter_info, tiny):
     """A new prompt mid-run, reset and eval see exactly the caller's positions."""
     prompt = [5, 9, 40, 41, 7]

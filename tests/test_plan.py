@@ -291,15 +291,12 @@ def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
     assert plan.model["layout"] == want
     assert any(r.getMessage().startswith(f"plan: matmul layout {want}") for r in caplog.records)
     # split-K: matvecs for one token, tiled kernels for batches (gpu/_tiled.py), the output
-    # projection that merges flash-decoding partials and the one that takes the attention itself
-    # at short contexts (gpu/_flash.py); all on row-major blobs
-    attn = ("matmul_attn.wgsl", "matmul_attn_short.wgsl")
-    mm = [p for p in plan.pipelines if p.shader.startswith("matmul") and not p.shader.endswith("_tiled.wgsl") and p.shader not in attn]
+    # projection that merges flash-decoding partials (gpu/_flash.py); all on row-major blobs
+    mm = [p for p in plan.pipelines if p.shader.startswith("matmul") and not p.shader.endswith("_tiled.wgsl") and p.shader != "matmul_attn.wgsl"]
     assert mm and all(bool(p.constants.get("SPLITK")) == (want == "splitk") for p in mm)
-    special = [p for p in plan.pipelines if p.shader.endswith("_tiled.wgsl") or p.shader in attn]
-    assert {p.shader for p in special} == ({"matmul_tiled.wgsl", "matmul_swiglu_tiled.wgsl", "matmul_qkv_tiled.wgsl", *attn}
+    special = [p for p in plan.pipelines if p.shader.endswith("_tiled.wgsl") or p.shader == "matmul_attn.wgsl"]
+    assert {p.shader for p in special} == ({"matmul_tiled.wgsl", "matmul_swiglu_tiled.wgsl", "matmul_qkv_tiled.wgsl", "matmul_attn.wgsl"}
                                            if want == "splitk" else set())  # fmt: skip
-    assert ("decode_short" in plan.programs) == (want == "splitk")
     assert all(p.constants.get("ROWMAJOR") for p in special)
     assert all(bool(p.constants.get("ROWMAJOR")) == (want == "splitk") for p in plan.pipelines if p.shader == "embed.wgsl")
     n_layer = int(plan.model["n_layer"])

@@ -127,7 +127,6 @@ class NativeEngine(Engine):
         ex = self.executor
         ex.write(self.plan.io["tokens"], np.asarray(chunk, dtype=np.uint32))
         ex.set_uniforms(n_past=self._n_past, n_tokens=len(chunk))
-        program = self.plan.program_for(program, self._n_past + len(chunk))  # "decode_short" at short contexts
         vars = {"n_tokens": len(chunk)}
         out = ex.run([(program, vars), *[(t, vars) for t in tail]], read=read)
         self._n_past += len(chunk)
@@ -267,8 +266,7 @@ class NativeEngine(Engine):
             )  # fmt: skip
             blocks.append(block + bytes(slot - len(block)))
             step = {self.plan.uniform.buffer: (blocks_buf, (s0 + j) * slot)}
-            decode = self.plan.program_for("decode", ch.gpu_past + j + 1)
-            programs.append((ex.alias(decode, {**step, io["tokens"]: (io["chain"], 0)}), {}))
+            programs.append((ex.alias("decode", {**step, io["tokens"]: (io["chain"], 0)}), {}))
             programs.append((ex.alias("sample_chain", step), {}))
         ex.write(blocks_buf, b"".join(blocks), offset=s0 * slot)
         pend: Pending = ex.submit_pass(programs, [Copy(io["chain"], 4 * (L + ch.n_spec), "", 0, 4 * k)], submit=now)

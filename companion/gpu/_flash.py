@@ -1,15 +1,9 @@
 """Flash-decoding attention in a plan: for the one token of a decode step on GPUs, the keys of
 each head are split over S workgroups (shaders/attention_flash.wgsl) and the partial results
 are merged inside the output projection (shaders/matmul_attn.wgsl), so a long context adds
-parallel workgroups instead of a longer serial walk, and the split costs no extra dispatch.
-
-At short contexts a step needs no attention dispatch at all: each workgroup of the output
-projection computes the whole attention itself (shaders/matmul_attn_short.wgsl), in the plan's
-"decode_short" program, which serves KV lengths up to SHORT_MAX_KV."""
+parallel workgroups instead of a longer serial walk, and the split costs no extra dispatch."""
 
 from __future__ import annotations
-
-import math
 
 from companion.gpu.plan import Dispatch
 
@@ -19,60 +13,10 @@ FLASH_WG = 128  # attention_flash's workgroup (keys per chunk; a split holds who
 MERGE_WG = 128  # matmul_attn's workgroup at least: the merge's loads spread over more invocations
 MAX_K = 1024  # matmul_attn keeps the merged (NH * HD,) row in 256 vec4s of workgroup memory
 
-SHORT = True  # False: no "decode_short" program (for before/after measurements)
-SHORT_MAX_KV = 256  # KV lengths (the new token's key included) "decode_short" serves
-SHORT_WG = 256  # matmul_attn_short's workgroup
-SHORT_RP = 1  # matmul_attn_short: serial groups of row pairs per workgroup (fewer workgroups, less redundant attention)
-SHORT_SCORES = 1536  # matmul_attn_short's (NH, CH) scores array
-
 
 def flash_fits(n_head: int, head_dim: int) -> bool:
     """Whether the flash kernels' fixed workgroup arrays hold this head layout."""
     return n_head * head_dim <= MAX_K and n_head * FLASH_S <= 512 and head_dim // 4 <= 64
-
-
-def short_fits(n_head: int, n_head_kv: int, head_dim: int) -> bool:
-    """Whether matmul_attn_short.wgsl serves this head layout: its workgroup arrays (the
-    (NH * HD,) row, NH <= 16 softmax lane groups, the scores), at most 4 query heads per kv
-    head (its value sums), and a (kv head, HD / 4 lane) task for every invocation group."""
-    return (SHORT and n_head * head_dim <= MAX_K and n_head <= 16 and n_head // n_head_kv <= 4
-            and n_head_kv * head_dim // 4 <= SHORT_WG and short_chunk(n_head) >= 16)
-
-
-def short_chunk(n_head: int) -> int:
-    """Keys per chunk of matmul_attn_short (a power of two, <= 128, NH * CH <= SHORT_SCORES)."""
-    ch = 128
-    while ch > 1 and n_head * ch > SHORT_SCORES:
-        ch //= 2
-    return ch
-
-
-def short_dispatch(
-    w,
-    *,
-    layer: str,
-    n_head: int,
-    n_head_kv: int,
-    head_dim: int,
-    k_cache: str,
-    v_cache: str,
-    wo: str,
-    wo_qtype: int,
-    wo_rows: int,
-    wo_wg: int,
-    window: int = 0,
-    att_consts: dict[str, float | int | bool] | None = None,
-) -> Dispatch:
-    """matmul_attn_short (q and the caches -> x += Wo att) for one layer at a short context;
-    wo_wg: the split-K lanes one row pair of Wo needs (builder.splitk_wg)."""
-    pairs = max(1, SHORT_WG // wo_wg)
-    consts: dict[str, float | int | bool] = {"WINDOW": window} if window else {}
-    pl = w.pipeline(
-        "matmul_attn_short.wgsl", QTYPE=wo_qtype, M=wo_rows, K=n_head * head_dim, WG=SHORT_WG, ROWMAJOR=True,
-        NH=n_head, NKV=n_head_kv, HD=head_dim, CH=short_chunk(n_head), PAIRS=pairs, RP=SHORT_RP, **consts, **(att_consts or {}),
-    )  # fmt: skip
-    groups = math.ceil(math.ceil(wo_rows / 2) / (pairs * SHORT_RP))
-    return w.dispatch(pl, ["step", wo, "q", k_cache, v_cache, "x"], (groups, 1, 1), f"{layer} attention+output+residual (short)")
 
 
 def part_bytes(n_head: int, head_dim: int) -> int:

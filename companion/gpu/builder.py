@@ -15,13 +15,7 @@ from gguf import GGMLQuantizationType as QT
 
 from companion.errors import UnsupportedModelError
 from companion.gpu import _flash, _tiled, shaders
-from companion.gpu._flash import (
-    flash_dispatches,
-    flash_fits,
-    part_bytes,
-    short_dispatch,
-    short_fits,
-)
+from companion.gpu._flash import flash_dispatches, flash_fits, part_bytes
 from companion.gpu._tiled import TILED, tiled_dispatch
 from companion.gpu.adapters import (
     AUTO_F32_NOTE,
@@ -97,7 +91,6 @@ SHADER_BINDINGS: dict[str, list[str]] = {
     "add_norm.wgsl": [U, R, R, W],
     "attention_flash.wgsl": [U, R, R, R, W],
     "matmul_attn.wgsl": [U, R, R, W],
-    "matmul_attn_short.wgsl": [U, R, R, R, R, W],
     "matmul_tiled.wgsl": [U, R, R, W],
     "matmul_swiglu_tiled.wgsl": [U, R, R, R, W],
     "matmul_qkv_tiled.wgsl": [U, R, R, R, R, W, W, W],
@@ -725,11 +718,7 @@ def build_plan(
     att_consts: dict[str, float | int | bool] = {"SCALE": cfg.q_scale} if cfg.attn_scale else {}
     att_gq = attention_gq(H, KV)
 
-    short = flash and short_fits(H, KV, hd)  # a "decode_short" program (gpu/_flash.py)
-
-    def forward(n_tokens: int | None, all_logits: bool, short: bool = False) -> list[Dispatch]:
-        """The dispatches of a prefill (n_tokens None) or decode step; short: a decode step at a
-        KV length up to _flash.SHORT_MAX_KV, its attention inside the output projection."""
+    def forward(n_tokens: int | None, all_logits: bool) -> list[Dispatch]:
         T: Dim = Count(var="n_tokens") if n_tokens is None else n_tokens
 
         # one token row (decode): the split-K norm+matvec kernels take the norm in their loop
@@ -772,13 +761,7 @@ def build_plan(
                 )  # fmt: skip
                 ds.append(w.dispatch(pl, ["step", "qkv", L.aux or "qkv", L.rope, "q", L.k, L.v], (H + 2 * KV, T, 1), f"blk.{i} {'bias+' if cfg.has_qkv_bias else ''}{'qk_norm+' if cfg.qk_norm else ''}rope+kv"))
             Q = L.wo
-            fits = flash and n_tokens == 1 and L.post_attn_norm is None and _ceil(Q.M, 2) <= MAX_GROUPS
-            if fits and short:
-                ds.append(short_dispatch(
-                    w, layer=f"blk.{i}", n_head=H, n_head_kv=KV, head_dim=hd, k_cache=L.k, v_cache=L.v,
-                    wo=Q.buffer, wo_qtype=Q.qtype, wo_rows=Q.M, wo_wg=splitk_wg(Q.qtype, Q.K), window=L.window, att_consts=att_consts,
-                ))  # fmt: skip
-            elif fits:
+            if flash and n_tokens == 1 and L.post_attn_norm is None and _ceil(Q.M, 2) <= MAX_GROUPS:
                 ds += flash_dispatches(
                     w, layer=f"blk.{i}", n_head=H, n_head_kv=KV, head_dim=hd, k_cache=L.k, v_cache=L.v, part="attn_part",
                     wo=Q.buffer, wo_qtype=Q.qtype, wo_rows=Q.M, wo_wg=splitk_wg(Q.qtype, Q.K), window=L.window, att_consts=att_consts,
@@ -789,7 +772,7 @@ def build_plan(
             add_pl = w.pipeline("add_norm.wgsl", K=d, EPS=cfg.rms_eps, WG=64) if cfg.post_norms else ""
             Q = L.wo
             if ds[-1].pipeline.startswith("matmul_attn"):
-                pass  # flash or short: the output projection above took the attention
+                pass  # flash: the output projection merged the partials above
             elif L.post_attn_norm is not None:
                 ds.append(matmul_dispatch(w, "matmul.wgsl", Q.buffer, Q.qtype, Q.M, Q.K, ["att", "tmp"], n_tokens, f"blk.{i} attn_output", lay))
                 ds.append(w.dispatch(add_pl, ["step", "tmp", L.post_attn_norm, "x"], (1, T, 1), f"blk.{i} post_attention_norm+residual"))
@@ -829,10 +812,6 @@ def build_plan(
         "prefill_all": Program(name="prefill_all", vars=["n_tokens"], max_vars={"n_tokens": B}, dispatches=forward(None, True)),
         "decode": Program(name="decode", dispatches=forward(1, False)),
     }
-    if short:  # the same step for short contexts, one dispatch fewer per layer (Plan.program_for)
-        n_cand = len(candidates)
-        programs["decode_short"] = Program(name="decode_short", max_kv=min(_flash.SHORT_MAX_KV, n_ctx), dispatches=forward(1, False, short=True))
-        del candidates[n_cand:]  # its head is the same dispatch as decode's
     # "sample" follows any head; "sample_decode" only "decode", whose head may have left
     # candidates; "sample_chain" likewise, in a decode chain: the history and the ids in "chain"
     # (NativeEngine runs decode steps ahead with the decode program's "ids" bound to "chain")

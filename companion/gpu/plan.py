@@ -126,7 +126,6 @@ class Program(BaseModel):
     max_vars: dict[str, int] = {}  # largest value each variable may take
     dispatches: list[Dispatch]
     readback: Readback | None = None
-    max_kv: int = 0  # > 0: a variant for steps whose KV length (their tokens included) is at most this
 
 
 class UniformField(BaseModel):
@@ -173,13 +172,6 @@ class Plan(BaseModel):
         if plan.version != PLAN_VERSION:
             raise ValueError(f"plan version {plan.version} is not supported (expected {PLAN_VERSION})")
         return plan
-
-    def program_for(self, name: str, n_kv: int) -> str:
-        """The program that runs `name` for a step whose KV length, its own tokens included, is
-        n_kv: the plan's `name + "_short"` where it has one that serves n_kv (its max_kv), else
-        `name` (the plan builder makes "decode_short": no attention dispatch at short contexts)."""
-        short = self.programs.get(name + "_short")
-        return short.name if short is not None and 0 < n_kv <= short.max_kv else name
 
     def dispatch_count(self, program: str) -> int:
         return len(self.programs[program].dispatches)

@@ -415,16 +415,6 @@ export class WebGPUExecutor {
   }
 
   /**
-   * The program that runs `name` for a step whose KV length, its own tokens included, is nKv:
-   * the plan's `name + "_short"` where it serves nKv (its max_kv), else `name` (as the native
-   * engine's Plan.program_for). @param {string} name @param {number} nKv
-   */
-  programFor(name, nKv) {
-    const short = this.plan.programs[`${name}_short`];
-    return short && nKv > 0 && nKv <= (short.max_kv || 0) ? `${name}_short` : name;
-  }
-
-  /**
    * Step slot `j`'s copy of program `name`: "step" bound to the j-th 256-byte uniform slot of
    * the chain's scratch buffer, and (decode) the ids read from the plan's "chain" buffer.
    * Made once per slot and kept. @param {string} name @param {number} j
@@ -436,7 +426,7 @@ export class WebGPUExecutor {
       const io = this.plan.io;
       /** @type {Record<string, [GPUBuffer, number, number|undefined]>} */
       const swap = { [this.plan.uniform.buffer]: [/** @type {GPUBuffer} */ (this.chainSteps), j * STEP_SLOT, this.plan.uniform.size] };
-      if (name.startsWith("decode")) swap[io.tokens] = [/** @type {GPUBuffer} */ (this.buffers.get(io.chain)), 0, undefined];
+      if (name === "decode") swap[io.tokens] = [/** @type {GPUBuffer} */ (this.buffers.get(io.chain)), 0, undefined];
       list = this.programs.get(name).map((d) => ({ ...d, group: this.bindGroup(d.plan, d.layout, swap) }));
       this.chainPrograms.set(key, list);
     }
@@ -478,7 +468,7 @@ export class WebGPUExecutor {
     device.queue.writeBuffer(/** @type {GPUBuffer} */ (this.chainSteps), 0, blocks);
     /** @type {Array<[any[], Record<string, number>]>} */
     const lists = [];
-    for (let j = 0; j < k; j++) lists.push([this.chainProgram(this.programFor("decode", this.nPast + j + 1), j), { n_tokens: 1 }], [this.chainProgram("sample_chain", j), { n_tokens: 1 }]);
+    for (let j = 0; j < k; j++) lists.push([this.chainProgram("decode", j), { n_tokens: 1 }], [this.chainProgram("sample_chain", j), { n_tokens: 1 }]);
     const raw = await this.submit(lists, [io.chain, 4 * L, 4 * k]);
     this.nPast += k;
     return Array.from(new Uint32Array(/** @type {ArrayBuffer} */ (raw)));
@@ -512,7 +502,6 @@ export class WebGPUExecutor {
     this.write(this.plan.io.tokens, new Uint32Array(chunk));
     this.setUniforms({ n_past: this.nPast, n_tokens: chunk.length });
     const vars = { n_tokens: chunk.length };
-    program = this.programFor(program, this.nPast + chunk.length);  // "decode_short" at short contexts
     const p = this.run([[program, vars], ...tail.map((t) => /** @type {[string, any]} */ ([t, vars]))], read);
     this.nPast += chunk.length;
     return p;

@@ -229,16 +229,16 @@ def test_long_prompts_go_in_chunks_with_a_growing_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(reference, "KV_CACHE_START", 16)
     monkeypatch.setattr(reference, "PREFILL_CHUNK", 48)
     e = ReferenceEngine(m, 256)
-    assert e.k_cache.shape[1] == 16
+    assert e.k_cache.shape[2] == 16
     e.eval([3])  # one position: no growth
-    assert e.k_cache.shape[1] == 16
+    assert e.k_cache.shape[2] == 16
     e.reset()
     chunked = e.eval_all(ids)  # (T, V)
-    assert e.k_cache.shape[1] == 200 and e.v_cache.shape == e.k_cache.shape
+    assert e.k_cache.shape[2] == 200 and e.v_cache.shape == e.k_cache.shape
     monkeypatch.setattr(reference, "PREFILL_CHUNK", 10_000)
     whole = ReferenceEngine(m, 256).eval_all(ids)  # (T, V)
     np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-3)
     e.reset(190)
     np.testing.assert_allclose(e.eval(ids[190:]), whole[-1], rtol=0, atol=1e-3)
     e.eval(list(range(3, 59)))  # 256 positions: the cache grows to n_ctx, not past it
-    assert e.k_cache.shape[1] == 256
+    assert e.k_cache.shape[2] == 256

@@ -67,7 +67,7 @@ def attend(qkv, bias, q_norm, k_norm, cos, sin, rope_dim, neox, n_head, n_kv, ep
     """One position's attention: qkv (q + 2kv,) from the projection; bias added where not
     empty (qwen2), each q and k head RMSNorm'd where q_norm/k_norm are not empty (gemma3),
     RoPE (cos, sin: (rope_dim/2,)), k and v written to row pos of the layer's cache
-    (capacity, n_kv, hd), then softmax(q.k * scale) over the keys max(0, pos - window + 1)..pos
+    (n_kv, capacity, hd), then softmax(q.k * scale) over the keys max(0, pos - window + 1)..pos
     (window 0: all) times v, into out (n_head * hd,). qkv is changed in place."""
     hd = k_cache.shape[2]
     q_dim, kv_dim = n_head * hd, n_kv * hd
@@ -82,44 +82,40 @@ def attend(qkv, bias, q_norm, k_norm, cos, sin, rope_dim, neox, n_head, n_kv, ep
         _rotate(v, cos, sin, rope_dim, neox)
     for g in range(n_kv):
         for j in range(hd):
-            k_cache[pos, g, j] = qkv[q_dim + g * hd + j]
-            v_cache[pos, g, j] = qkv[q_dim + kv_dim + g * hd + j]
+            k_cache[g, pos, j] = qkv[q_dim + g * hd + j]
+            v_cache[g, pos, j] = qkv[q_dim + kv_dim + g * hd + j]
     lo = 0 if window == 0 else max(0, pos - window + 1)
     n = pos + 1 - lo
     group = n_head // n_kv
-    scores = np.empty((group, n), np.float32)  # the group's heads share each key and value row
-    acc = np.empty((group, hd), np.float32)
-    for g in range(n_kv):
-        q = qkv[g * group * hd : (g + 1) * group * hd].reshape((group, hd))  # the group's query heads
+    s = np.empty(n, np.float32)  # one head's scores, then its probabilities
+    acc = np.empty(hd, np.float32)
+    # one query head at a time, on 1-D views: LLVM vectorises each loop over the head dimension
+    # (a (group, n) score table indexed in 2-D inside the key loop ran at half the speed or less)
+    for h in range(n_head):
+        g = h // group
+        q = qkv[h * hd : (h + 1) * hd]  # (hd,)
         for i in range(n):
-            k = k_cache[lo + i, g]  # (hd,)
-            for a in range(group):
-                d = np.float32(0)
-                for j in range(hd):
-                    d += q[a, j] * k[j]
-                scores[a, i] = d * scale
-        acc[:] = 0
-        for a in range(group):
-            top = np.float32(-np.inf)
-            for i in range(n):
-                top = max(top, scores[a, i])
-            total = np.float32(0)
-            for i in range(n):
-                e = np.exp(scores[a, i] - top)
-                scores[a, i] = e
-                total += e
-            inv = np.float32(1) / total
-            for i in range(n):
-                scores[a, i] *= inv
-        for i in range(n):
-            v = v_cache[lo + i, g]  # (hd,)
-            for a in range(group):
-                p = scores[a, i]
-                for j in range(hd):
-                    acc[a, j] += p * v[j]
-        for a in range(group):
+            k = k_cache[g, lo + i]  # (hd,)
+            d = np.float32(0)
             for j in range(hd):
-                out[(g * group + a) * hd + j] = acc[a, j]
+                d += q[j] * k[j]
+            s[i] = d * scale
+        top = np.float32(-np.inf)
+        for i in range(n):
+            top = max(top, s[i])
+        total = np.float32(0)
+        for i in range(n):
+            e = np.exp(s[i] - top)
+            s[i] = e
+            total += e
+        inv = np.float32(1) / total
+        acc[:] = 0
+        for i in range(n):
+            p = s[i] * inv
+            v = v_cache[g, lo + i]  # (hd,)
+            for j in range(hd):
+                acc[j] += p * v[j]
+        out[h * hd : (h + 1) * hd] = acc
 
 
 @njit(cache=True)

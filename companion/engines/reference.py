@@ -290,22 +290,23 @@ class ReferenceEngine(Engine):
         # the cache grows with the positions used (doubling, up to n_ctx): a zeroed n_ctx-long
         # one is resident anyway once written, each layer's first rows pulling in whole
         # (transparent huge) pages, ~94 MiB for SmolLM2 at 2,048 after a 128-token prompt
-        shape = (cfg.n_layer, min(self._n_ctx, KV_CACHE_START), cfg.n_head_kv, cfg.head_dim)
-        self.k_cache = np.zeros(shape, dtype=f32)  # (L, capacity, n_kv, hd)
-        self.v_cache = np.zeros(shape, dtype=f32)  # (L, capacity, n_kv, hd)
+        # each kv head's positions contiguous: a decode step walks one head's keys in order
+        shape = (cfg.n_layer, cfg.n_head_kv, min(self._n_ctx, KV_CACHE_START), cfg.head_dim)
+        self.k_cache = np.zeros(shape, dtype=f32)  # (L, n_kv, capacity, hd)
+        self.v_cache = np.zeros(shape, dtype=f32)  # (L, n_kv, capacity, hd)
         self._n_past = 0
         self._steps: list[_DecodeLayer] | None = None  # prepared by the first decode step
 
     def _grow(self, n: int) -> None:
         """Room for n positions in the KV cache (n <= n_ctx)."""
-        cap = self.k_cache.shape[1]
+        cap = self.k_cache.shape[2]
         if n <= cap:
             return
         new = min(self._n_ctx, max(n, 2 * cap))
         for name in ("k_cache", "v_cache"):
             old = getattr(self, name)
-            grown = np.zeros((old.shape[0], new, *old.shape[2:]), dtype=f32)  # (L, new, n_kv, hd)
-            grown[:, : self._n_past] = old[:, : self._n_past]
+            grown = np.zeros((*old.shape[:2], new, old.shape[3]), dtype=f32)  # (L, n_kv, new, hd)
+            grown[:, :, : self._n_past] = old[:, :, : self._n_past]
             setattr(self, name, grown)
 
     def eval(self, ids: Sequence[int]) -> np.ndarray:
@@ -367,17 +368,17 @@ class ReferenceEngine(Engine):
                 k = rms_norm(k, lw.k_norm, cfg.rms_eps)  # (T, KV, hd)
             q = apply_rope(q, cos, sin, cfg.rope_dim, cfg.rope_neox)  # (T, H, hd)
             k = apply_rope(k, cos, sin, cfg.rope_dim, cfg.rope_neox)  # (T, KV, hd)
-            self.k_cache[li, p0 : p0 + T] = k
-            self.v_cache[li, p0 : p0 + T] = v
-            K = self.k_cache[li, : p0 + T]  # (S, KV, hd)
-            V = self.v_cache[li, : p0 + T]  # (S, KV, hd)
+            self.k_cache[li, :, p0 : p0 + T] = k.transpose(1, 0, 2)  # (KV, T, hd)
+            self.v_cache[li, :, p0 : p0 + T] = v.transpose(1, 0, 2)
+            K = self.k_cache[li, :, : p0 + T]  # (KV, S, hd)
+            V = self.v_cache[li, :, : p0 + T]  # (KV, S, hd)
             qg = q.reshape(T, KV, H // KV, hd).transpose(1, 2, 0, 3)  # (KV, G, T, hd) heads grouped by kv head
-            scores = qg @ K.transpose(1, 2, 0)[:, None] * scale  # (KV, G, T, S)
+            scores = qg @ K.transpose(0, 2, 1)[:, None] * scale  # (KV, G, T, S)
             scores = scores + (mask_swa if swa else mask)  # (KV, G, T, S)
             scores = scores - scores.max(axis=-1, keepdims=True)  # (KV, G, T, S)
             probs = np.exp(scores)  # (KV, G, T, S)
             probs /= probs.sum(axis=-1, keepdims=True)
-            att = probs @ V.transpose(1, 0, 2)[:, None]  # (KV, G, T, hd)
+            att = probs @ V[:, None]  # (KV, G, T, hd)
             att = att.transpose(2, 0, 1, 3).reshape(T, q_dim)  # (T, H*hd) back to head order
             out = matmul(att, lw.wo)  # (T, d)
             if lw.post_attn_norm is not None:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,6 +34,7 @@ PAGE_TIMEOUT = 60.0  # s for a launched page to connect its executor
 LOAD_TIMEOUT = 900.0  # s for engine_load (compiling kernels on SwiftShader is slow)
 STEP_TIMEOUT = 600.0  # s for one generate (a long prompt prefilled on a CPU adapter)
 MAX_BATCH = 64  # token rows per prefill chunk, as NativeEngine
+_Answer = TypeVar("_Answer", Logits, Token)  # what the page answers a generate request with
 AHEAD = 4  # decode steps per request when the page runs ahead of the caller (as native.AHEAD)
 EXECUTOR_PAGE = "/engine/host.html"  # the executor alone (no chat view, no avatar animation)
 
@@ -207,9 +208,7 @@ class BrowserEngine(Engine):
         self._chain = None
         self._check_room(len(ids))
         self._ensure_loaded()
-        reply = self._request(Generate(request_id=0, ids=[int(i) for i in ids], want="logits", n_past=self._n_past))
-        if not isinstance(reply, Logits):
-            self._fail(f"the page answered `{reply.type}` to a logits request")
+        reply = self._generate(Generate(request_id=0, ids=[int(i) for i in ids], want="logits", n_past=self._n_past), Logits)
         self._advance(len(ids), reply.n_past)
         logits = reply.array()  # (V,) f32
         if logits.shape != (self._n_vocab,):
@@ -229,9 +228,7 @@ class BrowserEngine(Engine):
         seed, step, hist = sampler.gpu_draw(history, self._max_hist)
         params = sampler.params.model_copy(update={"seed": seed})
         msg = Generate(request_id=0, ids=[int(i) for i in ids], sampling=params, step=step, history=hist, want="token", n_past=self._n_past)
-        reply = self._request(msg)
-        if not isinstance(reply, Token):
-            self._fail(f"the page answered `{reply.type}` to a token request")
+        reply = self._generate(msg, Token)
         self._advance(len(ids), reply.n_past)
         self.last_ms = reply.ms
         if len(ids) == 1 and reply.ms is not None:
@@ -254,9 +251,7 @@ class BrowserEngine(Engine):
             params = ch.params.model_copy(update={"seed": ch.params.seed & 0xFFFFFFFF})
             msg = Generate(request_id=0, ids=[ch.last], sampling=params, step=ch.draws, history=ch.penalty_base(history),
                            want="token", steps=k, n_past=self._n_past)  # fmt: skip
-            reply = self._request(msg)
-            if not isinstance(reply, Token):
-                self._fail(f"the page answered `{reply.type}` to a token request")
+            reply = self._generate(msg, Token)
             got = [int(t) for t in (reply.ids or [reply.id])]
             if len(got) != k or reply.n_past != self._n_past + k:
                 self._fail(f"the page ran {len(got)} steps to position {reply.n_past}; asked for {k} from {self._n_past}")
@@ -292,6 +287,13 @@ class BrowserEngine(Engine):
             return self.channel.request(message, timeout=STEP_TIMEOUT)
         except PageExecutorError as exc:
             self._fail(str(exc))
+
+    def _generate(self, message: Generate, answer: type[_Answer]) -> _Answer:
+        """The page's answer to a generate request, which must be `answer` (logits or token)."""
+        reply = self._request(message)
+        if not isinstance(reply, answer):
+            self._fail(f"the page answered `{reply.type}` to a {message.want} request")
+        return reply
 
     def _advance(self, n: int, page_n_past: int | None) -> None:
         self._n_past += n

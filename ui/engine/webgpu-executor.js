@@ -19,6 +19,16 @@ const PARALLEL_FETCHES = 4; // weight downloads in flight (loopback: more only c
 const STEP_SLOT = 256; // bytes per uniform block of a decode chain (the binding offset alignment)
 const MAX_CHAIN = 16; // decode steps one chained generate may ask for (the bridge's limit)
 
+/**
+ * The step uniform's sampling fields from a generate request's `sampling` (the app's defaults
+ * where a knob is absent), for the plain path and each step of a chain alike.
+ * @param {any} s
+ */
+const samplingFields = (s) => ({
+  seed: Number(s.seed || 0) >>> 0, temperature: s.temperature ?? 0.7, top_k: s.top_k ?? 40, top_p: s.top_p ?? 0.95,
+  min_p: s.min_p ?? 0.05, repeat_penalty: s.repeat_penalty ?? 1.0,
+});
+
 /** "max-buffer-size" -> "maxBufferSize" (plan limits use the spec's hyphenated names). */
 const camel = (s) => s.replace(/-([a-z])/g, (_m, c) => c.toUpperCase());
 
@@ -457,9 +467,8 @@ export class WebGPUExecutor {
     for (let j = 0; j < k; j++) {
       const nHist = Math.min(L + j, window);
       this.setUniforms({
-        n_past: this.nPast + j, n_tokens: 1, seed: Number(s.seed || 0) >>> 0, rng_step: (req.step || 0) + j,
-        temperature: s.temperature ?? 0.7, top_k: s.top_k ?? 40, top_p: s.top_p ?? 0.95, min_p: s.min_p ?? 0.05,
-        repeat_penalty: s.repeat_penalty ?? 1.0, n_hist: nHist, tok_in: L - 1 + j, tok_out: L + j, hist_at: L + j - nHist,
+        ...samplingFields(s), n_past: this.nPast + j, n_tokens: 1, rng_step: (req.step || 0) + j,
+        n_hist: nHist, tok_in: L - 1 + j, tok_out: L + j, hist_at: L + j - nHist,
       });
       blocks.set(own, j * STEP_SLOT);
     }
@@ -538,11 +547,7 @@ export class WebGPUExecutor {
     const s = req.sampling || {};
     const hist = (req.history || []).slice(-this.maxHist);
     if (hist.length) this.write(this.plan.io.history, new Uint32Array(hist));
-    this.setUniforms({
-      seed: Number(s.seed || 0) >>> 0, rng_step: req.step || 0, temperature: s.temperature ?? 0.7,
-      top_k: s.top_k ?? 40, top_p: s.top_p ?? 0.95, min_p: s.min_p ?? 0.05,
-      repeat_penalty: s.repeat_penalty ?? 1.0, n_hist: hist.length,
-    });
+    this.setUniforms({ ...samplingFields(s), rng_step: req.step || 0, n_hist: hist.length });
     for (const c of chunks) this.feed(c, "prefill");
     // a decode step's head leaves candidates for the greedy sampler ("sample_decode")
     const one = last.length === 1;

@@ -79,29 +79,13 @@ fn matvec_pair_ss(r0: u32, r1: u32, t: u32, lid: u32) -> vec3<f32> {
 
 override PAIRS: u32 = 1u;  // row pairs per workgroup, each summed by WG / PAIRS lanes (a power of two)
 
-// The sum of v over this invocation's group of WG / PAIRS lanes (uniform control flow).
-fn seg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
-    let lanes = WG / PAIRS;
-    red_v4[lid] = v;
-    workgroupBarrier();
-    for (var s = lanes / 2u; s > 0u; s >>= 1u) {
-        if (lid % lanes < s) {
-            red_v4[lid] += red_v4[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red_v4[lid - lid % lanes];
-    workgroupBarrier();
-    return r;
-}
-
 // (row r0, row r1, sum of x[t]^2) summed over this invocation's group of lanes: with PAIRS > 1
 // a workgroup computes PAIRS row pairs at once (fewer, fuller workgroups; builder.SPLITK_PAIRS
 // has the H200 figures).
 // Call from uniform control flow (barriers).
 fn matvec_group(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec3<f32> {
     let lanes = WG / PAIRS;
-    return seg_sum4(vec4<f32>(matvec_lanes(r0, r1, t, inv, lid % lanes, lanes), 0.0), lid).xyz;
+    return seg_sum4(vec4<f32>(matvec_lanes(r0, r1, t, inv, lid % lanes, lanes), 0.0), lid, lanes).xyz;
 }
 
 // The row pair's sums for the caller's lane group: matvec_group where PAIRS > 1, else the

@@ -126,3 +126,19 @@ fn wg_max4(v: vec4<f32>, lid: u32) -> vec4<f32> {
     workgroupBarrier();
     return r;
 }
+
+// The sum of v over this invocation's segment of `lanes` invocations (a power of two dividing
+// WG; segment lid / lanes), held by every invocation of the segment.
+fn seg_sum4(v: vec4<f32>, lid: u32, lanes: u32) -> vec4<f32> {
+    red_v4[lid] = v;
+    workgroupBarrier();
+    for (var s = lanes / 2u; s > 0u; s >>= 1u) {
+        if (lid % lanes < s) {
+            red_v4[lid] += red_v4[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red_v4[lid - lid % lanes];
+    workgroupBarrier();
+    return r;
+}

@@ -131,6 +131,22 @@ def rope_ref(x, pos, base, neox):
     return out
 
 
+_SUBGROUP_SIZES: dict[int, int | None] = {}
+
+
+def subgroup_size_for(device, features) -> int:
+    """The SG a plan passes to the subgroup kernels on this device: the probed size for the
+    "subgroups" variant (the native executor's path), 0 (size and layout not probed: the page's
+    path) for "f16+subgroups", so that the kernel tests cover both paths of _reduce_sg.wgsl."""
+    from companion.gpu.adapters import probe_subgroups
+
+    if "subgroups" not in features or "shader-f16" in features:
+        return 0
+    if id(device) not in _SUBGROUP_SIZES:
+        _SUBGROUP_SIZES[id(device)] = probe_subgroups(device)
+    return _SUBGROUP_SIZES[id(device)] or 0
+
+
 def run_program(device, data: dict, dispatches: list, step: dict, out: str, features=(), out_dtype=None):
     """Run dispatches [(shader, constants, buffers, workgroups)] in one pass; data: name ->
     array (uploaded) or int (zeroed bytes). Returns the `out` buffer."""
@@ -140,7 +156,7 @@ def run_program(device, data: dict, dispatches: list, step: dict, out: str, feat
     from companion.gpu.executor import Executor
     from companion.gpu.plan import Plan, Program
 
-    w = PlanWriter(features=list(features))
+    w = PlanWriter(features=list(features), subgroup_size=subgroup_size_for(device, features))
     w.buffer("step", STEP_SIZE, usage="uniform")
     for name, v in data.items():
         if isinstance(v, int):

@@ -1,7 +1,9 @@
 """Each WGSL kernel against numpy, through one-dispatch plans on the native executor.
 Weights are quantized with gguf.quants and checked against gguf.quants.dequantize.
 Kernels run in every variant they have (f32, subgroups, f16, f16+subgroups) where the adapter
-offers the features; lavapipe offers both."""
+offers the features; lavapipe offers both. "subgroups" runs _reduce_sg.wgsl's path for probed
+linear subgroups (the native executor's), "f16+subgroups" its path for unprobed ones (the page's):
+conftest_gpu.subgroup_size_for."""
 
 from __future__ import annotations
 
@@ -393,13 +395,14 @@ def test_matmul_swiglu_splitk_fused_norm(gpu_device, variant, qtype, N, K, T):
 
 
 @pytest.mark.parametrize("qtype,N,K", [(QT.Q4_1, 101, 576), (QT.Q6_K, 7, 256)])
-@pytest.mark.parametrize("pairs", [2, 4])
+@pytest.mark.parametrize("pairs", [2, 4, 8])
 @pytest.mark.parametrize("fused", [False, True])
-@pytest.mark.parametrize("variant", ["f32", "f16+subgroups"], indirect=True)
+@pytest.mark.parametrize("variant", ["f32", "subgroups", "f16+subgroups"], indirect=True)
 def test_splitk_row_pairs_per_workgroup(gpu_device, variant, qtype, N, K, pairs, fused):
     """PAIRS (_matvec.wgsl, the decode step's norm+matvec kernels on GPUs): each workgroup
     computes several row pairs, WG / PAIRS lanes each (16 lanes for 18 Q4_1 units: lanes
-    loop), the last workgroup partly past the rows; swiglu and the output head's RP groups."""
+    loop; 8 for 8: on lavapipe, whose subgroups are 8 wide, the subgroup path's shuffles), the
+    last workgroup partly past the rows; swiglu and the output head's RP groups."""
     if fused and "shader-f16" in variant:
         pytest.skip("FUSED_NORM is for the f32 kernels")
     check_swiglu(gpu_device, variant, qtype, N, K, 1, dict(SK, PAIRS=pairs, FUSED_NORM=fused), (ceil(N, pairs), 1, 1), rowmajor=True)  # WG 64
@@ -747,7 +750,7 @@ def test_embed_row_chunks(gpu_device, layout):
 
 @pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0], ids=lambda q: q.name)
 @pytest.mark.parametrize("pairs,rp", [(1, 1), (2, 2), (4, 4)])
-@pytest.mark.parametrize("variant", ["f32", "f16+subgroups"], indirect=True)
+@pytest.mark.parametrize("variant", ["f32", "subgroups", "f16+subgroups"], indirect=True)
 def test_head_candidates_feed_the_greedy_sampler(gpu_device, variant, qtype, pairs, rp):
     """CAND (matmul_norm.wgsl) + NC (sample.wgsl), a decode step's head and greedy sampler on
     GPUs: each head workgroup leaves its best (logit, id); the sampler's argmax over those is the

@@ -20,7 +20,7 @@ from companion.testing import quantize
 
 pytestmark = pytest.mark.gpu
 
-VARIANTS = {"f32": (), "f16+subgroups": ("shader-f16", "subgroups")}
+VARIANTS = {"f32": (), "subgroups": ("subgroups",), "f16+subgroups": ("shader-f16", "subgroups")}
 
 
 def close(a, b, tol: float):

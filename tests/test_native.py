@@ -238,9 +238,10 @@ def test_broken_shader_names_file_and_line(gpu_device, shader_dir):
 
 
 @pytest.mark.slow
-# f32: the layout and kernels real GPUs run; the f16/subgroup variants of each split-K kernel are
-# checked per kernel in test_kernels (both layouts) and whole-model in the rows layout above
-@pytest.mark.parametrize("fs", ["f32"])
+# f32 and subgroups (with the probed subgroup size): the layout and kernels real GPUs run; the
+# f16 variants of each split-K kernel are checked per kernel in test_kernels (both layouts) and
+# whole-model in the rows layout above
+@pytest.mark.parametrize("fs", ["f32", "subgroups"])
 def test_splitk_layout_parity(gpu_features, model, reference_steps, golden, fs):
     """The GPU matmul layout (forced on lavapipe): whole-model logits at teacher-forced steps
     of every golden prompt within the variant's tolerance, same top-1 where the margin is clear."""
@@ -253,6 +254,11 @@ def test_splitk_layout_parity(gpu_features, model, reference_steps, golden, fs):
     try:
         assert eng.plan.model["layout"] == "splitk"
         assert any(p.constants.get("SPLITK") for p in eng.plan.pipelines)
+        if "subgroups" in feats:  # the engine probed the device: its reductions know the size
+            from companion.gpu.adapters import probe_subgroups
+
+            want = probe_subgroups(eng.executor.device)  # lavapipe: 8 wide, in order
+            assert {p.constants.get("SG") for p in eng.plan.pipelines if "_reduce.wgsl" in p.includes} == {want}
         worst = _teacher_forced_worst(eng, golden, reference_steps, fs)
         print(f"\nsplitk {fs}: max |logit difference| {worst:.4f}")
         assert worst <= (F16_TOL if "shader-f16" in feats else F32_TOL), (fs, worst)

@@ -326,8 +326,9 @@ def test_plan_layout_per_adapter(monkeypatch, caplog, info, want):
 
 
 def test_auto_features_use_the_f32_kernels(monkeypatch):
-    """auto leaves the kernel variants off on both layouts (measured slower on an H100 and on
-    lavapipe, and less exact); an explicit allow list or the environment turns them on."""
+    """auto leaves the kernel variants off on both layouts where the device's subgroup layout
+    was not probed (measured slower on an H100 and on lavapipe, and less exact); an explicit
+    allow list or the environment turns them on."""
     from companion.gpu.adapters import AUTO_F32_NOTE
     from companion.model import load_model
 
@@ -347,6 +348,33 @@ def test_auto_features_use_the_f32_kernels(monkeypatch):
     assert cpu.features == [] and AUTO_F32_NOTE in cpu.notes
     cpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="f16,subgroups", adapter_info=LAVAPIPE_INFO).plan
     assert cpu.features == ["shader-f16", "subgroups"] and AUTO_F32_NOTE not in cpu.notes
+
+
+def test_auto_features_use_probed_subgroups_on_gpus(monkeypatch):
+    """Where the device probe found linear subgroups (NativeEngine: adapters.probe_subgroups),
+    auto uses the subgroup kernels on a GPU, with the size as every reduction kernel's SG; not
+    on a CPU rasterizer, not in the rows layout, and never f16. Explicit subgroups without a
+    probe take the path that assumes no layout (no SG)."""
+    from companion.gpu.adapters import AUTO_F32_NOTE, auto_subgroups_note
+    from companion.model import load_model
+
+    monkeypatch.delenv("COMPANION_GPU_LAYOUT", raising=False)
+    monkeypatch.delenv("COMPANION_GPU_FEATURES", raising=False)
+    model = load_model(None)
+    gpu = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=H100_INFO, subgroup_size=32).plan
+    assert gpu.features == ["subgroups"] and auto_subgroups_note(32) in gpu.notes and AUTO_F32_NOTE not in gpu.notes
+    swapped = [p for p in gpu.pipelines if p.includes.get("_reduce.wgsl") == "_reduce_sg.wgsl"]
+    assert swapped and all(p.constants["SG"] == 32 for p in swapped)
+    assert all("SG" not in p.constants for p in gpu.pipelines if p not in swapped)
+    assert {"matmul_norm.wgsl", "matmul_swiglu.wgsl", "sample.wgsl"} <= {p.shader for p in swapped}
+    for info, layout in ((LAVAPIPE_INFO, None), (H100_INFO, "rows")):
+        plan = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=info, layout=layout, subgroup_size=8).plan
+        assert plan.features == [] and AUTO_F32_NOTE in plan.notes
+    monkeypatch.setenv("COMPANION_GPU_FEATURES", "none")
+    assert build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, adapter_info=H100_INFO, subgroup_size=32).plan.features == []
+    unprobed = build_plan(model, n_ctx=64, max_batch=8, features=LAVAPIPE_FEATURES, allow="subgroups", adapter_info=H100_INFO).plan
+    assert unprobed.features == ["subgroups"] and not any("SG" in p.constants for p in unprobed.pipelines)
+    assert any("not probed" in n for n in unprobed.notes)
 
 
 def test_splitk_plan_fits_swiftshader_limits():

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from companion.engines.base import Engine, RunAhead
-from companion.gpu.adapters import adapter_features, request_adapter, request_device
+from companion.gpu.adapters import (
+    VARIANTS,
+    adapter_features,
+    probe_subgroups,
+    request_adapter,
+    request_device,
+)
 from companion.gpu.executor import Copy, Executor, Pending
 from companion.sampling import Sampler, SamplingParams
 from companion.settings import Settings
@@ -91,11 +97,12 @@ class NativeEngine(Engine):
         if max_batch is None:
             max_batch = default_max_batch(model, info, layout)
         t0 = time.perf_counter()
+        if device is None:  # every optional feature a plan may use, so the probe below can run
+            device = request_device(ad, [f for f in feats if f in VARIANTS])
+        sg = probe_subgroups(device) if "subgroups" in adapter_features(device) else None
         self.built = build_plan(model, n_ctx=n_ctx, max_batch=max_batch, features=feats, allow=features,
-                                layout=layout, adapter_info=info)
+                                layout=layout, adapter_info=info, subgroup_size=sg)
         self.plan = self.built.plan
-        if device is None:
-            device = request_device(ad, self.plan.features)
         if progress is None:  # a bar only where someone watches
             import sys
 

@@ -132,6 +132,53 @@ def request_device(adapter, features: Sequence[str] = ()):
 
 # ----------------------------------------------------------------------------- optional features
 
+# What _reduce_sg.wgsl's fast path assumes, checked on the device: every invocation reports its
+# subgroup's size and its lane, for the largest workgroup the kernels use and a small one.
+_SUBGROUP_PROBE = """
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_size) n: u32,
+        @builtin(subgroup_invocation_id) lane: u32) {
+    out[OFF + lid] = (n << 16u) | lane;
+}
+"""
+
+
+def probe_subgroups(device) -> int | None:
+    """The subgroup size where the device's compute subgroups are all one size (a power of two,
+    4..128) and laid out in order of local_invocation_index (invocation i is lane i % n of
+    subgroup i / n) in workgroups of 256 and 64 invocations, else None: the layout the
+    subgroup kernels' fast path (_reduce_sg.wgsl SG) relies on, which WebGPU does not promise.
+    The device must have the subgroups feature."""
+    import numpy as np
+
+    wgpu = import_wgpu()
+    sizes = (256, 64)
+    try:
+        buf = device.create_buffer(size=4 * sum(sizes), usage=wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC)
+        enc = device.create_command_encoder()
+        cp = enc.begin_compute_pass()
+        off = 0
+        for wg in sizes:
+            code = _SUBGROUP_PROBE.replace("WG)", f"{wg})").replace("OFF", f"{off}u")
+            pl = device.create_compute_pipeline(layout="auto", compute={"module": device.create_shader_module(code=code), "entry_point": "main"})
+            bg = device.create_bind_group(layout=pl.get_bind_group_layout(0), entries=[{"binding": 0, "resource": {"buffer": buf}}])
+            cp.set_pipeline(pl)
+            cp.set_bind_group(0, bg)
+            cp.dispatch_workgroups(1)
+            off += wg
+        cp.end()
+        device.queue.submit([enc.finish()])
+        got = np.frombuffer(device.queue.read_buffer(buf), np.uint32)
+    except Exception:  # no subgroups feature, or a compiler without the builtins
+        return None
+    n = int(got[0] >> 16)
+    if n < 4 or n > 128 or n & (n - 1) or not (got >> 16 == n).all():
+        return None
+    lanes = np.concatenate([np.arange(wg) % n for wg in sizes])
+    return n if bool(((got & 0xFFFF) == lanes).all()) else None
+
+
 # Kernel variants: WebGPU feature -> (short name users type, helper swaps, WGSL extension).
 # Every kernel's default helpers are the f32 / workgroup-memory path that needs no feature.
 VARIANTS: dict[str, tuple[str, dict[str, str], str]] = {
@@ -151,6 +198,19 @@ AUTO_F32_NOTE = (
     "kernel variants off under auto: the f32 kernels measured fastest (H100 split-K, lavapipe rows) "
     f"and closest to the reference; {FEATURES_ENV}=f16,subgroups turns them on"
 )
+
+
+# Measured on an H200 (2026-12-01, random SmolLM2-shaped model, alternating rounds, decode tok/s
+# at contexts 0 / 512 / 2048): f32 832 / 809 / 713, 838 / 778 / 704, 834 / 806 / 714 and
+# 831 / 817 / 701; subgroups with the probed 32-wide linear layout (_reduce_sg.wgsl SG) 875 / 840 /
+# 748, 871 / 790 / 726, 876 / 852 / 761 and 877 / 844 / 750 (+4-6%); logits within 6e-6 of the
+# f32 plan's over 40 steps. So auto turns subgroups on for GPUs whose layout the device probe
+# confirmed (not f16: less exact). Capping a row pair at one subgroup's 32 lanes (ffn_down's
+# reduction in shuffles alone) was slower: 837 / 808 / 718.
+def auto_subgroups_note(size: int) -> str:
+    return (f"kernel variants under auto: subgroups (the device's subgroups are {size} wide in invocation "
+            "order, so the reductions fold in registers: +4-6% decode on an H200); f16 off (less exact); "
+            f"{FEATURES_ENV}=none turns them off")
 
 
 def is_auto_features(allowed: str | Iterable[str] | None) -> bool:

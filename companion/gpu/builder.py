@@ -20,9 +20,11 @@ from companion.gpu._tiled import TILED, tiled_dispatch
 from companion.gpu.adapters import (
     AUTO_F32_NOTE,
     VARIANTS,
+    auto_subgroups_note,
     choose_features,
     choose_layout,
     is_auto_features,
+    is_cpu_adapter,
 )
 from companion.gpu.plan import (
     BindingLayout,
@@ -393,6 +395,7 @@ class PlanWriter:
     blobs: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     features: Sequence[str] = ()  # WebGPU features the kernels may use (keys of VARIANTS)
+    subgroup_size: int = 0  # probed linear subgroup size (_reduce_sg.wgsl SG); 0 = not probed
 
     def buffer(self, name: str, size: int, source=None, usage: str = "storage") -> str:
         size = max(16, _ceil(size, 16) * 16)
@@ -418,6 +421,9 @@ class PlanWriter:
                 includes.update(mine)
                 enable.append(ext)
                 key += f"|{short}"
+                if feat == "subgroups" and self.subgroup_size:
+                    constants = dict(constants, SG=self.subgroup_size)
+                    key += f"{self.subgroup_size}"
         if key not in self.pipelines:
             layout = [BindingLayout(binding=i, type=t) for i, t in enumerate(SHADER_BINDINGS[shader])]  # type: ignore[arg-type]
             self.pipelines[key] = Pipeline(
@@ -537,6 +543,7 @@ def build_plan(
     allow: str | Sequence[str] | None = None,
     layout: str | None = None,
     adapter_info: dict | None = None,
+    subgroup_size: int | None = None,
 ) -> BuiltPlan:
     """The plan for a loaded GGUF model (companion.model.GGUFModel).
 
@@ -545,7 +552,9 @@ def build_plan(
     logged reason); allow: the features the user permits ("auto" | "none" | "f16,subgroups" or a
     list), None = the COMPANION_GPU_FEATURES environment variable; layout: the matmul layout
     "rows" | "splitk" | "auto" (splitk on GPUs, rows on CPU rasterizers, judged from
-    adapter_info, the adapter's info dict), None = COMPANION_GPU_LAYOUT (default auto)."""
+    adapter_info, the adapter's info dict), None = COMPANION_GPU_LAYOUT (default auto);
+    subgroup_size: the device's subgroup size where companion.gpu.adapters.probe_subgroups found
+    them one fixed size in invocation order (the subgroup kernels' fast path), None = unknown."""
     cfg = model.config
     check_plannable(model)
     n_ctx = min(n_ctx, cfg.n_ctx_train) if cfg.n_ctx_train else n_ctx
@@ -554,10 +563,17 @@ def build_plan(
     splitk = lay == "splitk"
     gpu_why = []
     if is_auto_features(allow):
-        allow = "none"
-        gpu_why.append(AUTO_F32_NOTE)
+        if splitk and subgroup_size and not is_cpu_adapter(adapter_info or {}):
+            allow = "subgroups"
+            gpu_why.append(auto_subgroups_note(subgroup_size))
+        else:
+            allow = "none"
+            gpu_why.append(AUTO_F32_NOTE)
     used, why = choose_features(features, allow)
-    w = PlanWriter(features=used)
+    if "subgroups" in used:
+        why.append(f"subgroup reductions: {subgroup_size} wide in invocation order (probed)" if subgroup_size else
+                   "subgroup reductions: size and layout not probed (the slower path that assumes neither)")
+    w = PlanWriter(features=used, subgroup_size=int(subgroup_size or 0))
     for n in [*gpu_why, *why]:
         log.info("plan: %s", n)
     w.notes.extend([*gpu_why, *why])

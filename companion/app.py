@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from companion.chat import DEFAULT_SYSTEM, ChatSession
+from companion.chat import ASSISTANT_NAMES, DEFAULT_SYSTEM, ChatSession
 from companion.engines.choice import create_engine, fallback_factory, try_page_engine
 from companion.model import load_model
 from companion.sampling import SamplingParams
@@ -73,4 +73,6 @@ def attach_memory(session: ChatSession, settings: Settings, conversation_id: int
     session.prompt_builder = mem
     session.recorder = mem
     session.memory = mem
+    card = mem.store.character(mem.character_id).card
+    session.speaker_names = (card.display_name, card.name, *ASSISTANT_NAMES)
 

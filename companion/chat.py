@@ -24,6 +24,56 @@ from companion.model.gguf_model import GGUFModel
 from companion.sampling import Sampler, SamplingParams
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
+ASSISTANT_NAMES = ("assistant",)  # speaker labels a reply may open with, besides the character's
+
+
+class SpeakerPrefixFilter:
+    """Drops the speaker label a small model sometimes opens its reply with ("Mira: Hey!",
+    "**Mira:** Hey!", "Assistant: Sure"): the character speaks in its own voice, the window
+    already says who it is. Feed streamed text, get what to show: the reply's first characters
+    are held until they either complete `name:` (dropped with the spaces after it) or cannot
+    become one (released unchanged). Names match case-insensitively; a label later in the reply
+    is text."""
+
+    HOLD = 64  # characters held at most while undecided
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = sorted({n.strip().lower() for n in names if n and n.strip()}, key=len, reverse=True)
+        self._buf = ""
+        self._done = not self._names
+
+    def feed(self, text: str, final: bool = False) -> str:
+        if self._done:
+            return text
+        self._buf += text
+        start, undecided = self._judge(self._buf)
+        if start is None and undecided and not final and len(self._buf) < self.HOLD:
+            return ""
+        self._done = True
+        out, self._buf = self._buf, ""
+        return out[start:] if start is not None else out
+
+    def _judge(self, buf: str) -> tuple[int | None, bool]:
+        """(where the reply starts after a complete label, or None; whether more text could
+        still complete one)."""
+        head = buf.lstrip()
+        head = head[len(head) - len(head.lstrip("*")) :]
+        undecided = False
+        for name in self._names:
+            if len(head) < len(name):
+                undecided |= name.startswith(head.lower())
+                continue
+            if head[: len(name)].lower() != name:
+                continue
+            after = head[len(name) :].lstrip("* ")
+            if not after:
+                undecided = True  # "Mira" or "Mira**": the colon may follow
+            elif after[0] == ":":
+                tail = after[1:].lstrip("* ")
+                if tail.strip():
+                    return len(buf) - len(tail), False
+                undecided = True  # "Mira:" so far: the spaces after it go too
+        return None, undecided
 
 
 @dataclass
@@ -137,6 +187,7 @@ class ChatSession:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.replies = 0
+        self.speaker_names: Sequence[str] = ASSISTANT_NAMES  # labels dropped from a reply's start
 
     # -- controls (thread-safe) ---------------------------------------------------------
 
@@ -238,6 +289,7 @@ class ChatSession:
         text_parts: list[str] = []
         decoder = self.tokenizer.incremental()
         emo = EmotionFilter()
+        label = SpeakerPrefixFilter(self.speaker_names)
         reader = shared_reader()
         reader.warm_up()  # the first reply's first sentences may be read by the lexicon alone
         feeling = ReplyEmotion(reader)  # the wording's emotion, sentence by sentence, until a tag
@@ -246,11 +298,12 @@ class ChatSession:
         error: str | None = None
         n_prompt_new = 0
 
-        def show(visible: str, cues: Sequence[Emotion]) -> Generator[Event, None, str]:
-            """The filter's cues, then its visible text, stored before it is shown (a crash can
-            lose nothing the user saw); returns the text."""
+        def show(visible: str, cues: Sequence[Emotion], final: bool = False) -> Generator[Event, None, str]:
+            """The filter's cues, then its visible text less a leading speaker label, stored
+            before it is shown (a crash can lose nothing the user saw); returns the text."""
             for c in cues:
                 yield AvatarCue(c)
+            visible = label.feed(visible, final)
             if visible:
                 text_parts.append(visible)
                 if self.recorder:
@@ -296,7 +349,7 @@ class ChatSession:
                     break
                 self._cached = []
                 yield EngineSwitch(self.engine.name, self.engine.adapter, f"{failed} engine failed: {exc}")
-        tail = yield from show(*emo.feed(decoder.flush(), final=True))
+        tail = yield from show(*emo.feed(decoder.flush(), final=True), final=True)
         if self._stop.is_set() and status == "done":
             status = "stopped"
         text = "".join(text_parts)

@@ -65,6 +65,30 @@ def test_adapters_listed(gpu_adapter_info):
     assert not is_cpu_adapter({"adapter_type": "DiscreteGPU", "device": "NVIDIA H100"})
 
 
+def test_a_device_that_refuses_optional_features_gets_the_f32_plan(gpu_adapter_info, model, monkeypatch):
+    """The engine opens its device with the optional features so it can probe subgroups; a
+    driver that lists a feature but cannot open a device with it still gets an engine, on the
+    f32 kernels."""
+    from companion.engines import native
+    from companion.gpu.adapters import request_device as real
+
+    asked = []
+
+    def refusing(adapter, features=()):
+        asked.append(list(features))
+        if features:
+            raise EngineUnavailable("cannot open a device with those features")
+        return real(adapter, features)
+
+    monkeypatch.setattr(native, "request_device", refusing)
+    eng = native.NativeEngine(model, n_ctx=64, max_batch=8, features="subgroups")
+    try:
+        assert asked[0] and asked[-1] == [] and eng.plan.features == []
+        assert np.isfinite(eng.eval([1, 2, 3])).all()
+    finally:
+        eng.close()
+
+
 def test_forcing_an_unknown_adapter_fails(gpu_adapter_info):
     from companion.gpu.adapters import request_adapter
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from companion.engines.base import Engine, RunAhead
+from companion.errors import EngineUnavailable
 from companion.gpu.adapters import (
     VARIANTS,
     adapter_features,
@@ -98,8 +99,12 @@ class NativeEngine(Engine):
             max_batch = default_max_batch(model, info, layout)
         t0 = time.perf_counter()
         if device is None:  # every optional feature a plan may use, so the probe below can run
-            device = request_device(ad, [f for f in feats if f in VARIANTS])
-        sg = probe_subgroups(device) if "subgroups" in adapter_features(device) else None
+            try:
+                device = request_device(ad, [f for f in feats if f in VARIANTS])
+            except EngineUnavailable:  # a driver that lists a feature it cannot open: the f32 path
+                device = request_device(ad)
+            feats = adapter_features(device)
+        sg = probe_subgroups(device) if "subgroups" in feats else None
         self.built = build_plan(model, n_ctx=n_ctx, max_batch=max_batch, features=feats, allow=features,
                                 layout=layout, adapter_info=info, subgroup_size=sg)
         self.plan = self.built.plan

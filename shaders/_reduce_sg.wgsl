@@ -25,7 +25,7 @@ fn sg_slots() -> u32 {
 
 var<workgroup> red_v2: array<vec2<f32>, 256>;
 var<workgroup> red_v4: array<vec4<f32>, 256>;
-var<workgroup> red_rf: f32;  // SG = 0: the serial fold's result
+var<workgroup> red_rf: f32;  // a scalar result, published workgroup-uniform
 var<workgroup> red_ru: u32;
 
 // (largest v, its index i) over the workgroup; ties go to the lowest index (as numpy.argmax).
@@ -108,6 +108,16 @@ fn seg_sum4(v: vec4<f32>, lid: u32, lanes: u32) -> vec4<f32> {
 
 // ---- SG > 0: linear subgroups of SG invocations (SGN: SG, and 1 where the path is unused)
 
+// Every subgroup holds the same v: returned as a workgroup-uniform value (what Tint's
+// uniformity analysis needs where the caller branches on a reduction), through one barrier that
+// also keeps the slots from being rewritten before every invocation has read them.
+fn uniform_f(v: f32, lid: u32) -> f32 {
+    if (lid == 0u) {
+        red_rf = v;
+    }
+    return workgroupUniformLoad(&red_rf);
+}
+
 // Sum of v over the workgroup.
 fn wg_sum_lin(v: f32, lid: u32) -> f32 {
     let s = subgroupAdd(v);
@@ -116,12 +126,13 @@ fn wg_sum_lin(v: f32, lid: u32) -> f32 {
     }
     workgroupBarrier();
     var t = 0.0;
-    for (var i = lid % SGN; i < sg_slots(); i += SGN) {
-        t += red_f[i];
+    for (var rd = 0u; rd < (sg_slots() + SGN - 1u) / SGN; rd++) {  // a uniform trip count (Tint)
+        let i = lid % SGN + rd * SGN;
+        if (i < sg_slots()) {
+            t += red_f[i];
+        }
     }
-    let r = subgroupAdd(t);
-    workgroupBarrier();  // the slots are read before the next call writes them
-    return r;
+    return uniform_f(subgroupAdd(t), lid);
 }
 
 // Maximum of v over the workgroup.
@@ -132,12 +143,13 @@ fn wg_max_lin(v: f32, lid: u32) -> f32 {
     }
     workgroupBarrier();
     var t = -3.4e38;
-    for (var i = lid % SGN; i < sg_slots(); i += SGN) {
-        t = max(t, red_f[i]);
+    for (var rd = 0u; rd < (sg_slots() + SGN - 1u) / SGN; rd++) {  // a uniform trip count (Tint)
+        let i = lid % SGN + rd * SGN;
+        if (i < sg_slots()) {
+            t = max(t, red_f[i]);
+        }
     }
-    let r = subgroupMax(t);
-    workgroupBarrier();
-    return r;
+    return uniform_f(subgroupMax(t), lid);
 }
 
 // Sum of v over the workgroup (u32).
@@ -148,12 +160,17 @@ fn wg_sum_u_lin(v: u32, lid: u32) -> u32 {
     }
     workgroupBarrier();
     var t = 0u;
-    for (var i = lid % SGN; i < sg_slots(); i += SGN) {
-        t += red_u[i];
+    for (var rd = 0u; rd < (sg_slots() + SGN - 1u) / SGN; rd++) {  // a uniform trip count (Tint)
+        let i = lid % SGN + rd * SGN;
+        if (i < sg_slots()) {
+            t += red_u[i];
+        }
     }
     let r = subgroupAdd(t);
-    workgroupBarrier();
-    return r;
+    if (lid == 0u) {
+        red_ru = r;
+    }
+    return workgroupUniformLoad(&red_ru);
 }
 
 // (largest v, its index i) over the workgroup; ties go to the lowest index (as numpy.argmax).
@@ -170,16 +187,24 @@ fn wg_argmax_lin(v: f32, i: u32, lid: u32) -> ArgMax {
     }
     workgroupBarrier();
     var b = ArgMax(-3.4e38, 0xffffffffu);
-    for (var k = lid % SGN; k < sg_slots(); k += SGN) {
-        let ov = red_f[k];
-        let oi = red_u[k];
-        if (ov > b.v || (ov == b.v && oi < b.i)) {
-            b = ArgMax(ov, oi);
+    for (var rd = 0u; rd < (sg_slots() + SGN - 1u) / SGN; rd++) {  // a uniform trip count (Tint)
+        let k = lid % SGN + rd * SGN;
+        if (k < sg_slots()) {
+            let ov = red_f[k];
+            let oi = red_u[k];
+            if (ov > b.v || (ov == b.v && oi < b.i)) {
+                b = ArgMax(ov, oi);
+            }
         }
     }
     let r = sg_argmax(b.v, b.i);
-    workgroupBarrier();
-    return r;
+    if (lid == 0u) {
+        red_rf = r.v;
+        red_ru = r.i;
+    }
+    let out = ArgMax(workgroupUniformLoad(&red_rf), workgroupUniformLoad(&red_ru));
+    workgroupBarrier();  // both read before the next call writes them
+    return out;
 }
 
 // Sum of a pair of values over the workgroup (the split-K matvec's two rows, _matvec.wgsl).
@@ -190,8 +215,11 @@ fn wg_sum2_lin(v: vec2<f32>, lid: u32) -> vec2<f32> {
     }
     workgroupBarrier();
     var t = vec2<f32>(0.0);
-    for (var i = lid % SGN; i < sg_slots(); i += SGN) {
-        t += red_v2[i];
+    for (var rd = 0u; rd < (sg_slots() + SGN - 1u) / SGN; rd++) {  // a uniform trip count (Tint)
+        let i = lid % SGN + rd * SGN;
+        if (i < sg_slots()) {
+            t += red_v2[i];
+        }
     }
     let r = subgroupAdd(t);
     workgroupBarrier();
@@ -206,8 +234,11 @@ fn wg_max4_lin(v: vec4<f32>, lid: u32) -> vec4<f32> {
     }
     workgroupBarrier();
     var t = vec4<f32>(-3.4e38);
-    for (var i = lid % SGN; i < sg_slots(); i += SGN) {
-        t = max(t, red_v4[i]);
+    for (var rd = 0u; rd < (sg_slots() + SGN - 1u) / SGN; rd++) {  // a uniform trip count (Tint)
+        let i = lid % SGN + rd * SGN;
+        if (i < sg_slots()) {
+            t = max(t, red_v4[i]);
+        }
     }
     let r = subgroupMax(t);
     workgroupBarrier();
@@ -232,8 +263,11 @@ fn seg_sum4_lin(v: vec4<f32>, lid: u32, lanes: u32) -> vec4<f32> {
     workgroupBarrier();
     let per = lanes / SGN;  // subgroups in a segment
     var t = vec4<f32>(0.0);
-    for (var i = lid % SGN; i < per; i += SGN) {
-        t += red_v4[(lid / lanes) * per + i];
+    for (var rd = 0u; rd < (per + SGN - 1u) / SGN; rd++) {  // a uniform trip count (Tint)
+        let i = lid % SGN + rd * SGN;
+        if (i < per) {
+            t += red_v4[(lid / lanes) * per + i];
+        }
     }
     let r = subgroupAdd(t);
     workgroupBarrier();

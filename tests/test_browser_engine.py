@@ -225,3 +225,41 @@ def test_start_uses_an_attached_page(chromium_required, chromium, plan_assets, m
         assert pe.server.executor.connected
     finally:
         close_page_engine(pe)
+
+
+def test_page_probes_subgroups_and_its_plan_uses_them(chromium_required, chromium, tmp_path):
+    """The page measures its adapter's subgroup layout (probeSubgroups) and the plan it is
+    served passes that size to the subgroup reductions (SG), as native does: a tiny model's
+    logits through those kernels in the page match the reference engine's."""
+    from companion.engines.browser import PlanAssets
+    from companion.engines.reference import ReferenceEngine
+    from companion.model import load_model
+    from companion.testing import write_tiny_gguf
+
+    tiny = load_model(str(write_tiny_gguf(tmp_path / "tiny.gguf", n_layer=2, weight_scale=4.0, context_length=512)))
+    assets = PlanAssets(tiny, 128, allow="subgroups")
+    seen: list[tuple[list[str], dict]] = []
+    real = assets.plan_json
+
+    def plan_json(features, adapter_info):
+        seen.append((list(features), dict(adapter_info or {})))
+        return real(features, adapter_info)
+
+    assets.plan_json = plan_json  # type: ignore[method-assign]
+    pe = open_page_engine(chromium, assets, tiny)
+    try:
+        features, info = seen[-1]
+        if "subgroups" not in features:
+            pytest.skip("this Chromium's adapter offers no subgroups")
+        sg = int(info.get("subgroup-size", 0))
+        assert sg in (4, 8, 16, 32, 64, 128), f"SwiftShader's subgroups are 4 wide and in order; the probe gave {info}"
+        plan = assets.build(features, info).plan  # the plan the page was served (cached)
+        assert plan.features == ["subgroups"]
+        assert {p.constants.get("SG") for p in plan.pipelines if "_reduce.wgsl" in p.includes} == {sg}
+        ref = ReferenceEngine(tiny, 128)
+        steps = [[1, 96, 198, 26, 35, 253, 56, 46], [7], [19]]  # a prefill, then decode steps
+        for ids in steps:
+            got, want = pe.engine.eval(ids), ref.eval(ids)
+            assert np.abs(got - want).max() <= 1e-3 * max(1.0, float(np.abs(want).max())), ids
+    finally:
+        close_page_engine(pe)

@@ -183,10 +183,26 @@ def test_plan_is_built_for_the_page_adapter(bridge_server):
     assert request(bridge_server, "/plan.json")[0] == 200
     query = "features=shader-f16,subgroups,&vendor=nvidia&architecture=hopper&other=x"
     assert request(bridge_server, f"/plan.json?{query}")[0] == 200
+    # the page's subgroup probe: digits only, a few of them
+    assert request(bridge_server, "/plan.json?features=subgroups&subgroup-size=32")[0] == 200
+    assert request(bridge_server, "/plan.json?features=subgroups&subgroup-size=32;drop")[0] == 200
+    assert request(bridge_server, "/plan.json?subgroup-size=1234567")[0] == 200
     assert asked == [
         ([], None),
         (["shader-f16", "subgroups"], {"vendor": "nvidia", "architecture": "hopper"}),
+        (["subgroups"], {"subgroup-size": "32"}),
+        (["subgroups"], None),
+        ([], {"subgroup-size": "1234"}),
     ]
+
+
+@pytest.mark.parametrize(("value", "want"), [("32", 32), ("4", 4), ("128", 128), ("24", None), ("2", None), ("256", None),
+                                             ("1234", None), ("", None), ("x", None), (None, None)])
+def test_page_subgroup_size_is_used_only_when_plausible(value, want):
+    """What the page reports goes to the plan only as a power of two from 4 to 128."""
+    from companion.engines.browser import probed_subgroup_size
+
+    assert probed_subgroup_size(None if value is None else {"subgroup-size": value}) == want
 
 
 def test_plan_blobs(bridge_server):

@@ -257,6 +257,8 @@ class HttpLayer:
         for k in _LIMIT_KEYS:  # the model is checked against them before the page loads anything
             if request.query.get(k, "").isdigit():
                 info[k] = request.query[k][:20]
+        if request.query.get("subgroup-size", "").isdigit():  # the page's subgroup probe
+            info["subgroup-size"] = request.query["subgroup-size"][:4]
         try:
             plan = await asyncio.get_running_loop().run_in_executor(None, hook, features, info or None)
         except ModelDoesNotFit as exc:

@@ -39,6 +39,15 @@ AHEAD = 4  # decode steps per request when the page runs ahead of the caller (as
 EXECUTOR_PAGE = "/engine/host.html"  # the executor alone (no chat view, no avatar animation)
 
 
+def probed_subgroup_size(adapter_info: dict[str, str] | None) -> int | None:
+    """The subgroup size the page's probe found (`subgroup-size`: every subgroup that size and
+    in invocation order, ui/engine/webgpu-executor.js probeSubgroups), if it is one a plan can
+    use: a power of two from 4 to 128."""
+    raw = str((adapter_info or {}).get("subgroup-size", ""))
+    n = int(raw) if raw.isdigit() and len(raw) <= 3 else 0
+    return n if 4 <= n <= 128 and n & (n - 1) == 0 else None
+
+
 class PlanAssets:
     """The plan for one model and the bytes it refers to, served by the loopback server:
     /plan.json?features=... (built for the page's adapter, plus each GGUF tensor's file offset)
@@ -54,7 +63,7 @@ class PlanAssets:
         self.allow = allow  # features the user permits (None: COMPANION_GPU_FEATURES, default all)
         self.info = {"n_ctx": self.n_ctx, "n_vocab": cfg.n_vocab, "max_hist": MAX_HIST}
         self._lock = threading.Lock()
-        self._key: tuple[tuple[str, ...], str] | None = None  # (kernel variants, matmul layout)
+        self._key: tuple[tuple[str, ...], str, int | None] | None = None  # (kernel variants, matmul layout, subgroup size)
         self._built: Any = None  # companion.gpu.builder.BuiltPlan of the last request
         self._json: dict[str, Any] | None = None
 
@@ -70,12 +79,14 @@ class PlanAssets:
         limits = {k: int(v) for k, v in (adapter_info or {}).items() if k.startswith("max-") and str(v).isdigit()}
         if limits:  # before any weight is read: a one-line reason if the model cannot fit
             gpu_fit(self.model, self.n_ctx, limits, shares_system_memory(info), "browser").raise_unless_ok()
+        sg = probed_subgroup_size(adapter_info)
         used = tuple(sorted(choose_features(features, self.allow)[0]))  # the variants it picks
-        key = (used, choose_layout(info)[0])
+        key = (used, choose_layout(info)[0], sg)
         with self._lock:
             if self._built is None or key != self._key:
                 self._built, self._json = None, None  # one set of blobs in memory at a time
-                self._built = build_plan(self.model, n_ctx=self.n_ctx, max_batch=self.max_batch, features=used, allow=self.allow, adapter_info=info)
+                self._built = build_plan(self.model, n_ctx=self.n_ctx, max_batch=self.max_batch, features=used, allow=self.allow,
+                                         adapter_info=info, subgroup_size=sg)  # fmt: skip
                 self._key = key
             return self._built
 

@@ -102,6 +102,65 @@ function unrunnable(plan) {
   return null;
 }
 
+/**
+ * The subgroup size where every subgroup of a 256- and a 64-invocation workgroup has that one
+ * size (a power of two, 4..128) and holds consecutive invocations (invocation i is lane i % n):
+ * what the plan's subgroup reductions assume when the core passes them SG
+ * (shaders/_reduce_sg.wgsl; companion.gpu.adapters.probe_subgroups does the same natively).
+ * WebGPU promises neither, so it is measured on a device of its own (from a second adapter
+ * object for the same GPU: an adapter opens one device); 0 where it does not hold or the
+ * adapter has no subgroups.
+ * @param {GPUAdapter} adapter the adapter the plan is for
+ */
+export async function probeSubgroups(adapter) {
+  if (!adapter.features.has("subgroups")) return 0;
+  const sizes = [256, 64];
+  const total = sizes.reduce((a, b) => a + b, 0);
+  /** @type {GPUDevice|null} */
+  let device = null;
+  try {
+    const twin = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    const same = (/** @type {any} */ a, /** @type {any} */ b) => ["vendor", "architecture", "device", "description"].every((k) => (a.info || {})[k] === (b.info || {})[k]);
+    if (!twin || !twin.features.has("subgroups") || !same(twin, adapter)) return 0;
+    device = await twin.requestDevice({ requiredFeatures: ["subgroups"], label: "companion subgroup probe" });
+    const out = device.createBuffer({ size: 4 * total, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    const read = device.createBuffer({ size: 4 * total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    let off = 0;
+    for (const wg of sizes) {
+      const code = `enable subgroups;
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_size) n: u32,
+        @builtin(subgroup_invocation_id) lane: u32) {
+    out[${off}u + lid] = (n << 16u) | lane;
+}`;
+      const pipeline = device.createComputePipeline({ layout: "auto", compute: { module: device.createShaderModule({ code }), entryPoint: "main" } });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: out } }] }));
+      pass.dispatchWorkgroups(1);
+      off += wg;
+    }
+    pass.end();
+    enc.copyBufferToBuffer(out, 0, read, 0, 4 * total);
+    device.queue.submit([enc.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    const got = new Uint32Array(read.getMappedRange().slice(0));
+    const n = got[0] >>> 16;
+    if (n < 4 || n > 128 || (n & (n - 1)) !== 0) return 0;
+    let i = 0;
+    for (const wg of sizes) {
+      for (let lid = 0; lid < wg; lid++, i++) if (got[i] >>> 16 !== n || (got[i] & 0xffff) !== lid % n) return 0;
+    }
+    return n;
+  } catch (e) {
+    return 0;  // no device with subgroups, or a compiler without the builtins: no fast path
+  } finally {
+    if (device) device.destroy();
+  }
+}
+
 export class WebGPUExecutor {
   /** @param {ExecutorContext} ctx */
   constructor(ctx) {
@@ -149,6 +208,9 @@ export class WebGPUExecutor {
       const v = adapter.limits[camel(k)];
       if (v !== undefined) query.set(k, String(v));
     }
+    // where subgroups are one size and in invocation order, the plan's reductions use that
+    const sg = await probeSubgroups(adapter);
+    if (sg) query.set("subgroup-size", String(sg));
     const plan = await this.ctx.fetchPlan(`${base}${base.includes("?") ? "&" : "?"}${query}`);
     const why = unrunnable(plan);
     if (why) throw new Error(`this page cannot run the server's plan (version ${plan && plan.version}): ${why}; reload it`);

@@ -56,8 +56,7 @@ class SpeakerPrefixFilter:
     def _judge(self, buf: str) -> tuple[int | None, bool]:
         """(where the reply starts after a complete label, or None; whether more text could
         still complete one)."""
-        head = buf.lstrip()
-        head = head[len(head) - len(head.lstrip("*")) :]
+        head = buf.lstrip().lstrip("*")
         undecided = False
         for name in self._names:
             if len(head) < len(name):

@@ -7,7 +7,7 @@
 //   one barrier every subgroup folds the WG / SG slots itself (lane k reading slot k), so every
 //   invocation holds the result with no serial fold: two barriers a call instead of a tree's
 //   log2(WG) + 2. Segmented sums narrower than a subgroup take butterfly shuffles, no barrier.
-// - SG = 0 (not probed, e.g. in the page): no assumption on the subgroup size or on how
+// - SG = 0 (not probed, or the probe failed): no assumption on the subgroup size or on how
 //   invocations map to subgroups (the *_any functions below): each subgroup's lowest
 //   invocation leaves its partial in its own slot and the slots are folded in index order.
 // The including file declares WG (a power of two <= 256). Call from uniform control flow.

@@ -136,8 +136,8 @@ _SUBGROUP_SIZES: dict[int, int | None] = {}
 
 def subgroup_size_for(device, features) -> int:
     """The SG a plan passes to the subgroup kernels on this device: the probed size for the
-    "subgroups" variant (the native executor's path), 0 (size and layout not probed: the page's
-    path) for "f16+subgroups", so that the kernel tests cover both paths of _reduce_sg.wgsl."""
+    "subgroups" variant (what both executors use once their probe passed), 0 (size and layout
+    not probed) for "f16+subgroups", so that the kernel tests cover both paths of _reduce_sg.wgsl."""
     from companion.gpu.adapters import probe_subgroups
 
     if "subgroups" not in features or "shader-f16" in features:

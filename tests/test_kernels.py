@@ -2,7 +2,7 @@
 Weights are quantized with gguf.quants and checked against gguf.quants.dequantize.
 Kernels run in every variant they have (f32, subgroups, f16, f16+subgroups) where the adapter
 offers the features; lavapipe offers both. "subgroups" runs _reduce_sg.wgsl's path for probed
-linear subgroups (the native executor's), "f16+subgroups" its path for unprobed ones (the page's):
+linear subgroups (both executors' once their probe passed), "f16+subgroups" its path for unprobed ones:
 conftest_gpu.subgroup_size_for."""
 
 from __future__ import annotations

@@ -43,9 +43,11 @@ def probed_subgroup_size(adapter_info: dict[str, str] | None) -> int | None:
     """The subgroup size the page's probe found (`subgroup-size`: every subgroup that size and
     in invocation order, ui/engine/webgpu-executor.js probeSubgroups), if it is one a plan can
     use: a power of two from 4 to 128."""
+    from companion.gpu.adapters import usable_subgroup_size
+
     raw = str((adapter_info or {}).get("subgroup-size", ""))
     n = int(raw) if raw.isdigit() and len(raw) <= 3 else 0
-    return n if 4 <= n <= 128 and n & (n - 1) == 0 else None
+    return n if usable_subgroup_size(n) else None
 
 
 class PlanAssets:

@@ -144,6 +144,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_size) n: u3
 """
 
 
+def usable_subgroup_size(n: int) -> bool:
+    """Whether _reduce_sg.wgsl's SG can be n: a power of two from 4 to 128 (what a probe, native
+    or the page's, must find before a plan uses it)."""
+    return 4 <= n <= 128 and n & (n - 1) == 0
+
+
 def probe_subgroups(device) -> int | None:
     """The subgroup size where the device's compute subgroups are all one size (a power of two,
     4..128) and laid out in order of local_invocation_index (invocation i is lane i % n of
@@ -173,7 +179,7 @@ def probe_subgroups(device) -> int | None:
     except Exception:  # no subgroups feature, or a compiler without the builtins
         return None
     n = int(got[0] >> 16)
-    if n < 4 or n > 128 or n & (n - 1) or not (got >> 16 == n).all():
+    if not usable_subgroup_size(n) or not (got >> 16 == n).all():
         return None
     lanes = np.concatenate([np.arange(wg) % n for wg in sizes])
     return n if bool(((got & 0xFFFF) == lanes).all()) else None

@@ -421,6 +421,36 @@ def test_splitk_row_pairs_per_workgroup(gpu_device, variant, qtype, N, K, pairs,
     close(got, (rms(x, g) @ W.T)[0], tol_for(variant))
 
 
+@pytest.mark.parametrize("qtype,K", [(QT.Q8_0, 576), (QT.Q4_1, 576), (QT.Q6_K, 512)], ids=lambda v: getattr(v, "name", str(v)))
+@pytest.mark.parametrize("lanes", [1, 2, 4, 16])
+@pytest.mark.parametrize("variant", ["f32", "subgroups", "f16+subgroups"], indirect=True)
+def test_decode_head_few_lanes_per_pair(gpu_device, variant, qtype, K, lanes):
+    """The decode head's shape (builder.head_lanes): 256 invocations, `lanes` per row pair, so
+    each invocation loops over several units (Q8_0 at K 576 on 4 lanes: 9 each; Q4_1 on 16: 2
+    lanes of 16 loop twice), many pairs per workgroup, the last workgroup past the rows; the
+    logits and each workgroup's best candidate against numpy."""
+    rng = np.random.default_rng(lanes * 31 + K)
+    M = 2 * 700 + 1  # odd: the last pair has one row
+    half = ceil(M, 2)
+    pairs = 256 // lanes
+    blob, W = make_weight_rowmajor(rng, M, K, qtype)
+    x = rng.standard_normal((1, K)).astype(np.float32)
+    g = rng.standard_normal(K).astype(np.float32)
+    groups = ceil(half, pairs)
+    got = run_kernel(
+        gpu_device, "matmul_norm.wgsl", dict(QTYPE=int(qtype), M=M, K=K, WG=256, EPS=1e-5, LAST_ONLY=True, PAIRS=pairs, CAND=M, **SK),
+        {"wq": blob, "x": x, "g": g, "y": (M + 2 * groups) * 4}, ["wq", "x", "g", "y"], (groups, 1, 1), {"n_tokens": 1}, "y",
+        features=variant,
+    )  # fmt: skip
+    y, cand = got[:M], got[M:].reshape(groups, 2)
+    close(y, (rms(x, g) @ W.T)[0], tol_for(variant))
+    for gi in range(groups):
+        p = np.arange(gi * pairs, min(half, (gi + 1) * pairs))
+        rows = np.concatenate([p, p[p + half < M] + half])
+        top = rows[y[rows] == y[rows].max()].min()
+        assert (cand[gi, 1:].view(np.uint32)[0], cand[gi, 0]) == (top, y[top]), gi
+
+
 @pytest.mark.parametrize("qtype", [QT.Q4_1, QT.Q8_0, QT.F16], ids=lambda q: q.name)
 @pytest.mark.parametrize("neox", [False, True])
 @pytest.mark.parametrize("H,KV,hd,K,T,n_past", [(2, 1, 8, 32, 3, 0), (9, 3, 64, 576, 1, 7)])

@@ -416,6 +416,33 @@ def test_splitk_rows_beyond_one_grid_dimension_fall_back():
     assert "RP" not in w.pipelines[d.pipeline].constants
 
 
+def test_decode_head_streams_with_few_lanes_per_row_pair():
+    """The split-K decode head: about HEAD_UNITS quant vec4s per invocation, HEAD_WG invocations
+    a workgroup (down to 64 for a small head to spread over 8 workgroups); batches keep one pair per workgroup; a vocabulary past
+    65535 row pairs stays split-K, since its workgroups hold many pairs."""
+    from companion.gpu.builder import HEAD_UNITS, HEAD_WG, PlanWriter, head_lanes, matmul_dispatch
+
+    assert HEAD_UNITS == 8 and HEAD_WG == 256
+    assert head_lanes(int(QT.Q8_0), 576) == 4  # 36 units a row: 9 each
+    assert head_lanes(int(QT.Q8_0), 2048) == 16 and head_lanes(int(QT.Q6_K), 2048) == 8 and head_lanes(int(QT.F16), 576) == 8
+    assert head_lanes(int(QT.Q4_0), 64) == 1  # 2 units a row
+    w = PlanWriter()
+    d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], 1, "head", "splitk", EPS=1e-5, LANES=4)
+    c = w.pipelines[d.pipeline].constants
+    assert c["SPLITK"] and c["WG"] == 256 and c["PAIRS"] == 64 and "RP" not in c and d.workgroups == (24576 // 64, 1, 1)
+    d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 151936, 896, ["x", "g", "y"], 1, "head", "splitk", EPS=1e-5, LANES=4)
+    c = w.pipelines[d.pipeline].constants
+    assert c["SPLITK"] and c["PAIRS"] == 64 and d.workgroups == (-(-75968 // 64), 1, 1)
+    d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 256, 64, ["x", "g", "y"], 1, "head", "splitk", EPS=1e-5, LANES=1)
+    c = w.pipelines[d.pipeline].constants
+    assert c["PAIRS"] == 64 and c["WG"] == 64 and d.workgroups == (2, 1, 1)  # 128 pairs: workgroups of 64 at least
+    d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], None, "head", "splitk", EPS=1e-5, LANES=4)
+    c = w.pipelines[d.pipeline].constants
+    assert "PAIRS" not in c and c["WG"] == 64 and d.workgroups[0] == 24576  # a batch's head: one pair each
+    d = matmul_dispatch(w, "matmul_norm.wgsl", "wq", int(QT.Q8_0), 49152, 576, ["x", "g", "y"], 1, "head", "rows", EPS=1e-5, LANES=4)
+    assert "LANES" not in w.pipelines[d.pipeline].constants and "PAIRS" not in w.pipelines[d.pipeline].constants
+
+
 @pytest.mark.parametrize("qtype", [QT.F32, QT.F16, QT.Q4_0, QT.Q4_1, QT.Q8_0], ids=lambda q: q.name)
 def test_repack_rowmajor_is_a_permutation_of_interleaved(qtype):
     M, K = 5, 96

@@ -106,8 +106,18 @@ MAX_BINDING = 128 << 20
 ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3")
 TT_PREFILL = 4  # token rows per invocation in batched matmuls (1..4)
 MAX_HIST = 1024  # ids the repetition-penalty history buffer holds
-HEAD_RP = 4  # split-K output head: row pairs per workgroup, sharing one RMSNorm scale
+HEAD_RP = 1  # split-K output head: row pairs each invocation group computes in series
 ATTN_GQ = 4  # batched split-K attention: at most this many query heads per workgroup (<= 4; 1: one each)
+# The split-K decode head streams the largest matrix of a token (SmolLM2-135M: 49152 x 576 Q8_0,
+# 35 MB repacked), so it wants many loads in flight, not a wide reduction per row: about
+# HEAD_UNITS quant vec4s per invocation (head_lanes; 4 invocations a row pair for SmolLM2) and
+# HEAD_WG / lanes row pairs per workgroup. H200, the head alone: 64 lanes x 4 pairs x 4 in
+# series (before) 44.2 us; lanes 32 / 16 / 8 / 4 at 256 invocations 39.6 / 33.6 / 30.7 / 22.5
+# us; 4 lanes in workgroups of 128 / 64: 36.4 / 49.9 us; 2 lanes 33.9 us; 4 lanes with two row
+# groups in series 33.9 us. Whole decode, alternating runs at contexts 0/512/2048: 873/838/743
+# and 873/841/738 before, 885/861/754 and 889/859/756 tok/s after.
+HEAD_WG = 256
+HEAD_UNITS = 8
 HEAD_CANDIDATES = True  # split-K decode head leaves per-workgroup argmax candidates (sample_decode)
 # split-K norm+matvec kernels on the f32 path: the RMSNorm's sum of squares taken in the matvec
 # loop (shaders/_normed_pair.wgsl FUSED_NORM: one pass over x and one reduction, not two; H200
@@ -138,6 +148,15 @@ def splitk_wg(qtype: int, K: int) -> int:
     while wg < units and wg < 256:
         wg *= 2
     return wg
+
+
+def head_lanes(qtype: int, K: int) -> int:
+    """Invocations per row pair of the split-K decode head: about HEAD_UNITS quant vec4s each."""
+    units = (K // 32) * (KERNEL_TYPES[QT(qtype)] // 4)
+    lanes = 1
+    while lanes * 2 * HEAD_UNITS <= units and lanes < 256:
+        lanes *= 2
+    return lanes
 
 
 def uniform_block() -> UniformBlock:
@@ -454,15 +473,22 @@ def matmul_dispatch(
     layout "splitk": a workgroup per row pair and token (the blob must be row-major)."""
     pairs = M // 2 if shader in ("matmul_swiglu.wgsl", "matmul_qkv.wgsl") else _ceil(M, 2)
     rp = int(constants.pop("RP", 1))  # split-K row pairs per workgroup (matmul_norm.wgsl only)
-    if layout == "splitk" and _ceil(pairs, rp) > MAX_GROUPS:
+    lanes = int(constants.pop("LANES", 0))  # the decode head: invocations per row pair (0: splitk_wg's)
+    if n_tokens is None:
+        lanes = 0
+    if layout == "splitk" and _ceil(pairs, rp * (HEAD_WG // lanes if lanes else 1)) > MAX_GROUPS:
         layout = "rowmajor"  # more row pairs than one grid dimension holds: the rows kernels
     if layout == "splitk" and n_tokens is None and shader in TILED and _tiled.ENABLED:  # prefill: tiles
         return tiled_dispatch(w, shader, weight, qtype, M, K, buffers, label, **constants)
     if layout == "splitk":
-        wg = splitk_wg(qtype, K)
+        wg = lanes or splitk_wg(qtype, K)
         if rp > 1:
             constants = dict(constants, RP=rp)
         per = SPLITK_PAIRS.get(shader, 1) if n_tokens is not None else 1
+        if lanes:  # the decode head: HEAD_WG invocations, fewer (down to 64) for at least 8 workgroups
+            per = HEAD_WG // lanes
+            while lanes * per > 64 and _ceil(pairs, rp * per) < 8:
+                per //= 2
         if per > 1:  # several row pairs per workgroup at once (shaders/_matvec.wgsl PAIRS)
             per = min(per, 256 // wg)
             constants = dict(constants, PAIRS=per)
@@ -816,7 +842,7 @@ def build_plan(
             cand = {"CAND": V} if HEAD_CANDIDATES and n_tokens == 1 and not all_logits and len(out_chunks) == 1 and B >= 3 else {}
             label = "output_norm+output" + (f" rows {c.row0}.." if len(out_chunks) > 1 else "")
             dh = matmul_dispatch(w, "matmul_norm.wgsl", Q.buffer, Q.qtype, Q.M, d, ["x", out_norm, "logits"], n_tokens, label, lay,
-                                 EPS=cfg.rms_eps, LAST_ONLY=not all_logits, RP=HEAD_RP, **head, **cand)  # fmt: skip
+                                 EPS=cfg.rms_eps, LAST_ONLY=not all_logits, RP=HEAD_RP, LANES=head_lanes(Q.qtype, d), **head, **cand)  # fmt: skip
             if w.pipelines[dh.pipeline].constants.get("CAND"):  # split-K took it (matmul_dispatch)
                 candidates.append(int(dh.workgroups[0]))  # type: ignore[arg-type]
             ds.append(dh)

@@ -1,7 +1,7 @@
 """Where a decoded token's time goes on the native executor.
 
     python -m companion.gpu.profile --model M [--tokens 32] [--prompt 128] [--layout auto]
-                                     [--features auto] [--prefill N] [--json]
+                                     [--features auto] [--prefill N] [--repeat N] [--json]
 
 Four measurements, all at the same KV length (prompt + tokens / 2 positions):
 - `token_ms`: wall time of one decode + sample (one submit, 4-byte readback), as `bench`;
@@ -12,6 +12,8 @@ Four measurements, all at the same KV length (prompt + tokens / 2 positions):
   timestamp units, ns on Vulkan), summed over the token's dispatches of that kind;
 - `alone_us`: wall time of a pass holding only that kind's dispatches (+ submit + readback)
   minus the same for an empty pass: what removing the kind would save, barriers included.
+  With --repeat N the pass holds them N times over and the figure is divided by N, so the
+  submit and readback stop dominating a kind of one or two dispatches (the head, the sampler).
 With --prefill N, the same GPU figures per kind for a prefill chunk of N tokens (`prefill`).
 Each figure is a median over --tokens runs. The profiled runs overwrite the activations (the
 logits are meaningless afterwards): this is a tool, not an engine mode.
@@ -148,7 +150,7 @@ def profile_prefill(ex, n_tokens: int, runs: int = 5) -> dict[str, Any]:
 
 
 def profile(model, tokens: int = 32, prompt: int = 128, layout: str | None = None, features: str | None = None,
-            prefill: int = 0) -> dict[str, Any]:  # fmt: skip
+            prefill: int = 0, repeat: int = 1) -> dict[str, Any]:  # fmt: skip
     from companion.bench import bench_prompt
     from companion.engines.native import NativeEngine
     from companion.gpu.adapters import adapter_features, request_adapter, request_device
@@ -184,7 +186,7 @@ def profile(model, tokens: int = 32, prompt: int = 128, layout: str | None = Non
     empty = statistics.median(empty_s)
     for k in kinds:
         sub = [it for it in items if it[0] == k]
-        alone[k] = statistics.median(_one_pass(ex, sub) for _ in range(tokens)) - empty
+        alone[k] = (statistics.median(_one_pass(ex, sub * repeat) for _ in range(tokens)) - empty) / repeat
     gpu: dict[str, float] | None = None
     ts_note = "adapter lacks timestamp-query"
     if "timestamp-query" in {str(f) for f in device.features}:
@@ -209,6 +211,7 @@ def profile(model, tokens: int = 32, prompt: int = 128, layout: str | None = Non
         "features": ex.plan.features,
         "dispatches_per_token": len(items),
         "kv_length": n_past,
+        "alone_repeat": repeat,
         "token_ms": round(1e3 * statistics.median(token_s), 3),
         "one_pass_ms": round(1e3 * statistics.median(full_s), 3),
         "empty_pass_ms": round(1e3 * empty, 3),
@@ -252,11 +255,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--layout", default=None, help="auto | rows | splitk (default COMPANION_GPU_LAYOUT)")
     ap.add_argument("--features", default=None, help="auto | none | f16,subgroups (default COMPANION_GPU_FEATURES)")
     ap.add_argument("--prefill", type=int, default=0, help="also profile a prefill chunk of this many tokens")
+    ap.add_argument("--repeat", type=int, default=1, help="time each kind's dispatches this many times over in one pass (alone_us per time)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     from companion.model import load_model
 
-    r = profile(load_model(a.model), a.tokens, a.prompt, a.layout, a.features, a.prefill)
+    if a.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    r = profile(load_model(a.model), a.tokens, a.prompt, a.layout, a.features, a.prefill, a.repeat)
     print(json.dumps(r) if a.json else _table(r), flush=True)
 
 

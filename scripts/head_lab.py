@@ -25,14 +25,6 @@ KIND = "output_norm+output"
 DEFAULT = [{"name": "now"}, {"name": "before", "lanes": 64, "rp": 4}, {"name": "units16", "units": 16}, {"name": "wg128", "wg": 128}]
 
 
-def _device():
-    from companion.gpu.adapters import adapter_features, request_adapter, request_device
-
-    ad = request_adapter(None)
-    have = adapter_features(ad)
-    return request_device(ad, [f for f in ("shader-f16", "subgroups", "timestamp-query") if f in have])
-
-
 def variant(model, spec: dict, ref: list, repeat: int, runs: int) -> dict:
     from companion.bench import bench_prompt
     from companion.engines.native import NativeEngine
@@ -49,7 +41,7 @@ def variant(model, spec: dict, ref: list, repeat: int, runs: int) -> dict:
         fixed = int(spec["lanes"])
         builder.head_lanes = lambda qtype, K: fixed  # type: ignore[assignment]
     try:
-        dev = _device()
+        dev = P.profiling_device()
         eng = NativeEngine(model, device=dev, progress=False)
     finally:
         builder.HEAD_UNITS, builder.HEAD_WG, builder.HEAD_RP, builder.HEAD_CANDIDATES, builder.head_lanes = saved
@@ -86,7 +78,9 @@ def floor(nbytes: int, repeat: int, runs: int) -> dict:
     """A grid-stride read of nbytes at several grid sizes: (us, TB/s) each."""
     import wgpu
 
-    dev = _device()
+    from companion.gpu.profile import profiling_device
+
+    dev = profiling_device()
     n = nbytes // 16
     buf = dev.create_buffer(size=n * 16, usage=wgpu.BufferUsage.STORAGE)
     sink = dev.create_buffer(size=256, usage=wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC)

@@ -476,7 +476,12 @@ def matmul_dispatch(
     lanes = int(constants.pop("LANES", 0))  # the decode head: invocations per row pair (0: splitk_wg's)
     if n_tokens is None:
         lanes = 0
-    if layout == "splitk" and _ceil(pairs, rp * (HEAD_WG // lanes if lanes else 1)) > MAX_GROUPS:
+    head_per = 0  # the decode head: row pairs a workgroup computes at once (HEAD_WG invocations,
+    if lanes:  # fewer, down to 64, so that it spreads over at least 8 workgroups)
+        head_per = HEAD_WG // lanes
+        while lanes * head_per > 64 and _ceil(pairs, rp * head_per) < 8:
+            head_per //= 2
+    if layout == "splitk" and _ceil(pairs, rp * max(head_per, 1)) > MAX_GROUPS:
         layout = "rowmajor"  # more row pairs than one grid dimension holds: the rows kernels
     if layout == "splitk" and n_tokens is None and shader in TILED and _tiled.ENABLED:  # prefill: tiles
         return tiled_dispatch(w, shader, weight, qtype, M, K, buffers, label, **constants)
@@ -484,11 +489,7 @@ def matmul_dispatch(
         wg = lanes or splitk_wg(qtype, K)
         if rp > 1:
             constants = dict(constants, RP=rp)
-        per = SPLITK_PAIRS.get(shader, 1) if n_tokens is not None else 1
-        if lanes:  # the decode head: HEAD_WG invocations, fewer (down to 64) for at least 8 workgroups
-            per = HEAD_WG // lanes
-            while lanes * per > 64 and _ceil(pairs, rp * per) < 8:
-                per //= 2
+        per = head_per or (SPLITK_PAIRS.get(shader, 1) if n_tokens is not None else 1)
         if per > 1:  # several row pairs per workgroup at once (shaders/_matvec.wgsl PAIRS)
             per = min(per, 256 // wg)
             constants = dict(constants, PAIRS=per)

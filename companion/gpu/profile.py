@@ -149,17 +149,23 @@ def profile_prefill(ex, n_tokens: int, runs: int = 5) -> dict[str, Any]:
     return out
 
 
+def profiling_device():
+    """A device of the best adapter with every optional feature a plan may use that it offers,
+    and timestamp queries where it has them (the profiler's and scripts/head_lab.py's)."""
+    from companion.gpu.adapters import adapter_features, request_adapter, request_device
+
+    ad = request_adapter(None)
+    have = adapter_features(ad)
+    return request_device(ad, [f for f in ("shader-f16", "subgroups", "timestamp-query") if f in have])
+
+
 def profile(model, tokens: int = 32, prompt: int = 128, layout: str | None = None, features: str | None = None,
             prefill: int = 0, repeat: int = 1) -> dict[str, Any]:  # fmt: skip
     from companion.bench import bench_prompt
     from companion.engines.native import NativeEngine
-    from companion.gpu.adapters import adapter_features, request_adapter, request_device
     from companion.sampling import Sampler, SamplingParams
 
-    ad = request_adapter(None)
-    have = adapter_features(ad)
-    want = [f for f in ("shader-f16", "subgroups", "timestamp-query") if f in have]
-    device = request_device(ad, want)
+    device = profiling_device()
     eng = NativeEngine(model, device=device, features=features, layout=layout, progress=False)
     ex = eng.executor
     ids = bench_prompt(model, prompt)

@@ -147,7 +147,7 @@ def test_bench_engine_reports_contexts_prefill_and_chat(gpu_adapter_info, tmp_pa
     from companion.testing import write_tiny_gguf
 
     model = load_model(str(write_tiny_gguf(tmp_path / "tiny.gguf", n_layer=1, context_length=512)))
-    eng = NativeEngine(model, n_ctx=200, progress=False)
+    eng = NativeEngine(model, n_ctx=200, ahead=4, progress=False)  # a fixed 4 steps a submit
     try:
         r = bench_engine(eng, model, 16, 8, 1, contexts=(0, 64, 400), prefill_sizes=(16, 32), chat=True)
     finally:

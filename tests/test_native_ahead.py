@@ -26,10 +26,11 @@ def tiny(tmp_path_factory):
     return load_model(str(path))
 
 
-def _engine(model, ahead: int, layout: str = "rows"):
+def _engine(model, ahead: int | None, layout: str = "rows", burst_s: float | None = None):
     from companion.engines.native import NativeEngine
 
-    return NativeEngine(model, n_ctx=256, max_batch=16, features="none", layout=layout, ahead=ahead, progress=False)
+    return NativeEngine(model, n_ctx=256, max_batch=16, features="none", layout=layout, ahead=ahead, burst_s=burst_s,
+                        progress=False)  # fmt: skip
 
 
 @pytest.mark.parametrize("params", [SamplingParams.greedy_params(), SAMPLED, GREEDY_PENALTY], ids=["greedy", "sampled+penalty", "greedy+penalty"])
@@ -48,6 +49,29 @@ def test_same_ids_as_one_submit_per_token(gpu_adapter_info, tiny, params):
         if params.repeat_penalty != 1.0:  # the penalty really acted: without it the ids differ
             plain = decode_ids(one, params.model_copy(update={"repeat_penalty": 1.0}), prompt, 19)
             assert plain != a
+
+
+def test_steps_per_submit_follow_the_timed_pace(gpu_adapter_info, tiny):
+    """By default a submit holds at most AHEAD steps and about BURST_S of them: two steps
+    until a readback has timed them, then as many as fit the burst. A tiny burst comes down to
+    one step per submit, a long one to the cap; the ids are those of one submit per token."""
+    from companion.engines import native
+
+    prompt = [5, 9, 40, 41, 7]
+    with _engine(tiny, 1) as one, _engine(tiny, None) as auto:
+        assert auto.ahead == native.AHEAD and auto.burst_s == native.BURST_S
+        ref = decode_ids(one, SAMPLED, prompt, 30)
+        for burst, per_token in ((1e-9, 1.0), (60.0, 1 / native.AHEAD)):
+            auto.reset()
+            auto.burst_s = burst
+            auto.eog_ids = frozenset()
+            assert decode_ids(auto, SAMPLED, prompt, 30) == ref
+            assert auto.stats["submits_per_token"] == pytest.approx(per_token)
+            assert auto._chain is not None and auto._chain.step_s > 0
+        auto.reset()
+        auto.burst_s = 60.0
+        decode_ids(auto, SAMPLED, prompt, 2)  # untimed: the first submits hold START_AHEAD steps
+        assert auto.stats["submits_per_token"] == pytest.approx(1 / native.START_AHEAD)
 
 
 def test_other_calls_end_the_run_ahead(gpu_adapter_info, tiny):

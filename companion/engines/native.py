@@ -24,7 +24,9 @@ from companion.gpu.executor import Copy, Executor, Pending
 from companion.sampling import Sampler, SamplingParams
 from companion.settings import Settings
 
-AHEAD = 4  # decode steps per command buffer when the engine runs ahead of the caller
+AHEAD = 8  # at most this many decode steps per command buffer when the engine runs ahead of the caller
+BURST_S = 1 / 60  # ...and at most about a display frame of them, so tokens still stream on slow GPUs
+START_AHEAD = 2  # steps per submit until the chain has timed one
 GPU_BATCH = 512  # prompt tokens per prefill submit on GPUs: the tiled matmuls fill the GPU from a few hundred on
 CPU_BATCH = 64  # on CPU rasterizers (the rows layout), where a bigger batch gains nothing
 
@@ -53,6 +55,8 @@ class _Chain(RunAhead):
     inflight: deque = field(default_factory=deque)  # (Pending, steps) submitted, not read back
     stopped: bool = False  # an end-of-generation id was read back: submit no more
     slot: int = 0  # which half of the step-uniform scratch buffer the next submit writes
+    step_s: float = 0.0  # seconds a step takes, as the readbacks arrive (0: not timed yet)
+    t_read: float = 0.0  # perf_counter of the last readback (or of the first submit)
 
 
 class NativeEngine(Engine):
@@ -72,6 +76,7 @@ class NativeEngine(Engine):
         features: str | Sequence[str] | None = None,
         layout: str | None = None,
         ahead: int | None = None,
+        burst_s: float | None = None,
     ):
         """adapter: substring of the adapter's name; None = the adapter setting
         (COMPANION_ADAPTER, default the best adapter). features: what the plan may use, "auto" |
@@ -80,7 +85,9 @@ class NativeEngine(Engine):
         "splitk"; None = the gpu_layout setting (COMPANION_GPU_LAYOUT, default auto: splitk on
         GPUs, rows on CPU rasterizers). ahead: decode steps recorded per submit when the caller
         keeps feeding back the ids it is given (1 = one submit and wait per token, as a plain
-        loop; default AHEAD)."""
+        loop). burst_s: if set, a submit holds only as many of those steps as take about this
+        long, timed as their ids come back. Default: up to AHEAD steps in about BURST_S; an
+        explicit `ahead` alone is a fixed count."""
         from companion.gpu.builder import build_plan
 
         ad = None
@@ -119,6 +126,7 @@ class NativeEngine(Engine):
         self._n_vocab = int(self.plan.model["n_vocab"])
         self._n_past = 0
         self.ahead = max(1, int(ahead if ahead is not None else AHEAD))
+        self.burst_s: float | None = burst_s if burst_s is not None or ahead is not None else BURST_S
         tmpl = getattr(model, "chat_template", None)
         self.eog_ids: frozenset[int] = frozenset(getattr(tmpl, "eog_ids", ()) or ())  # no steps past these
         self._chain: _Chain | None = None
@@ -235,6 +243,9 @@ class NativeEngine(Engine):
                 self._submit(ch, history, now=False)
             pend, n = ch.inflight.popleft()
             got = [int(t) for t in np.frombuffer(pend.result(), np.uint32)[:n]]
+            now = time.perf_counter()
+            step = (now - ch.t_read) / n  # the GPU's step, or the caller's where it is slower
+            ch.step_s, ch.t_read = (step if not ch.step_s else (ch.step_s + step) / 2), now
             if ch.inflight:
                 ch.inflight[0][0].submit()
             ch.ready.extend(got)
@@ -253,9 +264,11 @@ class NativeEngine(Engine):
         reads its penalty window from there too (sample_chain); each step's uniform block is its
         own 256-byte slot of a scratch buffer, bound in place of "step" (Executor.alias). One
         copy at the end brings the k ids back."""
-        k = min(self.ahead, self._n_ctx - ch.gpu_past)
+        k = min(self._steps_per_submit(ch), self._n_ctx - ch.gpu_past)
         if k <= 0:
             return False
+        if not ch.t_read:
+            ch.t_read = time.perf_counter()
         ex, io = self.executor, self.plan.io
         before = dict(ex.counters)
         slot = 256  # uniform blocks at the binding offset alignment WebGPU guarantees
@@ -290,6 +303,16 @@ class NativeEngine(Engine):
         self._set_stats(before, k)
         self.stats["readback_bytes_per_token"] = 4.0  # one 4k-byte readback per k tokens
         return True
+
+    def _steps_per_submit(self, ch: _Chain) -> int:
+        """`ahead`, or under burst_s as many steps as take about burst_s at the timed pace
+        (START_AHEAD until a readback has timed them): a fast GPU gets few submits, a slow one
+        still streams its tokens a frame or so apart rather than in long bursts."""
+        if self.burst_s is None:
+            return self.ahead
+        if not ch.step_s:
+            return min(self.ahead, START_AHEAD)
+        return max(1, min(self.ahead, int(self.burst_s / ch.step_s)))
 
     def _end_chain(self) -> None:
         """Stop running ahead: wait for submitted steps (their ids are dropped)."""

@@ -102,14 +102,14 @@ def test_reference_matches_llama_cpp(gemma, goldens):
 
 @pytest.mark.gpu
 def test_native_matches_llama_cpp(gemma, goldens, gpu_adapter_info):
-    """f32 kernels (lavapipe: ~3 CPU-seconds a token, so 8 steps of two prompts on the F32
-    golden and of one on the quantized golden)."""
+    """f32 kernels (lavapipe: ~3 CPU-seconds a token, so 8 steps of one prompt on the F32
+    golden and of another on the quantized golden)."""
     from companion.engines.native import NativeEngine
 
     eng = NativeEngine(gemma, n_ctx=128, max_batch=32, features="none", progress=False)
     try:
         assert any("row chunks" in n for n in eng.plan.notes)  # the 262,144 x 640 table is split
-        for weights, i in (("f32", 0), ("f32", 3), ("quantized", 0)):
+        for weights, i in (("f32", 3), ("quantized", 0)):
             rep = check_prompt(eng, gemma.tokenizer, None, i, _short(goldens[weights]["prompts"][i], 8), weights)
             assert rep.ok, (weights, rep)
     finally:
@@ -118,7 +118,8 @@ def test_native_matches_llama_cpp(gemma, goldens, gpu_adapter_info):
 
 @pytest.mark.browser
 def test_browser_matches_llama_cpp(gemma, goldens, chromium_required, chromium):
-    """The page's executor (SwiftShader, f32) on the first prompt, 3 steps, F32 golden."""
+    """The page's executor (SwiftShader, f32) on the first prompt and its first step, F32
+    golden (a page load of this model is mostly compiling; each step adds ~10 CPU-seconds)."""
     from conftest_browser import close_page_engine, open_page_engine
 
     from companion.engines.browser import PlanAssets
@@ -126,10 +127,10 @@ def test_browser_matches_llama_cpp(gemma, goldens, chromium_required, chromium):
     pe = open_page_engine(chromium, PlanAssets(gemma, 64), gemma)
     try:
         g = goldens["f32"]["prompts"][0]
-        rep = check_prompt(pe.engine, gemma.tokenizer, None, 0, _short(g, 3), "f32")
+        rep = check_prompt(pe.engine, gemma.tokenizer, None, 0, _short(g, 2), "f32")
         assert rep.ok, rep
         assert pe.errors == []
-        logits = pe.engine.eval([int(g["generated_token_ids"][3])])
+        logits = pe.engine.eval([int(g["generated_token_ids"][2])])
         assert logits.shape == (262144,) and np.isfinite(logits).all()
     finally:
         close_page_engine(pe)

@@ -131,22 +131,26 @@ def reference_steps(reference, golden) -> list[np.ndarray]:
     return out
 
 
+# the golden prompt each kernel variant set runs on (one each, every prompt by one of them: a
+# prompt takes ~30 CPU-seconds a set on lavapipe, and each kernel has its own test in test_kernels)
+VARIANT_PROMPT = {"f16+subgroups": 0, "f32": 1, "subgroups": 2}
+
+
 def _teacher_forced_worst(eng, golden, reference_steps, label) -> float:
-    """Largest |logit difference| from the reference over the teacher-forced steps of every
-    golden prompt (prefill program, then the decode program); top-1 must agree wherever the
-    reference's own top-1/top-2 margin is >= 0.25."""
-    worst = 0.0
-    for p, want in zip(golden["prompts"], reference_steps, strict=True):
-        eng.reset()
-        got = [eng.eval(p["prompt_token_ids"])]  # batched prefill program
-        for t in p["generated_token_ids"][: VARIANT_STEPS - 1]:
-            got.append(eng.eval([t]))  # decode program
-        g = np.stack(got)  # (S, V)
-        worst = max(worst, float(np.abs(g - want).max()))
-        top2 = np.sort(want, axis=1)[:, -2:]
-        clear = top2[:, 1] - top2[:, 0] >= 0.25
-        assert (g.argmax(1) == want.argmax(1))[clear].all(), label
-    return worst
+    """Largest |logit difference| from the reference over the teacher-forced steps of the
+    variant's golden prompt (VARIANT_PROMPT; prefill program, then the decode program); top-1
+    must agree wherever the reference's own top-1/top-2 margin is >= 0.25."""
+    i = VARIANT_PROMPT[label]
+    p, want = golden["prompts"][i], reference_steps[i]
+    eng.reset()
+    got = [eng.eval(p["prompt_token_ids"])]  # batched prefill program
+    for t in p["generated_token_ids"][: VARIANT_STEPS - 1]:
+        got.append(eng.eval([t]))  # decode program
+    g = np.stack(got)  # (S, V)
+    top2 = np.sort(want, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] >= 0.25
+    assert (g.argmax(1) == want.argmax(1))[clear].all(), label
+    return float(np.abs(g - want).max())
 
 
 @pytest.mark.slow
@@ -154,7 +158,7 @@ def _teacher_forced_worst(eng, golden, reference_steps, label) -> float:
 # there on every prompt at more steps; each variant alone: test_kernels, per kernel
 @pytest.mark.parametrize("fs", ["f16+subgroups"])
 def test_feature_set_parity(gpu_features, model, reference_steps, golden, fs):
-    """Whole-model logits of each kernel variant set at teacher-forced steps of every golden
+    """Whole-model logits of each kernel variant set at teacher-forced steps of a golden
     prompt: f32 paths within F32_TOL, f16 paths within F16_TOL and the same top-1 where the
     reference margin is >= 0.25."""
     from companion.engines.native import NativeEngine
@@ -188,11 +192,11 @@ def test_eval_all_matches_reference(engine, reference, golden):
 def test_prefill_in_chunks(engine, reference, golden):
     """Prompts longer than max_batch are prefilled chunk by chunk."""
     p = golden["prompts"][0]
-    ids = (p["prompt_token_ids"] * 3)[:70]  # > 2 chunks of 32
+    ids = (p["prompt_token_ids"] * 3)[:45]  # 2 chunks of 32, the second partial
     engine.reset()
     reference.reset()
     assert np.abs(engine.eval(ids) - reference.eval(ids)).max() <= F32_TOL
-    assert engine.n_past == 70
+    assert engine.n_past == 45
 
 
 @pytest.mark.slow
@@ -213,7 +217,7 @@ def test_greedy_next_token_counters(engine, golden):
 
 @pytest.mark.slow
 def test_gpu_sampling_is_seeded(engine, golden):
-    ids = golden["prompts"][2]["prompt_token_ids"]
+    ids = golden["prompts"][2]["prompt_token_ids"][:10]
 
     def run(seed: int) -> list[int]:
         engine.reset()
@@ -269,7 +273,7 @@ def test_broken_shader_names_file_and_line(gpu_device, shader_dir):
 @pytest.mark.parametrize("fs", ["f32", "subgroups"])
 def test_splitk_layout_parity(gpu_features, model, reference_steps, golden, fs):
     """The GPU matmul layout (forced on lavapipe): whole-model logits at teacher-forced steps
-    of every golden prompt within the variant's tolerance, same top-1 where the margin is clear."""
+    of a golden prompt within the variant's tolerance, same top-1 where the margin is clear."""
     from companion.engines.native import NativeEngine
 
     allow, feats = FEATURE_SETS[fs]

@@ -72,7 +72,7 @@ def test_reset_keeps_the_prefix(page_engine):
 def test_gpu_sampling_greedy_and_seeded(page_engine, reference_engine):
     """Greedy ids equal the reference's argmax; a seeded stream replays identically."""
     eng = page_engine.engine
-    prompt = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3717, 282, 2, 198, 1, 4093, 198]
+    prompt = [1, 9690, 198, 2683, 359, 253, 5356, 198]
     eng.reset()
     reference_engine.reset()
     greedy = Sampler(SamplingParams.greedy_params())

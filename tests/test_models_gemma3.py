@@ -130,7 +130,5 @@ def test_browser_matches_llama_cpp(gemma, goldens, chromium_required, chromium):
         rep = check_prompt(pe.engine, gemma.tokenizer, None, 0, _short(g, 2), "f32")
         assert rep.ok, rep
         assert pe.errors == []
-        logits = pe.engine.eval([int(g["generated_token_ids"][2])])
-        assert logits.shape == (262144,) and np.isfinite(logits).all()
     finally:
         close_page_engine(pe)

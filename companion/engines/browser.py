@@ -35,7 +35,7 @@ LOAD_TIMEOUT = 900.0  # s for engine_load (compiling kernels on SwiftShader is s
 STEP_TIMEOUT = 600.0  # s for one generate (a long prompt prefilled on a CPU adapter)
 MAX_BATCH = 64  # token rows per prefill chunk, as NativeEngine
 _Answer = TypeVar("_Answer", Logits, Token)  # what the page answers a generate request with
-AHEAD = 4  # decode steps per request when the page runs ahead of the caller (as native.AHEAD)
+AHEAD = 4  # decode steps per request when the page runs ahead of the caller (native times its steps: native.AHEAD, BURST_S)
 EXECUTOR_PAGE = "/engine/host.html"  # the executor alone (no chat view, no avatar animation)
 
 

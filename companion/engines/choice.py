@@ -72,7 +72,7 @@ def create_engine(
             from companion.engines import _cpu_kernels
 
             if not _cpu_kernels.compiled_before():
-                report("engine: reference: compiling its CPU kernels (once on this machine, up to a minute)")
+                report("engine: reference: compiling its CPU kernels (once on this machine, a minute or two)")
         except ImportError:  # no numba: the reference keeps float32 weights
             pass
         return ReferenceEngine(model, n_ctx=n_ctx)

@@ -120,6 +120,9 @@ def _relation(phrase: str) -> tuple[str, str]:
     return phrase, "person"
 
 
+_POSSESSIVE = re.compile(r"['\u2019]s?$")
+
+
 def _name(text: str | None) -> str | None:
     if not text:
         return None
@@ -128,7 +131,7 @@ def _name(text: str | None) -> str | None:
         words.pop()
     if not words or words[0].lower().strip(".") in _NOT_NAMES:
         return None
-    return " ".join(words).rstrip("'s").strip(".,")
+    return _POSSESSIVE.sub("", " ".join(words)).strip(".,")  # "Jonas's" -> "Jonas", "Jonas" stays
 
 
 def mentions(sentence: str, known: Collection[Mention] = ()) -> list[Mention]:

@@ -131,7 +131,7 @@ def _name(text: str | None) -> str | None:
         words.pop()
     if not words or words[0].lower().strip(".") in _NOT_NAMES:
         return None
-    return _POSSESSIVE.sub("", " ".join(words)).strip(".,")  # "Jonas's" -> "Jonas", "Jonas" stays
+    return _POSSESSIVE.sub("", " ".join(words).strip(".,"))  # "Jonas's" -> "Jonas", "Jonas" stays
 
 
 def mentions(sentence: str, known: Collection[Mention] = ()) -> list[Mention]:

@@ -97,6 +97,14 @@ _LEAD_IN = re.compile(  # what may come before the subject of a sentence
     r"quick\s+update|fun\s+fact|correction|ps|by\s+the\s+way)[,:!]?\s+)*"
 )
 _HEADLINE = re.compile(r"^[^:,.!?]{1,24}:\s+(?=\S)")  # "Big news: …", "Quick update: …"
+# what a fact leaves out at its start: interjections ("ugh", "lol") always, a discourse word
+# ("so", "well") where a comma, colon or "!" closes it or the user's own "I" / "my" follows
+_OPENER = re.compile(
+    r"(?i)^(?:(?:ugh+|lol|lmao|omg|oh\s+my\s+(?:god|gosh|goodness)|haha+|hah|hmm+|um+|uh+|wow|yay|oof|meh|sigh)"
+    r"[,:!.]*\s+"
+    r"|(?:so|oh|well|also|btw|anyway|ok|okay|yeah|hey|actually|honestly|tbh)"
+    r"(?:[,:!]+\s*|\s+(?=(?:i|i'm|i've|my|we|our|so|well|anyway|btw|actually)\b)(?!my\s+(?:god|gosh|goodness)\b)))+"
+)
 _PRONOUN = re.compile(r"^(?i:(he|she|it))(?:'s|\s+(?:is|has|was))?\b")
 def _covered(sentence: str, facts: list[Candidate]) -> bool:
     """Whether the rules' facts stand for the sentence: they hold most of its content words,
@@ -189,7 +197,7 @@ def candidates(
             last = found[-1] if found else last
             if rules and _covered(sentence, rules):
                 continue
-            dated, day = absolute(_HEADLINE.sub("", sentence), today)
+            dated, day = absolute(_OPENER.sub("", _HEADLINE.sub("", sentence)) or sentence, today)
             said = _with_subject(dated, subject) if subject is not None and _PRONOUN.match(dated) else dated
             english = is_english(said)
             fact = third_person(said) if english else f'The user said: "{said.strip()}"'

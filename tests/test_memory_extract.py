@@ -10,7 +10,7 @@ import pytest
 
 from companion.memory import disclosure
 from companion.memory.dates import absolute
-from companion.memory.entities import mentions
+from companion.memory.entities import Mention, mentions
 from companion.memory.extract import candidates, extract_and_store_memories, model_candidates
 from companion.memory.grammar import third_person
 
@@ -74,8 +74,13 @@ def test_names_ending_in_s_keep_it_and_possessives_drop_only_theirs():
 ])
 def test_a_sentence_that_names_someone_of_the_users_life_is_kept(said, fact, embedder):
     """Who someone is ("my sister Maya") is worth keeping whatever the classifier makes of the
-    rest of the sentence (it gave the first of these 0.49, under its threshold)."""
+    rest of the sentence (it gave the first of these 0.49, under its threshold). Once that
+    someone is known, by their first name or in full, the classifier decides again."""
     assert [c.text for c in candidates(said, today=MONDAY, embedder=embedder)] == [fact]
+    if said.startswith("My sister Maya"):
+        for known in ("Maya", "Maya Lopez"):
+            maya = Mention("person", "sister", known, 0)
+            assert candidates(said, today=MONDAY, embedder=embedder, known=[maya]) == []
 
 
 @pytest.mark.parametrize("said, fact", [

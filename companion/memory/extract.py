@@ -166,7 +166,7 @@ def candidates(
     user asked to remember exactly this, so every sentence of it is kept (as a fact in their
     words if no rule covers it)."""
     names = {w.lower() for k in known if k.name for w in k.name.split()}
-    known_names = {k.name.lower() for k in known if k.name}
+    known_names = frozenset(names)  # words of the names known before this message
     out: dict[str, Candidate] = {}
     pending: list[tuple[str, Candidate]] = []  # sentence facts waiting for the classifier
     last: Mention | None = None
@@ -208,7 +208,7 @@ def candidates(
                           updates=change and not rules)
             # "My sister Maya is visiting next week": who someone in the user's life is, whatever
             # the classifier makes of the rest of the sentence
-            introduces = any(m.relation and m.name and m.name.lower() not in known_names for m in found)
+            introduces = any(m.relation and m.name and m.name.split()[0].lower() not in known_names for m in found)
             if forced or (attribute and subject is not None) or (english and (day is not None or introduces)):
                 out[c.text.lower()] = c
             elif english:

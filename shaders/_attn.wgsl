@@ -35,6 +35,24 @@ fn key_dot(kb: u32) -> f32 {
     let d4 = HD / 4u;
     var a = vec4<f32>(0.0);
     var d = 0u;
+    for (; d + 8u <= d4; d += 8u) {  // eight loads in flight, summed in the 4-wide loop's order
+        let k0 = vec4<f32>(kc[kb + d]);
+        let k1 = vec4<f32>(kc[kb + d + 1u]);
+        let k2 = vec4<f32>(kc[kb + d + 2u]);
+        let k3 = vec4<f32>(kc[kb + d + 3u]);
+        let k4 = vec4<f32>(kc[kb + d + 4u]);
+        let k5 = vec4<f32>(kc[kb + d + 5u]);
+        let k6 = vec4<f32>(kc[kb + d + 6u]);
+        let k7 = vec4<f32>(kc[kb + d + 7u]);
+        a.x += dot(qs[d], k0);
+        a.y += dot(qs[d + 1u], k1);
+        a.z += dot(qs[d + 2u], k2);
+        a.w += dot(qs[d + 3u], k3);
+        a.x += dot(qs[d + 4u], k4);
+        a.y += dot(qs[d + 5u], k5);
+        a.z += dot(qs[d + 6u], k6);
+        a.w += dot(qs[d + 7u], k7);
+    }
     for (; d + 4u <= d4; d += 4u) {
         a.x += dot(qs[d], vec4<f32>(kc[kb + d]));
         a.y += dot(qs[d + 1u], vec4<f32>(kc[kb + d + 1u]));

@@ -20,48 +20,69 @@ fn matvec_part(r0: u32, r1: u32, t: u32, inv: f32, lid: u32) -> vec3<f32> {
 // The share of lane `lane` of `lanes` invocations that split the row pair's units between them
 // (matvec_part: the whole workgroup; matvec_group: WG / PAIRS lanes).
 fn matvec_lanes(r0: u32, r1: u32, t: u32, inv: f32, lane: u32, lanes: u32) -> vec3<f32> {
+    let nu = (K / 32u) * qgroups();  // units per row
+    var acc = vec3<f32>(0.0);  // rows r0, r1, sum of x^2
+    for (var u = lane; u < nu; u += lanes) {
+        acc = unit_acc(acc, unit_load(r0, r1, u), u, t, inv);
+    }
+    return acc;
+}
+
+// The weights of unit u of rows r0 and r1 (quant groups, high bits, block scales), loaded apart
+// from the inner products so that a kernel can issue the loads before its input is ready
+// (matmul_attn.wgsl: during the flash merge).
+struct Unit {
+    u0: vec4<u32>,
+    u1: vec4<u32>,
+    h0: vec2<u32>,
+    h1: vec2<u32>,
+    s0: vec2<f32>,
+    s1: vec2<f32>,
+}
+
+fn unit_load(r0: u32, r1: u32, u: u32) -> Unit {
+    let ng = qgroups();
+    let b = u / ng;
+    let gi = u % ng;
+    return Unit(qload(r0, b, gi), qload(r1, b, gi), qhigh(r0, b), qhigh(r1, b), qscale(r0, b), qscale(r1, b));
+}
+
+// acc (rows r0, r1, sum of x^2) plus unit u's share with its loaded weights w: its dot products
+// taken in hf and summed in f32, scaled by the block's (d, m).
+fn unit_acc(acc_in: vec3<f32>, w: Unit, u: u32, t: u32, inv: f32) -> vec3<f32> {
     let ng = qgroups();
     let per = 8u / ng;  // element vec4s per unit
-    let nu = (K / 32u) * ng;  // units per row
+    let b = u / ng;
+    let gi = u % ng;
     let xo = t * (K / 4u);
     let one = hf4(1.0);
-    var acc = vec2<f32>(0.0);
-    var ss = 0.0;
-    for (var u = lane; u < nu; u += lanes) {
-        let b = u / ng;
-        let gi = u % ng;
-        let u0 = qload(r0, b, gi);
-        let u1 = qload(r1, b, gi);
-        let h0 = qhigh(r0, b);
-        let h1 = qhigh(r1, b);
-        var p = vec2<f32>(0.0);  // sum of q x, rows r0 and r1
-        var lp = vec2<f32>(0.0);  // qsplit: the first half's p
-        var xs = 0.0;  // sum of x (for the offset m)
-        for (var e = 0u; e < per; e++) {
-            if (qsplit() && e == 4u) {  // G = 1: e runs over the whole block
-                lp = p;
-                p = vec2<f32>(0.0);
-            }
-            let j = b * 8u + gi * per + e;
-            let xr = x[xo + j];
-            ss += dot(xr, xr);
-            let xv = hf4(xr * (in_scale(j) * inv));
-            p.x += f32(dot(qv(u0, h0, e), xv));
-            p.y += f32(dot(qv(u1, h1, e), xv));
-            if (qhas_m()) {
-                xs += f32(dot(xv, one));
-            }
+    var acc = acc_in.xy;
+    var ss = acc_in.z;
+    var p = vec2<f32>(0.0);  // sum of q x, rows r0 and r1
+    var lp = vec2<f32>(0.0);  // qsplit: the first half's p
+    var xs = 0.0;  // sum of x (for the offset m)
+    for (var e = 0u; e < per; e++) {
+        if (qsplit() && e == 4u) {  // G = 1: e runs over the whole block
+            lp = p;
+            p = vec2<f32>(0.0);
         }
-        let s0 = qscale(r0, b);
-        let s1 = qscale(r1, b);
-        if (qsplit()) {
-            acc += vec2<f32>(s0.x, s1.x) * lp + vec2<f32>(s0.y, s1.y) * p;
-        } else {
-            acc += vec2<f32>(s0.x, s1.x) * p;
-        }
+        let j = b * 8u + gi * per + e;
+        let xr = x[xo + j];
+        ss += dot(xr, xr);
+        let xv = hf4(xr * (in_scale(j) * inv));
+        p.x += f32(dot(qv(w.u0, w.h0, e), xv));
+        p.y += f32(dot(qv(w.u1, w.h1, e), xv));
         if (qhas_m()) {
-            acc += vec2<f32>(s0.y, s1.y) * xs;
+            xs += f32(dot(xv, one));
         }
+    }
+    if (qsplit()) {
+        acc += vec2<f32>(w.s0.x, w.s1.x) * lp + vec2<f32>(w.s0.y, w.s1.y) * p;
+    } else {
+        acc += vec2<f32>(w.s0.x, w.s1.x) * p;
+    }
+    if (qhas_m()) {
+        acc += vec2<f32>(w.s0.y, w.s1.y) * xs;
     }
     return vec3<f32>(acc, ss);
 }

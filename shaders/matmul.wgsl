@@ -39,14 +39,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         if (r >= half || t >= step.n_tokens) {
             return;
         }
+        // the residual read before the matvec, so its round trip overlaps the weights'
+        var yr = vec2<f32>(0.0);
+        if (ADD && lid == 0u) {
+            yr = vec2<f32>(y[t * M + r], y[t * M + min(r + half, M - 1u)]);
+        }
         let v = matvec_pair(r, min(r + half, M - 1u), t, 1.0, lid);
         if (lid != 0u) {
             return;
         }
-        r0 = r;
-        t0 = t;
-        nt = 1u;
-        acc = Acc(vec4<f32>(v.x), vec4<f32>(v.y));
+        y[t * M + r] = v.x + yr.x;
+        if (r + half < M) {
+            y[t * M + r + half] = v.y + yr.y;
+        }
+        return;
     } else {
         if (r0 >= half || t0 >= step.n_tokens) {
             return;

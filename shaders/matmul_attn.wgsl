@@ -4,7 +4,9 @@
 // first rebuilds the whole (NH * HD,) attention output in workgroup memory: per head,
 // m* = max_s m_s, w_s = exp(m_s - m*) / sum_s l_s exp(m_s - m*), att = sum_s w_s o_s (a few
 // thousand floats from L2, the same for every workgroup), then runs _matvec.wgsl's split-K
-// inner loop on it.
+// inner loop on it; where each invocation has at most one unit of the two rows (K / 32 * G <=
+// WG), it loads that unit's weights before the merge, so the weights' trip to memory and the
+// merge's overlap.
 //
 // binding  name  type                          shape
 // 0        step  uniform Step                  n_past (the token's position)
@@ -45,6 +47,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let r = wid.x;
     if (r >= half) {
         return;
+    }
+    let r1 = min(r + half, M - 1u);
+    // this invocation's unit of the two weight rows (one each: K / 32 * G <= WG), and the
+    // residual, loaded now so that their round trips overlap the merge's instead of following it
+    let nu = (K / 32u) * qgroups();
+    let early = nu <= WG;
+    var wu: Unit;
+    if (early) {
+        wu = unit_load(r, r1, min(lid, nu - 1u));
+    }
+    var y0 = 0.0;
+    var y1 = 0.0;
+    if (lid == 0u) {
+        y0 = y[r];
+        y1 = y[r1];
     }
     let d4 = HD / 4u;
     let sp = flash_span(step.n_past + 1u);
@@ -101,11 +118,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         x[i] = (a0 + a1) + (a2 + a3);
     }
     workgroupBarrier();
-    let v = matvec_pair(r, min(r + half, M - 1u), 0u, 1.0, lid);
+    var v: vec2<f32>;
+    if (early) {
+        var a = vec3<f32>(0.0);
+        if (lid < nu) {
+            a = unit_acc(a, wu, lid, 0u, 1.0);
+        }
+        v = wg_sum2(a.xy, lid);
+    } else {
+        v = matvec_pair(r, r1, 0u, 1.0, lid);
+    }
     if (lid == 0u) {
-        y[r] += v.x;
+        y[r] = y0 + v.x;
         if (r + half < M) {
-            y[r + half] += v.y;
+            y[r + half] = y1 + v.y;
         }
     }
 }

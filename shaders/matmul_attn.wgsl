@@ -102,6 +102,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var a2 = vec4<f32>(0.0);
         var a3 = vec4<f32>(0.0);
         var s = 0u;
+        for (; s + 8u <= u; s += 8u) {  // eight loads in flight, summed in the 4-wide loop's order
+            let p0 = part[pb + s * (d4 + 1u)];
+            let p1 = part[pb + (s + 1u) * (d4 + 1u)];
+            let p2 = part[pb + (s + 2u) * (d4 + 1u)];
+            let p3 = part[pb + (s + 3u) * (d4 + 1u)];
+            let p4 = part[pb + (s + 4u) * (d4 + 1u)];
+            let p5 = part[pb + (s + 5u) * (d4 + 1u)];
+            let p6 = part[pb + (s + 6u) * (d4 + 1u)];
+            let p7 = part[pb + (s + 7u) * (d4 + 1u)];
+            a0 += wts[wb + s] * p0;
+            a1 += wts[wb + s + 1u] * p1;
+            a2 += wts[wb + s + 2u] * p2;
+            a3 += wts[wb + s + 3u] * p3;
+            a0 += wts[wb + s + 4u] * p4;
+            a1 += wts[wb + s + 5u] * p5;
+            a2 += wts[wb + s + 6u] * p6;
+            a3 += wts[wb + s + 7u] * p7;
+        }
         for (; s + 4u <= u; s += 4u) {
             let p0 = part[pb + s * (d4 + 1u)];
             let p1 = part[pb + (s + 1u) * (d4 + 1u)];

@@ -132,6 +132,23 @@ def test_lower_case_names_after_a_relation_are_names_only_where_the_writer_never
     assert [(m.relation, m.name) for m in mentions("My brother works in Boston and loves it")] == [("brother", None)]
 
 
+@pytest.mark.parametrize("text,name", [
+    ("my cousin jonas just moved to berlin", "Jonas"),  # an adverb between the name and its verb
+    ("my roommate alex always leaves dishes everywhere", "Alex"),
+    ("my boss kevin never listens to me", "Kevin"),
+    ("my husband tom bought a boat lol", "Tom"),
+    ("my grandma rose passed away last year", "Rose"),
+    ("my neighbour fred can't stop mowing", "Fred"),
+    ("my brother just bought a car", None),  # the adverb or verb itself is no name
+    ("my husband left and never came back", None),
+    ("my mum went and bought a puppy", None),
+    ("my wife usually cooks on sundays", None),
+])
+def test_lower_case_names_before_an_adverb_or_a_common_verb(text, name):
+    (m,) = mentions(text)
+    assert m.name == name, (text, m)
+
+
 def test_a_change_of_something_of_the_users_replaces_only_a_fact_about_it(store):
     cid = store.ensure_character()
     extract_and_store_memories(store, cid, "I'm a paramedic with the ambulance service in Leeds, mostly on the night crew.",

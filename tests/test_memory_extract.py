@@ -88,10 +88,13 @@ def test_a_sentence_that_names_someone_of_the_users_life_is_kept(said, fact, emb
     ("ok so my dog Rex ate my homework", "The user's dog Rex ate the user's homework."),
     ("Oh my god, my sister Maya is visiting next week.", "The user's sister Maya is visiting next week."),
     ("So many people came to my party last week.", "So many people came to the user's party last week."),
+    ("my dog biscuit keeps eating my socks lol", "The user's dog Biscuit keeps eating the user's socks."),  # and the one it ends with
+    ("I love sushi :)", "The user loves sushi."),
 ])
 def test_a_fact_leaves_out_the_interjection_it_was_said_with(said, fact, embedder):
-    """"Ugh", "lol", "oh my god" never belong to the fact; "so" or "well" only where a comma
-    closes it or the user's own "I" / "my" follows ("So many people came" keeps it)."""
+    """"Ugh", "lol", "oh my god" never belong to the fact, at its start or its end; "so" or "well"
+    only where a comma closes it or the user's own "I" / "my" follows ("So many people came"
+    keeps it). A name written in lower case is stored as the name it was recognised as."""
     assert [c.text for c in candidates(said, today=MONDAY, embedder=embedder)] == [fact]
 
 
@@ -147,6 +150,12 @@ def test_lower_case_names_after_a_relation_are_names_only_where_the_writer_never
 def test_lower_case_names_before_an_adverb_or_a_common_verb(text, name):
     (m,) = mentions(text)
     assert m.name == name, (text, m)
+
+
+def test_a_lower_case_name_is_capitalised_where_it_stands_first_in_the_fact(embedder):
+    (c,) = candidates("my grandma rose passed away last year and i still think about her rose garden",
+                      today=MONDAY, embedder=embedder)
+    assert c.text == "The user's grandma Rose passed away last year and the user still thinks about her rose garden."
 
 
 def test_a_change_of_something_of_the_users_replaces_only_a_fact_about_it(store):

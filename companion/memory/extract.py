@@ -105,6 +105,8 @@ _OPENER = re.compile(
     r"|(?:so|oh|well|also|btw|anyway|ok|okay|yeah|hey|actually|honestly|tbh)"
     r"(?:[,:!]+\s*|\s+(?=(?:i|i'm|i've|my|we|our|so|well|anyway|btw|actually)\b)(?!my\s+(?:god|gosh|goodness)\b)))+"
 )
+# ...and the one it ends with ("my dog biscuit keeps eating my socks lol")
+_CLOSER = re.compile(r"(?i)[\s,]+(?:lol+|lmao|rofl|haha+|hehe+|xd|omg|ugh+|smh|tbh|:\)|:\(|:d)\s*(?=[.!?]*\s*$)")
 _PRONOUN = re.compile(r"^(?i:(he|she|it))(?:'s|\s+(?:is|has|was))?\b")
 def _covered(sentence: str, facts: list[Candidate]) -> bool:
     """Whether the rules' facts stand for the sentence: they hold most of its content words,
@@ -172,6 +174,7 @@ def candidates(
     last: Mention | None = None
     for raw in sentences(text):
         for sentence in _statement_clauses(_HEADLINE.sub("", raw)):
+            sentence = _CLOSER.sub("", sentence)
             found = mentions(sentence, known)
             names |= {w.lower() for m in found if m.name for w in m.name.split()}
             reason = None if forced else disclosure.gate(sentence, names)
@@ -201,6 +204,9 @@ def candidates(
             said = _with_subject(dated, subject) if subject is not None and _PRONOUN.match(dated) else dated
             english = is_english(said)
             fact = third_person(said) if english else f'The user said: "{said.strip()}"'
+            for m in found:  # a name written in lower case ("my cousin jonas just moved") as it is known,
+                for w in (m.name or "").split():  # where it stands first ("... her rose garden" stays)
+                    fact = re.sub(rf"\b{re.escape(w.lower())}\b", w, fact, count=1) if w[:1].isupper() else fact
             attribute = _attribute(sentence) if subject is not None and english else None
             c = Candidate(fact, _kind(sentence, day.isoformat() if day else None), entity=subject or (found[0] if found else None),
                           attribute=attribute, happens_on=day.isoformat() if day else None,

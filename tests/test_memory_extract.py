@@ -27,6 +27,14 @@ MONDAY = dt.date(2026, 3, 2)
     ("Rent is due on the 1st.", "Rent is due on Wednesday 1 April 2026.", "2026-04-01"),
     ("Her birthday is on the 3rd of May.", "Her birthday is on the 3rd of May.", "2026-05-03"),
     ("C'est le 12 février.", "C'est le 12 février.", "2027-02-12"),
+    # told in the past tense, a weekday is the one before (MONDAY is Monday 2 March 2026)
+    ("I turned 30 on Saturday.", "I turned 30 on Saturday 28 February 2026.", "2026-02-28"),
+    ("on sunday we went hiking", "on Sunday 1 March 2026 we went hiking", "2026-03-01"),
+    ("I met him last Monday.", "I met him on Monday 23 February 2026.", "2026-02-23"),
+    ("Got my theory test on Thursday, so nervous.", "Got my theory test on Thursday 5 March 2026, so nervous.", "2026-03-05"),
+    ("I hiked on Sunday, and on Saturday I will relax.", "I hiked on Sunday 1 March 2026, and on Saturday 7 March 2026 I will relax.",
+     "2026-03-01"),
+    ("I'm so excited about Saturday!", "I'm so excited about Saturday 7 March 2026!", "2026-03-07"),  # no "on" after "about"
 ])
 def test_relative_dates_are_resolved_against_the_day_they_were_said(said, written, day):
     text, date = absolute(said, MONDAY)
@@ -150,6 +158,20 @@ def test_lower_case_names_after_a_relation_are_names_only_where_the_writer_never
 def test_lower_case_names_before_an_adverb_or_a_common_verb(text, name):
     (m,) = mentions(text)
     assert m.name == name, (text, m)
+
+
+@pytest.mark.parametrize("said, fact", [
+    ("been learning spanish on duolingo for 200 days straight!", "The user has been learning spanish on duolingo for 200 days straight!"),
+    ("finally passed my driving test!!", "The user finally passed the user's driving test!!"),
+    ("our son Leo starts kindergarten next month", "The user's son Leo starts kindergarten next month."),  # "son" is no French word here
+])
+def test_chat_that_leaves_its_i_out_is_still_about_the_user(said, fact, embedder):
+    assert [c.text for c in candidates(said, today=MONDAY, embedder=embedder)] == [fact]
+
+
+@pytest.mark.parametrize("said", ["Got it, thanks.", "Been there, done that.", "Just saying."])
+def test_chat_fillers_without_an_i_are_no_facts(said, embedder):
+    assert candidates(said, today=MONDAY, embedder=embedder) == []
 
 
 def test_a_lower_case_name_is_capitalised_where_it_stands_first_in_the_fact(embedder):

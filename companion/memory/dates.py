@@ -3,7 +3,9 @@
 "tomorrow", "in two weeks", "next Friday", "on the 21st" mean nothing a month later, so a
 fact keeps the calendar date instead: "on Thursday 26 February 2026". Rules (said on day D):
 "this <weekday>" is the next such day from D on; "<weekday>" / "on <weekday>" the next such
-day after D; "next <weekday>" that day in the week after D's (weeks start on Monday);
+day after D, or the last one before D where the clause is told in the past tense ("I turned 30
+on Saturday"); "last <weekday>" the last such day before D; "next <weekday>" that day in the
+week after D's (weeks start on Monday);
 "the 21st" the next 21st from D on. A day and month without a year ("14 June", "le 3 avril")
 is kept as said (a birthday recurs) and dated to its next occurrence.
 """
@@ -46,6 +48,7 @@ _PATTERNS: list[tuple[str, str]] = [
     (r"\b(?:today|tonight|this\s+(?:morning|afternoon|evening))\b", "today"),
     (rf"\bin\s+({_COUNT})\s+(days?|weeks?|fortnights?|months?)(?:'?\s*time)?\b", "in"),
     (r"\bin\s+a\s+fortnight\b", "fortnight"),
+    (rf"\b(?:on\s+)?last\s+({_WD})\b", "last_weekday"),
     (rf"\b(?:on\s+)?next\s+({_WD})\b", "next_weekday"),
     (rf"\b(?:on\s+)?this\s+(?:coming\s+)?({_WD})\b", "this_weekday"),
     (rf"\b(?:on\s+)?(?:the\s+)?coming\s+({_WD})\b", "this_weekday"),
@@ -63,6 +66,17 @@ _RECURRING_AFTER = re.compile(
     rf"(?i)\s*(?:s\b|\s+(?:mornings|afternoons|evenings|nights)\b|\s+of\s+(?:the|each|every)\s+month|"
     rf"\s*(?:to|till|until|through|-|–)\s+(?:{_WD}))")
 _HABIT = re.compile(r"(?i)\b(?:usually|normally|always|every|each|generally|typically)\b")
+# a weekday told in the past tense ("I turned 30 on Saturday", "on sunday we went hiking") is the
+# one before the day it was said, not the one after: a past verb in its clause and no future one
+# ("got my theory test on thursday, so nervous" is still to come)
+_PAST = re.compile(
+    r"(?i)\b(?:was|were|had|did|went|got\s+(?:promoted|married|engaged|fired|hired|back|home|sick|dumped|accepted|rejected)|turned|met|saw|bought|moved|started|finished|passed|ran|came|left|took|"
+    r"made|told|said|spent|visited|celebrated|adopted|graduated|lost|won|broke|fell|died|married|watched|played|"
+    r"cooked|tried|hiked|called|texted|ate|drank|slept|wrote|read\s+(?:it|a|the)|flew|drove|rode|"
+    r"(?:i|we|he|she|they|you)\s+(?:\w+\s+)?\w+ed)\b")
+_FUTURE = re.compile(r"(?i)\b(?:will|'ll|going\s+to|gonna|plan|planning|hope|want|wanna|can't\s+wait|looking\s+forward|"
+                     r"excited|nervous|worried|dreading|scared|booked|is|are|am|'m|'re)\b")
+_PREPOSITION_BEFORE = re.compile(r"(?i)\b(?:about|for|until|till|before|after|by|since|from|to|of|than|like)\s+$")
 
 
 @dataclass
@@ -92,6 +106,11 @@ def _next_weekday(today: dt.date, weekday: int, *, include_today: bool) -> dt.da
     if ahead == 0 and not include_today:
         ahead = 7
     return today + dt.timedelta(days=ahead)
+
+
+def _last_weekday(today: dt.date, weekday: int) -> dt.date:
+    """The latest such day before today ("last Saturday" said on a Saturday: a week ago)."""
+    return today - dt.timedelta(days=(today.weekday() - weekday) % 7 or 7)
 
 
 def _add_months(day: dt.date, months: int) -> dt.date:
@@ -137,6 +156,8 @@ def _resolve(m: re.Match[str], kind: str, today: dt.date) -> tuple[dt.date | Non
         return _next_weekday(today, WEEKDAYS.index(g[0]), include_today=True), True
     if kind == "weekday":
         return _next_weekday(today, WEEKDAYS.index(g[0]), include_today=False), True
+    if kind == "last_weekday":
+        return _last_weekday(today, WEEKDAYS.index(g[0])), True
     if kind == "next_weekday":
         monday_next = today + dt.timedelta(days=7 - today.weekday())
         return monday_next + dt.timedelta(days=WEEKDAYS.index(g[0])), True
@@ -170,6 +191,10 @@ def find_dates(text: str, today: dt.date) -> list[DateMention]:
             day, relative = _resolve(m, kind, today)
             if day is None:
                 continue
+            clause = (re.split(r"[.;!?]|,\s+(?:but|and|so)\b", text[:m.start()])[-1] + " "
+                      + re.split(r"[.;!?]|,\s+(?:but|and|so)\b", text[m.end():])[0])  # the date's clause
+            if kind == "weekday" and _PAST.search(clause) and not _FUTURE.search(clause):
+                day = _last_weekday(today, day.weekday())
             found.append(DateMention(m.start(), m.end(), m.group(0), day, relative))
             spans.take(m)
     return sorted(found, key=lambda d: d.start)
@@ -182,7 +207,8 @@ def absolute(text: str, today: dt.date) -> tuple[str, dt.date | None]:
     out, pos = [], 0
     for d in mentions:
         out.append(text[pos:d.start])
-        out.append(f"on {describe(d.date)}" if d.relative else d.text)
+        on = "" if _PREPOSITION_BEFORE.search(text[:d.start]) and not d.text.lower().startswith("on ") else "on "
+        out.append(f"{on}{describe(d.date)}" if d.relative else d.text)
         pos = d.end
     out.append(text[pos:])
     return "".join(out), (mentions[0].date if mentions else None)

@@ -105,6 +105,12 @@ _OPENER = re.compile(
     r"|(?:so|oh|well|also|btw|anyway|ok|okay|yeah|hey|actually|honestly|tbh)"
     r"(?:[,:!]+\s*|\s+(?=(?:i|i'm|i've|my|we|our|so|well|anyway|btw|actually)\b)(?!my\s+(?:god|gosh|goodness)\b)))+"
 )
+# a statement that leaves its "I" out, as chat does ("been learning spanish for 200 days",
+# "just got back from japan", "finally passed my driving test"): the verbs it starts with
+_IMPLICIT_I = re.compile(
+    r"(?i)^(?:(been)|(?:just|finally|recently|also|still|literally|actually)\s+(?=[a-z]+(?:ed|ought|ot|ent|an|on|ew|ade|ound|ost|et)\b)"
+    r"|(?:got|started|finished|moved|bought|booked|passed|failed|quit|joined|adopted|visited|turned|"
+    r"signed\s+up|graduated|landed|ran|met)\b)")
 # ...and the one it ends with ("my dog biscuit keeps eating my socks lol")
 _CLOSER = re.compile(r"(?i)[\s,]+(?:lol+|lmao|rofl|haha+|hehe+|xd|omg|ugh+|smh|tbh|:\)|:\(|:d)\s*(?=[.!?]*\s*$)")
 _PRONOUN = re.compile(r"^(?i:(he|she|it))(?:'s|\s+(?:is|has|was))?\b")
@@ -175,6 +181,8 @@ def candidates(
     for raw in sentences(text):
         for sentence in _statement_clauses(_HEADLINE.sub("", raw)):
             sentence = _CLOSER.sub("", sentence)
+            if _IMPLICIT_I.match(sentence):
+                sentence = ("I've " if sentence[:4].lower() == "been" else "I ") + sentence[0].lower() + sentence[1:]
             found = mentions(sentence, known)
             names |= {w.lower() for m in found if m.name for w in m.name.split()}
             reason = None if forced else disclosure.gate(sentence, names)

@@ -26,11 +26,13 @@ _PAST = {"went", "got", "made", "took", "saw", "ran", "came", "met", "bought", "
          "told", "wrote", "became", "chose", "fell", "felt", "forgot", "heard", "kept", "led", "paid",
          "quit", "sat", "sent", "slept", "stood", "swam", "taught", "threw", "understood", "woke", "wore",
          "put", "set", "cut", "hurt", "let", "shut", "moved", "did", "had", "was", "said", "fed", "hit"}
-_FOREIGN = frozenset(  # function words of French, Spanish and German that English lacks
-    "le la les est et je tu il elle nous vous ils elles une des du au aux que qui mon ma mes ton ta son sa "
-    "ses ce cette pas avec pour sur dans chez très el los las es y mi mis tu su sus con por para del una "
-    "muy pero que está estoy soy der die das und ist ich du er sie wir ihr mein meine nicht mit für auf "
-    "ein eine einen dem den des bin hat sehr aber auch".split())
+_FOREIGN = frozenset(  # function words of French, Spanish and German that English lacks (not "son",
+    # "ma", "hat", "bin", "die", "den", "ton", "con", "er", "pas", "sus": English words too, and
+    # "our son Leo starts kindergarten" read as French)
+    "le la les est et je tu il elle nous vous ils elles une des du au aux que qui mon mes ta sa "
+    "ses ce cette avec pour sur dans chez très el los las es y mi mis tu su por para del una "
+    "muy pero que está estoy soy der das und ist ich du sie wir ihr mein meine nicht mit für auf "
+    "ein eine einen dem sehr aber auch".split())
 
 
 def is_english(text: str) -> bool:

@@ -98,6 +98,7 @@ def test_a_sentence_that_names_someone_of_the_users_life_is_kept(said, fact, emb
     ("So many people came to my party last week.", "So many people came to the user's party last week."),
     ("my dog biscuit keeps eating my socks lol", "The user's dog Biscuit keeps eating the user's socks."),  # and the one it ends with
     ("I love sushi :)", "The user loves sushi."),
+    ("FYI my sister Ana is visiting next week", "The user's sister Ana is visiting next week."),
 ])
 def test_a_fact_leaves_out_the_interjection_it_was_said_with(said, fact, embedder):
     """"Ugh", "lol", "oh my god" never belong to the fact, at its start or its end; "so" or "well"

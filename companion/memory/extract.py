@@ -102,7 +102,7 @@ _HEADLINE = re.compile(r"^[^:,.!?]{1,24}:\s+(?=\S)")  # "Big news: …", "Quick 
 _OPENER = re.compile(
     r"(?i)^(?:(?:ugh+|lol|lmao|omg|oh\s+my\s+(?:god|gosh|goodness)|haha+|hah|hmm+|um+|uh+|wow|yay|oof|meh|sigh)"
     r"[,:!.]*\s+"
-    r"|(?:so|oh|well|also|btw|anyway|ok|okay|yeah|hey|actually|honestly|tbh)"
+    r"|(?:so|oh|well|also|btw|fyi|anyway|ok|okay|yeah|hey|actually|honestly|tbh|just\s+so\s+you\s+know)"
     r"(?:[,:!]+\s*|\s+(?=(?:i|i'm|i've|my|we|our|so|well|anyway|btw|actually)\b)(?!my\s+(?:god|gosh|goodness)\b)))+"
 )
 # a statement that leaves its "I" out, as chat does ("been learning spanish for 200 days",

@@ -165,6 +165,9 @@ def test_lower_case_names_before_an_adverb_or_a_common_verb(text, name):
     ("been learning spanish on duolingo for 200 days straight!", "The user has been learning spanish on duolingo for 200 days straight!"),
     ("finally passed my driving test!!", "The user finally passed the user's driving test!!"),
     ("our son Leo starts kindergarten next month", "The user's son Leo starts kindergarten next month."),  # "son" is no French word here
+    ("im a huge fan of studio ghibli films", "The user is a big fan of studio ghibli films."),  # "im", "ive": I without the apostrophe
+    ("ive been vegan since 2019", "The user has been vegan since 2019."),
+    ("ngl my job at the bakery is wearing me down", "The user's job at the bakery is wearing the user down."),
 ])
 def test_chat_that_leaves_its_i_out_is_still_about_the_user(said, fact, embedder):
     assert [c.text for c in candidates(said, today=MONDAY, embedder=embedder)] == [fact]

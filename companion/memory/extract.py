@@ -102,7 +102,7 @@ _HEADLINE = re.compile(r"^[^:,.!?]{1,24}:\s+(?=\S)")  # "Big news: …", "Quick 
 _OPENER = re.compile(
     r"(?i)^(?:(?:ugh+|lol|lmao|omg|oh\s+my\s+(?:god|gosh|goodness)|haha+|hah|hmm+|um+|uh+|wow|yay|oof|meh|sigh)"
     r"[,:!.]*\s+"
-    r"|(?:so|oh|well|also|btw|fyi|anyway|ok|okay|yeah|hey|actually|honestly|tbh|just\s+so\s+you\s+know)"
+    r"|(?:so|oh|well|also|btw|fyi|ngl|imo|anyway|ok|okay|yeah|hey|actually|honestly|tbh|just\s+so\s+you\s+know)"
     r"(?:[,:!]+\s*|\s+(?=(?:i|i'm|i've|my|we|our|so|well|anyway|btw|actually)\b)(?!my\s+(?:god|gosh|goodness)\b)))+"
 )
 # a statement that leaves its "I" out, as chat does ("been learning spanish for 200 days",
@@ -111,6 +111,9 @@ _IMPLICIT_I = re.compile(
     r"(?i)^(?:(been)|(?:just|finally|recently|also|still|literally|actually)\s+(?=[a-z]+(?:ed|ought|ot|ent|an|on|ew|ade|ound|ost|et)\b)"
     r"|(?:got|started|finished|moved|bought|booked|passed|failed|quit|joined|adopted|visited|turned|"
     r"signed\s+up|graduated|landed|ran|met)\b)")
+# "im a huge fan of ghibli", "ive been vegan since 2019": the user's I without its apostrophe
+_APOSTROPHES = {"im": "I'm", "ive": "I've", "i'm": "I'm", "i've": "I've"}
+_APOSTROPHE_LESS = re.compile(r"(?i)(?<![\w'])(?:im|ive)(?![\w'])")
 # ...and the one it ends with ("my dog biscuit keeps eating my socks lol")
 _CLOSER = re.compile(r"(?i)[\s,]+(?:lol+|lmao|rofl|haha+|hehe+|xd|omg|ugh+|smh|tbh|:\)|:\(|:d)\s*(?=[.!?]*\s*$)")
 _PRONOUN = re.compile(r"^(?i:(he|she|it))(?:'s|\s+(?:is|has|was))?\b")
@@ -180,7 +183,8 @@ def candidates(
     last: Mention | None = None
     for raw in sentences(text):
         for sentence in _statement_clauses(_HEADLINE.sub("", raw)):
-            sentence = _CLOSER.sub("", sentence)
+            sentence = _APOSTROPHE_LESS.sub(lambda m: _APOSTROPHES[m.group(0).lower()], _CLOSER.sub("", sentence))
+            sentence = _OPENER.sub("", sentence) or sentence  # "ngl my job...": the classifier reads the statement
             if _IMPLICIT_I.match(sentence):
                 sentence = ("I've " if sentence[:4].lower() == "been" else "I ") + sentence[0].lower() + sentence[1:]
             found = mentions(sentence, known)

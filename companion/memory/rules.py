@@ -107,6 +107,12 @@ def sentence_rules(sentence: str, today: str) -> list[Candidate]:
             if verb in ("love", "adore"):
                 text = f"The user loves {obj3}."
             out.append(Candidate(text, "preference", f"user.likes.{_slug(obj)}"))
+    for m in re.finditer(r"(?i:\b(?:i'm|i am|im)\s+(?:a\s+|an\s+)?(?:(?:huge|big|massive|great|real|total|die-hard|long-time)\s+)?"
+                         r"(fan|lover)\s+of\s+)" + _CLAUSE, s):  # "I'm a huge fan of Studio Ghibli films"
+        obj = _clean(m.group(2))
+        if obj.split() and obj.split()[0].lower() not in _VAGUE:
+            text = f"The user is a big fan of {_third_person(obj)}." if m.group(1).lower() == "fan" else f"The user loves {_third_person(obj)}."
+            out.append(Candidate(text, "preference", f"user.likes.{_slug(obj)}"))
     if (m := find(r"(?i:\b(?:i'm|i am|im)\s+(?:going|planning)\s+to|\bi\s+plan\s+to|\bi'm\s+gonna|\bi\s+will|\bi'll)\s+"
                   + _CLAUSE)) and not re.match(r"(?i)call\s+you\b", m.group(1)):
         what = _clean(m.group(1))

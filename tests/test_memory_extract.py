@@ -291,3 +291,33 @@ def test_the_data_ships_inside_the_package():
 
     for path in (disclosure.MODEL_FILE, disclosure.TRAIN_FILE, evaluation.EVAL_FILE):
         assert path.is_file() and path.parent.parts[-2:] == ("data", "memory")  # companion/data/** ships
+
+
+@pytest.mark.parametrize("before, after, kept", [
+    ("I'm vegetarian", "I'm not vegetarian anymore", "The user is not vegetarian anymore."),  # pinned, and its own negation
+    ("I'm allergic to peanuts", "I'm not allergic to peanuts anymore", "The user is not allergic to peanuts anymore."),
+    ("I don't drink coffee", "I drink coffee every morning now", "The user drinks coffee every morning now."),
+    ("I'm 29", "I just turned 30!", f"The user is 30 years old (as of {MONDAY.isoformat()})."),
+])
+def test_a_fact_the_user_says_no_longer_holds_is_replaced_not_kept_beside_it(store, before, after, kept):
+    """A negation sits close to what it negates in embedding space, so it was taken for the
+    same fact (and pinned diet facts could not be replaced at all)."""
+    cid = store.ensure_character()
+    extract_and_store_memories(store, cid, before, today=MONDAY - dt.timedelta(days=7))
+    extract_and_store_memories(store, cid, after, today=MONDAY)
+    assert [m["text"] for m in store.memories(cid)] == [kept]
+
+
+def test_a_pinned_fact_stays_beside_a_negation_about_something_else(store):
+    cid = store.ensure_character()
+    extract_and_store_memories(store, cid, "I'm allergic to peanuts", today=MONDAY)
+    extract_and_store_memories(store, cid, "I'm not a big fan of peanut butter cookies", today=MONDAY)
+    assert "The user is allergic to peanuts." in [m["text"] for m in store.memories(cid)]
+
+
+@pytest.mark.parametrize("said, fact", [
+    ("I no longer eat meat", "The user no longer eats meat."),  # was "The user noes longer eat meat."
+    ("I hardly ever drink", "The user hardly ever drinks."),
+])
+def test_adverbs_between_i_and_the_verb(said, fact):
+    assert third_person(said) == fact

@@ -321,6 +321,8 @@ def remember(
                 continue
         else:
             dup = _nearest(store, character_id, c.text, DUPLICATE_COSINE)
+            if dup is not None and _negated(dup[1]) != _negated(c.text):
+                dup = None  # "not vegetarian anymore" is close to "vegetarian" in meaning space, and its opposite
             if dup is not None:
                 changes.append(Change("keep", dup[0], dup[1]))
                 continue
@@ -339,6 +341,14 @@ def remember(
                                happens_on=c.happens_on, origin=c.origin)
         changes.append(Change("add", mid, c.text))
     return changes
+
+
+_NEGATION = re.compile(r"(?i)\b(?:not|no\s+longer|never|any\s*more|n't|stopped|quit|gave\s+up|given\s+up)\b|n't\b")
+
+
+def _negated(text: str) -> bool:
+    """Whether a fact says something no longer or never holds."""
+    return bool(_NEGATION.search(text))
 
 
 def _similarities(store: Store, character_id: int, text: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -377,7 +387,8 @@ def _replaced(
     *, same_attribute: bool = False,
 ) -> int | None:
     """The stored fact a change replaces (see UPDATE_COSINE), said before this message. Pinned
-    facts are only replaced through their slot. same_attribute: a change of something of the
+    facts are only replaced through their slot, or by their own negation ("I'm not vegetarian
+    anymore"). same_attribute: a change of something of the
     user's ("The user's job is ...") replaces only a fact that names it (_POSSESSED)."""
     sims = _similarities(store, character_id, text)
     if sims is None:
@@ -392,8 +403,10 @@ def _replaced(
     best, best_cos = None, 0.0
     for i, c in zip(ids.tolist(), cos.tolist(), strict=True):
         row = rows.get(int(i))
-        if row is None or row["pinned"] or (source_message_id is not None and row["source_message_id"] == source_message_id):
+        if row is None or (source_message_id is not None and row["source_message_id"] == source_message_id):
             continue
+        if row["pinned"] and not (_negated(text) != _negated(row["text"]) and words & content_words(row["text"])):
+            continue  # a pinned fact ("vegetarian", an allergy) goes only when the user says it no longer holds
         if row["entity_id"] != entity_id and not _names_entity(text, entities.get(row["entity_id"] or -1)):
             continue  # about someone else: "I'm actually 34, had my birthday" is not Aoife's birthday
         if attribute is not None and attribute not in content_words(row["text"]):

@@ -13,7 +13,8 @@ import re
 _ADVERBS = (
     "really|also|just|still|usually|always|never|often|sometimes|finally|now|only|actually|honestly|"
     "absolutely|totally|mostly|rarely|definitely|already|currently|secretly|literally|generally|normally|"
-    "truly|even|probably|basically|mainly|recently|genuinely|kind of|sort of|do not|don't"
+    "truly|even|probably|basically|mainly|recently|genuinely|kind of|sort of|no longer|hardly|barely|ever|"
+    "do not|don't"
 )
 _MODALS = {"can", "could", "will", "would", "should", "must", "might", "may", "shall", "can't", "cannot",
            "won't", "wouldn't", "shouldn't", "couldn't", "mustn't", "was", "wasn't", "did", "didn't",

@@ -78,7 +78,8 @@ def sentence_rules(sentence: str, today: str) -> list[Candidate]:
     if m := find(_I + r"(?i:\s+work\s+(?:at|for))\s+" + _PLACE):
         out.append(Candidate(f"The user works at {m.group(1).rstrip('.')}.", "fact", "user.workplace"))
     if m := find(_IM + r"\s+(\d{1,3})(?i:\s+years?\s+old|\s+yo)\b") or find(
-            _IM + r"(?i:\s+(?:actually|now|only|just))?\s+(\d{1,2})(?=\s*(?:$|[.,!;]|\s+(?:now|lol|haha|btw)\b))"):
+            _IM + r"(?i:\s+(?:actually|now|only|just))?\s+(\d{1,2})(?=\s*(?:$|[.,!;]|\s+(?:now|lol|haha|btw)\b))") or find(
+            _I + r"(?i:\s+(?:just|finally|officially))?(?i:\s+turned)\s+(\d{1,3})\b(?!\s*(?:%|percent|degrees|minutes|hours|km|miles|pages))"):
         out.append(Candidate(f"The user is {m.group(1)} years old (as of {today}).", "fact", "user.age"))
     if m := find(r"(?i:\bmy birthday is\s+(?:on\s+)?)([\w ,]{3,30}?)(?=$|[.!?;])"):
         out.append(Candidate(f"The user's birthday is {m.group(1).strip()}.", "fact", "user.birthday"))

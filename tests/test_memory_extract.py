@@ -321,3 +321,13 @@ def test_a_pinned_fact_stays_beside_a_negation_about_something_else(store):
 ])
 def test_adverbs_between_i_and_the_verb(said, fact):
     assert third_person(said) == fact
+
+
+@pytest.mark.parametrize("said, fact", [
+    ("Emma and I broke up last week", "Emma and the user broke up last week."),
+    ("my partner and I got engaged!!", "The user's partner and the user got engaged!!"),
+    ("we just got married in june", "The user and their partner just got married in june."),  # not "their family"
+])
+def test_a_change_in_who_someone_is_to_the_user_is_kept(said, fact, embedder):
+    """Break-ups, engagements and weddings as people say them (the classifier passed these by)."""
+    assert [(c.text, c.kind) for c in candidates(said, today=MONDAY, embedder=embedder)] == [(fact, "relationship")]

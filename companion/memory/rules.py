@@ -114,6 +114,17 @@ def sentence_rules(sentence: str, today: str) -> list[Candidate]:
         if obj.split() and obj.split()[0].lower() not in _VAGUE:
             text = f"The user is a big fan of {_third_person(obj)}." if m.group(1).lower() == "fan" else f"The user loves {_third_person(obj)}."
             out.append(Candidate(text, "preference", f"user.likes.{_slug(obj)}"))
+    # "Emma and I broke up last week", "my partner and I got engaged!": a change in who someone is
+    # to the user, said the way people say it (the classifier passes these by)
+    if m := find(r"(?i:\b(?:((?:my\s+)?[\w'-]+(?:\s+[\w'-]+)?)\s+and\s+(?:i|me)|we)\s+(?:just\s+|finally\s+|recently\s+|officially\s+)?"
+                 r"(broke\s+up|split\s+up|separated|got\s+divorced|divorced|got\s+engaged|got\s+married|got\s+back\s+together|"
+                 r"moved\s+in\s+together)\b)"):
+        from companion.memory.grammar import third_person
+
+        said = s[m.start():]
+        if not m.group(1):  # "we got married": the user and their partner, not their family
+            said = re.sub(r"(?i)^we\b", "the user and their partner", said)
+        out.append(Candidate(third_person(said), "relationship"))
     if (m := find(r"(?i:\b(?:i'm|i am|im)\s+(?:going|planning)\s+to|\bi\s+plan\s+to|\bi'm\s+gonna|\bi\s+will|\bi'll)\s+"
                   + _CLAUSE)) and not re.match(r"(?i)call\s+you\b", m.group(1)):
         what = _clean(m.group(1))

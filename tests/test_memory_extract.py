@@ -331,3 +331,12 @@ def test_adverbs_between_i_and_the_verb(said, fact):
 def test_a_change_in_who_someone_is_to_the_user_is_kept(said, fact, embedder):
     """Break-ups, engagements and weddings as people say them (the classifier passed these by)."""
     assert [(c.text, c.kind) for c in candidates(said, today=MONDAY, embedder=embedder)] == [(fact, "relationship")]
+
+
+def test_a_rule_fact_does_not_swallow_someone_the_sentence_names(embedder):
+    """'I live in Bristol with my partner Sam': the location rule covers the words but leaves the
+    partner out, so the sentence is kept as well ("who do I live with?" had nothing to find)."""
+    got = [c.text for c in candidates("I live in Bristol with my partner Sam", today=MONDAY, embedder=embedder)]
+    assert got == ["The user lives in Bristol.", "The user lives in Bristol with the user's partner Sam."]
+    assert [c.text for c in candidates("My sister is called Ines", today=MONDAY, embedder=embedder)] == [
+        "The user's sister is called Ines."]  # named in the rule's own fact: one fact

@@ -210,8 +210,9 @@ def candidates(
                 c.updates = change
                 out[c.slot or c.text.lower()] = c
             last = found[-1] if found else last
-            if rules and _covered(sentence, rules):
-                continue
+            ruled = " ".join(c.text for c in rules)
+            if rules and _covered(sentence, rules) and all(m.name.split()[0] in ruled for m in found if m.relation and m.name):
+                continue  # (not when the sentence names someone the rules' facts leave out: "... with my partner Sam")
             dated, day = absolute(_OPENER.sub("", _HEADLINE.sub("", sentence)) or sentence, today)
             said = _with_subject(dated, subject) if subject is not None and _PRONOUN.match(dated) else dated
             english = is_english(said)

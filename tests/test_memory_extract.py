@@ -340,3 +340,16 @@ def test_a_rule_fact_does_not_swallow_someone_the_sentence_names(embedder):
     assert got == ["The user lives in Bristol.", "The user lives in Bristol with the user's partner Sam."]
     assert [c.text for c in candidates("My sister is called Ines", today=MONDAY, embedder=embedder)] == [
         "The user's sister is called Ines."]  # named in the rule's own fact: one fact
+
+
+@pytest.mark.parametrize("said, facts", [
+    ("My brother lives in Paris. He's a chef.", ["The user's brother lives in Paris.", "The user's brother is a chef."]),
+    ("I have a cat. She's called Luna.", ["The user's cat is called Luna.", "The user has a cat."]),
+    ("My brother lives in Paris. He thinks the weather is nice.", ["The user's brother lives in Paris."]),
+    ("My sister Ana is visiting. Back on Monday.", ["The user's sister Ana is visiting, back on Monday 9 March 2026."]),
+])
+def test_the_next_sentence_about_the_same_person_is_theirs(said, facts, embedder):
+    """'He's a chef.' after the brother was gated out as being about no one; a pet the user
+    has ('I have a cat') is someone a 'she' can be; a fragment ('Back on Monday.') finishes the
+    fact before it; an opinion of the brother's is still none of the user's facts."""
+    assert sorted(c.text for c in candidates(said, today=MONDAY, embedder=embedder)) == sorted(facts)

@@ -85,6 +85,8 @@ _PATTERNS = [
     (re.compile(rf"(?i:\b(?:a|an|the|my|our)\s+({_ADJ}(?:{PETS})))\b[^.]*?(?i:\b(?:named|called)(?:\s+(?:him|her|it))?)\s+{_NAME}"), "rel_name"),
     # my brother declan is ... (written all in lower case: see _lowercase_names)
     (re.compile(rf"(?i:\b(?:my|our)\s+({_ADJ}{_REL}))\s+([a-z][a-z'-]+)(?=,|\s+{_LOWER_NAME_NEXT}\b)"), "rel_lower_name"),
+    # I have a cat / we've got a new puppy / I adopted a rescue greyhound (no name yet: "She's called Luna" may follow)
+    (re.compile(rf"(?i:\b(?:i|we)(?:\s+have|'ve\s+got|\s+have\s+got|\s+got|\s+adopted|\s+just\s+got|\s+just\s+adopted)\s+(?:an?|two|three)\s+(?:new\s+)?({_ADJ}(?:{PETS})))\b"), "rel"),
     # my sister / our dog (no name)
     (re.compile(rf"(?i:\b(?:my|our)\s+({_ADJ}{_REL}))\b"), "rel"),
     # Grandma turned 92 / uncle Bernard keeps sheep / Mum's birthday

@@ -114,6 +114,9 @@ _IMPLICIT_I = re.compile(
 # "im a huge fan of ghibli", "ive been vegan since 2019": the user's I without its apostrophe
 _APOSTROPHES = {"im": "I'm", "ive": "I've", "i'm": "I'm", "i've": "I've"}
 _APOSTROPHE_LESS = re.compile(r"(?i)(?<![\w'])(?:im|ive)(?![\w'])")
+# a fragment that finishes the fact before it ("Due in November.", "Back on Monday.")
+_FRAGMENT = re.compile(r"(?i)^(?:due|born|expected|starting|back|home|arriving|landing|leaving|done|finished|ready)\s+"
+                       r"(?:in|on|at|by|from|around|about|next|this|last|tomorrow|today|the|\d)")
 # ...and the one it ends with ("my dog biscuit keeps eating my socks lol")
 _CLOSER = re.compile(r"(?i)[\s,]+(?:lol+|lmao|rofl|haha+|hehe+|xd|omg|ugh+|smh|tbh|:\)|:\(|:d)\s*(?=[.!?]*\s*$)")
 _PRONOUN = re.compile(r"^(?i:(he|she|it))(?:'s|\s+(?:is|has|was))?\b")
@@ -135,8 +138,9 @@ def _kind(sentence: str, happens_on: str | None) -> str:
     return "fact"
 
 
-def _with_subject(sentence: str, who: Mention) -> str:
-    """"She keeps bees." about the user's sister Oriane -> "the user's sister Oriane keeps bees."."""
+def _with_subject(sentence: str, who: Mention, ref: str | None = None) -> str:
+    """"She keeps bees." about the user's sister Oriane -> "the user's sister Oriane keeps bees."
+    (ref: another way to name who, e.g. "my sister" for the classifier, which reads first person)."""
     m = _PRONOUN.match(sentence)
     if m is None:
         return sentence
@@ -144,10 +148,13 @@ def _with_subject(sentence: str, who: Mention) -> str:
     verb = ""
     if m.group(0).lower().endswith("'s"):
         nxt = rest.split()[0].lower() if rest.split() else ""
-        verb = " has" if nxt in ("been", "got", "had", "done", "gone", "made", "taken") or nxt.endswith("ed") else " is"
+        # "she's been", "he's moved": has; "she's called Luna", "he's married", "she's 3": is
+        passive = nxt in ("called", "named", "married", "engaged", "divorced", "retired", "adopted", "based", "allergic",
+                          "obsessed", "interested", "excited", "scared", "tired", "worried", "located", "related")
+        verb = " has" if not passive and (nxt in ("been", "got", "had", "done", "gone", "made", "taken") or nxt.endswith("ed")) else " is"
     elif " " in m.group(0):
         verb = " " + m.group(0).split()[-1]
-    return f"{who.describe()}{verb}{rest}"
+    return f"{ref or who.describe()}{verb}{rest}"
 
 
 def _attribute(sentence: str) -> str | None:
@@ -181,10 +188,17 @@ def candidates(
     out: dict[str, Candidate] = {}
     pending: list[tuple[str, Candidate]] = []  # sentence facts waiting for the classifier
     last: Mention | None = None
+    prev: Candidate | None = None  # the fact the sentence before made (a fragment may finish it)
     for raw in sentences(text):
         for sentence in _statement_clauses(_HEADLINE.sub("", raw)):
             sentence = _APOSTROPHE_LESS.sub(lambda m: _APOSTROPHES[m.group(0).lower()], _CLOSER.sub("", sentence))
             sentence = _OPENER.sub("", sentence) or sentence  # "ngl my job...": the classifier reads the statement
+            if prev is not None and _FRAGMENT.match(sentence):  # "She's pregnant with her second! Due in November."
+                tail, day = absolute(sentence.strip().rstrip(".!?"), today)
+                prev.text = f"{prev.text.rstrip('.!? ')}, {tail[0].lower()}{tail[1:]}."
+                prev.happens_on = prev.happens_on or (day.isoformat() if day else None)
+                continue
+            prev = None
             if _IMPLICIT_I.match(sentence):
                 sentence = ("I've " if sentence[:4].lower() == "been" else "I ") + sentence[0].lower() + sentence[1:]
             found = mentions(sentence, known)
@@ -193,6 +207,8 @@ def candidates(
             change = bool(_UPDATE.search(sentence))
             if reason == disclosure.NO_ONE and any(d.date > today for d in find_dates(sentence, today)):
                 reason = None  # "The boiler engineer is coming tomorrow": a date in the user's life
+            if reason == disclosure.NO_ONE and last is not None and _PRONOUN.match(sentence):
+                reason = None  # "My brother lives in Paris. He's a chef.": he is the brother
             if reason == disclosure.NO_ONE and change and is_english(sentence):
                 # "Yoga moved to Sundays now": kept only if it replaces a fact said before
                 out[sentence.lower()] = Candidate(third_person(sentence), _kind(sentence, None), updates=True,
@@ -228,10 +244,14 @@ def candidates(
             # "My sister Maya is visiting next week": who someone in the user's life is, whatever
             # the classifier makes of the rest of the sentence
             introduces = any(m.relation and m.name and m.name.split()[0].lower() not in known_names for m in found)
+            prev = c if english else None
             if forced or (attribute and subject is not None) or (english and (day is not None or introduces)):
                 out[c.text.lower()] = c
             elif english:
-                pending.append((sentence, c))
+                # the classifier reads "He's a chef." as "my brother is a chef." (whom it is about)
+                read = _with_subject(sentence, subject, " ".join(w for w in ("my", subject.relation, subject.name) if w)
+                                     if subject.relation else subject.name) if subject is not None and _PRONOUN.match(sentence) else sentence
+                pending.append((read, c))
     if pending:
         probs = _disclosure_probabilities([s for s, _ in pending], embedder)
         for (_, c), p in zip(pending, probs, strict=True):

@@ -35,6 +35,7 @@ MONDAY = dt.date(2026, 3, 2)
     ("I hiked on Sunday, and on Saturday I will relax.", "I hiked on Sunday 1 March 2026, and on Saturday 7 March 2026 I will relax.",
      "2026-03-01"),
     ("I'm so excited about Saturday!", "I'm so excited about Saturday 7 March 2026!", "2026-03-07"),  # no "on" after "about"
+    ("I need to go to the bank on Friday.", "I need to go to the bank on Friday 6 March 2026.", "2026-03-06"),  # "need" is no past
 ])
 def test_relative_dates_are_resolved_against_the_day_they_were_said(said, written, day):
     text, date = absolute(said, MONDAY)
@@ -173,7 +174,7 @@ def test_chat_that_leaves_its_i_out_is_still_about_the_user(said, fact, embedder
     assert [c.text for c in candidates(said, today=MONDAY, embedder=embedder)] == [fact]
 
 
-@pytest.mark.parametrize("said", ["Got it, thanks.", "Been there, done that.", "Just saying."])
+@pytest.mark.parametrize("said", ["Got it, thanks.", "Been there, done that.", "Just saying.", "Actually an idea for later."])
 def test_chat_fillers_without_an_i_are_no_facts(said, embedder):
     assert candidates(said, today=MONDAY, embedder=embedder) == []
 

@@ -73,7 +73,7 @@ _PAST = re.compile(
     r"(?i)\b(?:was|were|had|did|went|got\s+(?:promoted|married|engaged|fired|hired|back|home|sick|dumped|accepted|rejected)|turned|met|saw|bought|moved|started|finished|passed|ran|came|left|took|"
     r"made|told|said|spent|visited|celebrated|adopted|graduated|lost|won|broke|fell|died|married|watched|played|"
     r"cooked|tried|hiked|called|texted|ate|drank|slept|wrote|read\s+(?:it|a|the)|flew|drove|rode|"
-    r"(?:i|we|he|she|they|you)\s+(?:\w+\s+)?\w+ed)\b")
+    r"(?:i|we|he|she|they|you)\s+(?:\w+\s+)?\w+[^\We]ed)\b")  # "I stayed", not "I need"
 _FUTURE = re.compile(r"(?i)\b(?:will|'ll|going\s+to|gonna|plan|planning|hope|want|wanna|can't\s+wait|looking\s+forward|"
                      r"excited|nervous|worried|dreading|scared|booked|is|are|am|'m|'re)\b")
 _PREPOSITION_BEFORE = re.compile(r"(?i)\b(?:about|for|until|till|before|after|by|since|from|to|of|than|like)\s+$")

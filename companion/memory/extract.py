@@ -108,7 +108,9 @@ _OPENER = re.compile(
 # a statement that leaves its "I" out, as chat does ("been learning spanish for 200 days",
 # "just got back from japan", "finally passed my driving test"): the verbs it starts with
 _IMPLICIT_I = re.compile(
-    r"(?i)^(?:(been)|(?:just|finally|recently|also|still|literally|actually)\s+(?=[a-z]+(?:ed|ought|ot|ent|an|on|ew|ade|ound|ost|et)\b)"
+    r"(?i)^(?:(been)|(?:just|finally|recently|also|still|literally|actually)\s+"
+    r"(?=(?:[a-z]{2,}[^\We]ed|got|met|ran|won|began|left|lost|sent|spent|went|came|saw|did|had|made|bought|brought|"
+    r"thought|caught|taught|found|told|sold|flew|drew|threw|grew|knew|took|gave|quit)\b)"
     r"|(?:got|started|finished|moved|bought|booked|passed|failed|quit|joined|adopted|visited|turned|"
     r"signed\s+up|graduated|landed|ran|met)\b)")
 # "im a huge fan of ghibli", "ive been vegan since 2019": the user's I without its apostrophe

@@ -76,6 +76,7 @@ _PAST = re.compile(
     r"(?:i|we|he|she|they|you)\s+(?:\w+\s+)?\w+[^\We]ed)\b")  # "I stayed", not "I need"
 _FUTURE = re.compile(r"(?i)\b(?:will|'ll|going\s+to|gonna|plan|planning|hope|want|wanna|can't\s+wait|looking\s+forward|"
                      r"excited|nervous|worried|dreading|scared|booked|is|are|am|'m|'re)\b")
+_CLAUSE_BREAK = re.compile(r"[.;!?]|,\s+(?:but|and|so)\b")  # a date's clause ends at these
 _PREPOSITION_BEFORE = re.compile(r"(?i)\b(?:about|for|until|till|before|after|by|since|from|to|of|than|like)\s+$")
 
 
@@ -191,8 +192,7 @@ def find_dates(text: str, today: dt.date) -> list[DateMention]:
             day, relative = _resolve(m, kind, today)
             if day is None:
                 continue
-            clause = (re.split(r"[.;!?]|,\s+(?:but|and|so)\b", text[:m.start()])[-1] + " "
-                      + re.split(r"[.;!?]|,\s+(?:but|and|so)\b", text[m.end():])[0])  # the date's clause
+            clause = _CLAUSE_BREAK.split(text[:m.start()])[-1] + " " + _CLAUSE_BREAK.split(text[m.end():])[0]
             if kind == "weekday" and _PAST.search(clause) and not _FUTURE.search(clause):
                 day = _last_weekday(today, day.weekday())
             found.append(DateMention(m.start(), m.end(), m.group(0), day, relative))

@@ -114,7 +114,7 @@ _IMPLICIT_I = re.compile(
     r"|(?:got|started|finished|moved|bought|booked|passed|failed|quit|joined|adopted|visited|turned|"
     r"signed\s+up|graduated|landed|ran|met)\b)")
 # "im a huge fan of ghibli", "ive been vegan since 2019": the user's I without its apostrophe
-_APOSTROPHES = {"im": "I'm", "ive": "I've", "i'm": "I'm", "i've": "I've"}
+_APOSTROPHES = {"im": "I'm", "ive": "I've"}
 _APOSTROPHE_LESS = re.compile(r"(?i)(?<![\w'])(?:im|ive)(?![\w'])")
 # a fragment that finishes the fact before it ("Due in November.", "Back on Monday.")
 _FRAGMENT = re.compile(r"(?i)^(?:due|born|expected|starting|back|home|arriving|landing|leaving|done|finished|ready)\s+"
@@ -250,9 +250,10 @@ def candidates(
             if forced or (attribute and subject is not None) or (english and (day is not None or introduces)):
                 out[c.text.lower()] = c
             elif english:
-                # the classifier reads "He's a chef." as "my brother is a chef." (whom it is about)
-                read = _with_subject(sentence, subject, " ".join(w for w in ("my", subject.relation, subject.name) if w)
-                                     if subject.relation else subject.name) if subject is not None and _PRONOUN.match(sentence) else sentence
+                read = sentence  # the classifier reads "He's a chef." as "my brother is a chef." (whom it is about)
+                if subject is not None and _PRONOUN.match(sentence):
+                    read = _with_subject(sentence, subject, f"my {subject.relation} {subject.name or ''}".strip()
+                                         if subject.relation else subject.name)
                 pending.append((read, c))
     if pending:
         probs = _disclosure_probabilities([s for s, _ in pending], embedder)
@@ -366,7 +367,7 @@ def remember(
     return changes
 
 
-_NEGATION = re.compile(r"(?i)\b(?:not|no\s+longer|never|any\s*more|n't|stopped|quit|gave\s+up|given\s+up)\b|n't\b")
+_NEGATION = re.compile(r"(?i)\b(?:not|no\s+longer|never|any\s*more|stopped|quit|gave\s+up|given\s+up)\b|n't\b")
 
 
 def _negated(text: str) -> bool:

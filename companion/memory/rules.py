@@ -13,6 +13,7 @@ import datetime as dt
 import re
 
 from companion.memory.facts import Candidate
+from companion.memory.grammar import third_person
 from companion.memory.passages import sentences
 
 _PLACE = r"([A-Z][\w'.-]*(?:(?:\s+|,\s*|\s+(?:de|del|la|le|upon|on|am)\s+)[A-Z][\w'.-]*)*)"
@@ -108,7 +109,7 @@ def sentence_rules(sentence: str, today: str) -> list[Candidate]:
             if verb in ("love", "adore"):
                 text = f"The user loves {obj3}."
             out.append(Candidate(text, "preference", f"user.likes.{_slug(obj)}"))
-    for m in re.finditer(r"(?i:\b(?:i'm|i am|im)\s+(?:a\s+|an\s+)?(?:(?:huge|big|massive|great|real|total|die-hard|long-time)\s+)?"
+    for m in re.finditer(_IM + r"(?i:\s+(?:a\s+|an\s+)?(?:(?:huge|big|massive|great|real|total|die-hard|long-time)\s+)?"
                          r"(fan|lover)\s+of\s+)" + _CLAUSE, s):  # "I'm a huge fan of Studio Ghibli films"
         obj = _clean(m.group(2))
         if obj.split() and obj.split()[0].lower() not in _VAGUE:
@@ -119,8 +120,6 @@ def sentence_rules(sentence: str, today: str) -> list[Candidate]:
     if m := find(r"(?i:\b(?:((?:my\s+)?[\w'-]+(?:\s+[\w'-]+)?)\s+and\s+(?:i|me)|we)\s+(?:just\s+|finally\s+|recently\s+|officially\s+)?"
                  r"(broke\s+up|split\s+up|separated|got\s+divorced|divorced|got\s+engaged|got\s+married|got\s+back\s+together|"
                  r"moved\s+in\s+together)\b)"):
-        from companion.memory.grammar import third_person
-
         said = s[m.start():]
         if not m.group(1):  # "we got married": the user and their partner, not their family
             said = re.sub(r"(?i)^we\b", "the user and their partner", said)
